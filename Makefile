@@ -1,0 +1,45 @@
+# People and CI use the same targets. Everything runs from a local virtual environment that the
+# first target needing it creates by itself.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: help demo test lint typecheck bench check wheel clean install uninstall reliability
+
+help:
+	@echo "make demo       run the pipeline on a generated demo calendar (no account needed)"
+	@echo "make test       run the test suite"
+	@echo "make lint       ruff (lint and format check)"
+	@echo "make typecheck  mypy --strict on daemon/ and connectors/"
+	@echo "make bench      print the benchmark figures"
+	@echo "make wheel      build the wheel into dist/"
+	@echo "make install    install as a system service under /opt/recruitmail (root)"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[all,dev]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m daemon.demo --out demo-output
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check daemon connectors tests bench
+	$(BIN)/ruff format --check daemon connectors tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+bench: $(STAMP)
+	$(BIN)/python bench/once_pass.py
+
+wheel: $(STAMP)
+	$(BIN)/python -m build --wheel --outdir dist .
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info demo-output .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,68 @@
+"""Calendar sources and draft sinks, one module per provider, behind ``connectors.base``.
+
+A provider module defines ``SourceOptions`` and ``open_source`` when it reads calendars, and
+``SinkOptions`` and ``open_sink`` when it writes drafts. Adding a provider is one line here.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+from typing import Any
+
+from pydantic import ValidationError
+
+from connectors.base import CalendarSource, ConnectorContext, MailboxSink
+from daemon.errors import ConfigError
+
+PROVIDERS: dict[str, str] = {
+    "ics": "connectors.ics",
+    "maildir": "connectors.maildir",
+}
+
+
+def _provider(name: str, role: str, where: str) -> ModuleType:
+    module_name = PROVIDERS.get(name)
+    if module_name is None:
+        raise ConfigError(f"{where}.type: unknown provider {name!r}; known: {', '.join(sorted(PROVIDERS))}")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(
+            f"{where}.type = {name!r} needs an optional package that is not installed ({exc.name}); "
+            f"install recruitmail[{name}] or recruitmail[all]"
+        ) from None
+    if not hasattr(module, f"open_{role}"):
+        raise ConfigError(f"{where}.type: provider {name!r} cannot serve as a {role}")
+    return module
+
+
+def _options(module: ModuleType, role: str, raw: dict[str, Any], where: str) -> Any:
+    model = getattr(module, f"{role.capitalize()}Options")
+    try:
+        return model(**raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{where}.{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors()
+        )
+        raise ConfigError(problems) from None
+
+
+def validate_options(name: str, role: str, raw: dict[str, Any], where: str) -> None:
+    """Check a mailbox's source or sink options without opening anything."""
+    _options(_provider(name, role, where), role, raw, where)
+
+
+def open_source(name: str, raw: dict[str, Any], context: ConnectorContext, where: str) -> CalendarSource:
+    """Build the calendar source ``name`` from its options."""
+    module = _provider(name, "source", where)
+    source: CalendarSource = module.open_source(_options(module, "source", raw, where), context)
+    return source
+
+
+def open_sink(name: str, raw: dict[str, Any], context: ConnectorContext, where: str) -> MailboxSink:
+    """Build the draft sink ``name`` from its options."""
+    module = _provider(name, "sink", where)
+    sink: MailboxSink = module.open_sink(_options(module, "sink", raw, where), context)
+    return sink

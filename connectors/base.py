@@ -1,0 +1,126 @@
+"""The two small contracts every provider implements: a calendar source and a draft sink.
+
+Terms:
+- *cursor*: an opaque string a source hands back after each sync and receives on the next one.
+  ``None`` asks for a full sync of the window. A source that cannot use a cursor any more raises
+  ``CursorExpired``; the caller then asks again with ``None``.
+- *window*: the span of time the source must cover; events outside it may be omitted.
+- *key*: a ``DraftKey``. A sink stores the key *in* the draft (a Message-ID derived from it plus an
+  ``X-Recruitmail-Key`` header, or a provider property), so that ``find_draft`` can find a draft it
+  created even when our own ledger does not know it was created (a crash after the provider
+  answered).
+- *ref*: a ``DraftRef``, what a sink returns to point at a draft later.
+
+Errors: connectors raise only the types in ``daemon.errors``. A call that may have reached the
+provider without an answer raises ``AmbiguousError``; the caller looks the key up before retrying.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from daemon.models import (
+    DraftKey,
+    DraftMessage,
+    DraftRef,
+    DraftState,
+    Period,
+    PersonInfo,
+    SyncResult,
+)
+
+KEY_HEADER = "X-Recruitmail-Key"
+"""The header that carries ``DraftKey.id`` in every draft recruitmail writes."""
+
+
+class CalendarSource(Protocol):
+    """Reads one recruiter's calendar incrementally. Never writes to it."""
+
+    def sync(self, cursor: str | None, window: Period) -> SyncResult:
+        """Return what changed since ``cursor`` (everything in ``window`` when it is ``None``).
+
+        Raises ``CursorExpired`` when the cursor is no longer accepted.
+        """
+        ...
+
+    def close(self) -> None:
+        """Release connections. Safe to call more than once."""
+        ...
+
+
+class MailboxSink(Protocol):
+    """Writes drafts into one recruiter's mailbox. Never sends, never deletes."""
+
+    def find_draft(self, key: DraftKey) -> DraftRef | None:
+        """The draft carrying ``key``, wherever it is now (drafts, sent), or ``None``."""
+        ...
+
+    def create_draft(self, message: DraftMessage) -> DraftRef:
+        """Create a draft carrying ``message.key``. Raises ``AmbiguousError`` if unsure it landed."""
+        ...
+
+    def draft_state(self, ref: DraftRef) -> DraftState:
+        """Whether the draft is still ours and pending, edited by the recruiter, sent or deleted."""
+        ...
+
+    def update_draft(self, ref: DraftRef, message: DraftMessage) -> DraftRef:
+        """Replace the content of a draft that is still pending (never an edited one)."""
+        ...
+
+    def mark_obsolete(self, ref: DraftRef) -> None:
+        """Mark a draft as no longer wanted in a way the mail client shows. Never deletes it."""
+        ...
+
+    def close(self) -> None:
+        """Release connections. Safe to call more than once."""
+        ...
+
+
+@runtime_checkable
+class KnowsLastContact(Protocol):
+    """Optional: a sink that can read the recruiter's sent mail."""
+
+    def last_contact(self, address: str, since: datetime) -> datetime | None:
+        """When the recruiter last sent mail to ``address`` after ``since``, if ever."""
+        ...
+
+
+@runtime_checkable
+class KnowsOutOfOffice(Protocol):
+    """Optional: a sink that can read the recruiter's scheduled absence."""
+
+    def out_of_office(self) -> list[Period]:
+        """Scheduled out-of-office periods (may be empty)."""
+        ...
+
+
+@runtime_checkable
+class KnowsPeople(Protocol):
+    """Optional: a sink backed by an organisation directory."""
+
+    def lookup_person(self, address: str) -> PersonInfo | None:
+        """Name and job title of a colleague, when the directory has them."""
+        ...
+
+
+@runtime_checkable
+class KnowsTimeZone(Protocol):
+    """Optional: a sink or source that knows the recruiter's time zone."""
+
+    def time_zone(self) -> str | None:
+        """An IANA zone name, or ``None`` when unknown."""
+        ...
+
+
+@dataclass(frozen=True)
+class ConnectorContext:
+    """What every connector may know about the mailbox it serves."""
+
+    mailbox: str
+    mailbox_name: str
+    time_zone: str
+    company_domains: tuple[str, ...]
+    state_dir: Path

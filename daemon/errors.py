@@ -1,0 +1,50 @@
+"""The one error tree of recruitmail.
+
+    RecruitmailError
+    ├── ConfigError      the configuration or a template is wrong: say what to fix, and where
+    ├── AuthError        credentials, consent or a permission is missing: say which
+    ├── TransientError   try again later (outage, throttling, timeout before the request was sent)
+    │   └── AmbiguousError   the request may or may not have been carried out (timeout or reset
+    │                        after it was sent): look the item up before trying again
+    ├── CursorExpired    the calendar's sync cursor is no longer valid: do a full resync
+    └── PermanentError   this one item cannot be done (bad data, refused request): skip it, go on
+
+Provider and SDK exceptions never pass a connector's boundary; they become one of these.
+"""
+
+from __future__ import annotations
+
+
+class RecruitmailError(Exception):
+    """Root of every error recruitmail raises on purpose."""
+
+
+class ConfigError(RecruitmailError):
+    """The configuration or a template is invalid. The message names the file, key and fix."""
+
+
+class AuthError(RecruitmailError):
+    """Sign-in failed or a permission is missing. The message names what to grant."""
+
+
+class TransientError(RecruitmailError):
+    """A temporary failure: the same call may succeed later.
+
+    ``retry_after`` is the provider's own wait in seconds, when it gave one.
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class AmbiguousError(TransientError):
+    """The request was sent but its outcome is unknown: look up before any retry."""
+
+
+class CursorExpired(RecruitmailError):
+    """The calendar source refused the stored cursor; a full resync is needed."""
+
+
+class PermanentError(RecruitmailError):
+    """This one item cannot be processed; skip it with this reason and continue."""

@@ -1,0 +1,384 @@
+"""Configuration: one TOML file, environment overrides, secrets from files or systemd credentials.
+
+Every key carries its help text here (``description=``); ``config/recruitmail.example.toml``
+shows them all with examples. Loading raises ``ConfigError`` naming the file, the key and the fix.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from datetime import date, time
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from daemon.errors import ConfigError
+from daemon.models import normalise_address
+
+DEFAULT_CONFIG_PATH = Path("/etc/recruitmail/recruitmail.toml")
+LANGUAGES = ("sv", "en")
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+Localised = dict[str, str]
+"""A text per language code, e.g. ``{sv = "…", en = "…"}``."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {value!r}: use an IANA name such as Europe/Stockholm") from exc
+    return value
+
+
+class CompanyTexts(Section):
+    """Employer-branding texts, one or two lines each, in one language."""
+
+    history: str = Field("", description="History and vision of the company.")
+    values: str = Field("", description="The company's values.")
+    culture: str = Field("", description="Culture and working environment.")
+    social: str = Field("", description="Social life and community: after-work, conferences, events.")
+    development: str = Field("", description="Development and career: training, mentoring, moves.")
+
+
+class Company(Section):
+    name: str = Field(description="The company name, shown in every mail.")
+    domains: list[str] = Field(description="Mail domains of the company: attendees outside them are candidates.")
+    country: str = Field("SE", description="ISO country code for public holidays (holidays package).")
+    time_zone: str = Field("Europe/Stockholm", description="Default time zone of recruiters.")
+    closure_days: list[date] = Field(default_factory=list, description="Extra company closure days.")
+    careers_url: str = Field("", description="Link to the careers site.")
+    texts: dict[str, CompanyTexts] = Field(default_factory=dict, description="Branding texts per language.")
+
+    _zone = field_validator("time_zone")(_check_zone)
+
+    @field_validator("domains")
+    @classmethod
+    def _lower_domains(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("name at least one company mail domain, e.g. domains = [\"example.se\"]")
+        return [d.strip().lower().lstrip("@") for d in value]
+
+
+class Person(Section):
+    """A colleague who may sit on an interview panel or stand in for a recruiter."""
+
+    name: str = Field(description="Full name.")
+    role: Localised | str = Field("", description="Role or job title (text, or one per language).")
+    bio: Localised | str = Field("", description="One-line introduction (text, or one per language).")
+    phone: str = Field("", description="Phone number, shown when this person stands in.")
+
+    def role_in(self, language: str) -> str:
+        return _pick(self.role, language)
+
+    def bio_in(self, language: str) -> str:
+        return _pick(self.bio, language)
+
+
+def _pick(value: Localised | str, language: str) -> str:
+    if isinstance(value, str):
+        return value
+    return value.get(language) or next(iter(value.values()), "")
+
+
+class Stage(Section):
+    """One interview stage: the nth interview with a candidate uses the nth stage (the last repeats)."""
+
+    name: Localised = Field(description="What the stage is called, per language.")
+    agenda: dict[str, list[str]] = Field(default_factory=dict, description="Agenda items per language.")
+    next_steps: Localised = Field(default_factory=dict, description="What happens after this stage.")
+    decision_working_days: int = Field(5, ge=0, le=60, description="Working days until the candidate hears back.")
+
+
+class Detection(Section):
+    subject_pattern: str = Field(
+        "intervju|interview|samtal",
+        description="Regular expression (case-insensitive) a subject must match to be an interview.",
+    )
+    categories: list[str] = Field(
+        default_factory=lambda: ["Rekrytering", "Recruitment"],
+        description="Events carrying any of these categories are interviews whatever the subject.",
+    )
+    english_categories: list[str] = Field(
+        default_factory=lambda: ["EN", "English"],
+        description="Categories that switch the candidate's mails to English.",
+    )
+    swedish_categories: list[str] = Field(
+        default_factory=lambda: ["SV", "Svenska"],
+        description="Categories that switch the candidate's mails to Swedish.",
+    )
+
+    @field_validator("subject_pattern")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from exc
+        return value
+
+
+class Touchpoint(Section):
+    enabled: bool = Field(True, description="Draft this kind of mail at all.")
+
+
+class ThankYou(Touchpoint):
+    delay_minutes: int = Field(15, ge=0, le=24 * 60, description="Minutes after the interview ends.")
+    valid_working_days: int = Field(2, ge=1, le=20, description="Working days after the end it stays worth sending.")
+
+
+class StatusUpdate(Touchpoint):
+    after_working_days: int = Field(5, ge=1, le=60, description="Working days of silence before an update.")
+    max_repeats: int = Field(2, ge=1, le=10, description="At most this many updates after one interview.")
+    at: time = Field(time(9, 0), description="Local time of day the update becomes due.")
+
+
+class WeekendGreeting(Touchpoint):
+    weekday: str = Field("friday", description="Day of the week the greeting is due.")
+    at: time = Field(time(9, 0), description="Local time it becomes due.")
+
+    @field_validator("weekday")
+    @classmethod
+    def _weekday(cls, value: str) -> str:
+        if value.lower() not in WEEKDAYS:
+            raise ValueError(f"use one of {', '.join(WEEKDAYS)}")
+        return value.lower()
+
+
+class HolidayGreeting(Touchpoint):
+    min_days_off: int = Field(3, ge=2, le=30, description="A run of at least this many days off.")
+    at: time = Field(time(9, 0), description="Local time it becomes due.")
+
+
+class VacationNotice(Touchpoint):
+    min_working_days: int = Field(3, ge=1, le=60, description="Absences of at least this many working days.")
+    at: time = Field(time(9, 0), description="Local time it becomes due.")
+
+
+class Touchpoints(Section):
+    welcome: Touchpoint = Touchpoint()
+    interview_details: Touchpoint = Touchpoint()
+    thank_you: ThankYou = ThankYou()
+    status_update: StatusUpdate = StatusUpdate()
+    weekend_greeting: WeekendGreeting = WeekendGreeting()
+    holiday_greeting: HolidayGreeting = HolidayGreeting()
+    vacation_notice: VacationNotice = VacationNotice()
+    reschedule_notice: Touchpoint = Touchpoint()
+    active_days: int = Field(30, ge=1, le=365, description="A candidate counts as in process this many days after their last interview.")
+
+
+class Vacation(Section):
+    start: date = Field(description="First day away.")
+    end: date = Field(description="Last day away (inclusive).")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Vacation:
+        if self.end < self.start:
+            raise ValueError("end is before start")
+        return self
+
+
+class ProviderOptions(BaseModel):
+    """A connector's options: ``type`` names the provider; the provider's own model checks the rest."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    type: str = Field(description="Provider name: ics, maildir, microsoft, google, caldav, imap.")
+
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class Mailbox(Section):
+    address: str = Field(description="The recruiter's mail address.")
+    name: str = Field(description="The recruiter's name, as candidates see it.")
+    title: Localised | str = Field("", description="The recruiter's role (text, or one per language).")
+    phone: str = Field("", description="Phone number in the signature.")
+    signature: str = Field("", description="Extra signature lines (plain text).")
+    language: str = Field("sv", description="Default language of this recruiter's mails.")
+    time_zone: str | None = Field(None, description="Overrides the mailbox's own and the company's zone.")
+    stand_in: str = Field("", description="Address (in [people]) of who stands in during vacations.")
+    vacations: list[Vacation] = Field(default_factory=list, description="Planned vacations.")
+    source: ProviderOptions = Field(description="Where the calendar is read from.")
+    sink: ProviderOptions = Field(description="Where drafts are written.")
+
+    _zone = field_validator("time_zone")(lambda cls, v: v if v is None else _check_zone(v))
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        if "@" not in value:
+            raise ValueError(f"{value!r} is not a mail address")
+        return normalise_address(value)
+
+    @field_validator("language")
+    @classmethod
+    def _language(cls, value: str) -> str:
+        if value not in LANGUAGES:
+            raise ValueError(f"use one of {', '.join(LANGUAGES)}")
+        return value
+
+    def title_in(self, language: str) -> str:
+        return _pick(self.title, language)
+
+
+class Service(Section):
+    state_dir: Path = Field(Path("/var/lib/recruitmail"), description="Where the SQLite state lives.")
+    interval_seconds: int = Field(300, ge=10, le=86400, description="Seconds between reconcile passes.")
+    templates_dir: Path | None = Field(None, description="Templates that override the defaults, file by file.")
+    window_past_days: int = Field(30, ge=1, le=365, description="Calendar days synced into the past.")
+    window_future_days: int = Field(90, ge=1, le=730, description="Calendar days synced into the future.")
+    lookback_days: int = Field(14, ge=1, le=90, description="How far back missed touchpoints are looked for (and skipped as stale).")
+    lookup_grace_seconds: int = Field(120, ge=0, le=3600, description="Wait after an unclear create before looking the draft up again.")
+    log_format: Literal["text", "json"] = Field("text", description="Log line format.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
+    metrics_address: str = Field("127.0.0.1", description="Address of the Prometheus endpoint.")
+    metrics_port: int = Field(0, ge=0, le=65535, description="Port of the Prometheus endpoint (0 = off).")
+
+
+class Settings(BaseSettings):
+    """The whole configuration. Environment variables ``RECRUITMAIL_<SECTION>__<KEY>`` override the file."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RECRUITMAIL_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    company: Company
+    people: dict[str, Person] = Field(default_factory=dict, description="Colleagues by mail address.")
+    stages: list[Stage] = Field(default_factory=list, description="Interview stages, in order.")
+    detection: Detection = Detection()
+    touchpoints: Touchpoints = Touchpoints()
+    service: Service = Service()
+    mailboxes: list[Mailbox] = Field(description="The recruiters whose calendars are watched.")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment wins over the file, which arrives as init arguments.
+        return (env_settings, init_settings)
+
+    @field_validator("people")
+    @classmethod
+    def _people_keys(cls, value: dict[str, Person]) -> dict[str, Person]:
+        return {normalise_address(k): v for k, v in value.items()}
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Settings:
+        seen: set[str] = set()
+        for box in self.mailboxes:
+            if box.address in seen:
+                raise ValueError(f"mailbox {box.address} is listed twice")
+            seen.add(box.address)
+            if box.stand_in and normalise_address(box.stand_in) not in self.people:
+                raise ValueError(
+                    f"mailbox {box.address}: stand_in {box.stand_in!r} is not in [people]; add it there"
+                )
+        if not self.mailboxes:
+            raise ValueError("configure at least one [[mailboxes]] entry")
+        return self
+
+    def person(self, address: str) -> Person | None:
+        return self.people.get(normalise_address(address))
+
+    def mailbox(self, address: str) -> Mailbox:
+        wanted = normalise_address(address)
+        for box in self.mailboxes:
+            if box.address == wanted:
+                return box
+        raise ConfigError(f"no mailbox {address!r} in the configuration")
+
+    def zone_for(self, box: Mailbox) -> ZoneInfo:
+        return ZoneInfo(box.time_zone or self.company.time_zone)
+
+
+def config_path(explicit: str | Path | None = None) -> Path:
+    """The configuration file: ``--config``, else ``$RECRUITMAIL_CONFIG``, else the system default."""
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get("RECRUITMAIL_CONFIG")
+    return Path(env) if env else DEFAULT_CONFIG_PATH
+
+
+def load_settings(path: str | Path | None = None) -> Settings:
+    """Read, validate and return the configuration, or raise ``ConfigError`` saying what to fix."""
+    file = config_path(path)
+    try:
+        raw = file.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{file}: no such configuration file; copy config/recruitmail.example.toml there "
+            "or name another with --config / RECRUITMAIL_CONFIG"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read it ({exc.strerror})") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{file}: not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file}: TOML syntax error: {exc}") from None
+    _resolve_relative_paths(data, file.parent)
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(file, exc)) from None
+
+
+def _describe(file: Path, exc: ValidationError) -> str:
+    lines = [f"{file}: {exc.error_count()} problem(s) in the configuration:"]
+    for err in exc.errors():
+        where = _key_path(err["loc"])
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            message = "unknown key (misspelt? see config/recruitmail.example.toml)"
+        elif err["type"] == "missing":
+            message = "required key is missing"
+        lines.append(f"  {where}: {message}")
+    return "\n".join(lines)
+
+
+def _key_path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+_PATH_KEYS = {"path", "state_dir", "templates_dir", "maildir", "ca_file", "token_cache", "key_file"}
+
+
+def _resolve_relative_paths(data: dict[str, Any], base: Path) -> None:
+    """Relative paths in the file are relative to the file, not to the working directory."""
+    def visit(node: Any) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if k in _PATH_KEYS and isinstance(v, str) and v and not _is_absolute(v):
+                    node[k] = str((base / v).resolve())
+                else:
+                    visit(v)
+        elif isinstance(node, list):
+            for item in node:
+                visit(item)
+
+    visit(data)
+
+
+def _is_absolute(value: str) -> bool:
+    return value.startswith(("/", "~")) or "://" in value
