@@ -41,5 +41,11 @@ bench: $(STAMP)
 wheel: $(STAMP)
 	$(BIN)/python -m build --wheel --outdir dist .
 
+install: wheel
+	sh scripts/install.sh
+
+uninstall:
+	sh scripts/uninstall.sh
+
 clean:
 	rm -rf $(VENV) build dist *.egg-info demo-output .pytest_cache .mypy_cache .ruff_cache

@@ -205,3 +205,9 @@ class DraftRef:
 
     remote_id: str
     fingerprint: str = ""
+
+
+def pseudonym(address: str) -> str:
+    """A stable short stand-in for a person's address in logs above DEBUG ("cand-1a2b3c4d")."""
+    digest = hashlib.sha256(normalise_address(address).encode("utf-8")).hexdigest()
+    return f"cand-{digest[:8]}"

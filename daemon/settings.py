@@ -237,6 +237,8 @@ class Service(Section):
     window_past_days: int = Field(30, ge=1, le=365, description="Calendar days synced into the past.")
     window_future_days: int = Field(90, ge=1, le=730, description="Calendar days synced into the future.")
     lookback_days: int = Field(14, ge=1, le=90, description="How far back missed touchpoints are looked for (and skipped as stale).")
+    workers: int = Field(4, ge=1, le=64, description="Mailboxes reconciled at the same time.")
+    pass_timeout_seconds: int = Field(600, ge=5, le=86400, description="A pass running longer than this is hung: the watchdog stops and systemd restarts the service.")
     lookup_grace_seconds: int = Field(120, ge=0, le=3600, description="Wait after an unclear create before looking the draft up again.")
     log_format: Literal["text", "json"] = Field("text", description="Log line format.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")

@@ -1,0 +1,1366 @@
+"""Google Workspace: Google Calendar v3 as a calendar source and Gmail v1 as a draft sink.
+
+Sign-in is a service account with domain-wide delegation (impersonating the recruiter) or, for one
+recruiter, an installed-app OAuth refresh token (``installed_app_login``). Each credential asks for
+the least scopes its job needs:
+
+=====================================  ==========================================================
+scope                                  what it unlocks
+=====================================  ==========================================================
+``calendar.events.readonly``           the calendar sync and the calendar's time zone (default)
+``calendar.readonly``                  the same, when ``calendar_scope = "calendar.readonly"``
+``gmail.compose``                      create, find, read and update drafts (always)
+``gmail.settings.basic``               the vacation responder → vacation periods (``read_vacation``)
+``gmail.metadata``                     headers of Sent mail: last contact, and telling a sent draft
+                                       from a deleted one (``read_sent``)
+``gmail.modify``                       labelling obsolete drafts (``label_obsolete``); it also
+                                       covers everything ``gmail.metadata`` does
+=====================================  ==========================================================
+
+Exactly-once drafting: httplib2 re-sends a request, POST included, when the server drops the
+connection without answering. Our HTTP object makes one attempt for every request that changes
+something and reports a dropped answer as ``AmbiguousError``; the caller then looks the draft up
+by its Message-ID before trying again.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import os
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from email import message_from_bytes, policy
+from email.utils import getaddresses, parsedate_to_datetime
+from html.parser import HTMLParser
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from typing import Any, Literal, cast
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import google.auth.exceptions
+import google_auth_httplib2
+import httplib2
+from google.oauth2 import credentials as oauth_credentials
+from google.oauth2 import service_account
+from googleapiclient import discovery
+from googleapiclient.errors import HttpError
+from googleapiclient.http import HttpRequest
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from connectors.base import KEY_HEADER, ConnectorContext
+from daemon.errors import (
+    AmbiguousError,
+    AuthError,
+    ConfigError,
+    CursorExpired,
+    PermanentError,
+    TransientError,
+)
+from daemon.mime import build_message
+from daemon.models import (
+    Attendee,
+    DraftKey,
+    DraftMessage,
+    DraftRef,
+    DraftState,
+    Event,
+    Period,
+    Response,
+    SyncResult,
+    normalise_address,
+)
+from daemon.secrets import load_secret
+
+log = logging.getLogger(__name__)
+
+SCOPE_PREFIX = "https://www.googleapis.com/auth/"
+CALENDAR_EVENTS_READONLY = SCOPE_PREFIX + "calendar.events.readonly"
+CALENDAR_READONLY = SCOPE_PREFIX + "calendar.readonly"
+GMAIL_COMPOSE = SCOPE_PREFIX + "gmail.compose"
+GMAIL_METADATA = SCOPE_PREFIX + "gmail.metadata"
+GMAIL_MODIFY = SCOPE_PREFIX + "gmail.modify"
+GMAIL_SETTINGS_BASIC = SCOPE_PREFIX + "gmail.settings.basic"
+
+DEFAULT_TOKEN_URI = "https://oauth2.googleapis.com/token"
+DEFAULT_CALENDAR_ENDPOINT = "https://www.googleapis.com/"
+DEFAULT_GMAIL_ENDPOINT = "https://gmail.googleapis.com/"
+
+# A full sync covers a little more than the window asked for, so that the window sliding forward
+# day by day keeps using the sync token (one request per idle cycle) instead of forcing a full sync.
+WINDOW_SLACK = timedelta(days=7)
+RATE_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded"})
+SERVER_ERRORS = frozenset({500, 502, 503, 504})
+SENT_LABEL = "SENT"
+
+DIGEST_HEADER = "X-Recruitmail-Content"
+"""Carries ``content_digest`` of the draft as written, so an adopted draft can be checked too."""
+
+Sleeper = Callable[[float], None]
+
+
+# ---------------------------------------------------------------------------------------------
+# Options
+# ---------------------------------------------------------------------------------------------
+
+
+class GoogleOptions(BaseModel):
+    """Options shared by the Google source and sink (one table may serve both)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    auth: Literal["service_account", "oauth"] = Field(
+        "service_account",
+        description="service_account: a key with domain-wide delegation (organisations); "
+        "oauth: one recruiter's own consent, stored by `recruitmail login google`.",
+    )
+    key_file: Path | None = Field(
+        None,
+        description="service_account: the JSON key file. oauth: the OAuth client file "
+        "(type Desktop app) used by `recruitmail login google`.",
+    )
+    credentials: str | None = Field(
+        None,
+        description="The same JSON as key_file, as a secret reference "
+        "(credential:NAME, file:/path or env:NAME). Use one of key_file and credentials.",
+    )
+    token_file: Path | None = Field(
+        None,
+        description="oauth: where the refresh token is kept (mode 0600); default "
+        "STATE_DIR/google-token-<mailbox>.json.",
+    )
+    subject: str | None = Field(
+        None, description="service_account: the user to impersonate; default the mailbox address."
+    )
+    calendar_id: str = Field("primary", description="The calendar to read.")
+    calendar_scope: Literal["calendar.events.readonly", "calendar.readonly"] = Field(
+        "calendar.events.readonly", description="The calendar scope to ask for."
+    )
+    calendar_endpoint: str | None = Field(
+        None, description="Root URL of the Calendar API (private endpoints, tests)."
+    )
+    gmail_endpoint: str | None = Field(
+        None, description="Root URL of the Gmail API (private endpoints, tests)."
+    )
+    token_uri: str | None = Field(
+        None, description="OAuth token endpoint; default the key file's token_uri, else Google's."
+    )
+    ca_file: Path | None = Field(
+        None, description="CA bundle for TLS; default $SSL_CERT_FILE, else the bundled one."
+    )
+    obsolete_label: str = Field(
+        "recruitmail/obsolete", description="Gmail label put on drafts that are no longer wanted."
+    )
+    label_obsolete: bool = Field(
+        False, description="Label obsolete drafts (needs the gmail.modify scope)."
+    )
+    read_vacation: bool = Field(
+        False, description="Read the vacation responder (needs gmail.settings.basic)."
+    )
+    read_sent: bool = Field(
+        False,
+        description="Read Sent mail headers: last contact, sent vs deleted (needs gmail.metadata).",
+    )
+    page_size: int = Field(250, ge=1, le=2500, description="Events per page of events.list.")
+    timeout_seconds: float = Field(60.0, gt=0, le=600, description="Timeout of one HTTP request.")
+    max_attempts: int = Field(
+        6, ge=1, le=20, description="Tries of one call when Google throttles or fails."
+    )
+    max_backoff_seconds: float = Field(
+        32.0, gt=0, le=600, description="Longest wait between two tries."
+    )
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> GoogleOptions:
+        if self.key_file is not None and self.credentials is not None:
+            raise ValueError("set key_file or credentials, not both")
+        if self.auth == "service_account" and self.key_file is None and self.credentials is None:
+            raise ValueError(
+                "auth = service_account needs the key: key_file = PATH or credentials = credential:NAME"
+            )
+        return self
+
+
+class SourceOptions(GoogleOptions):
+    """Options of the Google Calendar source."""
+
+
+class SinkOptions(GoogleOptions):
+    """Options of the Gmail draft sink."""
+
+
+def calendar_scopes(options: GoogleOptions) -> list[str]:
+    """The scopes the calendar source asks for."""
+    return [SCOPE_PREFIX + options.calendar_scope]
+
+
+def gmail_scopes(options: GoogleOptions) -> list[str]:
+    """The least Gmail scopes that serve the features the options switch on."""
+    scopes = [GMAIL_COMPOSE]
+    if options.read_vacation:
+        scopes.append(GMAIL_SETTINGS_BASIC)
+    if options.label_obsolete:
+        # gmail.modify covers what gmail.metadata would add; asking for both would make Google
+        # apply the narrower metadata rules to every read.
+        scopes.append(GMAIL_MODIFY)
+    elif options.read_sent:
+        scopes.append(GMAIL_METADATA)
+    return scopes
+
+
+def all_scopes(options: GoogleOptions) -> list[str]:
+    """Every scope the options need: what the administrator grants, what login asks for."""
+    return calendar_scopes(options) + gmail_scopes(options)
+
+
+# ---------------------------------------------------------------------------------------------
+# Transport: one attempt for anything that changes state
+# ---------------------------------------------------------------------------------------------
+
+
+class NotFound(PermanentError):
+    """Google answered 404: the item does not exist (any more)."""
+
+
+class _Unanswered(httplib2.HttpLib2Error):  # type: ignore[misc]
+    """A request that changes state was sent and no answer came back."""
+
+
+class _OneRequest:
+    """Wraps a connection so that a second ``request`` on it (httplib2's own retry) is refused."""
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+        self.sent = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+    def request(self, *args: Any, **kwargs: Any) -> Any:
+        if self.sent:
+            raise _Unanswered("the connection broke after the request was sent")
+        self.sent = True
+        return self._conn.request(*args, **kwargs)
+
+
+class SingleShotHttp(httplib2.Http):  # type: ignore[misc]
+    """An ``httplib2.Http`` that never re-sends a POST, PUT, PATCH or DELETE by itself.
+
+    httplib2 retries on a dropped connection (module-wide ``RETRIES``, and once more on a bad
+    status line whatever ``RETRIES`` says). For reads that is harmless and kept; for writes a
+    second copy of ``drafts.create`` would be a duplicate draft, so this object makes exactly one
+    attempt, on a fresh connection, and raises ``_Unanswered`` when the answer is lost.
+    """
+
+    def _conn_request(
+        self, conn: Any, request_uri: str, method: str, body: Any, headers: Any
+    ) -> Any:
+        if method in ("GET", "HEAD", "OPTIONS"):
+            return super()._conn_request(conn, request_uri, method, body, headers)
+        # A kept-alive connection the server has meanwhile closed would look like a dropped answer.
+        conn.close()
+        guarded = _OneRequest(conn)
+        try:
+            return super()._conn_request(guarded, request_uri, method, body, headers)
+        except _Unanswered:
+            conn.close()
+            raise
+        except Exception as exc:
+            conn.close()
+            if guarded.sent:
+                raise _Unanswered(f"no answer after the request was sent ({exc!r})") from exc
+            raise
+
+
+def _http(options: GoogleOptions) -> SingleShotHttp:
+    ca = options.ca_file or os.environ.get("SSL_CERT_FILE") or None
+    return SingleShotHttp(timeout=options.timeout_seconds, ca_certs=str(ca) if ca else None)
+
+
+# ---------------------------------------------------------------------------------------------
+# Credentials
+# ---------------------------------------------------------------------------------------------
+
+
+def _read_json_secret(options: GoogleOptions, what: str) -> dict[str, Any]:
+    if options.key_file is not None:
+        try:
+            text = options.key_file.expanduser().read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"{what}: cannot read {options.key_file} ({exc.strerror})") from None
+    elif options.credentials is not None:
+        text = load_secret(options.credentials, what)
+    else:
+        raise ConfigError(f"{what}: set key_file or credentials")
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise ConfigError(f"{what}: the key is not JSON; download it again from Google") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{what}: the key is not a JSON object")
+    return data
+
+
+def default_token_file(context: ConnectorContext) -> Path:
+    """Where ``installed_app_login`` keeps a recruiter's refresh token by default."""
+    safe = re.sub(r"[^a-z0-9@._-]", "_", context.mailbox.lower())
+    return context.state_dir / f"google-token-{safe}.json"
+
+
+@dataclass(frozen=True)
+class _Grant:
+    credentials: Any
+    who: str  # names the grant in error messages (never a candidate)
+    how_to_fix: str
+
+
+def _grant(options: GoogleOptions, context: ConnectorContext, scopes: list[str]) -> _Grant:
+    if options.auth == "service_account":
+        info = _read_json_secret(options, "google service account key")
+        if info.get("type") != "service_account":
+            raise ConfigError(
+                "google service account key: this JSON is not a service account key "
+                f"(type {info.get('type')!r}); create a key under IAM → Service accounts → Keys"
+            )
+        if options.token_uri:
+            info = {**info, "token_uri": options.token_uri}
+        subject = options.subject or context.mailbox
+        try:
+            creds = service_account.Credentials.from_service_account_info(  # type: ignore[no-untyped-call]
+                info, scopes=scopes
+            )
+        except (ValueError, KeyError) as exc:
+            raise ConfigError(f"google service account key: unusable ({exc})") from None
+        creds = creds.with_subject(subject)
+        client_id = info.get("client_id", "?")
+        return _Grant(
+            creds,
+            f"service account {info.get('client_email', '?')} acting as {subject}",
+            f"in the Google Admin console (Security → Access and data control → API controls → "
+            f"Domain-wide delegation) client ID {client_id} must be granted "
+            f"{', '.join(scopes)}; the user must exist and not be suspended, and the key must "
+            "not be deleted or disabled",
+        )
+    token_file = options.token_file or default_token_file(context)
+    try:
+        stored = json.loads(token_file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise AuthError(
+            f"google: no sign-in stored at {token_file}; run `recruitmail login google`"
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"google token_file {token_file}: unreadable ({exc})") from None
+    token_uri = options.token_uri or stored.get("token_uri") or DEFAULT_TOKEN_URI
+    # from_authorized_user_file would ignore token_uri: build the credentials ourselves.
+    creds = oauth_credentials.Credentials(  # type: ignore[no-untyped-call]
+        None,
+        refresh_token=stored.get("refresh_token"),
+        token_uri=token_uri,
+        client_id=stored.get("client_id"),
+        client_secret=stored.get("client_secret"),
+        scopes=scopes,
+    )
+    return _Grant(
+        creds,
+        f"the OAuth sign-in of {context.mailbox}",
+        f"run `recruitmail login google` again; it asks for {', '.join(all_scopes(options))}",
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Calls with backoff and error mapping
+# ---------------------------------------------------------------------------------------------
+
+
+def _error_parts(exc: HttpError) -> tuple[int, str, str]:
+    status = int(exc.resp.status)
+    reason, message = "", ""
+    try:
+        body = json.loads(exc.content.decode("utf-8"))
+        error = body.get("error", {})
+        if isinstance(error, dict):
+            message = str(error.get("message", ""))
+            errors = error.get("errors") or []
+            if errors and isinstance(errors[0], dict):
+                reason = str(errors[0].get("reason", ""))
+            if not reason:
+                reason = str(error.get("status", ""))
+        else:
+            reason = str(error)
+            message = str(body.get("error_description", ""))
+    except (ValueError, AttributeError, UnicodeDecodeError):
+        message = exc.content[:200].decode("utf-8", "replace")
+    return status, reason, message
+
+
+def _retry_after(exc: HttpError) -> float | None:
+    value = exc.resp.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        try:
+            return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
+        except (TypeError, ValueError):
+            return None
+
+
+def _is_throttled(status: int, reason: str) -> bool:
+    return status == 429 or (status == 403 and reason in RATE_REASONS)
+
+
+class _Caller:
+    """Runs API requests: backoff on throttling and outages, one error vocabulary out."""
+
+    def __init__(self, options: GoogleOptions, grant: _Grant, sleep: Sleeper, rng: random.Random):
+        self._options = options
+        self._grant = grant
+        self._sleep = sleep
+        self._rng = rng
+        self.requests = 0  # API requests made (token grants excluded): the bench reads it
+
+    def backoff(self, attempt: int, retry_after: float | None) -> float:
+        """Capped exponential backoff with full jitter; the server's Retry-After is a floor."""
+        cap = self._options.max_backoff_seconds
+        delay = self._rng.uniform(0, min(cap, 2.0**attempt))
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, cap))
+        return delay
+
+    def call(
+        self,
+        build: Callable[[], HttpRequest],
+        what: str,
+        *,
+        on_server_error: Callable[[], dict[str, Any] | None] | None = None,
+    ) -> dict[str, Any]:
+        """Execute the request ``build`` makes, retrying what Google says may be retried.
+
+        ``on_server_error`` runs before retrying after a 5xx answer to a request that changes
+        state (it may have been carried out); a non-``None`` result is returned instead.
+        """
+        attempt = 0
+        while True:
+            try:
+                self.requests += 1
+                result = build().execute(num_retries=0)
+                return cast(dict[str, Any], result or {})
+            except HttpError as exc:
+                status, reason, message = _error_parts(exc)
+                retryable = _is_throttled(status, reason) or status in SERVER_ERRORS
+                wait = _retry_after(exc)
+                if not retryable or attempt + 1 >= self._options.max_attempts:
+                    raise self._mapped(status, reason, message, what, wait) from None
+                delay = self.backoff(attempt, wait)
+                log.info("google %s: %s %s, retrying in %.1fs", what, status, reason, delay)
+                self._sleep(delay)
+                attempt += 1
+                if status in SERVER_ERRORS and on_server_error is not None:
+                    found = on_server_error()
+                    if found is not None:
+                        return found
+            except _Unanswered as exc:
+                raise AmbiguousError(
+                    f"google {what}: the connection broke after the request was sent; "
+                    "look it up before trying again"
+                ) from exc
+            except google.auth.exceptions.RefreshError as exc:
+                raise self._refresh_failed(exc) from None
+            except google.auth.exceptions.TransportError as exc:
+                raise TransientError(f"google sign-in for {what}: network error ({exc})") from None
+            except (OSError, httplib2.HttpLib2Error) as exc:
+                # Reads and failed connects: nothing was changed, a later try is safe.
+                raise TransientError(f"google {what}: network error ({exc!r})") from None
+
+    def _mapped(
+        self, status: int, reason: str, message: str, what: str, wait: float | None
+    ) -> Exception:
+        text = f"google {what}: HTTP {status} {reason}: {message}".strip()
+        if _is_throttled(status, reason) or status in SERVER_ERRORS:
+            return TransientError(text, retry_after=wait)
+        if status == 410 and reason in ("fullSyncRequired", "updatedMinTooLongAgo"):
+            return CursorExpired(text)
+        if status == 401:
+            return AuthError(f"{text}; {self._grant.who}: {self._grant.how_to_fix}")
+        if status == 403 and reason in ("dailyLimitExceeded", "quotaExceeded"):
+            return TransientError(text, retry_after=3600.0)
+        if status == 403:
+            return AuthError(
+                f"{text}; {self._grant.who} lacks a permission: {self._grant.how_to_fix}"
+            )
+        if status == 404:
+            return NotFound(text)
+        return PermanentError(text)
+
+    def _refresh_failed(self, exc: google.auth.exceptions.RefreshError) -> Exception:
+        data = exc.args[1] if len(exc.args) > 1 and isinstance(exc.args[1], dict) else {}
+        code = str(data.get("error", "")) or str(exc.args[0]).partition(":")[0]
+        if getattr(exc, "retryable", False):
+            return TransientError(f"google sign-in: temporary failure ({exc.args[0]})")
+        return AuthError(
+            f"google sign-in refused for {self._grant.who} ({code}: "
+            f"{data.get('error_description', exc.args[0])}); this mailbox is paused until "
+            f"fixed: {self._grant.how_to_fix}"
+        )
+
+
+def _endpoint(root: str | None, default: str, service_path: str = "") -> str:
+    url = (root or default).rstrip("/") + "/"
+    if service_path and not url.endswith(service_path):
+        url += service_path
+    return url
+
+
+def _build(api: str, version: str, endpoint: str, grant: _Grant, options: GoogleOptions) -> Any:
+    http = google_auth_httplib2.AuthorizedHttp(grant.credentials, http=_http(options))
+    return discovery.build(
+        api,
+        version,
+        http=http,
+        static_discovery=True,
+        cache_discovery=False,
+        client_options={"api_endpoint": endpoint},
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Calendar source
+# ---------------------------------------------------------------------------------------------
+
+
+class _TextOfHtml(HTMLParser):
+    _BREAKS = frozenset({"br", "p", "div", "li", "tr", "h1", "h2", "h3", "h4", "ul", "ol"})
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._href: str | None = None
+        self._link_text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self._BREAKS:
+            self.parts.append("\n")
+        if tag == "li":
+            self.parts.append("- ")
+        if tag == "a":
+            self._href = dict(attrs).get("href") or None
+            self._link_text = []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("p", "div", "li", "tr", "h1", "h2", "h3", "h4"):
+            self.parts.append("\n")
+        if tag == "a" and self._href is not None:
+            if self._href not in "".join(self._link_text):
+                self.parts.append(f" <{self._href}>")
+            self._href = None
+
+    def handle_data(self, data: str) -> None:
+        self.parts.append(data)
+        if self._href is not None:
+            self._link_text.append(data)
+
+
+_LOOKS_LIKE_HTML = re.compile(r"<(?:br|p|div|a|b|i|u|ul|ol|li|span|strong|em)\b[^>]*>", re.I)
+
+
+def html_to_text(description: str) -> str:
+    """Google stores descriptions edited in its web UI as HTML; the core wants plain text."""
+    if not _LOOKS_LIKE_HTML.search(description):
+        return description
+    parser = _TextOfHtml()
+    parser.feed(description)
+    parser.close()
+    text = "".join(parser.parts).replace("\xa0", " ")
+    lines = [line.rstrip() for line in text.splitlines()]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+
+
+_RESPONSES = {
+    "accepted": Response.ACCEPTED,
+    "tentative": Response.TENTATIVE,
+    "declined": Response.DECLINED,
+    "needsAction": Response.NEEDS_ACTION,
+}
+
+
+def _zone(name: str | None, fallback: ZoneInfo) -> ZoneInfo:
+    if not name:
+        return fallback
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return fallback
+
+
+def _when(value: Mapping[str, Any], zone: ZoneInfo) -> tuple[datetime, bool]:
+    here = _zone(value.get("timeZone"), zone)
+    if value.get("dateTime"):
+        moment = datetime.fromisoformat(str(value["dateTime"]))
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=here)
+        return moment.astimezone(here), False
+    day = date.fromisoformat(str(value["date"]))
+    return datetime(day.year, day.month, day.day, tzinfo=here), True
+
+
+def recurrence_id(original: Mapping[str, Any], zone: ZoneInfo) -> str:
+    """An occurrence's original start in iCalendar form: UTC ``YYYYMMDDTHHMMSSZ``, or ``YYYYMMDD``."""
+    if original.get("dateTime"):
+        moment, _ = _when(original, zone)
+        return moment.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return date.fromisoformat(str(original["date"])).strftime("%Y%m%d")
+
+
+def _online_url(item: Mapping[str, Any]) -> str:
+    if item.get("hangoutLink"):
+        return str(item["hangoutLink"])
+    entry_points = (item.get("conferenceData") or {}).get("entryPoints") or []
+    for kind in ("video", "more", "phone"):
+        for entry in entry_points:
+            if entry.get("entryPointType") == kind and entry.get("uri"):
+                return str(entry["uri"])
+    return ""
+
+
+def event_from_google(item: Mapping[str, Any], zone: ZoneInfo) -> Event:
+    """One ``events.list`` item (``singleEvents=True``) as an ``Event``."""
+    start, all_day = _when(item["start"], zone)
+    end, _ = _when(item.get("end") or item["start"], zone)
+    attendees = tuple(
+        Attendee(
+            address=str(a["email"]),
+            name=str(a.get("displayName", "")),
+            response=_RESPONSES.get(str(a.get("responseStatus", "")), Response.NONE),
+            is_resource=bool(a.get("resource", False)),
+            is_organizer=bool(a.get("organizer", False)),
+            optional=bool(a.get("optional", False)),
+        )
+        for a in item.get("attendees") or ()
+        if a.get("email")
+    )
+    organizer = None
+    if (item.get("organizer") or {}).get("email"):
+        org = item["organizer"]
+        address = normalise_address(str(org["email"]))
+        answer = next((a.response for a in attendees if a.address == address), Response.ACCEPTED)
+        organizer = Attendee(
+            address=address,
+            name=str(org.get("displayName", "")),
+            response=answer,
+            is_organizer=True,
+        )
+    updated = None
+    if item.get("updated"):
+        updated = datetime.fromisoformat(str(item["updated"]))
+    original = item.get("originalStartTime")
+    return Event(
+        event_id=str(item["id"]),
+        ical_uid=str(item.get("iCalUID") or item["id"]),
+        subject=str(item.get("summary", "")),
+        start=start,
+        end=end,
+        recurrence_id=recurrence_id(original, zone) if original else "",
+        body=html_to_text(str(item.get("description", ""))),
+        all_day=all_day,
+        cancelled=item.get("status") == "cancelled",
+        location=str(item.get("location", "")),
+        online_url=_online_url(item),
+        organizer=organizer,
+        attendees=attendees,
+        updated=updated,
+    )
+
+
+def _encode_cursor(token: str, start: datetime, end: datetime, calendar_id: str) -> str:
+    return json.dumps(
+        {
+            "v": 1,
+            "token": token,
+            "from": start.isoformat(),
+            "to": end.isoformat(),
+            "cal": calendar_id,
+        },
+        separators=(",", ":"),
+    )
+
+
+def _decode_cursor(cursor: str) -> tuple[str, datetime, datetime, str] | None:
+    try:
+        data = json.loads(cursor)
+        return (
+            str(data["token"]),
+            datetime.fromisoformat(data["from"]),
+            datetime.fromisoformat(data["to"]),
+            str(data["cal"]),
+        )
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+class GoogleCalendarSource:
+    """Reads one recruiter's Google calendar with ``events.list`` and sync tokens."""
+
+    def __init__(
+        self,
+        options: SourceOptions,
+        context: ConnectorContext,
+        *,
+        sleep: Sleeper = time.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._options = options
+        grant = _grant(options, context, calendar_scopes(options))
+        self._caller = _Caller(options, grant, sleep, rng or random.Random())
+        endpoint = _endpoint(options.calendar_endpoint, DEFAULT_CALENDAR_ENDPOINT, "calendar/v3/")
+        self._service = _build("calendar", "v3", endpoint, grant, options)
+        self._zone_name: str | None = None
+        self._fallback_zone = _zone(context.time_zone, ZoneInfo("UTC"))
+
+    @property
+    def requests(self) -> int:
+        """API requests made so far."""
+        return self._caller.requests
+
+    def time_zone(self) -> str | None:
+        """The calendar's own time zone, as the last ``events.list`` answer gave it."""
+        return self._zone_name
+
+    def sync(self, cursor: str | None, window: Period) -> SyncResult:
+        """Full sync of ``window`` without a cursor; else what changed since the sync token."""
+        if cursor is not None:
+            decoded = _decode_cursor(cursor)
+            if decoded is None:
+                raise CursorExpired("google: the stored cursor is not one of ours")
+            token, start, end, calendar_id = decoded
+            if (
+                calendar_id == self._options.calendar_id
+                and start <= window.start
+                and window.end <= end
+            ):
+                return self._incremental(token, start, end)
+            log.info("google calendar: the window moved past the synced span; full sync")
+        return self._full(window)
+
+    def _full(self, window: Period) -> SyncResult:
+        start = window.start.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        end = window.end.astimezone(UTC) + WINDOW_SLACK
+        events: list[Event] = []
+        removed: list[str] = []
+        params = {
+            "timeMin": start.isoformat().replace("+00:00", "Z"),
+            "timeMax": end.isoformat().replace("+00:00", "Z"),
+        }
+        token = self._pages(params, events, removed)
+        return SyncResult(
+            tuple(events),
+            tuple(removed),
+            _encode_cursor(token, start, end, self._options.calendar_id),
+            full=True,
+        )
+
+    def _incremental(self, token: str, start: datetime, end: datetime) -> SyncResult:
+        events: list[Event] = []
+        removed: list[str] = []
+        new_token = self._pages({"syncToken": token}, events, removed)
+        return SyncResult(
+            tuple(events),
+            tuple(removed),
+            _encode_cursor(new_token, start, end, self._options.calendar_id),
+            full=False,
+        )
+
+    def _pages(self, params: dict[str, str], events: list[Event], removed: list[str]) -> str:
+        page_token: str | None = None
+        while True:
+            # Every page, and every later syncToken call, carries the same parameters: Google
+            # ties a sync token to the query that made it.
+            extra = dict(params)
+            if page_token:
+                extra["pageToken"] = page_token
+
+            def request(extra: dict[str, str] = extra) -> HttpRequest:
+                return self._service.events().list(
+                    calendarId=self._options.calendar_id,
+                    singleEvents=True,
+                    maxResults=self._options.page_size,
+                    **extra,
+                )
+
+            page = self._caller.call(request, "events.list")
+            if page.get("timeZone"):
+                self._zone_name = str(page["timeZone"])
+            zone = _zone(self._zone_name, self._fallback_zone)
+            for item in page.get("items") or ():
+                if item.get("status") == "cancelled" or "start" not in item:
+                    removed.append(str(item["id"]))
+                    continue
+                try:
+                    events.append(event_from_google(item, zone))
+                except (KeyError, ValueError, TypeError) as exc:
+                    log.warning("google calendar: skipping event %s: %s", item.get("id"), exc)
+            page_token = page.get("nextPageToken")
+            if not page_token:
+                sync_token = page.get("nextSyncToken")
+                if not sync_token:
+                    raise TransientError(
+                        "google events.list: the last page carried no nextSyncToken"
+                    )
+                return str(sync_token)
+
+    def close(self) -> None:
+        """Release the HTTP connections."""
+        _close(self._service)
+
+
+def _close(service: Any) -> None:
+    try:
+        service.close()
+    except Exception:  # closing is best effort: nothing useful to do on failure
+        log.debug("closing the google client failed", exc_info=True)
+
+
+def open_source(
+    options: SourceOptions,
+    context: ConnectorContext,
+    *,
+    sleep: Sleeper = time.sleep,
+    rng: random.Random | None = None,
+) -> GoogleCalendarSource:
+    """The Google Calendar source of one mailbox."""
+    return GoogleCalendarSource(options, context, sleep=sleep, rng=rng)
+
+
+# ---------------------------------------------------------------------------------------------
+# Gmail sink
+# ---------------------------------------------------------------------------------------------
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def content_digest(raw: bytes) -> str:
+    """A digest of what a reader sees in a mail: recipients, subject, text and HTML parts.
+
+    Header order, transfer encoding and headers Gmail adds do not change it; any edit does.
+    """
+    mail = message_from_bytes(raw, policy=policy.default)
+    parts = [
+        ",".join(a for _, a in getaddresses([str(v) for v in mail.get_all("To", [])])).lower(),
+        ",".join(a for _, a in getaddresses([str(v) for v in mail.get_all("Cc", [])])).lower(),
+        str(mail.get("Subject", "")),
+    ]
+    for kind in ("plain", "html"):
+        body = mail.get_body(preferencelist=(kind,))
+        content = body.get_content() if body is not None else ""
+        parts.append(content.replace("\r\n", "\n").strip() if isinstance(content, str) else "")
+    return hashlib.sha256("\x00".join(parts).encode("utf-8")).hexdigest()[:32]
+
+
+def _bare(message_id: str) -> str:
+    return message_id.strip().strip("<>")
+
+
+class GmailSink:
+    """Writes drafts into one recruiter's Gmail with ``drafts.create`` (raw JSON, never upload).
+
+    ``DraftRef.remote_id`` is ``DRAFT_ID:THREAD_ID:KEY_ID``: the draft id survives the recruiter's
+    edits; the thread id survives sending, which is how a sent draft is told from a deleted one
+    (the key id picks our mail out of a thread). A sent mail found by its key has no draft id.
+    """
+
+    def __init__(
+        self,
+        options: SinkOptions,
+        context: ConnectorContext,
+        *,
+        sleep: Sleeper = time.sleep,
+        rng: random.Random | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._options = options
+        self._context = context
+        self._scopes = gmail_scopes(options)
+        grant = _grant(options, context, self._scopes)
+        self._caller = _Caller(options, grant, sleep, rng or random.Random())
+        endpoint = _endpoint(options.gmail_endpoint, DEFAULT_GMAIL_ENDPOINT)
+        self._service = _build("gmail", "v1", endpoint, grant, options)
+        self._clock = clock
+        self._label_id: str | None = None
+        self._lock = threading.Lock()
+        self._sent_scan: _SentScan | None = None
+
+    @property
+    def requests(self) -> int:
+        """API requests made so far."""
+        return self._caller.requests
+
+    @property
+    def _users(self) -> Any:
+        return self._service.users()
+
+    def _can_read_sent(self) -> bool:
+        return GMAIL_METADATA in self._scopes or GMAIL_MODIFY in self._scopes
+
+    # -- lookups --------------------------------------------------------------------------------
+
+    def _draft_by_message_id(self, message_id: str) -> dict[str, Any] | None:
+        listing = self._caller.call(
+            lambda: self._users.drafts().list(
+                userId="me", q=f"rfc822msgid:{_bare(message_id)}", maxResults=10
+            ),
+            "drafts.list",
+        )
+        drafts = listing.get("drafts") or []
+        return cast(dict[str, Any], drafts[0]) if drafts else None
+
+    def _get_draft(self, draft_id: str, fmt: str) -> dict[str, Any] | None:
+        try:
+            got = self._caller.call(
+                lambda: self._users.drafts().get(userId="me", id=draft_id, format=fmt),
+                "drafts.get",
+            )
+        except NotFound:
+            return None
+        return got
+
+    def find_draft(self, key: DraftKey) -> DraftRef | None:
+        """The draft whose Message-ID is the key's; once sent, its Sent copy (needs read_sent)."""
+        found = self._draft_by_message_id(key.message_id())
+        full = self._get_draft(str(found["id"]), "raw") if found is not None else None
+        if full is not None:
+            raw = _unb64(str(full["message"]["raw"]))
+            return DraftRef(_ref_id(full, key.id), _written_digest(raw))
+        thread = self._sent_thread(key.message_id())
+        if thread:
+            return DraftRef(_ref_id({"message": {"threadId": thread}}, key.id))
+        return None
+
+    def _sent_thread(self, message_id: str) -> str | None:
+        """The thread of the Sent mail with ``message_id``, when the scopes let us look."""
+        if GMAIL_MODIFY in self._scopes:
+            listing = self._caller.call(
+                lambda: self._users.messages().list(
+                    userId="me", q=f"rfc822msgid:{_bare(message_id)} in:sent", maxResults=1
+                ),
+                "messages.list",
+            )
+            messages = listing.get("messages") or []
+            return str(messages[0]["threadId"]) if messages else None
+        if GMAIL_METADATA in self._scopes:
+            return self._sent_scan_refresh().thread_of(_bare(message_id))
+        return None
+
+    # -- writing --------------------------------------------------------------------------------
+
+    def _thread_of(self, message_id: str) -> str | None:
+        earlier = self._draft_by_message_id(message_id)
+        if earlier is not None:
+            return str(earlier["message"]["threadId"])
+        return self._sent_thread(message_id)
+
+    def _raw(self, message: DraftMessage) -> tuple[str, str]:
+        mail = build_message(message, date=self._clock())
+        digest = content_digest(mail.as_bytes())
+        mail[DIGEST_HEADER] = digest
+        return _b64(mail.as_bytes()), digest
+
+    def create_draft(self, message: DraftMessage) -> DraftRef:
+        """Create the draft with ``drafts.create`` (JSON ``raw``); AmbiguousError if unanswered."""
+        body: dict[str, Any] = {"message": {}}
+        body["message"]["raw"], digest = self._raw(message)
+        if message.in_reply_to:
+            thread = self._thread_of(message.in_reply_to)
+            if thread:
+                body["message"]["threadId"] = thread
+
+        def already_there() -> dict[str, Any] | None:
+            found = self._draft_by_message_id(message.message_id)
+            if found is not None:
+                log.info("google drafts.create: found draft %s after a server error", found["id"])
+            return found
+
+        created = self._caller.call(
+            lambda: self._users.drafts().create(userId="me", body=body),
+            "drafts.create",
+            on_server_error=already_there,
+        )
+        log.info("google: created draft %s (%s)", created.get("id"), message.key.kind.value)
+        return DraftRef(_ref_id(created, message.key.id), digest)
+
+    def draft_state(self, ref: DraftRef) -> DraftState:
+        """Pending or edited while it is a draft; sent or deleted once it left the drafts."""
+        draft_id, thread_id, key_id = _split_ref(ref)
+        full = self._get_draft(draft_id, "raw") if draft_id else None
+        if full is not None:
+            raw = _unb64(str(full["message"]["raw"]))
+            expected = ref.fingerprint or _written_digest(raw)
+            return DraftState.PENDING if content_digest(raw) == expected else DraftState.EDITED
+        if thread_id and self._can_read_sent() and self._sent_in_thread(thread_id, key_id):
+            return DraftState.SENT
+        # With gmail.compose alone a sent draft cannot be told from a deleted one.
+        return DraftState.DELETED
+
+    def _sent_in_thread(self, thread_id: str, key_id: str) -> bool:
+        try:
+            thread = self._caller.call(
+                lambda: self._users.threads().get(
+                    userId="me",
+                    id=thread_id,
+                    format="metadata",
+                    metadataHeaders=["Message-ID", KEY_HEADER],
+                ),
+                "threads.get",
+            )
+        except NotFound:
+            return False
+        for message in thread.get("messages") or []:
+            if SENT_LABEL not in (message.get("labelIds") or []):
+                continue
+            headers = {
+                str(h.get("name", "")).lower(): str(h.get("value", ""))
+                for h in (message.get("payload") or {}).get("headers", [])
+            }
+            # A thread may hold earlier mail to the candidate: only our own key counts.
+            if headers.get(KEY_HEADER.lower()) == key_id or f"<rm-{key_id}@" in headers.get(
+                "message-id", ""
+            ):
+                return True
+        return False
+
+    def update_draft(self, ref: DraftRef, message: DraftMessage) -> DraftRef:
+        """Replace a pending draft's content (``drafts.update``); never an edited one."""
+        state = self.draft_state(ref)
+        if state is not DraftState.PENDING:
+            raise PermanentError(f"google: draft is {state.value}; it is not overwritten")
+        draft_id, thread_id, key_id = _split_ref(ref)
+        raw, digest = self._raw(message)
+        body: dict[str, Any] = {"id": draft_id, "message": {"raw": raw}}
+        if thread_id:
+            body["message"]["threadId"] = thread_id
+        updated = self._caller.call(
+            lambda: self._users.drafts().update(userId="me", id=draft_id, body=body),
+            "drafts.update",
+        )
+        return DraftRef(_ref_id(updated, key_id or message.key.id), digest)
+
+    def mark_obsolete(self, ref: DraftRef) -> None:
+        """Put the obsolete label on the draft (needs gmail.modify); else log and leave it."""
+        draft_id, _, _ = _split_ref(ref)
+        if not self._options.label_obsolete:
+            log.info(
+                "google: draft %s is obsolete but not labelled: set label_obsolete = true and "
+                "grant gmail.modify to have it labelled %r",
+                draft_id,
+                self._options.obsolete_label,
+            )
+            return
+        full = self._get_draft(draft_id, "minimal") if draft_id else None
+        if full is None:
+            return  # sent or deleted meanwhile: nothing left to mark
+        label = self._obsolete_label_id()
+        message_id = str(full["message"]["id"])
+        self._caller.call(
+            lambda: self._users.messages().modify(
+                userId="me", id=message_id, body={"addLabelIds": [label]}
+            ),
+            "messages.modify",
+        )
+
+    def _obsolete_label_id(self) -> str:
+        with self._lock:
+            if self._label_id is not None:
+                return self._label_id
+        listing = self._caller.call(lambda: self._users.labels().list(userId="me"), "labels.list")
+        wanted = self._options.obsolete_label
+        label_id = next(
+            (str(lb["id"]) for lb in listing.get("labels") or [] if lb.get("name") == wanted), None
+        )
+        if label_id is None:
+            created = self._caller.call(
+                lambda: self._users.labels().create(
+                    userId="me",
+                    body={
+                        "name": wanted,
+                        "labelListVisibility": "labelShow",
+                        "messageListVisibility": "show",
+                    },
+                ),
+                "labels.create",
+            )
+            label_id = str(created["id"])
+        with self._lock:
+            self._label_id = label_id
+        return label_id
+
+    # -- mailbox knowledge ----------------------------------------------------------------------
+
+    def out_of_office(self) -> list[Period]:
+        """The vacation responder's span when it is on and dated (needs gmail.settings.basic)."""
+        if not self._options.read_vacation:
+            return []
+        settings = self._caller.call(
+            lambda: self._users.settings().getVacation(userId="me"), "settings.getVacation"
+        )
+        if not settings.get("enableAutoReply"):
+            return []
+        if not settings.get("endTime"):
+            log.info("google: the vacation responder is on without an end date; not a vacation")
+            return []
+        end = datetime.fromtimestamp(int(settings["endTime"]) / 1000, UTC)
+        start = (
+            datetime.fromtimestamp(int(settings["startTime"]) / 1000, UTC)
+            if settings.get("startTime")
+            else self._clock()
+        )
+        return [Period(start, end)] if start < end else []
+
+    def last_contact(self, address: str, since: datetime) -> datetime | None:
+        """The newest Sent mail to ``address`` after ``since`` (needs gmail.metadata)."""
+        if not self._can_read_sent():
+            return None
+        wanted = normalise_address(address)
+        newest = self._sent_scan_refresh(since).newest_to(wanted)
+        return newest if newest is not None and newest >= since else None
+
+    def _sent_scan_refresh(self, since: datetime | None = None) -> _SentScan:
+        with self._lock:
+            if self._sent_scan is None:
+                self._sent_scan = _SentScan()
+            scan = self._sent_scan
+        horizon = since or (self._clock() - timedelta(days=30))
+        scan.refresh(self._caller, self._users, horizon)
+        return scan
+
+    def close(self) -> None:
+        """Release the HTTP connections."""
+        _close(self._service)
+
+
+class _SentScan:
+    """What the recruiter sent, from Sent mail headers (labelIds=SENT: allowed under metadata).
+
+    Newest first, only messages not seen before: a refresh of an unchanged mailbox is one request.
+    """
+
+    def __init__(self) -> None:
+        self._seen: set[str] = set()
+        self._newest: dict[str, datetime] = {}
+        self._threads: dict[str, str] = {}  # bare Message-ID → thread id
+        self._horizon: datetime | None = None
+
+    def newest_to(self, address: str) -> datetime | None:
+        return self._newest.get(address)
+
+    def thread_of(self, message_id: str) -> str | None:
+        return self._threads.get(message_id)
+
+    def refresh(self, caller: _Caller, users: Any, horizon: datetime) -> None:
+        deeper = self._horizon is None or horizon < self._horizon
+        page_token: str | None = None
+        while True:
+
+            def request(page_token: str | None = page_token) -> HttpRequest:
+                return users.messages().list(
+                    userId="me", labelIds=[SENT_LABEL], maxResults=100, pageToken=page_token
+                )
+
+            listing = caller.call(request, "messages.list")
+            reached_known = False
+            for ref in listing.get("messages") or []:
+                if ref["id"] in self._seen:
+                    reached_known = True
+                    if not deeper:
+                        break
+                    continue
+                when = self._read(caller, users, str(ref["id"]))
+                if when is not None and when < horizon:
+                    reached_known = True
+                    deeper = False
+                    break
+            page_token = listing.get("nextPageToken")
+            if not page_token or (reached_known and not deeper):
+                break
+        if self._horizon is None or horizon < self._horizon:
+            self._horizon = horizon
+
+    def _read(self, caller: _Caller, users: Any, message_id: str) -> datetime | None:
+        try:
+            got = caller.call(
+                lambda: users.messages().get(
+                    userId="me",
+                    id=message_id,
+                    format="metadata",
+                    metadataHeaders=["To", "Cc", "Date", "Message-ID"],
+                ),
+                "messages.get",
+            )
+        except PermanentError:
+            return None
+        self._seen.add(message_id)
+        headers = {
+            h["name"].lower(): str(h["value"])
+            for h in (got.get("payload") or {}).get("headers", [])
+        }
+        when: datetime | None = None
+        if got.get("internalDate"):
+            when = datetime.fromtimestamp(int(got["internalDate"]) / 1000, UTC)
+        elif headers.get("date"):
+            try:
+                when = parsedate_to_datetime(headers["date"])
+            except (TypeError, ValueError):
+                when = None
+        if headers.get("message-id"):
+            self._threads[_bare(headers["message-id"])] = str(got.get("threadId", ""))
+        if when is not None:
+            for _, addr in getaddresses([headers.get("to", ""), headers.get("cc", "")]):
+                if addr:
+                    key = normalise_address(addr)
+                    if key not in self._newest or self._newest[key] < when:
+                        self._newest[key] = when
+        return when
+
+
+def _ref_id(draft: Mapping[str, Any], key_id: str) -> str:
+    return f"{draft.get('id', '')}:{(draft.get('message') or {}).get('threadId', '')}:{key_id}"
+
+
+def _split_ref(ref: DraftRef) -> tuple[str, str, str]:
+    draft_id, thread_id, key_id = (ref.remote_id.split(":") + ["", ""])[:3]
+    return draft_id, thread_id, key_id
+
+
+def _written_digest(raw: bytes) -> str:
+    """The digest recorded in the draft when we wrote it ("" when a mail client dropped it)."""
+    mail = message_from_bytes(raw, policy=policy.default)
+    return str(mail.get(DIGEST_HEADER, "")).strip()
+
+
+def open_sink(
+    options: SinkOptions,
+    context: ConnectorContext,
+    *,
+    sleep: Sleeper = time.sleep,
+    rng: random.Random | None = None,
+) -> GmailSink:
+    """The Gmail draft sink of one mailbox."""
+    return GmailSink(options, context, sleep=sleep, rng=rng)
+
+
+# ---------------------------------------------------------------------------------------------
+# Single-user sign-in: `recruitmail login google`
+# ---------------------------------------------------------------------------------------------
+
+
+def installed_app_login(
+    options: GoogleOptions,
+    print_fn: Callable[[str], None],
+    context: ConnectorContext | None = None,
+    *,
+    port: int = 0,
+    wait_seconds: float = 600.0,
+) -> None:
+    """Ask one recruiter's consent in a browser and store the refresh token (mode 0600).
+
+    Console friendly: it prints the address to open; Google then sends the browser back to a
+    one-shot listener on 127.0.0.1 (forward the port with ``ssh -L`` on a remote machine).
+    """
+    from google_auth_oauthlib.flow import Flow
+
+    client = _read_json_secret(options, "google OAuth client")
+    section = client.get("installed") or client.get("web")
+    if not isinstance(section, dict):
+        raise ConfigError(
+            "google OAuth client: expected the JSON of an OAuth client of type 'Desktop app'"
+        )
+    if options.token_uri:
+        section = {**section, "token_uri": options.token_uri}
+    token_file = options.token_file
+    if token_file is None:
+        if context is None:
+            raise ConfigError("google login: set token_file (no mailbox given)")
+        token_file = default_token_file(context)
+
+    received: dict[str, str] = {}
+    done = threading.Event()
+
+    class Redirect(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            received["path"] = self.path
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; charset=utf-8")
+            self.end_headers()
+            self.wfile.write(b"recruitmail: signed in. You may close this window.\n")
+            done.set()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+    server = HTTPServer(("127.0.0.1", port), Redirect)
+    redirect_uri = f"http://127.0.0.1:{server.server_address[1]}/"
+    scopes = all_scopes(options)
+    flow = Flow.from_client_config({"installed": section}, scopes=scopes, redirect_uri=redirect_uri)
+    url, _ = flow.authorization_url(access_type="offline", prompt="consent")
+    print_fn(
+        "Open this address in a browser and allow recruitmail access:\n"
+        f"  {url}\n"
+        f"Google then returns the browser to {redirect_uri}; on a remote machine forward that "
+        f"port first (ssh -L {server.server_address[1]}:127.0.0.1:{server.server_address[1]} …)."
+    )
+    worker = threading.Thread(target=server.serve_forever, daemon=True)
+    worker.start()
+    try:
+        if not done.wait(wait_seconds):
+            raise AuthError("google login: no answer from the browser in time; run it again")
+    finally:
+        server.shutdown()
+        server.server_close()
+    try:
+        # oauthlib insists on https for the redirect it parses; the listener is loopback http.
+        flow.fetch_token(
+            authorization_response=redirect_uri.replace("http:", "https:", 1)
+            + received["path"].lstrip("/")
+        )
+    except Exception as exc:  # oauthlib and google-auth raise many types; all mean "refused"
+        raise AuthError(f"google login: the consent was not accepted ({exc})") from None
+    creds = flow.credentials
+    if not creds.refresh_token:
+        raise AuthError(
+            "google login: Google returned no refresh token; remove the app's access "
+            "in the Google account and run login again"
+        )
+    stored = {
+        "type": "authorized_user",
+        "client_id": section.get("client_id"),
+        "client_secret": section.get("client_secret"),
+        "refresh_token": creds.refresh_token,
+        "token_uri": section.get("token_uri", DEFAULT_TOKEN_URI),
+        "scopes": scopes,
+    }
+    _write_private(token_file, json.dumps(stored, indent=2) + "\n")
+    print_fn(f"Signed in; the refresh token is stored in {token_file} (mode 0600).")
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, text.encode("utf-8"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(temporary, path)

@@ -1,0 +1,372 @@
+"""Draft sink writing into a local Maildir++ folder that mutt, Thunderbird or Dovecot can open."""
+
+from __future__ import annotations
+
+import email.policy
+import email.utils
+import hashlib
+import logging
+import os
+import re
+import secrets
+import socket
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.parser import BytesHeaderParser
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from connectors.base import KEY_HEADER, ConnectorContext
+from daemon.errors import ConfigError, PermanentError, TransientError
+from daemon.mime import to_bytes
+from daemon.models import DraftKey, DraftMessage, DraftRef, DraftState, normalise_address
+
+log = logging.getLogger(__name__)
+
+OBSOLETE_KEYWORD = "recruitmail-obsolete"
+# Prepended to a draft that is no longer wanted: mutt/neomutt show X-Keywords and Keywords as
+# labels, Dovecot and Thunderbird's Maildir import read them; the F flag is shown everywhere.
+_OBSOLETE_LINES = (f"X-Keywords: {OBSOLETE_KEYWORD}", f"Keywords: {OBSOLETE_KEYWORD}")
+_NAME_KEY = re.compile(r"rm-([0-9a-f]{32})")
+_MAX_HEADER_BYTES = 256 * 1024
+
+
+class SinkOptions(BaseModel):
+    """Where the drafts go: a Maildir++ root and its Drafts and Sent folders."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: Path = Field(description="The Maildir++ root (created when missing, mode 0700).")
+    drafts_folder: str = Field(".Drafts", description="Folder under the root that holds drafts.")
+    sent_folder: str = Field(".Sent", description="Folder under the root that holds sent mail.")
+
+    @field_validator("drafts_folder", "sent_folder")
+    @classmethod
+    def _folder(cls, value: str) -> str:
+        if not value or "/" in value or value in (".", "..") or value.startswith(".."):
+            raise ValueError(
+                f"{value!r} is not a folder name under the Maildir root (e.g. .Drafts)"
+            )
+        return value
+
+
+def open_sink(options: SinkOptions, context: ConnectorContext) -> MaildirSink:
+    """Build the Maildir sink for one mailbox, creating missing folders."""
+    return MaildirSink(options, context)
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """One message file and the few headers the sink looks at."""
+
+    path: Path
+    base: str
+    flags: str
+    key_id: str
+    message_id: str
+    recipients: frozenset[str]
+    date: datetime | None
+
+    @property
+    def trashed(self) -> bool:
+        return "T" in self.flags
+
+
+class _Folder:
+    """A Maildir folder whose message headers are read once per file version and remembered."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._seen: dict[tuple[str, int, int], _Entry] = {}
+
+    def create(self, *, subfolder: bool) -> None:
+        for part in (self.path, self.path / "cur", self.path / "new", self.path / "tmp"):
+            part.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if subfolder:
+            # Maildir++ marks subfolders so that Courier/Dovecot list them.
+            (self.path / "maildirfolder").touch(mode=0o600, exist_ok=True)
+
+    def entries(self) -> list[_Entry]:
+        found: dict[tuple[str, int, int], _Entry] = {}
+        for sub in ("cur", "new"):
+            try:
+                listing = list(os.scandir(self.path / sub))
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise TransientError(f"{self.path / sub}: cannot list ({exc.strerror})") from None
+            for item in listing:
+                if item.name.startswith("."):
+                    continue
+                try:
+                    stat = item.stat()
+                except FileNotFoundError:
+                    continue  # renamed by a client since the listing
+                version = (f"{sub}/{item.name}", stat.st_mtime_ns, stat.st_size)
+                entry = self._seen.get(version) or _read_entry(Path(item.path))
+                if entry is not None:
+                    found[version] = entry
+        self._seen = found
+        return sorted(found.values(), key=lambda e: e.path.name)
+
+
+def _read_entry(path: Path) -> _Entry | None:
+    base, _, info = path.name.partition(":")
+    flags = info[2:] if info.startswith("2,") else ""
+    try:
+        with path.open("rb") as handle:
+            head = _header_block(handle.read(_MAX_HEADER_BYTES))
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise TransientError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        headers = BytesHeaderParser(policy=email.policy.compat32).parsebytes(head)
+        recipients = frozenset(
+            normalise_address(address)
+            for _, address in email.utils.getaddresses(
+                [str(v) for v in (headers.get_all("To") or []) + (headers.get_all("Cc") or [])]
+            )
+            if "@" in address
+        )
+        date = _date(headers.get("Date"))
+        key_id = str(headers.get(KEY_HEADER, "")).strip()
+        message_id = str(headers.get("Message-ID", "")).strip()
+    except Exception:  # mail from other clients may be malformed in any way; it is not ours
+        log.debug("maildir: skipping unreadable headers in %s", path.name)
+        return None
+    return _Entry(path, base, flags, key_id, message_id, recipients, date)
+
+
+def _header_block(data: bytes) -> bytes:
+    for separator in (b"\r\n\r\n", b"\n\n"):
+        end = data.find(separator)
+        if end >= 0:
+            return data[: end + len(separator)]
+    return data
+
+
+def _date(value: object) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        moment = email.utils.parsedate_to_datetime(str(value))
+    except (TypeError, ValueError, IndexError):
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _without_obsolete_mark(data: bytes) -> bytes:
+    for line in _OBSOLETE_LINES:
+        for ending in (b"\n", b"\r\n"):
+            prefix = line.encode("ascii") + ending
+            if data.startswith(prefix):
+                data = data[len(prefix) :]
+                break
+    return data
+
+
+def content_digest(data: bytes) -> str:
+    """The fingerprint of a draft's content, ignoring the obsolete mark this sink may add."""
+    return hashlib.sha256(_without_obsolete_mark(data)).hexdigest()
+
+
+def _key_in_name(base: str) -> str:
+    match = _NAME_KEY.search(base)
+    return match.group(1) if match else ""
+
+
+def _carries(entry: _Entry, key_id: str) -> bool:
+    return bool(key_id) and (
+        entry.key_id == key_id or entry.message_id.startswith(f"<rm-{key_id}@")
+    )
+
+
+class MaildirSink:
+    """Drafts as files in a Maildir++ Drafts folder; Sent is read to tell sent drafts apart."""
+
+    def __init__(self, options: SinkOptions, context: ConnectorContext) -> None:
+        root = options.path.expanduser()
+        self._drafts = _Folder(root / options.drafts_folder)
+        self._sent = _Folder(root / options.sent_folder)
+        try:
+            _Folder(root).create(subfolder=False)
+            self._drafts.create(subfolder=options.drafts_folder.startswith("."))
+            self._sent.create(subfolder=options.sent_folder.startswith("."))
+        except OSError as exc:
+            raise ConfigError(
+                f"sink.path: cannot create the Maildir {root} ({exc.strerror})"
+            ) from None
+        try:
+            self._zone: ZoneInfo | None = ZoneInfo(context.time_zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            self._zone = None
+        # Maildir unique names end in the host name, with "/" and ":" escaped as the spec says.
+        self._host = socket.gethostname().replace("/", r"\057").replace(":", r"\072") or "localhost"
+
+    # --- MailboxSink ---------------------------------------------------------------------------
+
+    def find_draft(self, key: DraftKey) -> DraftRef | None:
+        """The draft carrying ``key`` in Drafts (by file name, then by header), else in Sent."""
+        drafts = [e for e in self._drafts.entries() if not e.trashed]
+        by_name = [e for e in drafts if _key_in_name(e.base) == key.id]
+        for entry in by_name + [e for e in drafts if _carries(e, key.id)]:
+            ref = self._ref(entry)
+            if ref is not None:
+                return ref
+        for entry in self._sent.entries():
+            if _carries(entry, key.id):
+                ref = self._ref(entry)
+                if ref is not None:
+                    return ref
+        return None
+
+    def create_draft(self, message: DraftMessage) -> DraftRef:
+        """Write the draft into Drafts atomically (tmp/, then cur/ with the Draft flag)."""
+        data = self._render(message)
+        now = time.time()
+        base = f"{int(now)}.M{int(now % 1 * 1e6)}P{os.getpid()}rm-{message.key.id}-{secrets.token_hex(3)}.{self._host}"
+        self._write(data, base, self._drafts.path / "cur" / f"{base}:2,D")
+        log.info("maildir: drafted %s (%s)", message.key.kind.value, base)
+        return DraftRef(remote_id=base, fingerprint=hashlib.sha256(data).hexdigest())
+
+    def draft_state(self, ref: DraftRef) -> DraftState:
+        """SENT when a copy is in Sent; PENDING or EDITED when still in Drafts; else DELETED."""
+        key_id = _key_in_name(ref.remote_id)
+        for sent in self._sent.entries():
+            if sent.base == ref.remote_id or _carries(sent, key_id):
+                return DraftState.SENT
+        entry = self._draft_entry(ref)
+        if entry is None:
+            return DraftState.DELETED
+        data = _read(entry.path)
+        if data is None:
+            return DraftState.DELETED
+        if ref.fingerprint and content_digest(data) == ref.fingerprint:
+            return DraftState.PENDING
+        # Without a fingerprint nobody can tell: treat it as the recruiter's, never overwrite.
+        return DraftState.EDITED
+
+    def update_draft(self, ref: DraftRef, message: DraftMessage) -> DraftRef:
+        """Rewrite a pending draft in place (same file name, same flags)."""
+        key_id = _key_in_name(ref.remote_id)
+        if key_id and key_id != message.key.id:
+            raise PermanentError(f"draft {ref.remote_id} carries another key than the update")
+        state = self.draft_state(ref)
+        if state is not DraftState.PENDING:
+            raise PermanentError(
+                f"draft {ref.remote_id} is {state.value}; only a pending draft is updated"
+            )
+        entry = self._draft_entry(ref)
+        if entry is None:
+            raise PermanentError(f"draft {ref.remote_id} is gone")
+        data = self._render(message)
+        self._write(data, entry.base, entry.path)
+        return DraftRef(remote_id=ref.remote_id, fingerprint=hashlib.sha256(data).hexdigest())
+
+    def mark_obsolete(self, ref: DraftRef) -> None:
+        """Add the obsolete keyword headers and the F flag; the draft stays where it is."""
+        entry = self._draft_entry(ref)
+        if entry is None:
+            log.info("maildir: draft %s is no longer in Drafts; nothing to mark", ref.remote_id)
+            return
+        data = _read(entry.path)
+        if data is None:
+            return
+        if _without_obsolete_mark(data) == data:
+            ending = b"\r\n" if data.split(b"\n", 1)[0].endswith(b"\r") else b"\n"
+            mark = b"".join(line.encode("ascii") + ending for line in _OBSOLETE_LINES)
+            self._write(mark + data, entry.base, entry.path)
+        if "F" not in entry.flags:
+            flags = "".join(sorted(set(entry.flags) | {"F"}))
+            target = self._drafts.path / "cur" / f"{entry.base}:2,{flags}"
+            try:
+                # A rename, as mail clients do for flag changes: never two copies at once.
+                os.rename(entry.path, target)
+            except FileNotFoundError:
+                log.info("maildir: draft %s moved while being marked", ref.remote_id)
+            except OSError as exc:
+                raise TransientError(
+                    f"cannot flag draft {ref.remote_id} ({exc.strerror})"
+                ) from None
+
+    def close(self) -> None:
+        """Nothing is held open between calls."""
+
+    # --- KnowsLastContact ----------------------------------------------------------------------
+
+    def last_contact(self, address: str, since: datetime) -> datetime | None:
+        """The newest Date of a mail in Sent addressed (To or Cc) to ``address`` after ``since``."""
+        wanted = normalise_address(address)
+        dates = [
+            e.date
+            for e in self._sent.entries()
+            if wanted in e.recipients and e.date is not None and e.date > since
+        ]
+        return max(dates, default=None)
+
+    # --- internals -----------------------------------------------------------------------------
+
+    def _render(self, message: DraftMessage) -> bytes:
+        now = datetime.now(self._zone or UTC)
+        # Maildir files use the local line ending, as mutt and Dovecot write them.
+        return to_bytes(message, date=now).replace(b"\r\n", b"\n")
+
+    def _ref(self, entry: _Entry) -> DraftRef | None:
+        data = _read(entry.path)
+        if data is None:
+            return None
+        return DraftRef(remote_id=entry.base, fingerprint=content_digest(data))
+
+    def _draft_entry(self, ref: DraftRef) -> _Entry | None:
+        """The draft in Drafts by its file's base name, else (a client rewrote it under a new
+        name) by the key it carries."""
+        drafts = [e for e in self._drafts.entries() if not e.trashed]
+        for entry in drafts:
+            if entry.base == ref.remote_id:
+                return entry
+        key_id = _key_in_name(ref.remote_id)
+        return next((e for e in drafts if _carries(e, key_id)), None)
+
+    def _write(self, data: bytes, base: str, target: Path) -> None:
+        """Write ``data`` to tmp/ and rename it onto ``target``: readers see old or new, never half."""
+        temporary = self._drafts.path / "tmp" / f"{base}.{secrets.token_hex(4)}"
+        try:
+            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, target)
+        except OSError as exc:
+            temporary.unlink(missing_ok=True)
+            raise TransientError(
+                f"cannot write the draft into {self._drafts.path} ({exc.strerror})"
+            ) from None
+        _sync_directory(target.parent)
+
+
+def _read(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise TransientError(f"{path}: cannot read ({exc.strerror})") from None
+
+
+def _sync_directory(path: Path) -> None:
+    """Make the rename durable: a draft we reported as created must survive a power cut."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)

@@ -1,0 +1,331 @@
+"""The Microsoft 365 calendar source: Graph ``calendarView/delta`` over a sliding window.
+
+The cursor is the ``@odata.deltaLink`` together with the window it was made for: Graph bakes the
+window into the link, so when the requested window reaches past the synced one a fresh full sync
+starts (reaching ``slide_days`` further, so that this happens rarely). An idle mailbox costs one
+request: the delta link, answered with no changes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from datetime import UTC, datetime, time, timedelta
+from html.parser import HTMLParser
+from typing import Any
+from urllib.parse import quote, urlencode
+from zoneinfo import ZoneInfo
+
+from connectors.base import ConnectorContext
+from connectors.microsoft.client import GraphClient, error_of, json_of, release
+from connectors.microsoft.options import SourceOptions
+from connectors.microsoft.zones import to_iana
+from daemon.errors import ConfigError, CursorExpired, PermanentError, TransientError
+from daemon.models import Attendee, Event, Period, Response, SyncResult
+
+log = logging.getLogger(__name__)
+
+CURSOR_VERSION = 1
+# Every spelling of "your delta token is no longer valid" the Graph documentation mentions.
+EXPIRED_CODES = frozenset(
+    {
+        "syncstatenotfound",
+        "resyncrequired",
+        "syncstateinvalid",
+        "invalidsyncstate",
+        "fullsyncrequired",
+    }
+)
+_RESPONSES = {
+    "accepted": Response.ACCEPTED,
+    "organizer": Response.ACCEPTED,
+    "tentativelyaccepted": Response.TENTATIVE,
+    "declined": Response.DECLINED,
+    "notresponded": Response.NEEDS_ACTION,
+    "none": Response.NONE,
+}
+_FRACTION = re.compile(r"(\.\d{1,6})\d*")
+
+
+def graph_time(value: datetime) -> str:
+    """A UTC timestamp as Graph query parameters want it."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_instant(value: str) -> datetime:
+    """An ISO 8601 timestamp from Graph (up to 7 fractional digits; ``Z`` or offset; naive = UTC)."""
+    cleaned = _FRACTION.sub(r"\1", value.strip()).replace("Z", "+00:00")
+    parsed = datetime.fromisoformat(cleaned)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def parse_date_time_zone(value: dict[str, Any]) -> datetime:
+    """A Graph ``dateTimeTimeZone`` (naive local time plus a Windows or IANA zone name)."""
+    zone_name = str(value.get("timeZone") or "UTC")
+    zone = to_iana(zone_name)
+    if zone is None:
+        raise PermanentError(f"unknown time zone {zone_name!r} in an event")
+    naive = parse_instant(str(value["dateTime"])).replace(tzinfo=None)
+    return naive.replace(tzinfo=ZoneInfo(zone))
+
+
+class _TextOfHtml(HTMLParser):
+    """Plain text of an HTML body: block elements become line breaks, scripts and styles vanish."""
+
+    BLOCKS = frozenset(
+        {"p", "div", "br", "tr", "li", "h1", "h2", "h3", "h4", "h5", "h6", "table", "ul", "ol"}
+    )
+    SKIP = frozenset({"script", "style", "head", "title"})
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.skipping = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self.SKIP:
+            self.skipping += 1
+        elif tag in self.BLOCKS:
+            self.parts.append("\n")
+            if tag == "li":
+                self.parts.append("- ")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self.SKIP:
+            self.skipping = max(0, self.skipping - 1)
+        elif tag in self.BLOCKS:
+            self.parts.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        if not self.skipping:
+            self.parts.append(data)
+
+
+def html_to_text(html: str) -> str:
+    """The readable text of an HTML event body."""
+    parser = _TextOfHtml()
+    parser.feed(html)
+    parser.close()
+    lines = [
+        " ".join(line.replace("\xa0", " ").split()) for line in "".join(parser.parts).split("\n")
+    ]
+    text = "\n".join(lines)
+    return re.sub(r"\n{3,}", "\n\n", text).strip()
+
+
+def _attendee(raw: dict[str, Any], *, organizer: bool = False) -> Attendee | None:
+    email = raw.get("emailAddress") or {}
+    address = str(email.get("address") or "").strip()
+    if not address:
+        return None
+    status = str((raw.get("status") or {}).get("response") or "none").lower()
+    kind = str(raw.get("type") or "required").lower()
+    return Attendee(
+        address=address,
+        name=str(email.get("name") or ""),
+        response=Response.ACCEPTED if organizer else _RESPONSES.get(status, Response.NONE),
+        is_resource=kind == "resource",
+        is_organizer=organizer,
+        optional=kind == "optional",
+    )
+
+
+def event_from_graph(
+    item: dict[str, Any], zone: ZoneInfo, mailbox: str, series_uid: str | None = None
+) -> Event:
+    """Translate one Graph event into ``Event``; ``zone`` places all-day events in local time.
+
+    ``series_uid`` is the iCalUId of the series an occurrence belongs to: Graph gives each
+    occurrence an iCalUId of its own, but an occasion is the series' UID plus the original start.
+    """
+    all_day = bool(item.get("isAllDay"))
+    start = parse_date_time_zone(item["start"])
+    end = parse_date_time_zone(item["end"])
+    if all_day:
+        # All-day events float: their date is the recruiter's date, whatever zone Graph used.
+        start = datetime.combine(start.date(), time(), zone)
+        end = datetime.combine(end.date(), time(), zone)
+    kind = str(item.get("type") or "singleInstance")
+    recurrence_id = ""
+    if kind in ("occurrence", "exception"):
+        original = item.get("originalStart")
+        first = parse_instant(original) if original else start
+        if all_day:
+            first = datetime.combine(first.date(), time(), zone)
+        # The same form as every other source: the original start as a UTC ISO 8601 instant.
+        recurrence_id = first.astimezone(UTC).isoformat()
+    body = item.get("body") or {}
+    content = str(body.get("content") or "")
+    text = html_to_text(content) if str(body.get("contentType", "")).lower() == "html" else content
+    organizer = _attendee(item["organizer"], organizer=True) if item.get("organizer") else None
+    attendees = [a for a in (_attendee(raw) for raw in item.get("attendees") or []) if a]
+    own = str((item.get("responseStatus") or {}).get("response") or "").lower()
+    if own in _RESPONSES and own not in ("none", "organizer"):
+        # The mailbox owner's own answer lives in responseStatus, not in the attendee list.
+        attendees = [
+            Attendee(a.address, a.name, _RESPONSES[own], a.is_resource, a.is_organizer, a.optional)
+            if a.address == mailbox
+            else a
+            for a in attendees
+        ]
+    online = item.get("onlineMeeting") or {}
+    updated = item.get("lastModifiedDateTime")
+    return Event(
+        event_id=str(item["id"]),
+        ical_uid=series_uid or str(item.get("iCalUId") or item["id"]),
+        subject=str(item.get("subject") or ""),
+        start=start,
+        end=end,
+        recurrence_id=recurrence_id,
+        body=text,
+        all_day=all_day,
+        cancelled=bool(item.get("isCancelled")),
+        location=str((item.get("location") or {}).get("displayName") or ""),
+        online_url=str(online.get("joinUrl") or item.get("onlineMeetingUrl") or ""),
+        organizer=organizer,
+        attendees=tuple(attendees),
+        categories=tuple(str(c) for c in item.get("categories") or ()),
+        updated=parse_instant(updated) if updated else None,
+    )
+
+
+def encode_cursor(link: str, window: Period) -> str:
+    """The opaque cursor: the delta link and the window it covers."""
+    return json.dumps(
+        {
+            "v": CURSOR_VERSION,
+            "link": link,
+            "start": graph_time(window.start),
+            "end": graph_time(window.end),
+        },
+        separators=(",", ":"),
+    )
+
+
+def decode_cursor(cursor: str) -> tuple[str, Period]:
+    """The delta link and window of a cursor; a cursor we cannot read is an expired one."""
+    try:
+        data = json.loads(cursor)
+        if data["v"] != CURSOR_VERSION:
+            raise ValueError("old cursor version")
+        return str(data["link"]), Period(parse_instant(data["start"]), parse_instant(data["end"]))
+    except (ValueError, KeyError, TypeError):
+        raise CursorExpired("the stored Microsoft 365 calendar cursor is unreadable") from None
+
+
+class GraphCalendarSource:
+    """One recruiter's calendar, read with Graph ``calendarView/delta``."""
+
+    def __init__(
+        self, client: GraphClient, options: SourceOptions, context: ConnectorContext
+    ) -> None:
+        self.client = client
+        self.options = options
+        self.user = (options.user or context.mailbox).strip()
+        self.mailbox = context.mailbox
+        self.zone = ZoneInfo(context.time_zone)
+        self._base = f"/users/{quote(self.user, safe='@')}"
+        self._series: dict[str, str] = {}
+        self._closed = False
+
+    def sync(self, cursor: str | None, window: Period) -> SyncResult:
+        """Changes since ``cursor``, or the whole window (plus ``slide_days``) when it is ``None``."""
+        if cursor is not None:
+            link, synced = decode_cursor(cursor)
+            if synced.start <= window.start and window.end <= synced.end:
+                return self._follow(link, synced, full=False)
+            log.info("calendar window of %s moved past the synced one: full sync", self.user)
+        synced = Period(window.start, window.end + timedelta(days=self.options.slide_days))
+        params = {"startDateTime": graph_time(synced.start), "endDateTime": graph_time(synced.end)}
+        first = f"{self._base}/calendarView/delta?{urlencode(params)}"
+        return self._follow(first, synced, full=True)
+
+    def _follow(self, link: str, window: Period, *, full: bool) -> SyncResult:
+        changes: dict[str, Event | None] = {}
+        prefer = ('outlook.timezone="UTC"', f"odata.maxpagesize={self.options.page_size}")
+        while True:
+            response = self.client.request(
+                "GET",
+                link,
+                mailbox=self.user,
+                permission="Calendars.Read",
+                prefer=prefer,
+                expect=frozenset({400, 404, 409, 410}),
+            )
+            if response.status_code >= 400:
+                self._refused(response)
+            page = json_of(response, "a calendar delta page")
+            for item in page.get("value") or []:
+                self._merge(changes, item)
+            if page.get("@odata.nextLink"):
+                link = str(page["@odata.nextLink"])
+                continue
+            if page.get("@odata.deltaLink"):
+                delta = str(page["@odata.deltaLink"])
+                break
+            raise TransientError("a calendar delta page carried neither a next nor a delta link")
+        events = tuple(event for event in changes.values() if event is not None)
+        removed = () if full else tuple(i for i, event in changes.items() if event is None)
+        log.debug("calendar %s: %d changed, %d removed", self.user, len(events), len(removed))
+        return SyncResult(events, removed, encode_cursor(delta, window), full)
+
+    def _merge(self, changes: dict[str, Event | None], item: dict[str, Any]) -> None:
+        event_id = str(item.get("id") or "")
+        if not event_id:
+            return
+        # A replayed or later change of the same id replaces the earlier one: merging is idempotent.
+        changes.pop(event_id, None)
+        if "@removed" in item:
+            changes[event_id] = None
+            return
+        if item.get("type") == "seriesMaster":
+            return  # calendarView lists the occurrences themselves
+        try:
+            series = self._series_uid(item)
+            changes[event_id] = event_from_graph(item, self.zone, self.mailbox, series)
+        except (PermanentError, KeyError, ValueError, TypeError) as exc:
+            log.warning(
+                "calendar %s: skipping event %s that cannot be read: %s", self.user, event_id, exc
+            )
+
+    def _series_uid(self, item: dict[str, Any]) -> str | None:
+        """The iCalUId of an occurrence's series master (one request per series, then cached)."""
+        master = item.get("seriesMasterId")
+        if item.get("type") not in ("occurrence", "exception") or not master:
+            return None
+        master = str(master)
+        if master not in self._series:
+            response = self.client.request(
+                "GET",
+                f"{self._base}/events/{quote(master, safe='')}",
+                mailbox=self.user,
+                permission="Calendars.Read",
+                params={"$select": "iCalUId"},
+                expect=frozenset({404}),
+            )
+            if response.status_code == 404:
+                return None
+            self._series[master] = str(json_of(response, "a series master").get("iCalUId") or "")
+        return self._series[master] or None
+
+    def _refused(self, response: Any) -> None:
+        code, message = error_of(response)
+        if response.status_code == 410 or code.lower() in EXPIRED_CODES:
+            raise CursorExpired(
+                f"Microsoft 365 no longer accepts the calendar cursor ({code or 410})"
+            )
+        if response.status_code == 404:
+            raise ConfigError(
+                f"Microsoft 365 has no calendar for {self.user} (404 {code}): check the mailbox "
+                "address or the source's user option"
+            )
+        raise PermanentError(
+            f"Microsoft 365 refused the calendar sync ({response.status_code} {code}: {message[:200]})"
+        )
+
+    def close(self) -> None:
+        """Let go of the shared client. Safe to call more than once."""
+        if not self._closed:
+            self._closed = True
+            release(self.client)

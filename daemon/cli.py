@@ -1,0 +1,297 @@
+"""The ``recruitmail`` command line: run, once, preview, check, status, forget, close, login."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from daemon import __version__
+from daemon.errors import ConfigError, RecruitmailError
+from daemon.models import DraftState, normalise_address
+from daemon.planner import LedgerState, plan
+from daemon.runtime import describe, open_runner, run_once, validate
+from daemon.settings import Settings, config_path, load_settings
+from daemon.state import State
+
+log = logging.getLogger("recruitmail")
+
+
+def parse_now(value: str | None) -> datetime:
+    """``--now``: an ISO 8601 instant with an offset (a date-time without one is taken as UTC)."""
+    if not value:
+        return datetime.now(UTC)
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(f"--now {value!r}: use ISO 8601, e.g. 2026-12-03T09:00:00+01:00") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _setup(args: argparse.Namespace) -> Settings:
+    settings = load_settings(args.config)
+    from daemon.service import setup_logging
+
+    level = "DEBUG" if getattr(args, "verbose", False) else settings.service.log_level
+    setup_logging(level, settings.service.log_format)
+    return settings
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from daemon.scheduler import run
+
+    return run(Path(args.config) if args.config else None)
+
+
+def cmd_once(args: argparse.Namespace) -> int:
+    settings = _setup(args)
+    renderer = validate(settings)
+    state = State.in_dir(settings.service.state_dir)
+    try:
+        outcome = run_once(settings, state, renderer, parse_now(args.now), only=_only(args))
+    finally:
+        state.close()
+    for report in outcome.reports:
+        print(f"{report.mailbox}: {describe(report)}")
+    for mailbox, problem in outcome.failures.items():
+        print(f"{mailbox}: FAILED: {problem}", file=sys.stderr)
+    return 1 if outcome.failures else 0
+
+
+def cmd_preview(args: argparse.Namespace) -> int:
+    """Sync and plan on a private copy of the state; render; write nothing to state or mailbox."""
+    settings = _setup(args)
+    renderer = validate(settings)
+    now = parse_now(args.now)
+    on_disk = State.in_dir(settings.service.state_dir) if (settings.service.state_dir / "recruitmail.sqlite").exists() else None
+    state = on_disk.copy_in_memory() if on_disk else State(Path(":memory:"))
+    if on_disk:
+        on_disk.close()
+    out_dir = Path(args.html) if args.html else None
+    count = 0
+    for index, box in enumerate(settings.mailboxes):
+        if _only(args) and box.address != _only(args):
+            continue
+        with open_runner(settings, index, state, renderer) as runner:
+            from daemon import compose
+            from daemon.executor import PassReport
+
+            runner.sync(now, PassReport(box.address))
+            calendar = runner.calendar()
+            snapshot = runner.snapshot(now, calendar)
+            decided = plan(snapshot, now, settings, calendar)
+            for mail in decided.drafts:
+                facts = runner.facts(mail, snapshot)
+                context = compose.build_context(mail, box, settings, calendar, now, facts)
+                rendered = renderer.render(mail.kind.value, compose.language_of(mail, box), context)
+                count += 1
+                carried = f" (+ {', '.join(k.kind.value for k in mail.folded)})" if mail.folded else ""
+                print(f"=== {box.address} → {mail.candidate}: {mail.kind.value}{carried}")
+                print(f"Subject: {rendered.subject}\n")
+                print(rendered.text.rstrip() + "\n")
+                if out_dir is not None:
+                    out_dir.mkdir(parents=True, exist_ok=True)
+                    (out_dir / f"{count:03d}-{mail.kind.value}.html").write_text(rendered.html, encoding="utf-8")
+            for skip in decided.skips:
+                print(f"--- {box.address} → {skip.key.candidate}: {skip.key.kind.value} would be skipped: {skip.reason}")
+    state.close()
+    print(f"{count} draft(s) would be created." + (f" HTML parts in {out_dir}/" if out_dir and count else ""))
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    validate(settings)
+    print(f"{config_path(args.config)}: configuration and templates are valid "
+          f"({len(settings.mailboxes)} mailbox(es)).")
+    if not args.online:
+        return 0
+    from daemon.executor import PassReport
+
+    failed = 0
+    state = State(Path(":memory:"))
+    for index, box in enumerate(settings.mailboxes):
+        try:
+            with open_runner(settings, index, state, validate(settings)) as runner:
+                now = datetime.now(UTC)
+                runner.sync(now, PassReport(box.address))
+                runner.zone()
+                from daemon.models import DraftKey, MailKind
+
+                runner.sink.find_draft(DraftKey(box.address, "check@recruitmail.invalid", MailKind.WELCOME, "check"))
+            print(f"{box.address}: calendar readable, mailbox reachable, permissions sufficient.")
+        except RecruitmailError as exc:
+            failed += 1
+            print(f"{box.address}: {type(exc).__name__}: {exc}", file=sys.stderr)
+    state.close()
+    return 1 if failed else 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    settings = _setup(args)
+    state = State.in_dir(settings.service.state_dir)
+    try:
+        if not args.offline:
+            _refresh_remote_states(settings, state)
+        rows = state.all_ledger()
+    finally:
+        state.close()
+    wanted = normalise_address(args.candidate) if args.candidate else None
+    journeys: dict[tuple[str, str], list[str]] = defaultdict(list)
+    zone = settings.company.time_zone
+    from zoneinfo import ZoneInfo
+
+    for row in rows:
+        key = row.entry.key
+        if wanted and key.candidate != wanted:
+            continue
+        day = row.entry.due.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M")
+        state_text = row.entry.state.value
+        if row.entry.state is LedgerState.DRAFTED and row.entry.remote_state:
+            state_text = {
+                DraftState.PENDING: "drafted", DraftState.EDITED: "drafted, edited",
+                DraftState.SENT: "sent", DraftState.DELETED: "deleted by recruiter",
+            }[row.entry.remote_state]
+        detail = row.subject if row.entry.state is LedgerState.DRAFTED else row.reason
+        journeys[(key.mailbox, key.candidate)].append(
+            f"  {day}  {key.kind.value:<18} {state_text:<22} {detail}"
+        )
+    if not journeys:
+        print("No candidate journeys recorded yet.")
+        return 0
+    for (mailbox, candidate), lines in sorted(journeys.items()):
+        print(f"{candidate}  (recruiter {mailbox})")
+        print("\n".join(lines))
+    return 0
+
+
+def _refresh_remote_states(settings: Settings, state: State) -> None:
+    """Ask each mailbox what became of our drafts (sent? edited? deleted?)."""
+    now = datetime.now(UTC)
+    for index, box in enumerate(settings.mailboxes):
+        rows = [r for r in state.ledger(box.address)
+                if r.entry.state is LedgerState.DRAFTED and r.remote is not None
+                and r.entry.remote_state in (None, DraftState.PENDING, DraftState.EDITED)]
+        if not rows:
+            continue
+        try:
+            with open_runner(settings, index, state, validate(settings)) as runner:
+                for row in rows:
+                    assert row.remote is not None
+                    state.set_remote_state(row.entry.key, runner.sink.draft_state(row.remote), now)
+        except RecruitmailError as exc:
+            print(f"{box.address}: could not refresh draft states ({exc}); showing what is known",
+                  file=sys.stderr)
+
+
+def cmd_forget(args: argparse.Namespace) -> int:
+    settings = _setup(args)
+    state = State.in_dir(settings.service.state_dir)
+    try:
+        removed = state.forget(normalise_address(args.address))
+    finally:
+        state.close()
+    print(f"Erased {removed} record(s) about that candidate from {state.path}.")
+    print("Drafts already in the recruiter's mailbox are the recruiter's: remove them there if needed.")
+    return 0
+
+
+def cmd_close(args: argparse.Namespace) -> int:
+    settings = _setup(args)
+    state = State.in_dir(settings.service.state_dir)
+    try:
+        touched = state.set_closed(None, normalise_address(args.address), not args.reopen)
+    finally:
+        state.close()
+    verb = "reopened" if args.reopen else "closed"
+    print(f"Process {verb} for that candidate in {touched} mailbox(es).")
+    return 0
+
+
+def cmd_login(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    box = settings.mailbox(args.mailbox) if args.mailbox else settings.mailboxes[0]
+    options = box.source if box.source.type == args.provider else box.sink
+    if options.type != args.provider:
+        raise ConfigError(f"mailbox {box.address} does not use the {args.provider} provider")
+    module = importlib.import_module(f"connectors.{args.provider}")
+    login = getattr(module, "device_code_login" if args.provider == "microsoft" else "installed_app_login")
+    model = getattr(module, "SourceOptions" if options is box.source else "SinkOptions")
+    login(model(**options.options()), print)
+    return 0
+
+
+def _only(args: argparse.Namespace) -> str | None:
+    value = getattr(args, "mailbox", None)
+    return normalise_address(value) if value else None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="recruitmail",
+        description="Drafts candidate mails in the recruiter's own mailbox from their interview calendar.",
+    )
+    parser.add_argument("--version", action="version", version=f"recruitmail {__version__}")
+    # --config and --verbose work before and after the command ("recruitmail run --config …").
+    common = argparse.ArgumentParser(add_help=False)
+    for target, default in ((parser, None), (common, argparse.SUPPRESS)):
+        target.add_argument("--config", "-c", default=default, help="configuration file (default: "
+                            "$RECRUITMAIL_CONFIG or /etc/recruitmail/recruitmail.toml)")
+        target.add_argument("--verbose", "-v", action="store_true", default=default or False,
+                            help="log at DEBUG (shows candidate data)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", parents=[common], help="run the daemon (systemd Type=notify)")
+    p.set_defaults(func=cmd_run)
+    p = sub.add_parser("once", parents=[common], help="one reconcile pass over all mailboxes")
+    p.add_argument("--now", help="pretend it is this instant (ISO 8601)")
+    p.add_argument("--mailbox", help="only this mailbox")
+    p.set_defaults(func=cmd_once)
+    p = sub.add_parser("preview", parents=[common], help="show what would be drafted; changes nothing")
+    p.add_argument("--now", help="pretend it is this instant (ISO 8601)")
+    p.add_argument("--mailbox", help="only this mailbox")
+    p.add_argument("--html", metavar="DIR", help="also write each HTML part into DIR")
+    p.set_defaults(func=cmd_preview)
+    p = sub.add_parser("check", parents=[common], help="validate configuration and templates")
+    p.add_argument("--online", action="store_true", help="also sign in and test every calendar and mailbox")
+    p.set_defaults(func=cmd_check)
+    p = sub.add_parser("status", parents=[common], help="each candidate's journey")
+    p.add_argument("--candidate", help="only this candidate's address")
+    p.add_argument("--offline", action="store_true", help="do not ask the mailboxes what became of drafts")
+    p.set_defaults(func=cmd_status)
+    p = sub.add_parser("forget", parents=[common], help="erase a candidate from the state (GDPR)")
+    p.add_argument("address")
+    p.set_defaults(func=cmd_forget)
+    p = sub.add_parser("close", parents=[common], help="mark a candidate's process closed: no more status updates or greetings")
+    p.add_argument("address")
+    p.add_argument("--reopen", action="store_true", help="open it again")
+    p.set_defaults(func=cmd_close)
+    p = sub.add_parser("login", parents=[common], help="delegated sign-in for one recruiter")
+    p.add_argument("provider", choices=["microsoft", "google"])
+    p.add_argument("--mailbox", help="which mailbox (default: the first)")
+    p.set_defaults(func=cmd_login)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+        return code
+    except ConfigError as exc:
+        print(f"recruitmail: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except RecruitmailError as exc:
+        print(f"recruitmail: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

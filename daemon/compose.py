@@ -1,0 +1,252 @@
+"""Build the template variables for a planned mail (docs/TEMPLATES.md) and the draft around it.
+
+Pure: every fact arrives as an argument. Dates and times are formatted for the mail's language
+with Babel; calendar text passes through untouched as data (the templates escape HTML).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from babel.dates import format_date, format_datetime, get_timezone_location
+from babel.units import format_unit
+
+from daemon.interviews import Interview
+from daemon.models import DraftMessage, MailKind, Period, PersonInfo, Recipient
+from daemon.planner import PlannedMail
+from daemon.settings import Mailbox, Settings, Stage
+from daemon.workdays import Holiday, WorkCalendar
+
+_LOCALES = {"sv": "sv_SE", "en": "en_GB"}
+_WHEN = {"sv": "EEEE d MMMM 'kl.' HH:mm", "en": "EEEE d MMMM 'at' HH:mm"}
+_DAY = "EEEE d MMMM"
+_STAGE_FALLBACK = {
+    "sv": ["första intervjun", "andra intervjun", "tredje intervjun", "slutintervjun"],
+    "en": ["first interview", "second interview", "third interview", "final interview"],
+}
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What the executor knows beyond the plan: interview order, absences, directory answers."""
+
+    interview_number: int = 1
+    absences: tuple[Period, ...] = ()
+    directory: dict[str, PersonInfo] | None = None
+    in_reply_to: str = ""
+
+
+def language_of(mail: PlannedMail, box: Mailbox) -> str:
+    if mail.interview is not None and mail.interview.language:
+        return mail.interview.language
+    return box.language
+
+
+def build_context(
+    mail: PlannedMail, box: Mailbox, settings: Settings, calendar: WorkCalendar, now: datetime, facts: Facts
+) -> dict[str, Any]:
+    """The variables docs/TEMPLATES.md promises every template."""
+    language = language_of(mail, box)
+    fmt = _Formatter(language, calendar)
+    interview = mail.interview
+    candidate = interview.candidate if interview else None
+    stage = _stage(settings, facts.interview_number)
+    texts = settings.company.texts.get(language) or next(iter(settings.company.texts.values()), None)
+    decided_from = interview.event.end if interview and interview.event.end <= now else now
+    decision_day = calendar.add_working_days(
+        calendar.local(decided_from).date(), stage.decision_working_days if stage else 5
+    )
+    folded = mail.folded_kinds
+    holiday = mail.holiday.holiday if mail.holiday else None
+    folded_holiday = _folded_holiday(mail, calendar, settings) if MailKind.HOLIDAY_GREETING in folded else None
+    absence = mail.absence or (_folded_absence(mail, facts) if MailKind.VACATION_NOTICE in folded else None)
+    vacation = _vacation(absence, box, settings, calendar, fmt, language) if absence else None
+    return {
+        "kind": mail.kind.value,
+        "language": language,
+        "candidate": {
+            "first_name": candidate.first_name if candidate else "",
+            "full_name": candidate.name if candidate else "",
+            "address": mail.candidate,
+        },
+        "recruiter": {
+            "name": box.name,
+            "title": box.title_in(language),
+            "phone": box.phone,
+            "address": box.address,
+            "signature": box.signature,
+        },
+        "company": {
+            "name": settings.company.name,
+            "careers_url": settings.company.careers_url,
+            "history": texts.history if texts else "",
+            "values": texts.values if texts else "",
+            "culture": texts.culture if texts else "",
+            "social": texts.social if texts else "",
+            "development": texts.development if texts else "",
+        },
+        "interview": _interview(interview, mail, box, settings, fmt, language, stage, facts)
+        if interview and _speaks_of_interview(mail.kind)
+        else None,
+        "next_steps": (stage.next_steps.get(language, "") if stage else ""),
+        "decision_date": fmt.day(decision_day),
+        "holiday": _holiday(holiday, language) if holiday else None,
+        "vacation": vacation if mail.kind is MailKind.VACATION_NOTICE else None,
+        "also": {
+            "weekend": MailKind.WEEKEND_GREETING in folded,
+            "thank_you": MailKind.THANK_YOU in folded,
+            "holiday": _holiday(folded_holiday, language) if folded_holiday else None,
+            "vacation": vacation if MailKind.VACATION_NOTICE in folded else None,
+        },
+    }
+
+
+def build_message(mail: PlannedMail, box: Mailbox, subject: str, text: str, html: str, facts: Facts) -> DraftMessage:
+    name = mail.interview.candidate.name if mail.interview else ""
+    return DraftMessage(
+        key=mail.key,
+        sender=Recipient(box.address, box.name),
+        to=(Recipient(mail.candidate, name),),
+        subject=subject,
+        text=text,
+        html=html,
+        in_reply_to=facts.in_reply_to,
+    )
+
+
+def _speaks_of_interview(kind: MailKind) -> bool:
+    return kind in (
+        MailKind.WELCOME, MailKind.INTERVIEW_DETAILS, MailKind.RESCHEDULE_NOTICE,
+        MailKind.THANK_YOU, MailKind.STATUS_UPDATE, MailKind.WEEKEND_GREETING,
+    )
+
+
+class _Formatter:
+    def __init__(self, language: str, calendar: WorkCalendar) -> None:
+        self.language = language
+        self.locale = _LOCALES.get(language, "en_GB")
+        self.calendar = calendar
+
+    def when(self, moment: datetime) -> str:
+        return format_datetime(self.calendar.local(moment), _WHEN.get(self.language, _WHEN["en"]), locale=self.locale)
+
+    def day(self, day: date) -> str:
+        return format_date(day, _DAY, locale=self.locale)
+
+    def time(self, moment: datetime) -> str:
+        return format_datetime(self.calendar.local(moment), "HH:mm", locale=self.locale)
+
+    def zone(self, moment: datetime) -> str:
+        local = self.calendar.local(moment)
+        place = get_timezone_location(self.calendar.zone, locale=self.locale)
+        return f"{place} ({local.tzname()})"
+
+    def duration(self, length: timedelta) -> str:
+        minutes = max(0, int(length.total_seconds() // 60))
+        hours, rest = divmod(minutes, 60)
+        parts = []
+        if hours:
+            parts.append(format_unit(hours, "duration-hour", length="long", locale=self.locale))
+        if rest or not hours:
+            parts.append(format_unit(rest, "duration-minute", length="long", locale=self.locale))
+        return " ".join(parts)
+
+
+def _stage(settings: Settings, number: int) -> Stage | None:
+    if not settings.stages:
+        return None
+    return settings.stages[min(number, len(settings.stages)) - 1]
+
+
+def _interview(
+    interview: Interview, mail: PlannedMail, box: Mailbox, settings: Settings, fmt: _Formatter,
+    language: str, stage: Stage | None, facts: Facts,
+) -> dict[str, Any]:
+    event = interview.event
+    panel = []
+    seen = set()
+    recruiter_attends = any(a.address == box.address for a in event.attendees) or (
+        event.organizer is not None and event.organizer.address == box.address
+    )
+    if recruiter_attends:
+        panel.append({"name": box.name, "role": box.title_in(language), "bio": ""})
+        seen.add(box.address)
+    for member in interview.panel:
+        if member.address in seen:
+            continue
+        seen.add(member.address)
+        configured = settings.person(member.address)
+        found = (facts.directory or {}).get(member.address)
+        panel.append({
+            "name": (configured.name if configured else "") or (found.name if found else "") or member.name
+            or member.address,
+            "role": (configured.role_in(language) if configured else "") or (found.role if found else ""),
+            "bio": (configured.bio_in(language) if configured else "") or (found.bio if found else ""),
+        })
+    agenda = list(interview.agenda) or (list(stage.agenda.get(language, [])) if stage else [])
+    number = facts.interview_number
+    stage_name = (stage.name.get(language, "") if stage else "") or _STAGE_FALLBACK.get(
+        language, _STAGE_FALLBACK["en"]
+    )[min(number, 4) - 1]
+    return {
+        "when": fmt.when(event.start),
+        "date": fmt.day(fmt.calendar.local(event.start).date()),
+        "time": fmt.time(event.start),
+        "end_time": fmt.time(event.end),
+        "zone": fmt.zone(event.start),
+        "duration": fmt.duration(event.end - event.start),
+        "location": event.location,
+        "online_url": event.online_url,
+        "panel": panel,
+        "agenda": agenda,
+        "stage": stage_name,
+        "number": number,
+        "summary": interview.summary,
+        "previous_when": fmt.when(mail.previous_start) if mail.previous_start else "",
+    }
+
+
+def _holiday(holiday: Holiday, language: str) -> dict[str, str]:
+    return {"key": holiday.key, "name": holiday.names.get(language) or next(iter(holiday.names.values()), "")}
+
+
+def _folded_holiday(mail: PlannedMail, calendar: WorkCalendar, settings: Settings) -> Holiday | None:
+    for key in mail.folded:
+        if key.kind is MailKind.HOLIDAY_GREETING:
+            first = date.fromisoformat(key.occasion.removeprefix("holiday:"))
+            run = calendar.holiday_run_after(first - timedelta(days=1), settings.touchpoints.holiday_greeting.min_days_off)
+            return run.holiday if run else None
+    return None
+
+
+def _folded_absence(mail: PlannedMail, facts: Facts) -> Period | None:
+    for key in mail.folded:
+        if key.kind is MailKind.VACATION_NOTICE:
+            first = key.occasion.removeprefix("vacation:")
+            for absence in facts.absences:
+                if absence.start.date().isoformat() == first or absence.start.isoformat()[:10] == first:
+                    return absence
+    return None
+
+
+def _vacation(
+    absence: Period, box: Mailbox, settings: Settings, calendar: WorkCalendar, fmt: _Formatter, language: str
+) -> dict[str, Any]:
+    first = calendar.local(absence.start).date()
+    last = calendar.local(absence.end - timedelta(microseconds=1)).date()
+    back = calendar.next_working_day(last)
+    stand_in = settings.person(box.stand_in) if box.stand_in else None
+    return {
+        "first_day": fmt.day(first),
+        "back_day": fmt.day(back),
+        "stand_in": {
+            "name": stand_in.name,
+            "role": stand_in.role_in(language),
+            "address": box.stand_in,
+            "phone": stand_in.phone,
+        }
+        if stand_in
+        else None,
+    }

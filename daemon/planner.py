@@ -1,0 +1,502 @@
+"""Decide which candidate mails are due: ``plan(snapshot, now, settings, calendar) -> Plan``.
+
+Pure: it reads no clock and does no I/O; everything it knows arrives in the ``Snapshot``.
+The rules are DESIGN.md §2; the non-obvious choices are explained where they are made.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from daemon.interviews import Interview
+from daemon.models import DraftKey, DraftState, MailKind, Period
+from daemon.settings import WEEKDAYS, Mailbox, Settings
+from daemon.workdays import HolidayRun, WorkCalendar
+
+
+class LedgerState(enum.StrEnum):
+    """Where a planned mail stands in our own ledger."""
+
+    ATTEMPTING = "attempting"  # the create may have happened: look up before trying again
+    DRAFTED = "drafted"
+    SKIPPED = "skipped"
+    FOLDED = "folded"  # carried as a line inside another draft of the same day
+    OBSOLETE = "obsolete"  # its reason vanished; the draft (if any) is marked, never deleted
+
+    @property
+    def is_final(self) -> bool:
+        return self is not LedgerState.ATTEMPTING
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """One row of the ledger, as the planner sees it."""
+
+    key: DraftKey
+    state: LedgerState
+    due: datetime
+    done_at: datetime | None = None
+    remote_state: DraftState | None = None
+    context: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_live_draft(self) -> bool:
+        """A draft that exists (or may) and is meant to reach the candidate."""
+        return self.state in (LedgerState.DRAFTED, LedgerState.ATTEMPTING)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything the planner may know about one mailbox at one moment."""
+
+    mailbox: Mailbox
+    interviews: tuple[Interview, ...]
+    ledger: tuple[LedgerEntry, ...] = ()
+    last_contact: dict[str, datetime] = field(default_factory=dict)
+    absences: tuple[Period, ...] = ()
+    closed: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class PlannedMail:
+    """A mail to draft now."""
+
+    key: DraftKey
+    due: datetime
+    valid_until: datetime
+    interview: Interview | None = None
+    folded: tuple[DraftKey, ...] = ()
+    no_contact_since: datetime | None = None
+    holiday: HolidayRun | None = None
+    absence: Period | None = None
+    previous_start: datetime | None = None
+    context: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def kind(self) -> MailKind:
+        return self.key.kind
+
+    @property
+    def candidate(self) -> str:
+        return self.key.candidate
+
+    @property
+    def folded_kinds(self) -> frozenset[MailKind]:
+        return frozenset(k.kind for k in self.folded)
+
+
+@dataclass(frozen=True)
+class Skip:
+    """A mail that will never be drafted, with the reason a person can read."""
+
+    key: DraftKey
+    due: datetime
+    reason: str
+
+
+@dataclass(frozen=True)
+class Obsolete:
+    """A draft whose reason vanished: mark it, never delete it."""
+
+    entry: LedgerEntry
+    reason: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    drafts: tuple[PlannedMail, ...] = ()
+    skips: tuple[Skip, ...] = ()
+    obsolete: tuple[Obsolete, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return not (self.drafts or self.skips or self.obsolete)
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    """A touchpoint for one candidate before pacing decides its fate."""
+
+    mail: PlannedMail
+
+    @property
+    def priority(self) -> tuple[int, datetime, str]:
+        return (self.mail.kind.priority, self.mail.due, self.mail.key.id)
+
+
+def plan(snapshot: Snapshot, now: datetime, settings: Settings, calendar: WorkCalendar) -> Plan:
+    """The drafts, skips and obsolete marks due for ``snapshot`` at ``now``."""
+    if now.tzinfo is None:
+        raise ValueError("now must be time-zone aware")
+    planner = _Planner(snapshot, now, settings, calendar)
+    return planner.run()
+
+
+class _Planner:
+    def __init__(self, snapshot: Snapshot, now: datetime, settings: Settings, calendar: WorkCalendar) -> None:
+        self.s = snapshot
+        self.now = now
+        self.settings = settings
+        self.cal = calendar
+        self.tp = settings.touchpoints
+        self.box = snapshot.mailbox
+        self.today = calendar.local(now).date()
+        self.lookback_start = self.today - timedelta(days=settings.service.lookback_days)
+        self.ledger = {e.key.id: e for e in snapshot.ledger}
+        self.by_candidate: dict[str, list[Interview]] = defaultdict(list)
+        for interview in snapshot.interviews:
+            self.by_candidate[interview.candidate.address].append(interview)
+        for interviews in self.by_candidate.values():
+            interviews.sort(key=lambda i: (i.event.start, i.event.occasion))
+        self.entries_by_candidate: dict[str, list[LedgerEntry]] = defaultdict(list)
+        for entry in snapshot.ledger:
+            self.entries_by_candidate[entry.key.candidate].append(entry)
+        self.skips: list[Skip] = []
+        self.obsolete: list[Obsolete] = []
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def key(self, candidate: str, kind: MailKind, occasion: str) -> DraftKey:
+        return DraftKey(self.box.address, candidate, kind, occasion)
+
+    def is_done(self, key: DraftKey) -> bool:
+        entry = self.ledger.get(key.id)
+        return entry is not None and entry.state.is_final
+
+    def consider(self, mail: PlannedMail, out: list[_Candidate]) -> None:
+        """Keep ``mail`` if it is not done yet; a mail past its window becomes a recorded skip."""
+        if self.is_done(mail.key):
+            return
+        if self.now >= mail.valid_until:
+            if mail.due.date() >= self.lookback_start or mail.kind.is_announcement:
+                self.skips.append(Skip(mail.key, mail.due, _stale_reason(mail)))
+            return
+        out.append(_Candidate(mail))
+
+    # -- the run -------------------------------------------------------------------------
+
+    def run(self) -> Plan:
+        candidates: list[_Candidate] = []
+        self.announcements(candidates)
+        self.thank_yous(candidates)
+        self.status_updates(candidates)
+        self.weekend_greetings(candidates)
+        self.holiday_greetings(candidates)
+        self.vacation_notices(candidates)
+        drafts = self.pace(candidates)
+        return Plan(tuple(drafts), tuple(self.skips), tuple(self.obsolete))
+
+    # -- booking mails -------------------------------------------------------------------
+
+    def announcements(self, out: list[_Candidate]) -> None:
+        live_occasions: dict[str, set[str]] = defaultdict(set)
+        for address, interviews in self.by_candidate.items():
+            announced = [e for e in self.entries_by_candidate.get(address, []) if e.key.kind.is_announcement]
+            welcomed = {
+                e.context.get("occasion")
+                for e in announced
+                if e.key.kind is MailKind.WELCOME and e.is_live_draft
+            }
+            for number, interview in enumerate(interviews, start=1):
+                occasion = interview.event.occasion
+                live_occasions[address].add(occasion)
+                prior = [e for e in announced if e.context.get("occasion") == occasion and e.is_live_draft]
+                prior.sort(key=lambda e: (e.done_at or e.due, e.key.id))
+                latest = prior[-1] if prior else None
+                if latest is not None and latest.context.get("start") == instant(interview.event.start):
+                    continue
+                if latest is None:
+                    # The earliest interview we know of gets the welcome, unless another
+                    # interview's welcome is already out (a cancelled first interview whose
+                    # welcome was sent: the next one is "details").
+                    first = number == 1 and not (welcomed - {occasion})
+                    self.announce(MailKind.WELCOME if first else MailKind.INTERVIEW_DETAILS, interview, out)
+                elif latest.remote_state is DraftState.SENT:
+                    self.announce(MailKind.RESCHEDULE_NOTICE, interview, out, previous=latest)
+                else:
+                    self.obsolete.append(Obsolete(latest, "the interview moved before the mail was sent"))
+                    self.announce(latest.key.kind if latest.key.kind is not MailKind.RESCHEDULE_NOTICE
+                                  else MailKind.INTERVIEW_DETAILS, interview, out)
+        # Announcements for interviews that no longer exist (cancelled, removed, declined).
+        for address, entries in self.entries_by_candidate.items():
+            for entry in entries:
+                if not (entry.key.kind.is_announcement and entry.is_live_draft):
+                    continue
+                if entry.context.get("occasion") in live_occasions.get(address, set()):
+                    continue
+                start = _parse(entry.context.get("start"))
+                if entry.remote_state is DraftState.SENT or (start is not None and start <= self.now):
+                    continue
+                self.obsolete.append(Obsolete(entry, "the interview was cancelled or removed"))
+
+    def announce(self, kind: MailKind, interview: Interview, out: list[_Candidate],
+                 previous: LedgerEntry | None = None) -> None:
+        if not self.enabled(kind):
+            return
+        event = interview.event
+        key = self.key(interview.candidate.address, kind, f"{event.occasion}@{instant(event.start)}")
+        mail = PlannedMail(
+            key=key,
+            due=min(self.now, event.start),
+            valid_until=event.start,
+            interview=interview,
+            previous_start=_parse(previous.context.get("start")) if previous else None,
+            context={"occasion": event.occasion, "start": instant(event.start)},
+        )
+        self.consider(mail, out)
+
+    # -- after interviews ----------------------------------------------------------------
+
+    def thank_yous(self, out: list[_Candidate]) -> None:
+        if not self.tp.thank_you.enabled:
+            return
+        delay = timedelta(minutes=self.tp.thank_you.delay_minutes)
+        for address, interviews in self.by_candidate.items():
+            for interview in interviews:
+                end = interview.event.end
+                if end + delay > self.cal.end_of_day(self.today) or self.cal.local(end).date() < self.lookback_start:
+                    continue
+                last_day = self.cal.add_working_days(self.cal.local(end).date(), self.tp.thank_you.valid_working_days)
+                mail = PlannedMail(
+                    key=self.key(address, MailKind.THANK_YOU, interview.event.occasion),
+                    due=end + delay,
+                    valid_until=self.cal.end_of_day(last_day),
+                    interview=interview,
+                    context={"occasion": interview.event.occasion},
+                )
+                self.consider(mail, out)
+
+    def status_updates(self, out: list[_Candidate]) -> None:
+        rule = self.tp.status_update
+        if not rule.enabled:
+            return
+        for address, interviews in self.by_candidate.items():
+            if address in self.s.closed or any(i.event.end > self.now for i in interviews):
+                continue
+            last = interviews[-1]
+            occasion = last.event.occasion
+            earlier = [
+                e for e in self.entries_by_candidate.get(address, [])
+                if e.key.kind is MailKind.STATUS_UPDATE and e.context.get("occasion") == occasion
+                and e.state.is_final
+            ]
+            number = len(earlier) + 1
+            if number > rule.max_repeats:
+                continue
+            anchors = [last.event.end]
+            anchors += [e.due for e in earlier]
+            contact = self.s.last_contact.get(address)
+            if contact is not None:
+                anchors.append(contact)
+            anchor = max(anchors)
+            day = self.cal.add_working_days(self.cal.local(anchor).date(), rule.after_working_days)
+            if day > self.today:
+                continue
+            mail = PlannedMail(
+                key=self.key(address, MailKind.STATUS_UPDATE, f"{occasion}#{number}"),
+                due=self.cal.at(day, rule.at),
+                valid_until=self.cal.end_of_day(day),
+                interview=last,
+                no_contact_since=anchor,
+                context={"occasion": occasion, "number": number},
+            )
+            self.consider(mail, out)
+
+    # -- greetings -----------------------------------------------------------------------
+
+    def weekend_greetings(self, out: list[_Candidate]) -> None:
+        rule = self.tp.weekend_greeting
+        if not rule.enabled:
+            return
+        weekday = WEEKDAYS.index(rule.weekday)
+        monday = self.today - timedelta(days=self.today.weekday())
+        while monday + timedelta(days=weekday) >= self.lookback_start:
+            day = monday + timedelta(days=weekday)
+            week_start = self.cal.at(monday, _midnight())
+            week_end = self.cal.end_of_day(day)
+            if day <= self.today and self.cal.is_working_day(day):
+                iso = day.isocalendar()
+                for address, interviews in self.by_candidate.items():
+                    met = [i for i in interviews if week_start <= i.event.start < week_end]
+                    if not met:
+                        continue
+                    mail = PlannedMail(
+                        key=self.key(address, MailKind.WEEKEND_GREETING, f"{iso.year}-W{iso.week:02d}"),
+                        due=self.cal.at(day, rule.at),
+                        valid_until=week_end,
+                        interview=met[-1],
+                        no_contact_since=self.cal.at(day, _midnight()),
+                    )
+                    self.consider(mail, out)
+            monday -= timedelta(days=7)
+
+    def active_candidates(self, day: date) -> list[tuple[str, Interview]]:
+        """Candidates in a process on ``day``: an interview within ``active_days`` before it or
+        any time after, and not closed. Paired with their latest interview."""
+        since = self.cal.at(day - timedelta(days=self.tp.active_days), _midnight())
+        out = []
+        for address, interviews in self.by_candidate.items():
+            if address in self.s.closed:
+                continue
+            if any(i.event.end >= since for i in interviews):
+                out.append((address, interviews[-1]))
+        return out
+
+    def holiday_greetings(self, out: list[_Candidate]) -> None:
+        rule = self.tp.holiday_greeting
+        if not rule.enabled:
+            return
+        for day in _days(self.lookback_start, self.today):
+            run = self.cal.holiday_run_after(day, rule.min_days_off)
+            if run is None:
+                continue
+            for address, interview in self.active_candidates(day):
+                mail = PlannedMail(
+                    key=self.key(address, MailKind.HOLIDAY_GREETING, f"holiday:{run.first_day.isoformat()}"),
+                    due=self.cal.at(day, rule.at),
+                    valid_until=self.cal.end_of_day(day),
+                    interview=interview,
+                    no_contact_since=self.cal.at(day, _midnight()),
+                    holiday=run,
+                )
+                self.consider(mail, out)
+
+    def vacation_notices(self, out: list[_Candidate]) -> None:
+        rule = self.tp.vacation_notice
+        if not rule.enabled:
+            return
+        for absence in self.s.absences:
+            first = self.cal.local(absence.start).date()
+            last = self.cal.local(absence.end - timedelta(microseconds=1)).date()
+            if self.cal.working_days_between(first, last + timedelta(days=1)) < rule.min_working_days:
+                continue
+            day = first - timedelta(days=1)
+            while not self.cal.is_working_day(day):
+                day -= timedelta(days=1)
+            if not (self.lookback_start <= day <= self.today):
+                continue
+            for address, interview in self.active_candidates(day):
+                mail = PlannedMail(
+                    key=self.key(address, MailKind.VACATION_NOTICE, f"vacation:{first.isoformat()}"),
+                    due=self.cal.at(day, rule.at),
+                    valid_until=self.cal.end_of_day(day),
+                    interview=interview,
+                    absence=absence,
+                )
+                self.consider(mail, out)
+
+    def enabled(self, kind: MailKind) -> bool:
+        rule = getattr(self.tp, kind.value)
+        return bool(rule.enabled)
+
+    # -- pacing --------------------------------------------------------------------------
+
+    def pace(self, candidates: list[_Candidate]) -> list[PlannedMail]:
+        """At most one live draft per candidate per local day; what else is due that day folds
+        into it. A lower-priority mail waits when a more important one is due later the same day
+        (the weekend wish rides on the afternoon's thank-you), so the outcome does not depend on
+        how often we poll."""
+        drafts: list[PlannedMail] = []
+        by_candidate: dict[str, list[_Candidate]] = defaultdict(list)
+        for c in candidates:
+            by_candidate[c.mail.candidate].append(c)
+        end_of_today = self.cal.end_of_day(self.today)
+        for address in sorted(by_candidate):
+            if self.drafted_today(address):
+                continue  # the rest waits for tomorrow (or its window closes: then a skip)
+            items = by_candidate[address]
+            # A mail already attempting (a pass died mid-create) must stay the main one: folding
+            # it away would leave a draft in the mailbox that the ledger does not account for.
+            ready = sorted((c for c in items if c.mail.due <= self.now),
+                           key=lambda c: (not self.attempting(c.mail.key), c.priority))
+            later = sorted((c for c in items if self.now < c.mail.due < end_of_today), key=lambda c: c.priority)
+            if not ready:
+                continue
+            main = ready[0]
+            if later and later[0].mail.kind.priority < main.mail.kind.priority and not self.attempting(main.mail.key):
+                continue  # hold: everything folds into the more important mail later today
+            folded = [c.mail.key for c in ready[1:]]
+            folded += [c.mail.key for c in later if self.may_fold_early(c.mail)]
+            drafts.append(_with_folded(main.mail, folded))
+        return drafts
+
+    def attempting(self, key: DraftKey) -> bool:
+        entry = self.ledger.get(key.id)
+        return entry is not None and entry.state is LedgerState.ATTEMPTING
+
+    def drafted_today(self, address: str) -> bool:
+        for entry in self.entries_by_candidate.get(address, []):
+            if entry.is_live_draft and entry.done_at is not None and self.cal.local(entry.done_at).date() == self.today:
+                return True
+        return False
+
+    def may_fold_early(self, mail: PlannedMail) -> bool:
+        """A mail due later today may ride along now unless it speaks of something yet to happen."""
+        if mail.kind is MailKind.THANK_YOU:
+            return mail.interview is not None and mail.interview.event.end <= self.now
+        return not mail.kind.is_announcement
+
+
+def _with_folded(mail: PlannedMail, folded: list[DraftKey]) -> PlannedMail:
+    return PlannedMail(
+        key=mail.key, due=mail.due, valid_until=mail.valid_until, interview=mail.interview,
+        folded=tuple(folded), no_contact_since=mail.no_contact_since, holiday=mail.holiday,
+        absence=mail.absence, previous_start=mail.previous_start, context=mail.context,
+    )
+
+
+def _stale_reason(mail: PlannedMail) -> str:
+    if mail.kind.is_announcement:
+        return "the interview had already started when it was first seen"
+    return "its window had passed (the service was not running, or the candidate already had a mail that day)"
+
+
+def instant(moment: datetime) -> str:
+    """A moment as a canonical UTC string, the same whichever zone a provider reported it in."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+def _midnight() -> time:
+    return time(0, 0)
+
+
+def _days(first: date, last: date) -> Iterable[date]:
+    day = first
+    while day <= last:
+        yield day
+        day += timedelta(days=1)
+
+
+def entries_needing_state(snapshot: Snapshot, now: datetime) -> list[LedgerEntry]:
+    """Announcement drafts whose interview moved or vanished: the planner must know whether they
+    were sent (reschedule notice) or not (mark obsolete, draft anew) before it can decide."""
+    current: dict[tuple[str, str], str] = {
+        (i.candidate.address, i.event.occasion): instant(i.event.start) for i in snapshot.interviews
+    }
+    out = []
+    for entry in snapshot.ledger:
+        if not (entry.key.kind.is_announcement and entry.state is LedgerState.DRAFTED):
+            continue
+        if entry.remote_state is DraftState.SENT:
+            continue
+        start = _parse(entry.context.get("start"))
+        if start is not None and start <= now:
+            continue
+        where = (entry.key.candidate, str(entry.context.get("occasion")))
+        if current.get(where) != entry.context.get("start"):
+            out.append(entry)
+    return out

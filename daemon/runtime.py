@@ -1,0 +1,109 @@
+"""Assemble the pieces for a configuration: renderer, state, and one runner per mailbox.
+
+Shared by ``once``, ``run``, ``preview`` and ``check``: the CLI and the scheduler never wire
+connectors themselves.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+
+import connectors
+from connectors.base import ConnectorContext
+from daemon.errors import ConfigError, RecruitmailError
+from daemon.executor import MailboxRunner, PassReport
+from daemon.render import Renderer
+from daemon.service import Metrics
+from daemon.settings import Mailbox, Settings
+from daemon.state import State
+
+log = logging.getLogger("recruitmail")
+
+
+def where(index: int, role: str) -> str:
+    return f"mailboxes[{index}].{role}"
+
+
+def validate(settings: Settings) -> Renderer:
+    """Everything that can be checked without the network: connector options and templates."""
+    for index, box in enumerate(settings.mailboxes):
+        connectors.validate_options(box.source.type, "source", box.source.options(), where(index, "source"))
+        connectors.validate_options(box.sink.type, "sink", box.sink.options(), where(index, "sink"))
+    renderer = Renderer(settings.service.templates_dir)
+    problems = renderer.check()
+    if problems:
+        raise ConfigError("templates do not render:\n  " + "\n  ".join(problems))
+    return renderer
+
+
+def context_for(settings: Settings, box: Mailbox) -> ConnectorContext:
+    return ConnectorContext(
+        mailbox=box.address,
+        mailbox_name=box.name,
+        time_zone=box.time_zone or settings.company.time_zone,
+        company_domains=tuple(settings.company.domains),
+        state_dir=settings.service.state_dir,
+    )
+
+
+@contextmanager
+def open_runner(
+    settings: Settings, index: int, state: State, renderer: Renderer, *,
+    stop: threading.Event | None = None, observer: Metrics | None = None,
+) -> Iterator[MailboxRunner]:
+    """A runner for mailbox ``index`` with its connectors opened; closes them afterwards."""
+    box = settings.mailboxes[index]
+    context = context_for(settings, box)
+    source = connectors.open_source(box.source.type, box.source.options(), context, where(index, "source"))
+    try:
+        sink = connectors.open_sink(box.sink.type, box.sink.options(), context, where(index, "sink"))
+    except BaseException:
+        source.close()
+        raise
+    try:
+        yield MailboxRunner(settings, box, state, renderer, source, sink, stop=stop, observer=observer)
+    finally:
+        source.close()
+        sink.close()
+
+
+@dataclass
+class PassOutcome:
+    reports: list[PassReport]
+    failures: dict[str, str]
+
+
+def run_once(settings: Settings, state: State, renderer: Renderer, now: datetime,
+             only: str | None = None, observer: Metrics | None = None) -> PassOutcome:
+    """One reconcile pass over every mailbox (or one): a failing mailbox never stops the others."""
+    outcome = PassOutcome([], {})
+    for index, box in enumerate(settings.mailboxes):
+        if only and box.address != only:
+            continue
+        try:
+            with open_runner(settings, index, state, renderer, observer=observer) as runner:
+                outcome.reports.append(runner.reconcile(now))
+        except RecruitmailError as exc:
+            outcome.failures[box.address] = f"{type(exc).__name__}: {exc}"
+            log.error("mailbox %s: pass failed: %s", box.address, exc)
+    return outcome
+
+
+def describe(report: PassReport) -> str:
+    parts = [f"{len(report.drafted)} drafted"]
+    if report.folded:
+        parts.append(f"{report.folded} folded")
+    if report.skipped:
+        parts.append(f"{len(report.skipped)} skipped")
+    if report.obsolete:
+        parts.append(f"{report.obsolete} marked obsolete")
+    if report.deferred:
+        parts.append(f"{report.deferred} deferred")
+    return ", ".join(parts)
+
+

@@ -1,0 +1,198 @@
+"""``recruitmail run``: one reconcile job per mailbox on APScheduler, with systemd integration.
+
+- One interval job per mailbox, coalescing, never two at once for the same mailbox.
+- SIGHUP reloads configuration and templates; a new configuration that fails validation is
+  refused and the running one stays (logged, and reported in ``STATUS=``).
+- SIGTERM/SIGINT: the current draft step finishes, no new one starts, exit 0.
+- The watchdog is pinged only while passes keep completing (``daemon.service.Heartbeat``).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from daemon.errors import ConfigError, RecruitmailError
+from daemon.executor import MailboxRunner
+from daemon.render import Renderer
+from daemon.runtime import describe, open_runner, validate
+from daemon.service import (
+    Heartbeat,
+    Metrics,
+    Notifier,
+    describe_status,
+    open_metrics,
+    setup_logging,
+    watchdog_interval,
+)
+from daemon.settings import Settings, load_settings
+from daemon.state import State
+
+log = logging.getLogger("recruitmail.service")
+
+
+class Service:
+    """The long-running daemon: owns the scheduler, the state and the open connectors."""
+
+    def __init__(self, config: Path | None, settings: Settings, renderer: Renderer,
+                 notifier: Notifier, metrics: Metrics) -> None:
+        self.config = config
+        self.settings = settings
+        self.renderer = renderer
+        self.notifier = notifier
+        self.metrics = metrics
+        self.state = State.in_dir(settings.service.state_dir)
+        self.stop = threading.Event()
+        self.reload_requested = threading.Event()
+        # Not only a hung pass stops the pings: so does a scheduler that stopped running passes.
+        self.heartbeat = Heartbeat(
+            notifier,
+            stall_after=settings.service.pass_timeout_seconds,
+            overdue_after=2 * settings.service.interval_seconds + settings.service.pass_timeout_seconds,
+        )
+        self.scheduler = self._new_scheduler()
+        self.runners: dict[str, tuple[Any, MailboxRunner]] = {}
+        self.locks: dict[str, threading.Lock] = {}
+        self.drafts_created = 0
+        self.last_pass: datetime | None = None
+        self.problem = ""
+
+    def _new_scheduler(self) -> BackgroundScheduler:
+        workers = max(1, min(self.settings.service.workers, len(self.settings.mailboxes)))
+        return BackgroundScheduler(
+            timezone=UTC,
+            executors={"default": ThreadPoolExecutor(workers)},
+            job_defaults={"coalesce": True, "max_instances": 1,
+                          "misfire_grace_time": self.settings.service.interval_seconds},
+        )
+
+    # -- jobs ----------------------------------------------------------------------------
+
+    def schedule(self) -> None:
+        for box in self.settings.mailboxes:
+            self.locks.setdefault(box.address, threading.Lock())
+            self.scheduler.add_job(
+                self.pass_for, "interval", args=[box.address], id=box.address, replace_existing=True,
+                seconds=self.settings.service.interval_seconds, next_run_time=datetime.now(UTC),
+            )
+
+    def runner(self, address: str) -> MailboxRunner:
+        if address not in self.runners:
+            index = next(i for i, b in enumerate(self.settings.mailboxes) if b.address == address)
+            context = open_runner(self.settings, index, self.state, self.renderer, stop=self.stop,
+                                  observer=self.metrics)
+            self.runners[address] = (context, context.__enter__())
+        return self.runners[address][1]
+
+    def close_runner(self, address: str) -> None:
+        entry = self.runners.pop(address, None)
+        if entry is not None:
+            try:
+                entry[0].__exit__(None, None, None)
+            except Exception:  # noqa: BLE001 - closing must never take the daemon down
+                log.exception("mailbox %s: error while closing connectors", address)
+
+    def pass_for(self, address: str) -> None:
+        if self.stop.is_set():
+            return
+        with self.locks[address]:
+            token = self.heartbeat.pass_started()
+            started = time.monotonic()
+            ok = False
+            try:
+                report = self.runner(address).reconcile(datetime.now(UTC))
+                self.drafts_created += len(report.drafted)
+                ok = True
+                log.info("mailbox %s: pass done: %s", address, describe(report))
+            except RecruitmailError as exc:
+                self.close_runner(address)  # reconnect next time
+                log.error("mailbox %s: pass failed: %s", address, exc)
+            except Exception:
+                self.close_runner(address)
+                log.exception("mailbox %s: unexpected error; the next pass tries again", address)
+            finally:
+                self.metrics.pass_finished(address, time.monotonic() - started, ok)
+                self.last_pass = datetime.now(UTC)
+                self.heartbeat.pass_finished(token)
+                self.notifier.status(self.status_line())
+
+    def status_line(self) -> str:
+        line = describe_status(len(self.settings.mailboxes), self.last_pass, self.drafts_created)
+        return f"{line}; {self.problem}" if self.problem else line
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def reload(self) -> None:
+        self.notifier.reloading()
+        try:
+            settings = load_settings(self.config)
+            renderer = validate(settings)
+        except ConfigError as exc:
+            self.problem = "reload refused: the new configuration is invalid, the old one runs"
+            log.error("reload refused, keeping the running configuration: %s", exc)
+            self.notifier.ready(self.status_line())
+            return
+        self.scheduler.pause()
+        for address in list(self.runners):
+            with self.locks.get(address, threading.Lock()):
+                self.close_runner(address)
+        for job in self.scheduler.get_jobs():
+            job.remove()
+        self.settings, self.renderer, self.problem = settings, renderer, ""
+        setup_logging(settings.service.log_level, settings.service.log_format)
+        self.schedule()
+        self.scheduler.resume()
+        log.info("configuration reloaded: %d mailbox(es)", len(settings.mailboxes))
+        self.notifier.ready(self.status_line())
+
+    def serve_forever(self) -> int:
+        self.schedule()
+        self.scheduler.start()
+        self.notifier.ready(self.status_line())
+        log.info("recruitmail running: %d mailbox(es), a pass every %ds", len(self.settings.mailboxes),
+                 self.settings.service.interval_seconds)
+        tick = watchdog_interval() or 1.0
+        while not self.stop.is_set():
+            if self.reload_requested.is_set():
+                self.reload_requested.clear()
+                self.reload()
+            self.heartbeat.beat()
+            self.stop.wait(min(tick, 1.0))
+        self.notifier.stopping()
+        log.info("stopping: finishing the current step")
+        self.scheduler.shutdown(wait=True)
+        for address in list(self.runners):
+            self.close_runner(address)
+        self.state.close()
+        self.metrics.close()
+        log.info("stopped")
+        return 0
+
+
+def run(config: Path | None) -> int:
+    """Start the daemon; returns the exit code."""
+    settings = load_settings(config)
+    setup_logging(settings.service.log_level, settings.service.log_format)
+    renderer = validate(settings)
+    service = Service(config, settings, renderer, Notifier.from_environment(), open_metrics(settings.service))
+
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        service.stop.set()
+
+    def on_hup(signum: int, frame: FrameType | None) -> None:
+        service.reload_requested.set()
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+    signal.signal(signal.SIGHUP, on_hup)
+    return service.serve_forever()
+

@@ -1,0 +1,1 @@
+"""Fake provider servers on loopback for the connector tests."""

@@ -1,0 +1,118 @@
+"""Replay the reference scenario through the real CLI against any pair of connectors.
+
+A connector's end-to-end test supplies a ``ScenarioBackend``; ``replay`` applies the calendar
+changes in time order, runs ``recruitmail once --now <instant>`` at every instant, and returns what
+ended up in the mailbox, read independently of the sink and joined with the ledger by key.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from email.message import Message
+from pathlib import Path
+from typing import Protocol
+
+from connectors.base import KEY_HEADER
+from daemon.cli import main
+from daemon.planner import LedgerState
+from daemon.state import State
+from tests.scenario import two_weeks
+from tests.scenario.spec import STOCKHOLM, EventSpec
+
+
+class ScenarioBackend(Protocol):
+    def put(self, spec: EventSpec) -> None:
+        """Create or replace the event ``spec.uid`` in the recruiter's calendar."""
+
+    def delete(self, uid: str) -> None:
+        """Remove the event from the calendar (as a cancellation does)."""
+
+    def send_to(self, candidate: str, when: datetime) -> None:
+        """Send the newest draft addressed to ``candidate`` as the recruiter's client would, dated ``when``."""
+
+    def config(self) -> str:
+        """The ``[mailboxes.source]`` and ``[mailboxes.sink]`` TOML tables for this backend."""
+
+    def messages(self) -> list[Message]:
+        """Every message recruitmail wrote (drafts, and drafts since sent), read independently."""
+
+
+@dataclass
+class Outcome:
+    drafts: set[tuple[str, str, date]] = field(default_factory=set)
+    obsolete: set[tuple[str, str]] = field(default_factory=set)
+    folded: set[tuple[str, str, date]] = field(default_factory=set)
+    by_key: dict[str, list[Message]] = field(default_factory=dict)
+    unknown_keys: list[str] = field(default_factory=list)
+    unfinished: list[str] = field(default_factory=list)
+    exit_codes: list[int] = field(default_factory=list)
+
+
+def write_config(backend: ScenarioBackend, workdir: Path) -> Path:
+    state_dir = workdir / "state"
+    path = workdir / "recruitmail.toml"
+    path.write_text(two_weeks.CONFIG.replace("{state_dir}", str(state_dir)) + backend.config(), encoding="utf-8")
+    return path
+
+
+def replay(backend: ScenarioBackend, workdir: Path, instants: tuple[datetime, ...] = two_weeks.INSTANTS) -> Outcome:
+    config = write_config(backend, workdir)
+    changes = sorted(two_weeks.CHANGES, key=lambda c: c.at)
+    pending = list(changes)
+    outcome = Outcome()
+    for instant in instants:
+        while pending and pending[0].at <= instant:
+            apply(backend, pending.pop(0))
+        outcome.exit_codes.append(main(["--config", str(config), "once", "--now", instant.isoformat()]))
+    return collect(backend, workdir, outcome)
+
+
+def apply(backend: ScenarioBackend, change: two_weeks.Change) -> None:
+    if change.action == "put":
+        assert change.spec is not None
+        backend.put(change.spec)
+    elif change.action == "delete":
+        backend.delete(change.uid)
+    elif change.action == "send":
+        backend.send_to(change.candidate, change.at)
+    else:
+        raise ValueError(change.action)
+
+
+def collect(backend: ScenarioBackend, workdir: Path, outcome: Outcome | None = None) -> Outcome:
+    outcome = outcome or Outcome()
+    state = State.in_dir(workdir / "state")
+    try:
+        rows = {r.entry.key.id: r for r in state.all_ledger()}
+    finally:
+        state.close()
+    for message in backend.messages():
+        key_id = str(message[KEY_HEADER] or "")
+        outcome.by_key.setdefault(key_id, []).append(message)
+    for key_id in outcome.by_key:
+        if key_id not in rows:
+            outcome.unknown_keys.append(key_id)
+    for key_id, row in rows.items():
+        key = row.entry.key
+        day = local_day(row.entry.done_at) if row.entry.done_at else None
+        if row.entry.state is LedgerState.ATTEMPTING:
+            outcome.unfinished.append(key_id)
+        elif row.entry.state in (LedgerState.DRAFTED, LedgerState.OBSOLETE) and key_id in outcome.by_key:
+            assert day is not None
+            outcome.drafts.add((key.kind.value, key.candidate, day))
+            if row.entry.state is LedgerState.OBSOLETE:
+                outcome.obsolete.add((key.kind.value, key.candidate))
+        elif row.entry.state is LedgerState.FOLDED and day is not None:
+            outcome.folded.add((key.kind.value, key.candidate, day))
+    return outcome
+
+
+def local_day(moment: datetime) -> date:
+    return moment.astimezone(STOCKHOLM).date()
+
+
+def parse(raw: bytes) -> Message:
+    return email.message_from_bytes(raw, policy=email.policy.default)

@@ -1,0 +1,282 @@
+"""Real Radicale (CalDAV) and Dovecot (IMAP) servers on free loopback ports, as pytest fixtures.
+
+Each server lives in its own temporary directory, is started as a subprocess, waited for until it
+answers, and stopped by its PID at teardown. A test module imports the fixture functions
+(``radicale_fixture``, ``dovecot_fixture``) and asks for ``radicale`` / ``dovecot``. When a server's program is missing the tests that need
+it are skipped with the reason — except under CI (``CI=true``), where a missing server fails the run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+LOOPBACK = "127.0.0.1"
+RADICALE_USER, RADICALE_PASSWORD = "alice", "secret"
+DOVECOT_USER, DOVECOT_PASSWORD = "recruiter@example.se", "secret"
+DOVECOT_BINARY = os.environ.get("RECRUITMAIL_TEST_DOVECOT", "/usr/sbin/dovecot")
+
+# Dovecot 2.3's default capability list, minus UIDPLUS: a server that does not announce
+# APPENDUID, so the sink must find its own appends by searching.
+CAPABILITIES_WITHOUT_UIDPLUS = (
+    "IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE SORT SORT=DISPLAY THREAD=REFERENCES "
+    "THREAD=REFS THREAD=ORDEREDSUBJECT MULTIAPPEND URL-PARTIAL CATENATE UNSELECT CHILDREN "
+    "NAMESPACE LIST-EXTENDED I18NLEVEL=1 CONDSTORE QRESYNC ESEARCH ESORT SEARCHRES WITHIN "
+    "CONTEXT=SEARCH LIST-STATUS BINARY MOVE SNIPPET=FUZZY PREVIEW=FUZZY PREVIEW STATUS=SIZE "
+    "SAVEDATE LITERAL+ NOTIFY SPECIAL-USE"
+)
+
+
+def missing(what: str) -> None:
+    """Skip the test because ``what`` is not installed; under CI that is a failure instead."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{what} is required under CI but is not installed", pytrace=False)
+    pytest.skip(f"{what} is not installed on this machine")
+
+
+def free_port() -> int:
+    """A TCP port on the loopback interface that nobody listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_until_listening(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
+    # A generous deadline: this waits for readiness, it asserts nothing about speed.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            text = log.read_text(errors="replace") if log.exists() else ""
+            raise RuntimeError(f"server exited with {process.returncode}:\n{text}")
+        try:
+            with socket.create_connection((LOOPBACK, port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"server did not listen on port {port}")
+
+
+def _stop(process: subprocess.Popen[bytes] | None) -> None:
+    """Stop a server started in its own process group, and every child it left behind."""
+    if process is None:
+        return
+    if process.poll() is None:
+        os.kill(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait()
+    # Dovecot's imap processes outlive their master for a moment and keep serving open
+    # connections; a stopped server must drop them, as a crashed one would.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+@dataclass
+class RadicaleServer:
+    """A Radicale instance with one user; ``url`` is the server root."""
+
+    directory: Path
+    port: int = field(default_factory=free_port)
+    username: str = RADICALE_USER
+    password: str = RADICALE_PASSWORD
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}/"
+
+    @property
+    def log(self) -> Path:
+        return self.directory / "radicale.log"
+
+    def start(self) -> None:
+        """Write the configuration (as in SERVERS.md) and start the server."""
+        (self.directory / "collections").mkdir(parents=True, exist_ok=True)
+        (self.directory / "users").write_text(f"{self.username}:{self.password}\n")
+        config = self.directory / "radicale.conf"
+        config.write_text(
+            f"[server]\nhosts = {LOOPBACK}:{self.port}\n"
+            f"[auth]\ntype = htpasswd\nhtpasswd_filename = {self.directory / 'users'}\n"
+            "htpasswd_encryption = plain\n"
+            "[rights]\ntype = owner_only\n"
+            f"[storage]\nfilesystem_folder = {self.directory / 'collections'}\n"
+            "[logging]\nlevel = warning\n"
+        )
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "radicale", "--config", str(config)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.directory,
+                start_new_session=True,
+            )
+        _wait_until_listening(self.port, self.process, self.log)
+
+    def stop(self) -> None:
+        _stop(self.process)
+
+
+@dataclass
+class DovecotServer:
+    """A Dovecot instance with one user and Drafts/Sent special-use folders."""
+
+    directory: Path
+    uidplus: bool = True
+    port: int = field(default_factory=free_port)
+    username: str = DOVECOT_USER
+    password: str = DOVECOT_PASSWORD
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def config(self) -> Path:
+        return self.directory / "dovecot.conf"
+
+    @property
+    def log(self) -> Path:
+        return self.directory / "dovecot.log"
+
+    def write_config(self) -> None:
+        """The self-contained configuration of SERVERS.md (nothing read from /etc/dovecot)."""
+        d = self.directory
+        for sub in ("run", "state", "mail"):
+            (d / sub).mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            # Dovecot refuses to store mail as root: mail belongs to nobody, and its helper
+            # processes run as Debian's dovecot users.
+            uid, gid, internal, login = 65534, 65534, "dovecot", "dovenull"
+            os.chown(d / "mail", uid, gid)
+        else:
+            # Unprivileged, Dovecot cannot switch users: everything runs as the caller.
+            uid, gid = os.geteuid(), os.getegid()
+            internal = login = pwd.getpwuid(uid).pw_name
+        (d / "passwd").write_text(f"{self.username}:{{PLAIN}}{self.password}::::::\n")
+        capability = "" if self.uidplus else f"imap_capability = {CAPABILITIES_WITHOUT_UIDPLUS}\n"
+        self.config.write_text(
+            f"""instance_name = test-dovecot-{self.port}
+base_dir = {d}/run
+state_dir = {d}/state
+log_path = {d}/dovecot.log
+info_log_path = {d}/dovecot.log
+protocols = imap
+listen = {LOOPBACK}
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+auth_failure_delay = 0
+default_internal_user = {internal}
+default_login_user = {login}
+{capability}passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {d}/passwd
+}}
+userdb {{
+  driver = static
+  args = uid={uid} gid={gid} home={d}/mail/%u
+}}
+mail_location = maildir:~/Maildir
+namespace inbox {{
+  inbox = yes
+  separator = /
+  mailbox Drafts {{
+    special_use = \\Drafts
+    auto = subscribe
+  }}
+  mailbox Sent {{
+    special_use = \\Sent
+    auto = subscribe
+  }}
+}}
+service imap-login {{
+  inet_listener imap {{
+    address = {LOOPBACK}
+    port = {self.port}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+}}
+"""
+        )
+
+    def start(self) -> None:
+        """Start (or restart, on the same port and mail) the server in the foreground."""
+        if not self.config.exists():
+            self.write_config()
+        with (self.directory / "dovecot.stderr").open("ab") as stderr:
+            self.process = subprocess.Popen(
+                [DOVECOT_BINARY, "-F", "-c", str(self.config)],
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                start_new_session=True,
+            )
+        _wait_until_listening(self.port, self.process, self.log)
+
+    def stop(self) -> None:
+        _stop(self.process)
+
+    def doveadm(self, *args: str) -> str:
+        """Run ``doveadm`` against this instance and return its output."""
+        doveadm = shutil.which("doveadm") or "/usr/bin/doveadm"
+        result = subprocess.run(
+            [doveadm, "-c", str(self.config), *args],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return result.stdout
+
+
+@pytest.fixture(name="radicale")
+def radicale_fixture(tmp_path: Path) -> Iterator[RadicaleServer]:
+    """A running Radicale with user alice/secret and no calendars yet."""
+    try:
+        import radicale as _radicale  # noqa: F401
+    except ImportError:
+        missing("Radicale (pip install radicale)")
+    server = RadicaleServer(tmp_path / "radicale")
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+def dovecot_directory() -> Path:
+    """A fresh directory Dovecot's unprivileged helpers can reach (pytest's own is 0700)."""
+    directory = Path(tempfile.mkdtemp(prefix="recruitmail-dovecot-"))
+    directory.chmod(0o711)
+    return directory
+
+
+def run_dovecot(uidplus: bool = True) -> Iterator[DovecotServer]:
+    """Start a Dovecot for one test and remove it, with its files, afterwards."""
+    if not Path(DOVECOT_BINARY).exists():
+        missing(f"Dovecot ({DOVECOT_BINARY}, Debian package dovecot-imapd)")
+    server = DovecotServer(dovecot_directory(), uidplus=uidplus)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(server.directory, ignore_errors=True)
+
+
+@pytest.fixture(name="dovecot", params=[True, False], ids=["uidplus", "no-uidplus"])
+def dovecot_fixture(request: pytest.FixtureRequest) -> Iterator[DovecotServer]:
+    """A running Dovecot, once announcing UIDPLUS and once without it."""
+    yield from run_dovecot(uidplus=bool(request.param))

@@ -1,0 +1,592 @@
+"""The ICS calendar source: the contract suite over a file and over a loopback HTTP link, plus
+what only iCalendar files bring (Windows zone names, floating times, broken files and events)."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import connectors
+from connectors.base import CalendarSource, ConnectorContext
+from connectors.ics import SourceOptions, open_source
+from daemon.errors import AuthError, ConfigError, CursorExpired, PermanentError, TransientError
+from daemon.models import Event, Period, Response
+from tests.contract.calendar_source import (
+    CANDIDATE,
+    CONTRACT_WINDOW,
+    CalendarSourceContract,
+    interview,
+    local,
+    only,
+    utc,
+)
+from tests.scenario.spec import EventSpec, to_ics
+
+WINDOW = CONTRACT_WINDOW
+
+
+def context(tmp_path: Path, zone: str = "Europe/Stockholm") -> ConnectorContext:
+    return ConnectorContext(
+        mailbox="rekryterare@example.se",
+        mailbox_name="Rut Rekryterare",
+        time_zone=zone,
+        company_domains=("example.se",),
+        state_dir=tmp_path,
+    )
+
+
+@dataclass
+class Request:
+    path: str
+    if_none_match: str | None
+    status: int
+
+
+@dataclass
+class IcsServer:
+    """A published-calendar server on loopback: serves one body with an ETag, answers 304."""
+
+    body: bytes = b""
+    status: int = 200
+    extra_headers: dict[str, str] = field(default_factory=dict)
+    requests: list[Request] = field(default_factory=list)
+    port: int = 0
+
+    @property
+    def etag(self) -> str:
+        return '"' + hashlib.sha256(self.body).hexdigest()[:16] + '"'
+
+    def url(self, path: str = "/owa/calendar/secret-token-123/reachcalendar.ics") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+
+def _handler(state: IcsServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (the http.server naming)
+            tag = self.headers.get("If-None-Match")
+            status = state.status
+            if status == 200 and tag == state.etag:
+                status = 304
+            state.requests.append(Request(self.path, tag, status))
+            self.send_response(status)
+            for name, value in state.extra_headers.items():
+                self.send_header(name, value)
+            if status in (200, 304):
+                self.send_header("ETag", state.etag)
+            payload = state.body if status == 200 else b""
+            if status != 304:
+                self.send_header("Content-Type", "text/calendar; charset=utf-8")
+                self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            if status != 304:
+                self.wfile.write(payload)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    return Handler
+
+
+@pytest.fixture
+def ics_server() -> Iterator[IcsServer]:
+    state = IcsServer()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
+    state.port = server.server_address[1]
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
+    thread.start()
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+class IcsBackend:
+    """Keeps specs by uid and rewrites the whole calendar on each change, as a publisher does."""
+
+    def __init__(self, tmp_path: Path, server: IcsServer | None = None) -> None:
+        self.tmp_path = tmp_path
+        self.file = tmp_path / "calendar.ics"
+        self.server = server
+        self.specs: dict[str, EventSpec] = {}
+        self.sources: list[CalendarSource] = []
+        self._write()
+
+    def _write(self) -> None:
+        data = to_ics(list(self.specs.values()))
+        self.file.write_bytes(data)
+        if self.server is not None:
+            self.server.body = data
+
+    def put(self, spec: EventSpec) -> None:
+        self.specs[spec.uid] = spec
+        self._write()
+
+    def delete(self, uid: str) -> None:
+        del self.specs[uid]
+        self._write()
+
+    def source(self) -> CalendarSource:
+        if self.server is not None:
+            options = SourceOptions(url=self.server.url())
+        else:
+            options = SourceOptions(path=self.file)
+        source = open_source(options, context(self.tmp_path))
+        self.sources.append(source)
+        return source
+
+    def window(self) -> Period:
+        return WINDOW
+
+    def expire_cursor(self, cursor: str) -> str | None:
+        return cursor[: len(cursor) // 2]  # a cursor damaged in storage
+
+    def close(self) -> None:
+        for source in self.sources:
+            source.close()
+
+
+class TestIcsFileContract(CalendarSourceContract):
+    @pytest.fixture
+    def calendar_backend(self, tmp_path: Path) -> Iterator[IcsBackend]:
+        backend = IcsBackend(tmp_path)
+        yield backend
+        backend.close()
+
+
+class TestIcsLinkContract(CalendarSourceContract):
+    @pytest.fixture
+    def calendar_backend(self, tmp_path: Path, ics_server: IcsServer) -> Iterator[IcsBackend]:
+        backend = IcsBackend(tmp_path, ics_server)
+        yield backend
+        backend.close()
+
+
+# --- what only iCalendar brings -------------------------------------------------------------
+
+
+def calendar(*events: str, header: str = "") -> bytes:
+    """A VCALENDAR around raw VEVENT text, with CRLF line ends as real feeds have."""
+    lines = ["BEGIN:VCALENDAR", "VERSION:2.0", "PRODID:-//Example//Feed//EN"]
+    if header:
+        lines.extend(header.strip().splitlines())
+    for event in events:
+        lines.extend(line.strip() for line in event.strip().splitlines())
+    lines.append("END:VCALENDAR")
+    return ("\r\n".join(lines) + "\r\n").encode("utf-8")
+
+
+def vevent(uid: str, start: str, end: str, *extra: str, summary: str = "Intervju") -> str:
+    return "\n".join(
+        ["BEGIN:VEVENT", f"UID:{uid}", "DTSTAMP:20260101T000000Z", f"SUMMARY:{summary}"]
+        + [start, end, *extra, "END:VEVENT"]
+    )
+
+
+def read(tmp_path: Path, data: bytes, zone: str = "Europe/Stockholm") -> tuple[Event, ...]:
+    file = tmp_path / "feed.ics"
+    file.write_bytes(data)
+    source = open_source(SourceOptions(path=file), context(tmp_path, zone))
+    try:
+        return source.sync(None, WINDOW).events
+    finally:
+        source.close()
+
+
+OUTLOOK_VTIMEZONE = """
+BEGIN:VTIMEZONE
+TZID:W. Europe Standard Time
+BEGIN:STANDARD
+DTSTART:16010101T030000
+TZOFFSETFROM:+0200
+TZOFFSETTO:+0100
+RRULE:FREQ=YEARLY;INTERVAL=1;BYDAY=-1SU;BYMONTH=10
+END:STANDARD
+BEGIN:DAYLIGHT
+DTSTART:16010101T020000
+TZOFFSETFROM:+0100
+TZOFFSETTO:+0200
+RRULE:FREQ=YEARLY;INTERVAL=1;BYDAY=-1SU;BYMONTH=3
+END:DAYLIGHT
+END:VTIMEZONE
+"""
+
+
+@pytest.mark.parametrize("with_vtimezone", [True, False])
+def test_windows_zone_names_are_understood(tmp_path: Path, with_vtimezone: bool) -> None:
+    data = calendar(
+        vevent(
+            "berlin",
+            "DTSTART;TZID=W. Europe Standard Time:20260310T100000",
+            "DTEND;TZID=W. Europe Standard Time:20260310T110000",
+        ),
+        vevent(
+            "summer",
+            "DTSTART;TZID=W. Europe Standard Time:20260610T100000",
+            "DTEND;TZID=W. Europe Standard Time:20260610T110000",
+        ),
+        vevent(
+            "helsinki",
+            "DTSTART;TZID=FLE Standard Time:20260310T100000",
+            "DTEND;TZID=FLE Standard Time:20260310T110000",
+        ),
+        header=OUTLOOK_VTIMEZONE if with_vtimezone else "",
+    )
+    events = read(tmp_path, data)
+    assert utc(only(events, "berlin").start) == datetime(2026, 3, 10, 9, 0, tzinfo=UTC)
+    assert utc(only(events, "summer").start) == datetime(2026, 6, 10, 8, 0, tzinfo=UTC)
+    assert utc(only(events, "helsinki").start) == datetime(2026, 3, 10, 8, 0, tzinfo=UTC)
+    assert utc(only(events, "helsinki").end) == datetime(2026, 3, 10, 9, 0, tzinfo=UTC)
+
+
+def test_x_wr_timezone_gives_floating_times_their_zone(tmp_path: Path) -> None:
+    data = calendar(
+        vevent("floating", "DTSTART:20260310T100000", "DTEND:20260310T110000"),
+        vevent("in-utc", "DTSTART:20260310T120000Z", "DTEND:20260310T130000Z"),
+        header="X-WR-TIMEZONE:Europe/Helsinki",
+    )
+    events = read(tmp_path, data)
+    assert utc(only(events, "floating").start) == datetime(2026, 3, 10, 8, 0, tzinfo=UTC)
+    assert utc(only(events, "in-utc").start) == datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
+
+
+def test_unknown_x_wr_timezone_falls_back_to_the_recruiters_zone(tmp_path: Path) -> None:
+    data = calendar(
+        vevent("floating", "DTSTART:20260310T100000", "DTEND:20260310T110000"),
+        header="X-WR-TIMEZONE:Middle Earth/Shire",
+    )
+    [event] = read(tmp_path, data)
+    assert utc(event.start) == datetime(2026, 3, 10, 9, 0, tzinfo=UTC)
+
+
+def test_floating_weekly_series_keeps_its_wall_clock_across_dst(tmp_path: Path) -> None:
+    data = calendar(
+        vevent(
+            "weekly",
+            "DTSTART:20260323T100000",
+            "DTEND:20260323T110000",
+            "RRULE:FREQ=WEEKLY;COUNT=2",
+        )
+    )
+    events = sorted(read(tmp_path, data), key=lambda e: e.start)
+    assert [utc(e.start).hour for e in events] == [9, 8]  # 10:00 CET, then 10:00 CEST
+
+
+def test_floating_times_are_the_recruiters_local_time(tmp_path: Path) -> None:
+    data = calendar(vevent("floating", "DTSTART:20260610T100000", "DTEND:20260610T110000"))
+    [event] = read(tmp_path, data, zone="Europe/Stockholm")
+    assert event.start.utcoffset() is not None
+    assert utc(event.start) == datetime(2026, 6, 10, 8, 0, tzinfo=UTC)
+
+
+def test_all_day_event_follows_the_recruiters_zone(tmp_path: Path) -> None:
+    data = calendar(
+        vevent("day", "DTSTART;VALUE=DATE:20260520", "DTEND;VALUE=DATE:20260522"),
+        vevent("no-end", "DTSTART;VALUE=DATE:20260601", ""),
+    )
+    events = read(tmp_path, data, zone="America/New_York")
+    day = only(events, "day")
+    assert day.all_day
+    assert utc(day.start) == datetime(2026, 5, 20, 4, 0, tzinfo=UTC)
+    assert utc(day.end) == datetime(2026, 5, 22, 4, 0, tzinfo=UTC)
+    no_end = only(events, "no-end")
+    assert utc(no_end.end) - utc(no_end.start) == timedelta(days=1)
+
+
+def test_attendee_details_are_mapped(tmp_path: Path) -> None:
+    data = calendar(
+        vevent(
+            "panel",
+            "DTSTART:20260310T100000Z",
+            "DTEND:20260310T110000Z",
+            "ORGANIZER;CN=Rut Rekryterare:mailto:Rekryterare@Example.se",
+            'ATTENDEE;CN="Svensson, Anna";PARTSTAT=ACCEPTED;ROLE=REQ-PARTICIPANT:mailto:anna@candidate.example',
+            "ATTENDEE;CN=Per;PARTSTAT=TENTATIVE;ROLE=OPT-PARTICIPANT:mailto:per@example.se",
+            "ATTENDEE;CN=Rum Ada;CUTYPE=ROOM;PARTSTAT=ACCEPTED:mailto:rum-ada@example.se",
+            "ATTENDEE;CN=Projektor;CUTYPE=RESOURCE:mailto:projektor@example.se",
+            "ATTENDEE;CN=Nobody;PARTSTAT=ACCEPTED:urn:uuid:1234",
+        )
+    )
+    [event] = read(tmp_path, data)
+    assert event.organizer is not None
+    assert event.organizer.address == "rekryterare@example.se" and event.organizer.is_organizer
+    people = {a.address: a for a in event.attendees}
+    assert set(people) == {
+        "anna@candidate.example",
+        "per@example.se",
+        "rum-ada@example.se",
+        "projektor@example.se",
+    }
+    assert people["anna@candidate.example"].name == "Svensson, Anna"
+    assert people["anna@candidate.example"].response is Response.ACCEPTED
+    assert not people["anna@candidate.example"].optional
+    assert people["per@example.se"].optional
+    assert people["rum-ada@example.se"].is_resource and people["projektor@example.se"].is_resource
+    assert people["projektor@example.se"].response is Response.NONE
+
+
+def test_html_only_description_becomes_plain_text_and_meeting_link_is_found(tmp_path: Path) -> None:
+    link = "https://teams.microsoft.com/l/meetup-join/19%3ameeting_abc%40thread.v2/0"
+    data = calendar(
+        vevent(
+            "teams",
+            "DTSTART:20260310T100000Z",
+            "DTEND:20260310T110000Z",
+            f'X-ALT-DESC;FMTTYPE=text/html:<html><body><p>Hej <b>Anna</b>!</p><ul><li>Agenda: kodtest</li></ul><a href="{link}">Anslut</a></body></html>',
+        )
+    )
+    [event] = read(tmp_path, data)
+    assert "<" not in event.body
+    assert "Hej Anna!" in event.body
+    assert "- Agenda: kodtest" in event.body
+    assert event.online_url == link
+
+
+def test_cancelled_event_is_reported_cancelled(tmp_path: Path) -> None:
+    data = to_ics([interview(cancelled=True)])
+    [event] = read(tmp_path, data)
+    assert event.cancelled
+
+
+def test_cancelled_occurrence_of_a_series_is_reported_cancelled(tmp_path: Path) -> None:
+    data = calendar(
+        vevent(
+            "weekly",
+            "DTSTART:20260406T080000Z",
+            "DTEND:20260406T090000Z",
+            "RRULE:FREQ=WEEKLY;COUNT=3",
+        ),
+        vevent(
+            "weekly",
+            "DTSTART:20260413T080000Z",
+            "DTEND:20260413T090000Z",
+            "RECURRENCE-ID:20260413T080000Z",
+            "STATUS:CANCELLED",
+        ),
+    )
+    events = sorted(read(tmp_path, data), key=lambda e: e.start)
+    assert [e.cancelled for e in events] == [False, True, False]
+    assert events[1].event_id == "weekly/2026-04-13T08:00:00+00:00"
+    assert events[1].recurrence_id == "2026-04-13T08:00:00+00:00"
+
+
+def test_file_that_is_not_icalendar_is_refused_clearly(tmp_path: Path) -> None:
+    with pytest.raises(PermanentError, match="not an iCalendar file"):
+        read(tmp_path, b"<!DOCTYPE html><html><body>Sign in</body></html>")
+
+
+def test_malformed_file_names_the_line(tmp_path: Path) -> None:
+    data = calendar(vevent("a", "DTSTART:20260310T100000Z", "DTEND:20260310T110000Z"))
+    broken = data.replace(b"PRODID:-//Example//Feed//EN", b"this line is not iCalendar at all")
+    with pytest.raises(PermanentError, match="line 3"):
+        read(tmp_path, broken)
+
+
+def test_truncated_file_is_refused(tmp_path: Path) -> None:
+    data = calendar(vevent("a", "DTSTART:20260310T100000Z", "DTEND:20260310T110000Z"))
+    with pytest.raises(PermanentError, match="cannot be read"):
+        read(tmp_path, data[: len(data) // 2])
+
+
+def test_unreadable_line_inside_an_event_keeps_the_event(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    data = calendar(
+        vevent("kept", "DTSTART:20260310T100000Z", "DTEND:20260310T110000Z", "not a content line")
+    )
+    with caplog.at_level(logging.WARNING, logger="connectors.ics"):
+        [event] = read(tmp_path, data)
+    assert event.ical_uid == "kept"
+    assert any("kept" in r.getMessage() for r in caplog.records)
+
+
+def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    source = open_source(SourceOptions(path=tmp_path / "missing.ics"), context(tmp_path))
+    with pytest.raises(PermanentError, match="no such calendar file"):
+        source.sync(None, WINDOW)
+
+
+def test_one_broken_event_is_skipped_and_named(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    anna = 'ATTENDEE;CN="Svensson, Anna":mailto:anna@candidate.example'
+    data = calendar(
+        vevent("good-1", "DTSTART:20260310T100000Z", "DTEND:20260310T110000Z", anna),
+        vevent("no-start", "", "DTEND:20260310T110000Z", anna),
+        vevent("backwards", "DTSTART:20260310T100000Z", "DTEND:20260310T090000Z", anna),
+        vevent(
+            "bad-zone",
+            "DTSTART;TZID=Mars/Olympus Mons:20260310T100000",
+            "DTEND;TZID=Mars/Olympus Mons:20260310T110000",
+            anna,
+        ),
+        vevent("good-2", "DTSTART:20260311T100000Z", "DTEND:20260311T110000Z", anna),
+    )
+    with caplog.at_level(logging.DEBUG, logger="connectors.ics"):
+        events = read(tmp_path, data)
+    assert sorted(e.ical_uid for e in events) == ["good-1", "good-2"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    for uid in ("no-start", "backwards", "bad-zone"):
+        assert any(uid in message for message in warnings), warnings
+    assert not any("Anna" in m or "anna@" in m for m in warnings)
+
+
+def test_a_broken_override_drops_its_series_rather_than_misplacing_it(tmp_path: Path) -> None:
+    data = calendar(
+        vevent(
+            "series",
+            "DTSTART:20260406T080000Z",
+            "DTEND:20260406T090000Z",
+            "RRULE:FREQ=DAILY;COUNT=3",
+        ),
+        vevent(
+            "series",
+            "DTSTART:20260407T150000Z",
+            "DTEND:20260407T140000Z",
+            "RECURRENCE-ID:20260407T080000Z",
+        ),
+        vevent("other", "DTSTART:20260408T100000Z", "DTEND:20260408T110000Z"),
+    )
+    assert [e.ical_uid for e in read(tmp_path, data)] == ["other"]
+
+
+def test_a_one_megabyte_description_is_fine(tmp_path: Path) -> None:
+    body = ("Agenda och bakgrund. " * 50 + "\n") * 1000
+    assert len(body.encode()) > 1_000_000
+    [event] = read(tmp_path, to_ics([interview(body=body)]))
+    assert event.body == body
+
+
+def test_unchanged_link_costs_one_conditional_request(
+    tmp_path: Path, ics_server: IcsServer
+) -> None:
+    ics_server.body = to_ics([interview()])
+    source = open_source(SourceOptions(url=ics_server.url()), context(tmp_path))
+    first = source.sync(None, WINDOW)
+    assert len(ics_server.requests) == 1 and ics_server.requests[0].status == 200
+
+    again = source.sync(first.cursor, WINDOW)
+    assert again.events == () and again.removed == ()
+    assert len(ics_server.requests) == 2
+    assert ics_server.requests[1].if_none_match == ics_server.etag
+    assert ics_server.requests[1].status == 304
+    source.close()
+
+
+def test_link_change_after_304_is_seen(tmp_path: Path, ics_server: IcsServer) -> None:
+    ics_server.body = to_ics([interview()])
+    source = open_source(SourceOptions(url=ics_server.url()), context(tmp_path))
+    first = source.sync(None, WINDOW)
+    second = source.sync(first.cursor, WINDOW)
+    ics_server.body = to_ics([interview(subject="Intervju, ny rubrik")])
+    third = source.sync(second.cursor, WINDOW)
+    assert [e.subject for e in third.events] == ["Intervju, ny rubrik"]
+    assert ics_server.requests[-1].status == 200
+    source.close()
+
+
+def test_refused_link_is_an_auth_error_without_the_secret(
+    tmp_path: Path, ics_server: IcsServer
+) -> None:
+    ics_server.status = 403
+    source = open_source(SourceOptions(url=ics_server.url()), context(tmp_path))
+    with pytest.raises(AuthError, match="publish the calendar again") as caught:
+        source.sync(None, WINDOW)
+    assert "secret-token-123" not in str(caught.value)
+    source.close()
+
+
+def test_busy_server_is_transient_with_its_retry_after(
+    tmp_path: Path, ics_server: IcsServer
+) -> None:
+    ics_server.status = 503
+    ics_server.extra_headers = {"Retry-After": "120"}
+    source = open_source(SourceOptions(url=ics_server.url()), context(tmp_path))
+    with pytest.raises(TransientError) as caught:
+        source.sync(None, WINDOW)
+    assert caught.value.retry_after == 120
+    source.close()
+
+
+def test_unreachable_link_is_transient(tmp_path: Path) -> None:
+    with socket.socket() as probe:  # a loopback port that nobody listens on once released
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/calendar.ics"
+    source = open_source(SourceOptions(url=url, timeout_seconds=5), context(tmp_path))
+    with pytest.raises(TransientError):
+        source.sync(None, WINDOW)
+
+
+def test_link_may_be_a_secret_reference(
+    tmp_path: Path, ics_server: IcsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ics_server.body = to_ics([interview()])
+    monkeypatch.setenv("RECRUITMAIL_TEST_ICS_URL", ics_server.url())
+    source = open_source(SourceOptions(url="env:RECRUITMAIL_TEST_ICS_URL"), context(tmp_path))
+    result = source.sync(None, WINDOW)
+    assert [e.ical_uid for e in result.events] == ["interview-1@example.se"]
+    source.close()
+
+
+def test_garbage_cursor_asks_for_a_full_sync(tmp_path: Path) -> None:
+    file = tmp_path / "calendar.ics"
+    file.write_bytes(to_ics([interview()]))
+    source = open_source(SourceOptions(path=file), context(tmp_path))
+    for cursor in ("", "not json", '{"v": 99, "events": {}}', '{"v": 1, "events": [1]}'):
+        with pytest.raises(CursorExpired):
+            source.sync(cursor, WINDOW)
+
+
+def test_window_moving_past_an_event_reports_it_removed(tmp_path: Path) -> None:
+    file = tmp_path / "calendar.ics"
+    file.write_bytes(to_ics([interview()]))
+    source = open_source(SourceOptions(path=file), context(tmp_path))
+    first = source.sync(None, WINDOW)
+    later = Period(local((2026, 4, 1), "00:00"), local((2026, 12, 1), "00:00"))
+    result = source.sync(first.cursor, later)
+    assert result.removed == (only(first.events, "interview-1@example.se").event_id,)
+
+
+@pytest.mark.parametrize(
+    ("raw", "problem"),
+    [
+        ({"url": "http://calendar.example.com/feed.ics"}, "https"),
+        ({"url": "ftp://calendar.example.com/feed.ics"}, "https"),
+        ({"path": "/tmp/a.ics", "url": "https://calendar.example.com/a.ics"}, "exactly one"),
+        ({}, "exactly one"),
+        ({"path": "/tmp/a.ics", "colour": "red"}, "colour"),
+    ],
+)
+def test_bad_options_are_configuration_errors(raw: dict[str, Any], problem: str) -> None:
+    with pytest.raises(ConfigError, match=problem):
+        connectors.validate_options("ics", "source", raw, "mailboxes[0].source")
+
+
+def test_webcal_links_are_read_over_https() -> None:
+    options = SourceOptions(url="webcal://calendar.example.com/feed.ics")
+    assert options.url == "https://calendar.example.com/feed.ics"
+
+
+def test_source_is_built_through_the_registry(tmp_path: Path) -> None:
+    file = tmp_path / "calendar.ics"
+    file.write_bytes(to_ics([interview()]))
+    source = connectors.open_source("ics", {"path": str(file)}, context(tmp_path), "source")
+    result = source.sync(None, WINDOW)
+    [event] = result.events
+    assert {a.address for a in event.attendees} >= {CANDIDATE.address}
+    source.close()
+    source.close()

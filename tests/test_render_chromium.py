@@ -1,0 +1,128 @@
+"""Every HTML part, opened in a real browser engine (headless Chromium): what the candidate sees."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import struct
+import subprocess
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from daemon.models import MailKind
+from daemon.render import Renderer
+from daemon.samples import sample_context
+from tests.template_checks import glitches, visible_text
+
+pytestmark = pytest.mark.servers
+
+CASES = [
+    (kind.value, language, sparse)
+    for kind in MailKind
+    for language in ("sv", "en")
+    for sparse in (False, True)
+]
+# Flags that keep Chromium from reaching out to anything: the pages are local files.
+QUIET = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def _chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found:
+        return found
+    if os.environ.get("CI") == "true":
+        pytest.fail("chromium is not installed, and CI=true requires the browser tests to run")
+    pytest.skip("chromium is not installed (Debian package: chromium); browser rendering not checked")
+
+
+@dataclass(frozen=True)
+class Shown:
+    """What Chromium made of one HTML file."""
+
+    dom_exit: int
+    dom: str
+    shot_exit: int
+    png: bytes
+
+
+def _show(browser: str, page: Path, work: Path) -> Shown:
+    common = [browser, *QUIET, "--window-size=800,1400"]
+    dom = subprocess.run(
+        [*common, f"--user-data-dir={work / 'profile-dom'}", "--dump-dom", page.as_uri()],
+        capture_output=True,
+        timeout=120,
+    )
+    shot = work / "shot.png"
+    screenshot = subprocess.run(
+        [*common, f"--user-data-dir={work / 'profile-shot'}", f"--screenshot={shot}", page.as_uri()],
+        capture_output=True,
+        timeout=120,
+    )
+    png = shot.read_bytes() if shot.exists() else b""
+    return Shown(dom.returncode, dom.stdout.decode("utf-8"), screenshot.returncode, png)
+
+
+@pytest.fixture(scope="module")
+def shown(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str, bool], Shown]:
+    browser = _chromium()
+    renderer = Renderer(None)
+    root = tmp_path_factory.mktemp("chromium")
+    jobs = {}
+    for kind, language, sparse in CASES:
+        work = root / f"{language}-{kind}-{'sparse' if sparse else 'full'}"
+        work.mkdir()
+        page = work / "draft.html"
+        html = renderer.render(kind, language, sample_context(kind, language, sparse=sparse)).html
+        page.write_text(html, encoding="utf-8")
+        jobs[(kind, language, sparse)] = (page, work)
+    blank = root / "blank"
+    blank.mkdir()
+    (blank / "draft.html").write_text("<!DOCTYPE html><html><body></body></html>", encoding="utf-8")
+    jobs[("blank", "", False)] = (blank / "draft.html", blank)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        futures = {case: pool.submit(_show, browser, page, work) for case, (page, work) in jobs.items()}
+        return {case: future.result() for case, future in futures.items()}
+
+
+def _pixels(png: bytes) -> bytes:
+    """The decompressed image data (filter bytes included) of a PNG."""
+    assert png[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    position, data = 8, b""
+    while position < len(png):
+        (length,) = struct.unpack(">I", png[position : position + 4])
+        kind = png[position + 4 : position + 8]
+        if kind == b"IDAT":
+            data += png[position + 8 : position + 8 + length]
+        position += 12 + length
+    return zlib.decompress(data)
+
+
+@pytest.mark.parametrize(("kind", "language", "sparse"), CASES)
+def test_the_browser_shows_a_clean_mail(
+    shown: dict[tuple[str, str, bool], Shown], kind: str, language: str, sparse: bool
+) -> None:
+    result = shown[(kind, language, sparse)]
+    assert result.dom_exit == 0
+    text = visible_text(result.dom)
+    assert text.startswith("Nordvik Systems AB\n")
+    assert "Maria Lind" in text
+    assert glitches(text) == []
+
+    assert result.shot_exit == 0
+    blank = shown[("blank", "", False)].png
+    assert len(result.png) > 4 * len(blank), "the screenshot looks as empty as a blank page"
+    # A blank page compresses to a handful of distinct bytes; text, colours and edges do not.
+    assert len(set(_pixels(result.png))) > 4 * len(set(_pixels(blank)))
