@@ -537,7 +537,7 @@ def _build(api: str, version: str, endpoint: str, grant: _Grant, options: Google
 
 
 class _TextOfHtml(HTMLParser):
-    _BREAKS = frozenset({"br", "p", "div", "li", "tr", "h1", "h2", "h3", "h4", "ul", "ol"})
+    _BREAKS = frozenset({"br", "p", "div", "tr", "h1", "h2", "h3", "h4"})
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
@@ -549,13 +549,13 @@ class _TextOfHtml(HTMLParser):
         if tag in self._BREAKS:
             self.parts.append("\n")
         if tag == "li":
-            self.parts.append("- ")
+            self.parts.append("\n- ")
         if tag == "a":
             self._href = dict(attrs).get("href") or None
             self._link_text = []
 
     def handle_endtag(self, tag: str) -> None:
-        if tag in ("p", "div", "li", "tr", "h1", "h2", "h3", "h4"):
+        if tag in ("p", "div", "tr", "h1", "h2", "h3", "h4", "ul", "ol"):
             self.parts.append("\n")
         if tag == "a" and self._href is not None:
             if self._href not in "".join(self._link_text):

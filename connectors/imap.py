@@ -375,7 +375,8 @@ class ImapSink:
 
     def create_draft(self, message: DraftMessage) -> DraftRef:
         """APPEND the draft to Drafts with ``\\Draft`` and ``\\Seen``; the key travels in its headers."""
-        data = to_bytes(message)
+        # A Date header, as every mail client writes one into its drafts.
+        data = to_bytes(message, date=datetime.now(UTC))
         fingerprint = _digest(data)
         # Make sure the connection is alive first, so that a stale one costs a reconnect and
         # not an ambiguous APPEND.

@@ -24,7 +24,7 @@ from connectors.base import (
 )
 from daemon import compose
 from daemon.errors import AmbiguousError, CursorExpired, PermanentError, TransientError
-from daemon.interviews import Interview, Rejection, recognise
+from daemon.interviews import REASON_BAD_TIMES, REASON_NO_CANDIDATE, Interview, Rejection, recognise
 from daemon.models import DraftKey, DraftState, Period, PersonInfo, pseudonym
 from daemon.planner import (
     LedgerState,
@@ -43,6 +43,9 @@ from daemon.workdays import WorkCalendar
 log = logging.getLogger("recruitmail.executor")
 
 KNOWLEDGE_TTL = timedelta(hours=1)
+
+# Reasons an interview-looking event is not used that an administrator may want to know about.
+NOTEWORTHY = frozenset({REASON_BAD_TIMES, REASON_NO_CANDIDATE})
 
 
 @dataclass
@@ -152,6 +155,10 @@ class MailboxRunner:
             log.info("mailbox %s: calendar cursor expired; full resync", self.box.address)
             result = self.source.sync(None, window)
         self.state.apply_sync(self.box.address, result.events, result.removed, result.cursor, result.full, now)
+        for event in result.events:  # say once, when an event arrives, why it will not be used
+            found = recognise(event, self.box, self.settings)
+            if isinstance(found, Rejection) and found.reason in NOTEWORTHY:
+                log.info("mailbox %s: event %s skipped: %s", self.box.address, event.event_id, found.reason)
         report.synced_events = len(result.events) + len(result.removed)
         report.full_sync = result.full
 
@@ -160,8 +167,6 @@ class MailboxRunner:
         for event in self.state.events(self.box.address):
             found = recognise(event, self.box, self.settings)
             if isinstance(found, Rejection):
-                if found.reason not in ("not an interview (subject and categories do not match)", "cancelled"):
-                    log.debug("mailbox %s: event %s ignored: %s", self.box.address, event.event_id, found.reason)
                 continue
             interviews.extend(found)
         rows = self.state.ledger(self.box.address)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
+from datetime import UTC
 
 from daemon.models import Attendee, Event, Response
 from daemon.settings import Mailbox, Settings
@@ -16,6 +17,9 @@ MAX_SECTION_CHARS = 4000
 
 _BIDI_AND_CONTROL = re.compile(r"[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff]")
 _HEADING = re.compile(r"^\s*(?:#+\s*)?\**([A-Za-zÅÄÖåäö]{3,20})\**\s*(?::\**\s*(.*))?$")
+REASON_BAD_TIMES = "it ends before it starts"
+REASON_NO_CANDIDATE = "it looks like an interview but has no candidate among the attendees"
+
 _HONORIFICS = {"dr", "mr", "mrs", "ms", "miss", "prof", "herr", "fru", "fröken", "sir"}
 _LANGUAGE_LINE = re.compile(r"^\s*(?:language|språk)\s*:\s*(sv|en)\b", re.IGNORECASE | re.MULTILINE)
 
@@ -97,8 +101,9 @@ def recognise(event: Event, box: Mailbox, settings: Settings) -> list[Interview]
     """The interviews ``event`` holds for ``box``'s recruiter, or why it holds none."""
     if event.cancelled:
         return Rejection(event.event_id, "cancelled")
-    if event.end <= event.start:
-        return Rejection(event.event_id, "ends before it starts")
+    # Compare instants, not wall-clock readings (same-zone aware datetimes compare as wall time).
+    if event.end.astimezone(UTC) <= event.start.astimezone(UTC):
+        return Rejection(event.event_id, REASON_BAD_TIMES)
     if event.all_day:
         return Rejection(event.event_id, "all-day event")
     if not _matches_rules(event, settings):
@@ -129,7 +134,7 @@ def recognise(event: Event, box: Mailbox, settings: Settings) -> list[Interview]
         name = clean_name(person.name)
         candidates.append(Candidate(address, name, first_name(name, address)))
     if not candidates:
-        return Rejection(event.event_id, "no candidate among the attendees")
+        return Rejection(event.event_id, REASON_NO_CANDIDATE)
     body = event.body[: 200_000]
     agenda = _section(body, ("agenda", "dagordning"))
     summary = _section(body, ("sammanfattning", "summary"))

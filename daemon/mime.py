@@ -78,6 +78,12 @@ def build_message(message: DraftMessage, date: datetime | None = None) -> EmailM
     return mail
 
 
+# The email package on Python 3.11 drops the space between two encoded words when it folds a
+# long non-ASCII subject ("AB – måndag" came back as "AB –måndag"). Header lines are therefore
+# written unfolded (they stay far below the 998-octet limit); bodies are quoted-printable already.
+_UNFOLDED = SMTP.clone(max_line_length=None)
+
+
 def to_bytes(message: DraftMessage, date: datetime | None = None) -> bytes:
     """The draft as CRLF-terminated RFC 5322 bytes."""
-    return build_message(message, date).as_bytes()
+    return build_message(message, date).as_bytes(policy=_UNFOLDED)

@@ -126,7 +126,9 @@ class _Candidate:
 
     @property
     def priority(self) -> tuple[int, datetime, str]:
-        return (self.mail.kind.priority, self.mail.due, self.mail.key.id)
+        # Between two booking mails, the one about the earlier interview goes first.
+        when = self.mail.interview.event.start if self.mail.kind.is_announcement and self.mail.interview else self.mail.due
+        return (self.mail.kind.priority, when, self.mail.key.id)
 
 
 def plan(snapshot: Snapshot, now: datetime, settings: Settings, calendar: WorkCalendar) -> Plan:
@@ -420,7 +422,9 @@ class _Planner:
             main = ready[0]
             if later and later[0].mail.kind.priority < main.mail.kind.priority and not self.attempting(main.mail.key):
                 continue  # hold: everything folds into the more important mail later today
-            folded = [c.mail.key for c in ready[1:]]
+            # Another booking mail never folds: each interview's time and place deserve their
+            # own mail, so it waits for the next day.
+            folded = [c.mail.key for c in ready[1:] if not c.mail.kind.is_announcement]
             folded += [c.mail.key for c in later if self.may_fold_early(c.mail)]
             drafts.append(_with_folded(main.mail, folded))
         return drafts

@@ -11,7 +11,8 @@ from types import SimpleNamespace, TracebackType
 from typing import Any
 
 import jinja2
-from jinja2.sandbox import SandboxedEnvironment, SecurityError
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import SandboxedEnvironment
 
 from daemon.errors import ConfigError, PermanentError
 from daemon.mime import clean_header
@@ -131,7 +132,9 @@ class Renderer:
         if not _KIND.match(kind):
             raise ConfigError(f"no template for mail kind {kind!r}")
         if not _LANGUAGE.match(language):
-            raise ConfigError(f"no templates for language {language!r}: use a code such as sv or en")
+            raise ConfigError(
+                f"no templates for language {language!r}: use a code such as sv or en"
+            )
         values = {str(name): _as_template_value(value) for name, value in context.items()}
 
         text_template = self._load(self._text_env, f"{language}/{kind}.txt.j2")
@@ -149,9 +152,7 @@ class Renderer:
         text = self._generate(
             self._text_env, text_template, lambda: text_template.root_render_func(text_context)
         )
-        subject = self._generate(
-            self._text_env, text_template, lambda: subject_block(text_context)
-        )
+        subject = self._generate(self._text_env, text_template, lambda: subject_block(text_context))
         html = self._generate(
             self._html_env,
             html_template,
@@ -191,7 +192,9 @@ class Renderer:
         except jinja2.TemplateSyntaxError as exc:
             raise ConfigError(_syntax_message(exc)) from None
         except jinja2.TemplateNotFound as exc:
-            raise ConfigError(f"{template.filename}: includes {exc.name}, which does not exist") from None
+            raise ConfigError(
+                f"{template.filename}: includes {exc.name}, which does not exist"
+            ) from None
         except (jinja2.TemplateError, SecurityError, RecursionError) as exc:
             # Undefined names, sandbox violations, runaway macros: the template must change.
             where = _template_location(exc.__traceback__) or str(template.filename)
@@ -223,10 +226,14 @@ class Renderer:
                     sample = "sparse" if sparse else "full"
                     try:
                         mail = self.render(
-                            kind.value, language, sample_context(kind.value, language, sparse=sparse)
+                            kind.value,
+                            language,
+                            sample_context(kind.value, language, sparse=sparse),
                         )
                     except (ConfigError, PermanentError) as exc:
-                        problems.append(f"{exc} (rendering {language}/{kind.value}, {sample} sample)")
+                        problems.append(
+                            f"{exc} (rendering {language}/{kind.value}, {sample} sample)"
+                        )
                         continue
                     problems.extend(self._output_problems(mail, kind.value, language, sample))
         return list(dict.fromkeys(problems))

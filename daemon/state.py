@@ -99,7 +99,9 @@ class State:
             raise ConfigError(f"{path}: cannot open the state database ({exc}); check service.state_dir") from None
         self._lock = threading.RLock()
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
+        # NORMAL is crash-safe in WAL mode; after a power loss the last commit may be missing,
+        # which two-phase creation tolerates (the next pass finds the draft by its key).
+        self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._migrate()
 

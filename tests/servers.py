@@ -1,7 +1,8 @@
 """Real Radicale (CalDAV) and Dovecot (IMAP) servers on free loopback ports, as pytest fixtures.
 
 Each server lives in its own temporary directory, is started as a subprocess, waited for until it
-answers, and stopped by its PID at teardown. A test module imports the fixture functions
+answers, and stopped by its PID at teardown. One server serves a whole test module; each test
+gets a fresh, empty account on it (``add_user``). A test module imports the fixture functions
 (``radicale_fixture``, ``dovecot_fixture``) and asks for ``radicale`` / ``dovecot``. When a server's program is missing the tests that need
 it are skipped with the reason — except under CI (``CI=true``), where a missing server fails the run.
 """
@@ -130,6 +131,12 @@ class RadicaleServer:
     def stop(self) -> None:
         _stop(self.process)
 
+    def add_user(self, name: str, password: str = RADICALE_PASSWORD) -> tuple[str, str]:
+        """A new account with no calendars (Radicale re-reads its user file on every login)."""
+        with (self.directory / "users").open("a") as users:
+            users.write(f"{name}:{password}\n")
+        return name, password
+
 
 @dataclass
 class DovecotServer:
@@ -229,6 +236,12 @@ service imap-login {{
     def stop(self) -> None:
         _stop(self.process)
 
+    def add_user(self, name: str, password: str = DOVECOT_PASSWORD) -> tuple[str, str]:
+        """A new account with an empty mailbox (Dovecot re-reads its passwd-file when it changes)."""
+        with (self.directory / "passwd").open("a") as passwd:
+            passwd.write(f"{name}:{{PLAIN}}{password}::::::\n")
+        return name, password
+
     def doveadm(self, *args: str) -> str:
         """Run ``doveadm`` against this instance and return its output."""
         doveadm = shutil.which("doveadm") or "/usr/bin/doveadm"
@@ -241,14 +254,14 @@ service imap-login {{
         return result.stdout
 
 
-@pytest.fixture(name="radicale")
-def radicale_fixture(tmp_path: Path) -> Iterator[RadicaleServer]:
-    """A running Radicale with user alice/secret and no calendars yet."""
+@pytest.fixture(name="radicale", scope="module")
+def radicale_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RadicaleServer]:
+    """A running Radicale for the test module (user alice/secret; more with ``add_user``)."""
     try:
         import radicale as _radicale  # noqa: F401
     except ImportError:
         missing("Radicale (pip install radicale)")
-    server = RadicaleServer(tmp_path / "radicale")
+    server = RadicaleServer(tmp_path_factory.mktemp("radicale"))
     try:
         server.start()
         yield server
@@ -276,7 +289,7 @@ def run_dovecot(uidplus: bool = True) -> Iterator[DovecotServer]:
         shutil.rmtree(server.directory, ignore_errors=True)
 
 
-@pytest.fixture(name="dovecot", params=[True, False], ids=["uidplus", "no-uidplus"])
+@pytest.fixture(name="dovecot", scope="module", params=[True, False], ids=["uidplus", "no-uidplus"])
 def dovecot_fixture(request: pytest.FixtureRequest) -> Iterator[DovecotServer]:
-    """A running Dovecot, once announcing UIDPLUS and once without it."""
+    """A running Dovecot for the test module, once announcing UIDPLUS and once without it."""
     yield from run_dovecot(uidplus=bool(request.param))

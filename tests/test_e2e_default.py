@@ -2,79 +2,17 @@
 
 from __future__ import annotations
 
-import email
-import email.policy
-import email.utils
 import os
 import subprocess
 import sys
-from datetime import datetime
-from email.message import Message
 from pathlib import Path
 
 import pytest
 
 from connectors.base import KEY_HEADER
 from tests.scenario import two_weeks
-from tests.scenario.runner import Outcome, collect, replay
-from tests.scenario.spec import EventSpec, to_ics
-
-
-class IcsMaildirBackend:
-    """The scenario's calendar as an ICS file, its mailbox as a Maildir++ tree."""
-
-    def __init__(self, root: Path) -> None:
-        self.ics = root / "calendar.ics"
-        self.maildir = root / "Maildir"
-        self.events: dict[str, EventSpec] = {}
-        self.write()
-
-    def write(self) -> None:
-        self.ics.write_bytes(to_ics(list(self.events.values())))
-
-    def put(self, spec: EventSpec) -> None:
-        self.events[spec.uid] = spec
-        self.write()
-
-    def delete(self, uid: str) -> None:
-        self.events.pop(uid)
-        self.write()
-
-    def files(self, folder: str) -> list[Path]:
-        return sorted(p for sub in ("cur", "new") for p in (self.maildir / folder / sub).glob("*") if p.is_file())
-
-    def send_to(self, candidate: str, when: datetime) -> None:
-        """What a mail client does on Send: the draft leaves Drafts, a dated copy lands in Sent."""
-        mine = [p for p in self.files(".Drafts") if candidate in str(parse(p.read_bytes())["To"])]
-        newest = max(mine, key=lambda p: p.stat().st_mtime_ns)
-        message = parse(newest.read_bytes())
-        del message["Date"]
-        message["Date"] = email.utils.format_datetime(when)
-        (self.maildir / ".Sent" / "cur").mkdir(parents=True, exist_ok=True)
-        (self.maildir / ".Sent" / "cur" / (newest.name.split(":")[0] + ":2,S")).write_bytes(message.as_bytes())
-        newest.unlink()
-
-    def config(self) -> str:
-        return (
-            f'\n[mailboxes.source]\ntype = "ics"\npath = "{self.ics}"\n'
-            f'\n[mailboxes.sink]\ntype = "maildir"\npath = "{self.maildir}"\n'
-        )
-
-    def messages(self) -> list[Message]:
-        return [parse(p.read_bytes()) for folder in (".Drafts", ".Sent") for p in self.files(folder)]
-
-
-def parse(raw: bytes) -> Message:
-    return email.message_from_bytes(raw, policy=email.policy.default)
-
-
-def assert_consistent(outcome: Outcome) -> None:
-    """Exactly one mail per drafted key, no mail the ledger does not know, nothing half-done."""
-    assert all(code == 0 for code in outcome.exit_codes)
-    assert outcome.unknown_keys == []
-    assert outcome.unfinished == []
-    duplicates = {k: len(v) for k, v in outcome.by_key.items() if len(v) != 1}
-    assert duplicates == {}
+from tests.scenario.default_backend import IcsMaildirBackend
+from tests.scenario.runner import Outcome, assert_consistent, replay
 
 
 @pytest.fixture(scope="module")

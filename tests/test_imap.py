@@ -8,6 +8,7 @@ import email.policy
 import json
 import socket
 import threading
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage, Message
@@ -51,8 +52,9 @@ class DovecotMailbox:
 
     def __init__(self, server: DovecotServer, tmp_path: Path) -> None:
         self.server = server
+        self.user, self.password = server.add_user(f"rut-{uuid.uuid4().hex[:12]}@example.se")
         self.secret = tmp_path / "imap-password"
-        self.secret.write_text(server.password + "\n")
+        self.secret.write_text(self.password + "\n")
         self.context = ConnectorContext(
             mailbox=MAILBOX,
             mailbox_name="Rut Rekryterare",
@@ -67,7 +69,7 @@ class DovecotMailbox:
             "host": LOOPBACK,
             "port": self.server.port,
             "security": "plain",
-            "username": self.server.username,
+            "username": self.user,
             "password": f"file:{self.secret}",
             "timeout": 10,
         }
@@ -87,7 +89,7 @@ class DovecotMailbox:
 
     def client(self) -> IMAPClient:
         client = IMAPClient(LOOPBACK, self.server.port, ssl=False, timeout=10)
-        client.login(self.server.username, self.server.password)
+        client.login(self.user, self.password)
         return client
 
     def raw_messages(self, folder: str) -> list[bytes]:
@@ -191,7 +193,7 @@ def test_appended_bytes_read_back_independently_are_a_valid_mime_message(
 
     # Dovecot's own tool reads the stored message straight from the mail store.
     text = mailbox_backend.server.doveadm(
-        "fetch", "-u", mailbox_backend.server.username, "text", "mailbox", "Drafts", "all"
+        "fetch", "-u", mailbox_backend.user, "text", "mailbox", "Drafts", "all"
     )
     mail = parse(text.removeprefix("text:\n").encode("utf-8"))
     assert not mail.defects
@@ -200,7 +202,7 @@ def test_appended_bytes_read_back_independently_are_a_valid_mime_message(
     assert mail[KEY_HEADER] == message.key.id
     assert set(parts(mail)) == {"text/plain", "text/html"}
     flags = mailbox_backend.server.doveadm(
-        "fetch", "-u", mailbox_backend.server.username, "flags", "mailbox", "Drafts", "all"
+        "fetch", "-u", mailbox_backend.user, "flags", "mailbox", "Drafts", "all"
     )
     assert "\\Draft" in flags and "\\Seen" in flags
 
@@ -329,7 +331,7 @@ def test_wrong_password_is_an_auth_error_naming_the_account(
     wrong = tmp_path / "wrong"
     wrong.write_text("not-the-password")
     sink = mailbox_backend.sink(password=f"file:{wrong}")
-    with pytest.raises(AuthError, match=mailbox_backend.server.username):
+    with pytest.raises(AuthError, match=mailbox_backend.user):
         sink.find_draft(draft_message().key)
 
 

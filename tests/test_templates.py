@@ -41,7 +41,10 @@ SUBJECT_WORDS = {
         "vacation_notice": "away",
     },
 }
-FOREIGN_WORDS = {"sv": ("Hello", "Thank", "Best regards", "the "), "en": ("Hej", "Tack", " och ", "Vänliga")}
+FOREIGN_WORDS = {
+    "sv": ("Hello", "Thank", "Best regards", "the "),
+    "en": ("Hej", "Tack", " och ", "Vänliga"),
+}
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +60,9 @@ def body_of(text: str, language: str) -> str:
 @pytest.mark.parametrize("sparse", [False, True], ids=["full", "sparse"])
 @pytest.mark.parametrize("language", LANGUAGES)
 @pytest.mark.parametrize("kind", KINDS)
-def test_every_template_renders_cleanly(renderer: Renderer, kind: str, language: str, sparse: bool) -> None:
+def test_every_template_renders_cleanly(
+    renderer: Renderer, kind: str, language: str, sparse: bool
+) -> None:
     mail = renderer.render(kind, language, sample_context(kind, language, sparse=sparse))
 
     assert mail.subject.strip() == mail.subject and mail.subject
@@ -134,7 +139,9 @@ def test_branding_lines_appear_only_when_configured(renderer: Renderer, language
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
-def test_thank_you_marks_the_summary_spot_unless_notes_have_one(renderer: Renderer, language: str) -> None:
+def test_thank_you_marks_the_summary_spot_unless_notes_have_one(
+    renderer: Renderer, language: str
+) -> None:
     spot = {"sv": "[Sammanfattning:", "en": "[Summary:"}[language]
     context = sample_context("thank_you", language)
     with_summary = renderer.render("thank_you", language, context)
@@ -216,7 +223,9 @@ def test_vacation_notice_says_when_who_and_how(renderer: Renderer, language: str
     vacation, stand_in = context["vacation"], context["vacation"]["stand_in"]
     for part in (mail.text, visible_text(mail.html)):
         assert vacation["first_day"] in part and vacation["back_day"] in part
-        assert stand_in["name"] in part and stand_in["address"] in part and stand_in["phone"] in part
+        assert (
+            stand_in["name"] in part and stand_in["address"] in part and stand_in["phone"] in part
+        )
     assert vacation["back_day"] in mail.subject
 
 
@@ -229,7 +238,9 @@ def test_reschedule_shows_the_new_time_and_the_old_one(renderer: Renderer, langu
     text = body_of(mail.text, language)
     assert text.index(context["interview"]["date"]) < text.index(old)
     assert old in visible_text(mail.html)
-    assert {"sv": "Tack för att du är flexibel", "en": "Thank you for being flexible"}[language] in text
+    assert {"sv": "Tack för att du är flexibel", "en": "Thank you for being flexible"}[
+        language
+    ] in text
 
 
 FOLDS: list[tuple[str, dict[str, Any], dict[str, str]]] = [
@@ -264,7 +275,9 @@ def test_a_folded_vacation_names_the_stand_in(renderer: Renderer, language: str)
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
-def test_a_holiday_greeting_does_not_also_wish_a_nice_weekend(renderer: Renderer, language: str) -> None:
+def test_a_holiday_greeting_does_not_also_wish_a_nice_weekend(
+    renderer: Renderer, language: str
+) -> None:
     context = sample_context("holiday_greeting", language)
     context["also"]["weekend"] = True
     text = renderer.render("holiday_greeting", language, context).text
@@ -290,7 +303,9 @@ def _hostile_context(kind: str, language: str) -> dict[str, Any]:
 
 @pytest.mark.parametrize("language", LANGUAGES)
 @pytest.mark.parametrize("kind", ["welcome", "thank_you", "reschedule_notice"])
-def test_calendar_text_is_data_never_template_or_markup(renderer: Renderer, kind: str, language: str) -> None:
+def test_calendar_text_is_data_never_template_or_markup(
+    renderer: Renderer, kind: str, language: str
+) -> None:
     mail = renderer.render(kind, language, _hostile_context(kind, language))
     assert "49" not in mail.text and "49" not in mail.html
     assert "{{ 7*7 }}" in mail.text and "{{ 7*7 }}" in mail.html
@@ -364,9 +379,14 @@ def test_an_override_replaces_one_file_only(tmp_path: Path) -> None:
 
 def test_an_override_of_the_macros_changes_every_mail(tmp_path: Path) -> None:
     macros = (default_template_dir() / "sv/_macros.j2").read_text(encoding="utf-8")
-    _write(tmp_path, "sv/_macros.j2", macros.replace('"Glad midsommar"', '"Glad midsommar och sol"'))
+    _write(
+        tmp_path, "sv/_macros.j2", macros.replace('"Glad midsommar"', '"Glad midsommar och sol"')
+    )
     context = sample_context("holiday_greeting", "sv", sparse=True)
-    assert "Glad midsommar och sol!" in Renderer(tmp_path).render("holiday_greeting", "sv", context).text
+    assert (
+        "Glad midsommar och sol!"
+        in Renderer(tmp_path).render("holiday_greeting", "sv", context).text
+    )
 
 
 def test_a_broken_override_names_file_and_line(tmp_path: Path) -> None:
@@ -391,7 +411,9 @@ def test_a_misspelt_variable_names_file_and_line(tmp_path: Path) -> None:
         "{% endblock %}\n",
     )
     with pytest.raises(ConfigError) as caught:
-        Renderer(tmp_path).render("weekend_greeting", "en", sample_context("weekend_greeting", "en"))
+        Renderer(tmp_path).render(
+            "weekend_greeting", "en", sample_context("weekend_greeting", "en")
+        )
     assert f"{broken}:4:" in str(caught.value)
     assert "frist_name" in str(caught.value)
 
@@ -421,7 +443,9 @@ def test_the_sandbox_refuses_to_reach_python_internals(tmp_path: Path) -> None:
 def test_a_template_without_subject_block_is_a_config_error(tmp_path: Path) -> None:
     path = _write(tmp_path, "sv/weekend_greeting.txt.j2", "Hej!\n")
     with pytest.raises(ConfigError, match="subject") as caught:
-        Renderer(tmp_path).render("weekend_greeting", "sv", sample_context("weekend_greeting", "sv"))
+        Renderer(tmp_path).render(
+            "weekend_greeting", "sv", sample_context("weekend_greeting", "sv")
+        )
     assert str(path) in str(caught.value)
 
 

@@ -86,8 +86,10 @@ class _TextOfHtml(HTMLParser):
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag in self.SKIP:
             self.skipping += 1
-        elif tag in self.BLOCKS:
+        elif tag == "br":
             self.parts.append("\n")
+        elif tag in self.BLOCKS:
+            self._break()
             if tag == "li":
                 self.parts.append("- ")
 
@@ -95,6 +97,11 @@ class _TextOfHtml(HTMLParser):
         if tag in self.SKIP:
             self.skipping = max(0, self.skipping - 1)
         elif tag in self.BLOCKS:
+            self._break()
+
+    def _break(self) -> None:
+        # Nested blocks (Outlook wraps every line in a div) make one line break, not several.
+        if self.parts and not self.parts[-1].endswith("\n"):
             self.parts.append("\n")
 
     def handle_data(self, data: str) -> None:

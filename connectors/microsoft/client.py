@@ -31,6 +31,9 @@ from daemon.errors import AmbiguousError, AuthError, ConfigError, PermanentError
 from daemon.secrets import load_secret
 
 log = logging.getLogger(__name__)
+# httpx logs every URL at INFO, and a Sent Items query carries a candidate's address in its
+# $filter: keep httpx's own lines at WARNING and above.
+logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger("httpx").level))
 
 # Hosts msal knows how to validate; any other authority (a private cloud, a test) skips discovery.
 KNOWN_AUTHORITY_HOSTS = frozenset(
@@ -132,7 +135,13 @@ class _MsalHttp:
         headers: Mapping[str, Any] | None = None,
         **_: Any,
     ) -> httpx.Response:
-        body: dict[str, Any] = {"data": data} if isinstance(data, Mapping) else {"content": data}
+        body: dict[str, Any]
+        if isinstance(data, Mapping):
+            # msal hands some values (the signed client assertion) over as bytes; httpx would
+            # send their repr.
+            body = {"data": {k: v.decode() if isinstance(v, bytes) else v for k, v in data.items()}}
+        else:
+            body = {"content": data}
         return self._client.post(url, params=params, headers=_clean(headers), **body)
 
     def get(

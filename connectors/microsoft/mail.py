@@ -131,6 +131,8 @@ class GraphSink:
         payload["categories"] = list(dict.fromkeys(c for c in categories if c))
         payload["singleValueExtendedProperties"] = [{"id": KEY_PROPERTY, "value": message.key.id}]
         payload["internetMessageHeaders"] = [{"name": KEY_HEADER, "value": message.key.id}]
+        # Settable while a message is a draft: the same Message-ID every other sink gives this key.
+        payload["internetMessageId"] = message.message_id
         response = self.client.request(
             "POST",
             self._base + "/messages",

@@ -51,6 +51,15 @@ class Outcome:
     exit_codes: list[int] = field(default_factory=list)
 
 
+def assert_consistent(outcome: Outcome) -> None:
+    """Exactly one mail per drafted key, no mail the ledger does not know, nothing half-done."""
+    assert all(code == 0 for code in outcome.exit_codes)
+    assert outcome.unknown_keys == []
+    assert outcome.unfinished == []
+    duplicates = {k: len(v) for k, v in outcome.by_key.items() if len(v) != 1}
+    assert duplicates == {}
+
+
 def write_config(backend: ScenarioBackend, workdir: Path) -> Path:
     state_dir = workdir / "state"
     path = workdir / "recruitmail.toml"

@@ -1,0 +1,652 @@
+"""The Google connector against the strict fake: the contract suites plus Google's own hazards."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import threading
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email import message_from_bytes, policy
+from email.message import Message
+from pathlib import Path
+from typing import Any
+
+import google_auth_httplib2
+import httplib2
+import pytest
+from googleapiclient import discovery
+
+from connectors import google
+from connectors.base import KEY_HEADER, ConnectorContext
+from daemon.errors import AmbiguousError, AuthError, CursorExpired, PermanentError
+from daemon.models import DraftKey, DraftRef, DraftState, MailKind, Period
+from tests.contract.calendar_source import (
+    CANDIDATE as CAL_CANDIDATE,
+)
+from tests.contract.calendar_source import (
+    CONTRACT_WINDOW,
+    DECLINER,
+    PANELIST,
+    ROOM,
+    CalendarSourceContract,
+    interview,
+    local,
+    only,
+    utc,
+)
+from tests.contract.calendar_source import (
+    RECRUITER as CAL_RECRUITER,
+)
+from tests.contract.mailbox_sink import (
+    CANDIDATE,
+    MAILBOX,
+    MailboxSinkContract,
+    draft_message,
+    parts,
+)
+from tests.fakes.google import GoogleFake
+
+GMAIL = "https://www.googleapis.com/auth/"
+
+
+@pytest.fixture
+def fake() -> Iterator[GoogleFake]:
+    server = GoogleFake(page_limit=3).start()
+    server.add_user(MAILBOX)
+    try:
+        yield server
+    finally:
+        server.stop()
+    assert server.violations == [], f"forbidden requests reached the fake: {server.violations}"
+
+
+def context(tmp_path: Path) -> ConnectorContext:
+    return ConnectorContext(
+        mailbox=MAILBOX,
+        mailbox_name="Rut Rekryterare",
+        time_zone="Europe/Stockholm",
+        company_domains=("example.se",),
+        state_dir=tmp_path,
+    )
+
+
+def key_file(fake: GoogleFake, tmp_path: Path, scopes: list[str]) -> tuple[Path, str]:
+    """A service account key on disk, with domain-wide delegation of ``scopes``."""
+    info, client_id = fake.create_service_account()
+    fake.grant_delegation(client_id, scopes)
+    path = tmp_path / f"sa-{client_id}.json"
+    path.write_text(json.dumps(info))
+    path.chmod(0o600)
+    return path, client_id
+
+
+def options(fake: GoogleFake, path: Path, **extra: Any) -> dict[str, Any]:
+    return {
+        "key_file": path,
+        "calendar_endpoint": fake.url,
+        "gmail_endpoint": fake.url,
+        **extra,
+    }
+
+
+@dataclass
+class Sleeps:
+    """The injectable sleeper: records the waits instead of waiting."""
+
+    waits: list[float] = field(default_factory=list)
+
+    def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+
+
+# ---------------------------------------------------------------------------------------------
+# The calendar contract
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class CalendarBackend:
+    fake: GoogleFake
+    tmp_path: Path
+    sleeps: Sleeps = field(default_factory=Sleeps)
+
+    def __post_init__(self) -> None:
+        self.key, _ = key_file(self.fake, self.tmp_path, [google.CALENDAR_EVENTS_READONLY])
+
+    def put(self, spec: Any) -> None:
+        self.fake.put(MAILBOX, spec)
+
+    def delete(self, uid: str) -> None:
+        self.fake.delete(MAILBOX, uid)
+
+    def source(self) -> google.GoogleCalendarSource:
+        opts = google.SourceOptions(**options(self.fake, self.key))
+        return google.open_source(opts, context(self.tmp_path), sleep=self.sleeps)
+
+    def window(self) -> Period:
+        return CONTRACT_WINDOW
+
+    def expire_cursor(self, cursor: str) -> str | None:
+        self.fake.expire_sync_tokens()
+        return cursor
+
+
+@pytest.fixture
+def calendar_backend(fake: GoogleFake, tmp_path: Path) -> CalendarBackend:
+    return CalendarBackend(fake, tmp_path)
+
+
+class TestGoogleCalendarSource(CalendarSourceContract):
+    def test_full_sync_returns_the_event_with_its_fields(self, calendar_backend: Any) -> None:
+        """The contract's test, less categories: Google Calendar events have none."""
+        calendar_backend.put(interview())
+        _, result = self.full_sync(calendar_backend)
+        event = only(result.events, "interview-1@example.se")
+
+        assert event.subject == "Intervju: Anna Svensson"
+        assert utc(event.start) == utc(local((2026, 3, 12), "14:00"))
+        assert utc(event.end) == utc(local((2026, 3, 12), "15:00"))
+        assert event.recurrence_id == "" and event.occasion == "interview-1@example.se"
+        assert not event.cancelled and not event.all_day
+        assert event.organizer is not None and event.organizer.address == CAL_RECRUITER.address
+        people = {a.address: a for a in event.attendees}
+        candidate = people[CAL_CANDIDATE.address]
+        assert candidate.name == "Svensson, Anna"
+        assert candidate.response.value == "needs_action" and not candidate.is_resource
+        assert people[PANELIST.address].response.value == "tentative"
+        assert people[DECLINER.address].response.value == "declined"
+        assert people[ROOM.address].is_resource
+        assert event.categories == ()
+        # The fake stores the description as Google's web UI does: HTML.
+        assert "Agenda" in event.body and "- Frågor" in event.body and "Language: en" in event.body
+        assert "<br>" not in event.body
+        assert event.location == "Kontoret, Storgatan 1"
+        assert event.online_url == "https://meet.example.se/abc-defg-hij"
+
+
+def test_meet_link_comes_from_hangout_link(calendar_backend: CalendarBackend) -> None:
+    calendar_backend.put(interview(online_url="https://meet.google.com/abc-defg-hij"))
+    result = calendar_backend.source().sync(None, CONTRACT_WINDOW)
+    assert only(result.events, "interview-1@example.se").online_url == (
+        "https://meet.google.com/abc-defg-hij"
+    )
+
+
+def test_time_zone_comes_from_the_events_list_answer(calendar_backend: CalendarBackend) -> None:
+    calendar_backend.fake.time_zone = "America/New_York"
+    source = calendar_backend.source()
+    assert source.time_zone() is None
+    source.sync(None, CONTRACT_WINDOW)
+    assert source.time_zone() == "America/New_York"
+
+
+def test_paging_then_one_request_per_idle_cycle(calendar_backend: CalendarBackend) -> None:
+    fake = calendar_backend.fake
+    for n in range(7):
+        day = local((2026, 4, 1 + n), "10:00")
+        calendar_backend.put(interview(f"i{n}@example.se", start=day, end=day + timedelta(hours=1)))
+    source = calendar_backend.source()
+    result = source.sync(None, CONTRACT_WINDOW)
+    assert len(result.events) == 7
+    assert len(fake.api_requests("calendar")) == 3  # pages of three; the token on the last only
+
+    before = len(fake.api_requests())
+    cursor = result.cursor
+    for _ in range(5):
+        cursor = source.sync(cursor, CONTRACT_WINDOW).cursor
+    assert len(fake.api_requests()) - before == 5
+    sync_calls = fake.api_requests("calendar")[-5:]
+    assert all("syncToken" in r.query and "timeMin" not in r.query for r in sync_calls)
+    assert all(r.query["singleEvents"] == ["true"] for r in sync_calls)
+
+
+def test_a_window_sliding_a_day_keeps_the_sync_token(calendar_backend: CalendarBackend) -> None:
+    source = calendar_backend.source()
+    first = source.sync(None, CONTRACT_WINDOW)
+    later = Period(
+        CONTRACT_WINDOW.start + timedelta(days=1), CONTRACT_WINDOW.end + timedelta(days=1)
+    )
+    assert not source.sync(first.cursor, later).full
+    much_later = Period(later.start + timedelta(days=30), later.end + timedelta(days=30))
+    assert source.sync(first.cursor, much_later).full
+
+
+def test_expired_token_mid_run_resyncs_without_duplicates(
+    calendar_backend: CalendarBackend,
+) -> None:
+    calendar_backend.put(interview())
+    calendar_backend.put(interview("interview-2@example.se", subject="Intervju 2"))
+    source = calendar_backend.source()
+    first = source.sync(None, CONTRACT_WINDOW)
+    calendar_backend.fake.expire_sync_tokens()
+    calendar_backend.put(interview("interview-3@example.se", subject="Intervju 3"))
+    with pytest.raises(CursorExpired):
+        source.sync(first.cursor, CONTRACT_WINDOW)
+    again = source.sync(None, CONTRACT_WINDOW)
+    assert again.full
+    uids = sorted(e.ical_uid for e in again.events)
+    assert uids == ["interview-1@example.se", "interview-2@example.se", "interview-3@example.se"]
+    assert len({e.event_id for e in again.events}) == 3
+    assert source.sync(again.cursor, CONTRACT_WINDOW).events == ()
+
+
+def test_a_cancelled_occurrence_comes_back_as_removed(calendar_backend: CalendarBackend) -> None:
+    first = local((2026, 4, 6), "10:00")
+    series = interview(
+        "series@example.se",
+        start=first,
+        end=first + timedelta(hours=1),
+        rrule="FREQ=WEEKLY;COUNT=3",
+    )
+    calendar_backend.put(series)
+    source = calendar_backend.source()
+    full = source.sync(None, CONTRACT_WINDOW)
+    second = sorted(full.events, key=lambda e: e.start)[1]
+    calendar_backend.put(
+        interview(
+            "series@example.se",
+            start=first,
+            end=first + timedelta(hours=1),
+            rrule="FREQ=WEEKLY;COUNT=3",
+            exdates=(first + timedelta(days=7),),
+        )
+    )
+    changed = source.sync(full.cursor, CONTRACT_WINDOW)
+    assert changed.removed == (second.event_id,)
+    assert changed.events == ()
+
+
+def test_quota_errors_back_off_and_give_the_same_events(calendar_backend: CalendarBackend) -> None:
+    for n in range(6):
+        day = local((2026, 4, 1 + n), "10:00")
+        calendar_backend.put(interview(f"i{n}@example.se", start=day, end=day + timedelta(hours=1)))
+    calendar_backend.fake.inject_faults(0.3, seed=3)
+    result = calendar_backend.source().sync(None, CONTRACT_WINDOW)
+    assert sorted(e.ical_uid for e in result.events) == [f"i{n}@example.se" for n in range(6)]
+    assert calendar_backend.fake.faults.injected > 0
+    assert len(calendar_backend.sleeps.waits) == calendar_backend.fake.faults.injected
+    assert all(0 <= w <= 32 for w in calendar_backend.sleeps.waits)
+
+
+def test_a_refused_request_is_not_retried(fake: GoogleFake, tmp_path: Path) -> None:
+    path, _ = key_file(fake, tmp_path, [google.CALENDAR_EVENTS_READONLY])
+    sleeps = Sleeps()
+    elsewhere = google.SourceOptions(**options(fake, path, calendar_id="someone@example.se"))
+    with pytest.raises(PermanentError, match="404"):
+        google.open_source(elsewhere, context(tmp_path), sleep=sleeps).sync(None, CONTRACT_WINDOW)
+    source = google.open_source(
+        google.SourceOptions(**options(fake, path)), context(tmp_path), sleep=sleeps
+    )
+    first = source.sync(None, CONTRACT_WINDOW)
+    garbled = first.cursor.replace('"token":"st-', '"token":"bogus-')
+    with pytest.raises(PermanentError, match="400"):
+        source.sync(garbled, CONTRACT_WINDOW)
+    assert len(fake.api_requests()) == 3 and sleeps.waits == []
+
+
+# ---------------------------------------------------------------------------------------------
+# The mailbox contract, under three grants
+# ---------------------------------------------------------------------------------------------
+
+PROFILES = {
+    # gmail.compose only: drafts, nothing else.
+    "compose": {},
+    # plus gmail.metadata: Sent headers (last contact, sent vs deleted).
+    "metadata": {"read_sent": True},
+    # plus gmail.modify and gmail.settings.basic: obsolete labels and the vacation responder.
+    "modify": {"read_sent": True, "label_obsolete": True, "read_vacation": True},
+}
+
+
+@dataclass
+class MailboxBackend:
+    fake: GoogleFake
+    tmp_path: Path
+    profile: str
+    sleeps: Sleeps = field(default_factory=Sleeps)
+
+    def __post_init__(self) -> None:
+        self.opts = google.SinkOptions(
+            **options(self.fake, Path("/nonexistent"), **PROFILES[self.profile])
+        )
+        self.key, self.client_id = key_file(
+            self.fake, self.tmp_path, google.gmail_scopes(self.opts)
+        )
+        self.opts = google.SinkOptions(**options(self.fake, self.key, **PROFILES[self.profile]))
+
+    def needs(self, *features: str) -> None:
+        granted = set(PROFILES[self.profile])
+        missing = [f for f in features if f not in granted]
+        if missing:
+            pytest.skip(f"grant {self.profile!r} lacks {missing}: Gmail refuses that call")
+
+    def sink(self) -> google.GmailSink:
+        return google.open_sink(self.opts, context(self.tmp_path), sleep=self.sleeps)
+
+    def drafts(self) -> list[Message]:
+        return [
+            message_from_bytes(m.raw, policy=policy.default)
+            for m in self.fake.draft_messages(MAILBOX)
+        ]
+
+    def _draft_id(self, ref: DraftRef) -> str:
+        return ref.remote_id.split(":")[0]
+
+    def edit(self, ref: DraftRef) -> None:
+        self.fake.edit_draft(MAILBOX, self._draft_id(ref))
+
+    def send(self, ref: DraftRef) -> None:
+        self.fake.send_draft(MAILBOX, self._draft_id(ref))
+
+    def delete(self, ref: DraftRef) -> None:
+        self.fake.delete_draft(MAILBOX, self._draft_id(ref))
+
+    def add_sent(self, to: str, when: datetime) -> None:
+        self.fake.add_sent(MAILBOX, to, when)
+
+    def marked_obsolete(self, ref: DraftRef) -> bool:
+        draft_id = self._draft_id(ref)
+        message_id = self.fake.drafts[MAILBOX].get(draft_id, "")
+        return self.opts.obsolete_label in self.fake.label_names(MAILBOX, message_id)
+
+
+@pytest.fixture(params=sorted(PROFILES))
+def mailbox_backend(request: Any, fake: GoogleFake, tmp_path: Path) -> MailboxBackend:
+    return MailboxBackend(fake, tmp_path, request.param)
+
+
+class TestGmailSink(MailboxSinkContract):
+    def test_sent_draft_is_sent(self, mailbox_backend: Any) -> None:
+        mailbox_backend.needs("read_sent")
+        super().test_sent_draft_is_sent(mailbox_backend)
+
+    def test_sent_draft_is_still_found_by_its_key(self, mailbox_backend: Any) -> None:
+        mailbox_backend.needs("read_sent")
+        super().test_sent_draft_is_still_found_by_its_key(mailbox_backend)
+
+    def test_obsolete_draft_is_kept_and_marked(self, mailbox_backend: Any) -> None:
+        mailbox_backend.needs("label_obsolete")
+        super().test_obsolete_draft_is_kept_and_marked(mailbox_backend)
+
+    def test_marking_obsolete_twice_is_harmless(self, mailbox_backend: Any) -> None:
+        mailbox_backend.needs("label_obsolete")
+        super().test_marking_obsolete_twice_is_harmless(mailbox_backend)
+
+    def test_last_contact_is_the_newest_sent_mail_to_the_address(
+        self, mailbox_backend: Any
+    ) -> None:
+        mailbox_backend.needs("read_sent")
+        super().test_last_contact_is_the_newest_sent_mail_to_the_address(mailbox_backend)
+
+
+@pytest.fixture
+def backend(fake: GoogleFake, tmp_path: Path) -> MailboxBackend:
+    return MailboxBackend(fake, tmp_path, "modify")
+
+
+@pytest.fixture
+def compose_only(fake: GoogleFake, tmp_path: Path) -> MailboxBackend:
+    return MailboxBackend(fake, tmp_path, "compose")
+
+
+def test_compose_only_reports_a_sent_draft_as_deleted_and_does_not_label(
+    compose_only: MailboxBackend,
+) -> None:
+    sink = compose_only.sink()
+    ref = sink.create_draft(draft_message())
+    sink.mark_obsolete(ref)  # logged, not done: no gmail.modify
+    assert not compose_only.marked_obsolete(ref)
+    compose_only.send(ref)
+    assert sink.draft_state(ref) is DraftState.DELETED
+    assert sink.last_contact(CANDIDATE, datetime(2026, 1, 1, tzinfo=UTC)) is None
+    calls = {r.path.rsplit("/", 1)[-1] for r in compose_only.fake.api_requests()}
+    assert "messages" not in calls and "labels" not in calls
+
+
+def test_least_scopes_are_asked_for(fake: GoogleFake, tmp_path: Path) -> None:
+    compose = MailboxBackend(fake, tmp_path, "compose")
+    compose.sink().find_draft(draft_message().key)
+    assert [t.scopes for t in fake.tokens.values()] == [frozenset({google.GMAIL_COMPOSE})]
+    fake.tokens.clear()
+    CalendarBackend(fake, tmp_path).source().sync(None, CONTRACT_WINDOW)
+    assert [t.scopes for t in fake.tokens.values()] == [
+        frozenset({google.CALENDAR_EVENTS_READONLY})
+    ]
+    assert google.gmail_scopes(google.SinkOptions(key_file=Path("k"), read_sent=True)) == [
+        google.GMAIL_COMPOSE,
+        google.GMAIL_METADATA,
+    ]
+
+
+def test_drafts_are_created_as_raw_json_never_uploaded(backend: MailboxBackend) -> None:
+    sink = backend.sink()
+    ref = sink.create_draft(draft_message())
+    sink.update_draft(ref, draft_message(subject="Ny tid"))
+    writes = [r for r in backend.fake.requests if r.method in ("POST", "PUT")]
+    assert [r.path for r in writes if r.api == "gmail"] == [
+        "/gmail/v1/users/me/drafts",
+        f"/gmail/v1/users/me/drafts/{ref.remote_id.split(':')[0]}",
+    ]
+    assert not any("upload" in r.path or r.path.endswith("/send") for r in backend.fake.requests)
+
+
+def test_the_fake_fails_a_test_that_sends(backend: MailboxBackend) -> None:
+    """The guard is real: a send request is recorded as a violation (then cleared here)."""
+    ref = backend.sink().create_draft(draft_message())
+    info = json.loads(backend.key.read_text())
+    creds = google.service_account.Credentials.from_service_account_info(
+        info, scopes=[google.GMAIL_COMPOSE]
+    ).with_subject(MAILBOX)
+    service = discovery.build(
+        "gmail", "v1", credentials=creds, static_discovery=True,
+        client_options={"api_endpoint": backend.fake.url},
+    )  # fmt: skip
+    with pytest.raises(Exception, match="403"):
+        service.users().drafts().send(
+            userId="me", body={"id": ref.remote_id.split(":")[0]}
+        ).execute()
+    assert backend.fake.violations == ["send request: POST /gmail/v1/users/me/drafts/send"]
+    backend.fake.violations.clear()
+
+
+@pytest.mark.parametrize("mode", ["fin", "rst"])
+def test_dropped_connection_after_create_gives_exactly_one_draft(
+    backend: MailboxBackend, mode: str
+) -> None:
+    sink = backend.sink()
+    message = draft_message()
+    backend.fake.drop_after_create(1, mode)
+    with pytest.raises(AmbiguousError):
+        sink.create_draft(message)
+    creates = [r for r in backend.fake.requests if r.method == "POST" and r.api == "gmail"]
+    assert len(creates) == 1
+    # What the executor does next: look the key up before any retry.
+    found = backend.sink().find_draft(message.key)
+    assert found is not None
+    assert len(backend.drafts()) == 1
+    assert sink.draft_state(found) is DraftState.PENDING
+
+
+def test_the_drop_duplicates_with_httplib2s_default_retry(backend: MailboxBackend) -> None:
+    """Why the connector needs its own HTTP object: the default one re-sends the POST."""
+    info = json.loads(backend.key.read_text())
+    creds = google.service_account.Credentials.from_service_account_info(
+        info, scopes=[google.GMAIL_COMPOSE]
+    ).with_subject(MAILBOX)
+    http = google_auth_httplib2.AuthorizedHttp(creds, http=httplib2.Http())
+    service = discovery.build(
+        "gmail", "v1", http=http, static_discovery=True,
+        client_options={"api_endpoint": backend.fake.url},
+    )  # fmt: skip
+    backend.fake.drop_after_create(1, "fin")
+    raw = google._b64(b"To: a@candidate.example\r\nSubject: x\r\n\r\nhej\r\n")
+    service.users().drafts().create(userId="me", body={"message": {"raw": raw}}).execute()
+    assert len(backend.drafts()) == 2
+
+
+def test_quota_errors_back_off_and_give_the_same_drafts(backend: MailboxBackend) -> None:
+    backend.fake.inject_faults(0.25, seed=11)
+    sink = backend.sink()
+    messages = [draft_message(f"interview-{n}@example.se") for n in range(8)]
+    for message in messages:
+        # The executor's two-phase step, as it will run it.
+        if sink.find_draft(message.key) is None:
+            sink.create_draft(message)
+    injected = backend.fake.faults.injected
+    backend.fake.inject_faults(0.0)
+    assert sorted(m["Message-ID"] for m in backend.drafts()) == sorted(
+        m.key.message_id() for m in messages
+    )
+    assert injected > 0
+    assert len(backend.sleeps.waits) == injected
+
+
+def test_follow_up_joins_the_thread_of_the_earlier_mail(backend: MailboxBackend) -> None:
+    sink = backend.sink()
+    first = draft_message()
+    first_ref = sink.create_draft(first)
+    later_key = DraftKey(MAILBOX, CANDIDATE, MailKind.THANK_YOU, "interview-1@example.se")
+    follow_up = draft_message(subject="Välkommen till intervjun, Anna!")
+    follow_up = type(follow_up)(
+        **{**follow_up.__dict__, "key": later_key, "in_reply_to": first.message_id}
+    )
+    ref = sink.create_draft(follow_up)
+    assert ref.remote_id.split(":")[1] == first_ref.remote_id.split(":")[1]
+    mail = next(m for m in backend.drafts() if m["Message-ID"] == later_key.message_id())
+    assert mail["In-Reply-To"] == first.message_id and mail["References"] == first.message_id
+
+
+def test_sent_follow_up_is_told_apart_from_earlier_sent_mail_in_the_thread(
+    backend: MailboxBackend,
+) -> None:
+    sink = backend.sink()
+    first = draft_message()
+    first_ref = sink.create_draft(first)
+    backend.send(first_ref)
+    later_key = DraftKey(MAILBOX, CANDIDATE, MailKind.THANK_YOU, "interview-1@example.se")
+    follow_up = draft_message()
+    follow_up = type(follow_up)(
+        **{**follow_up.__dict__, "key": later_key, "in_reply_to": first.message_id}
+    )
+    ref = sink.create_draft(follow_up)
+    assert ref.remote_id.split(":")[1] == first_ref.remote_id.split(":")[1]
+    backend.delete(ref)
+    assert sink.draft_state(ref) is DraftState.DELETED
+    assert sink.draft_state(first_ref) is DraftState.SENT
+
+
+def test_drafts_are_parseable_rfc822(backend: MailboxBackend) -> None:
+    message = draft_message()
+    backend.sink().create_draft(message)
+    [mail] = backend.drafts()
+    assert mail["To"].addresses[0].addr_spec == CANDIDATE
+    assert str(mail["Subject"]) == message.subject
+    assert mail["Message-ID"] == message.key.message_id() and mail[KEY_HEADER] == message.key.id
+    assert set(parts(mail)) == {"text/plain", "text/html"}
+    assert mail["Date"] is not None
+
+
+def test_vacation_responder_becomes_a_period(backend: MailboxBackend) -> None:
+    start, end = datetime(2026, 7, 1, tzinfo=UTC), datetime(2026, 7, 20, tzinfo=UTC)
+    backend.fake.set_vacation(
+        MAILBOX,
+        {
+            "enableAutoReply": True,
+            "responseSubject": "Semester",
+            "startTime": str(int(start.timestamp() * 1000)),
+            "endTime": str(int(end.timestamp() * 1000)),
+        },
+    )
+    assert backend.sink().out_of_office() == [Period(start, end)]
+    backend.fake.set_vacation(MAILBOX, {"enableAutoReply": False})
+    assert backend.sink().out_of_office() == []
+
+
+def test_vacation_without_its_scope_is_an_auth_error_naming_it(
+    fake: GoogleFake, tmp_path: Path
+) -> None:
+    path, client_id = key_file(fake, tmp_path, [google.GMAIL_COMPOSE])
+    opts = google.SinkOptions(**options(fake, path, read_vacation=True))
+    with pytest.raises(AuthError) as caught:
+        google.open_sink(opts, context(tmp_path)).out_of_office()
+    assert "unauthorized_client" in str(caught.value)
+    assert client_id in str(caught.value) and "gmail.settings.basic" in str(caught.value)
+
+
+def test_revoked_service_account_grant_tells_what_to_regrant(backend: MailboxBackend) -> None:
+    backend.fake.revoke()
+    with pytest.raises(AuthError) as caught:
+        backend.sink().find_draft(draft_message().key)
+    text = str(caught.value)
+    assert "invalid_grant" in text and "Domain-wide delegation" in text
+    assert backend.client_id in text and "gmail.modify" in text
+    assert CANDIDATE not in text
+
+
+def test_single_user_login_stores_a_private_refresh_token(
+    fake: GoogleFake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # oauthlib refuses a plain-http token endpoint; the fake is loopback http.
+    monkeypatch.setenv("OAUTHLIB_INSECURE_TRANSPORT", "1")
+    client = tmp_path / "client.json"
+    client.write_text(json.dumps(fake.add_oauth_client()))
+    fake.consenting_user = MAILBOX
+    token_file = tmp_path / "token.json"
+    opts = google.SinkOptions(
+        auth="oauth",
+        key_file=client,
+        token_file=token_file,
+        token_uri=fake.token_uri,
+        calendar_endpoint=fake.url,
+        gmail_endpoint=fake.url,
+    )
+    printed: list[str] = []
+
+    def browser(text: str) -> None:
+        printed.append(text)
+        if "http" in text and "Open this address" in text:
+            url = next(w for w in text.split() if w.startswith("http") and "auth" in w)
+            # The recruiter's browser: the consent screen redirects to the loopback listener.
+            threading.Thread(target=urllib.request.urlopen, args=(url,), daemon=True).start()
+
+    google.installed_app_login(opts, browser, context(tmp_path), wait_seconds=30)
+    assert stat.S_IMODE(os.stat(token_file).st_mode) == 0o600
+    stored = json.loads(token_file.read_text())
+    assert stored["refresh_token"] and set(stored["scopes"]) == set(google.all_scopes(opts))
+    assert "0600" in printed[-1]
+
+    sink = google.open_sink(
+        google.SinkOptions(**{**opts.model_dump(), "key_file": None}), context(tmp_path)
+    )
+    ref = sink.create_draft(draft_message())
+    assert sink.draft_state(ref) is DraftState.PENDING
+
+    fake.revoke()
+    with pytest.raises(AuthError, match="recruitmail login google"):
+        google.open_sink(
+            google.SinkOptions(**{**opts.model_dump(), "key_file": None}), context(tmp_path)
+        ).find_draft(draft_message().key)
+
+
+def test_oauth_without_a_stored_token_says_to_log_in(tmp_path: Path) -> None:
+    opts = google.SinkOptions(auth="oauth", token_file=tmp_path / "missing.json")
+    with pytest.raises(AuthError, match="recruitmail login google"):
+        google.open_sink(opts, context(tmp_path))
+
+
+def test_options_need_the_key_for_a_service_account() -> None:
+    with pytest.raises(ValueError, match="key_file"):
+        google.SinkOptions()
+
+
+def test_description_html_becomes_text() -> None:
+    html = 'Hej &amp; välkommen!<br><br><b>Agenda</b><ul><li>Intro</li><li>Case</li></ul><a href="https://x.example/a">länk</a>'
+    assert (
+        google.html_to_text(html)
+        == "Hej & välkommen!\n\nAgenda\n- Intro\n- Case\nlänk <https://x.example/a>"
+    )
+    assert google.html_to_text("a < b and 3 > 2") == "a < b and 3 > 2"
