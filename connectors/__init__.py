@@ -24,7 +24,9 @@ PROVIDERS: dict[str, str] = {
 def _provider(name: str, role: str, where: str) -> ModuleType:
     module_name = PROVIDERS.get(name)
     if module_name is None:
-        raise ConfigError(f"{where}.type: unknown provider {name!r}; known: {', '.join(sorted(PROVIDERS))}")
+        raise ConfigError(
+            f"{where}.type: unknown provider {name!r}; known: {', '.join(sorted(PROVIDERS))}"
+        )
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
@@ -54,7 +56,9 @@ def validate_options(name: str, role: str, raw: dict[str, Any], where: str) -> N
     _options(_provider(name, role, where), role, raw, where)
 
 
-def open_source(name: str, raw: dict[str, Any], context: ConnectorContext, where: str) -> CalendarSource:
+def open_source(
+    name: str, raw: dict[str, Any], context: ConnectorContext, where: str
+) -> CalendarSource:
     """Build the calendar source ``name`` from its options."""
     module = _provider(name, "source", where)
     source: CalendarSource = module.open_source(_options(module, "source", raw, where), context)

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -70,6 +70,9 @@ class SourceOptions(BaseModel):
     password: str | None = Field(
         None,
         description="Secret reference to the password or app password, e.g. credential:caldav.",
+    )
+    auth: Literal["basic", "digest"] = Field(
+        "basic", description="HTTP authentication: basic (sent at once; most servers) or digest."
     )
     ca_file: Path | None = Field(
         None, description="CA bundle (PEM) to trust instead of the system's."
@@ -401,6 +404,9 @@ class CalDavSource:
             url=opts.url,
             username=opts.username,
             password=self._password,
+            # Named up front, the credentials go with the first request instead of after a 401
+            # (which some servers, Radicale among them, answer only after a deliberate delay).
+            auth_type=opts.auth if opts.username else None,
             timeout=int(opts.timeout_seconds) or 1,
             ssl_verify_cert=verify,
             enable_rfc6764=False,  # the URL is given: no DNS discovery

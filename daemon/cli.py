@@ -29,7 +29,9 @@ def parse_now(value: str | None) -> datetime:
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
-        raise ConfigError(f"--now {value!r}: use ISO 8601, e.g. 2026-12-03T09:00:00+01:00") from None
+        raise ConfigError(
+            f"--now {value!r}: use ISO 8601, e.g. 2026-12-03T09:00:00+01:00"
+        ) from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
@@ -68,7 +70,11 @@ def cmd_preview(args: argparse.Namespace) -> int:
     settings = _setup(args)
     renderer = validate(settings)
     now = parse_now(args.now)
-    on_disk = State.in_dir(settings.service.state_dir) if (settings.service.state_dir / "recruitmail.sqlite").exists() else None
+    on_disk = (
+        State.in_dir(settings.service.state_dir)
+        if (settings.service.state_dir / "recruitmail.sqlite").exists()
+        else None
+    )
     state = on_disk.copy_in_memory() if on_disk else State(Path(":memory:"))
     if on_disk:
         on_disk.close()
@@ -90,25 +96,36 @@ def cmd_preview(args: argparse.Namespace) -> int:
                 context = compose.build_context(mail, box, settings, calendar, now, facts)
                 rendered = renderer.render(mail.kind.value, compose.language_of(mail, box), context)
                 count += 1
-                carried = f" (+ {', '.join(k.kind.value for k in mail.folded)})" if mail.folded else ""
+                carried = (
+                    f" (+ {', '.join(k.kind.value for k in mail.folded)})" if mail.folded else ""
+                )
                 print(f"=== {box.address} → {mail.candidate}: {mail.kind.value}{carried}")
                 print(f"Subject: {rendered.subject}\n")
                 print(rendered.text.rstrip() + "\n")
                 if out_dir is not None:
                     out_dir.mkdir(parents=True, exist_ok=True)
-                    (out_dir / f"{count:03d}-{mail.kind.value}.html").write_text(rendered.html, encoding="utf-8")
+                    (out_dir / f"{count:03d}-{mail.kind.value}.html").write_text(
+                        rendered.html, encoding="utf-8"
+                    )
             for skip in decided.skips:
-                print(f"--- {box.address} → {skip.key.candidate}: {skip.key.kind.value} would be skipped: {skip.reason}")
+                print(
+                    f"--- {box.address} → {skip.key.candidate}: {skip.key.kind.value} would be skipped: {skip.reason}"
+                )
     state.close()
-    print(f"{count} draft(s) would be created." + (f" HTML parts in {out_dir}/" if out_dir and count else ""))
+    print(
+        f"{count} draft(s) would be created."
+        + (f" HTML parts in {out_dir}/" if out_dir and count else "")
+    )
     return 0
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     validate(settings)
-    print(f"{config_path(args.config)}: configuration and templates are valid "
-          f"({len(settings.mailboxes)} mailbox(es)).")
+    print(
+        f"{config_path(args.config)}: configuration and templates are valid "
+        f"({len(settings.mailboxes)} mailbox(es))."
+    )
     if not args.online:
         return 0
     from daemon.executor import PassReport
@@ -123,7 +140,9 @@ def cmd_check(args: argparse.Namespace) -> int:
                 runner.zone()
                 from daemon.models import DraftKey, MailKind
 
-                runner.sink.find_draft(DraftKey(box.address, "check@recruitmail.invalid", MailKind.WELCOME, "check"))
+                runner.sink.find_draft(
+                    DraftKey(box.address, "check@recruitmail.invalid", MailKind.WELCOME, "check")
+                )
             print(f"{box.address}: calendar readable, mailbox reachable, permissions sufficient.")
         except RecruitmailError as exc:
             failed += 1
@@ -154,8 +173,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         state_text = row.entry.state.value
         if row.entry.state is LedgerState.DRAFTED and row.entry.remote_state:
             state_text = {
-                DraftState.PENDING: "drafted", DraftState.EDITED: "drafted, edited",
-                DraftState.SENT: "sent", DraftState.DELETED: "deleted by recruiter",
+                DraftState.PENDING: "drafted",
+                DraftState.EDITED: "drafted, edited",
+                DraftState.SENT: "sent",
+                DraftState.DELETED: "deleted by recruiter",
             }[row.entry.remote_state]
         detail = row.subject if row.entry.state is LedgerState.DRAFTED else row.reason
         journeys[(key.mailbox, key.candidate)].append(
@@ -174,9 +195,13 @@ def _refresh_remote_states(settings: Settings, state: State) -> None:
     """Ask each mailbox what became of our drafts (sent? edited? deleted?)."""
     now = datetime.now(UTC)
     for index, box in enumerate(settings.mailboxes):
-        rows = [r for r in state.ledger(box.address)
-                if r.entry.state is LedgerState.DRAFTED and r.remote is not None
-                and r.entry.remote_state in (None, DraftState.PENDING, DraftState.EDITED)]
+        rows = [
+            r
+            for r in state.ledger(box.address)
+            if r.entry.state is LedgerState.DRAFTED
+            and r.remote is not None
+            and r.entry.remote_state in (None, DraftState.PENDING, DraftState.EDITED)
+        ]
         if not rows:
             continue
         try:
@@ -185,8 +210,10 @@ def _refresh_remote_states(settings: Settings, state: State) -> None:
                     assert row.remote is not None
                     state.set_remote_state(row.entry.key, runner.sink.draft_state(row.remote), now)
         except RecruitmailError as exc:
-            print(f"{box.address}: could not refresh draft states ({exc}); showing what is known",
-                  file=sys.stderr)
+            print(
+                f"{box.address}: could not refresh draft states ({exc}); showing what is known",
+                file=sys.stderr,
+            )
 
 
 def cmd_forget(args: argparse.Namespace) -> int:
@@ -197,7 +224,9 @@ def cmd_forget(args: argparse.Namespace) -> int:
     finally:
         state.close()
     print(f"Erased {removed} record(s) about that candidate from {state.path}.")
-    print("Drafts already in the recruiter's mailbox are the recruiter's: remove them there if needed.")
+    print(
+        "Drafts already in the recruiter's mailbox are the recruiter's: remove them there if needed."
+    )
     return 0
 
 
@@ -220,7 +249,9 @@ def cmd_login(args: argparse.Namespace) -> int:
     if options.type != args.provider:
         raise ConfigError(f"mailbox {box.address} does not use the {args.provider} provider")
     module = importlib.import_module(f"connectors.{args.provider}")
-    login = getattr(module, "device_code_login" if args.provider == "microsoft" else "installed_app_login")
+    login = getattr(
+        module, "device_code_login" if args.provider == "microsoft" else "installed_app_login"
+    )
     model = getattr(module, "SourceOptions" if options is box.source else "SinkOptions")
     login(model(**options.options()), print)
     return 0
@@ -240,10 +271,20 @@ def build_parser() -> argparse.ArgumentParser:
     # --config and --verbose work before and after the command ("recruitmail run --config …").
     common = argparse.ArgumentParser(add_help=False)
     for target, default in ((parser, None), (common, argparse.SUPPRESS)):
-        target.add_argument("--config", "-c", default=default, help="configuration file (default: "
-                            "$RECRUITMAIL_CONFIG or /etc/recruitmail/recruitmail.toml)")
-        target.add_argument("--verbose", "-v", action="store_true", default=default or False,
-                            help="log at DEBUG (shows candidate data)")
+        target.add_argument(
+            "--config",
+            "-c",
+            default=default,
+            help="configuration file (default: "
+            "$RECRUITMAIL_CONFIG or /etc/recruitmail/recruitmail.toml)",
+        )
+        target.add_argument(
+            "--verbose",
+            "-v",
+            action="store_true",
+            default=default or False,
+            help="log at DEBUG (shows candidate data)",
+        )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("run", parents=[common], help="run the daemon (systemd Type=notify)")
@@ -252,22 +293,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--now", help="pretend it is this instant (ISO 8601)")
     p.add_argument("--mailbox", help="only this mailbox")
     p.set_defaults(func=cmd_once)
-    p = sub.add_parser("preview", parents=[common], help="show what would be drafted; changes nothing")
+    p = sub.add_parser(
+        "preview", parents=[common], help="show what would be drafted; changes nothing"
+    )
     p.add_argument("--now", help="pretend it is this instant (ISO 8601)")
     p.add_argument("--mailbox", help="only this mailbox")
     p.add_argument("--html", metavar="DIR", help="also write each HTML part into DIR")
     p.set_defaults(func=cmd_preview)
     p = sub.add_parser("check", parents=[common], help="validate configuration and templates")
-    p.add_argument("--online", action="store_true", help="also sign in and test every calendar and mailbox")
+    p.add_argument(
+        "--online", action="store_true", help="also sign in and test every calendar and mailbox"
+    )
     p.set_defaults(func=cmd_check)
     p = sub.add_parser("status", parents=[common], help="each candidate's journey")
     p.add_argument("--candidate", help="only this candidate's address")
-    p.add_argument("--offline", action="store_true", help="do not ask the mailboxes what became of drafts")
+    p.add_argument(
+        "--offline", action="store_true", help="do not ask the mailboxes what became of drafts"
+    )
     p.set_defaults(func=cmd_status)
     p = sub.add_parser("forget", parents=[common], help="erase a candidate from the state (GDPR)")
     p.add_argument("address")
     p.set_defaults(func=cmd_forget)
-    p = sub.add_parser("close", parents=[common], help="mark a candidate's process closed: no more status updates or greetings")
+    p = sub.add_parser(
+        "close",
+        parents=[common],
+        help="mark a candidate's process closed: no more status updates or greetings",
+    )
     p.add_argument("address")
     p.add_argument("--reopen", action="store_true", help="open it again")
     p.set_defaults(func=cmd_close)

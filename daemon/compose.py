@@ -45,7 +45,12 @@ def language_of(mail: PlannedMail, box: Mailbox) -> str:
 
 
 def build_context(
-    mail: PlannedMail, box: Mailbox, settings: Settings, calendar: WorkCalendar, now: datetime, facts: Facts
+    mail: PlannedMail,
+    box: Mailbox,
+    settings: Settings,
+    calendar: WorkCalendar,
+    now: datetime,
+    facts: Facts,
 ) -> dict[str, Any]:
     """The variables docs/TEMPLATES.md promises every template."""
     language = language_of(mail, box)
@@ -53,15 +58,21 @@ def build_context(
     interview = mail.interview
     candidate = interview.candidate if interview else None
     stage = _stage(settings, facts.interview_number)
-    texts = settings.company.texts.get(language) or next(iter(settings.company.texts.values()), None)
+    texts = settings.company.texts.get(language) or next(
+        iter(settings.company.texts.values()), None
+    )
     decided_from = interview.event.end if interview and interview.event.end <= now else now
     decision_day = calendar.add_working_days(
         calendar.local(decided_from).date(), stage.decision_working_days if stage else 5
     )
     folded = mail.folded_kinds
     holiday = mail.holiday.holiday if mail.holiday else None
-    folded_holiday = _folded_holiday(mail, calendar, settings) if MailKind.HOLIDAY_GREETING in folded else None
-    absence = mail.absence or (_folded_absence(mail, facts) if MailKind.VACATION_NOTICE in folded else None)
+    folded_holiday = (
+        _folded_holiday(mail, calendar, settings) if MailKind.HOLIDAY_GREETING in folded else None
+    )
+    absence = mail.absence or (
+        _folded_absence(mail, facts) if MailKind.VACATION_NOTICE in folded else None
+    )
     vacation = _vacation(absence, box, settings, calendar, fmt, language) if absence else None
     return {
         "kind": mail.kind.value,
@@ -103,7 +114,9 @@ def build_context(
     }
 
 
-def build_message(mail: PlannedMail, box: Mailbox, subject: str, text: str, html: str, facts: Facts) -> DraftMessage:
+def build_message(
+    mail: PlannedMail, box: Mailbox, subject: str, text: str, html: str, facts: Facts
+) -> DraftMessage:
     name = mail.interview.candidate.name if mail.interview else ""
     return DraftMessage(
         key=mail.key,
@@ -118,8 +131,12 @@ def build_message(mail: PlannedMail, box: Mailbox, subject: str, text: str, html
 
 def _speaks_of_interview(kind: MailKind) -> bool:
     return kind in (
-        MailKind.WELCOME, MailKind.INTERVIEW_DETAILS, MailKind.RESCHEDULE_NOTICE,
-        MailKind.THANK_YOU, MailKind.STATUS_UPDATE, MailKind.WEEKEND_GREETING,
+        MailKind.WELCOME,
+        MailKind.INTERVIEW_DETAILS,
+        MailKind.RESCHEDULE_NOTICE,
+        MailKind.THANK_YOU,
+        MailKind.STATUS_UPDATE,
+        MailKind.WEEKEND_GREETING,
     )
 
 
@@ -130,7 +147,9 @@ class _Formatter:
         self.calendar = calendar
 
     def when(self, moment: datetime) -> str:
-        return format_datetime(self.calendar.local(moment), _WHEN.get(self.language, _WHEN["en"]), locale=self.locale)
+        return format_datetime(
+            self.calendar.local(moment), _WHEN.get(self.language, _WHEN["en"]), locale=self.locale
+        )
 
     def day(self, day: date) -> str:
         return format_date(day, _DAY, locale=self.locale)
@@ -161,8 +180,14 @@ def _stage(settings: Settings, number: int) -> Stage | None:
 
 
 def _interview(
-    interview: Interview, mail: PlannedMail, box: Mailbox, settings: Settings, fmt: _Formatter,
-    language: str, stage: Stage | None, facts: Facts,
+    interview: Interview,
+    mail: PlannedMail,
+    box: Mailbox,
+    settings: Settings,
+    fmt: _Formatter,
+    language: str,
+    stage: Stage | None,
+    facts: Facts,
 ) -> dict[str, Any]:
     event = interview.event
     panel = []
@@ -179,12 +204,18 @@ def _interview(
         seen.add(member.address)
         configured = settings.person(member.address)
         found = (facts.directory or {}).get(member.address)
-        panel.append({
-            "name": (configured.name if configured else "") or (found.name if found else "") or member.name
-            or member.address,
-            "role": (configured.role_in(language) if configured else "") or (found.role if found else ""),
-            "bio": (configured.bio_in(language) if configured else "") or (found.bio if found else ""),
-        })
+        panel.append(
+            {
+                "name": (configured.name if configured else "")
+                or (found.name if found else "")
+                or member.name
+                or member.address,
+                "role": (configured.role_in(language) if configured else "")
+                or (found.role if found else ""),
+                "bio": (configured.bio_in(language) if configured else "")
+                or (found.bio if found else ""),
+            }
+        )
     agenda = list(interview.agenda) or (list(stage.agenda.get(language, [])) if stage else [])
     number = facts.interview_number
     stage_name = (stage.name.get(language, "") if stage else "") or _STAGE_FALLBACK.get(
@@ -209,14 +240,21 @@ def _interview(
 
 
 def _holiday(holiday: Holiday, language: str) -> dict[str, str]:
-    return {"key": holiday.key, "name": holiday.names.get(language) or next(iter(holiday.names.values()), "")}
+    return {
+        "key": holiday.key,
+        "name": holiday.names.get(language) or next(iter(holiday.names.values()), ""),
+    }
 
 
-def _folded_holiday(mail: PlannedMail, calendar: WorkCalendar, settings: Settings) -> Holiday | None:
+def _folded_holiday(
+    mail: PlannedMail, calendar: WorkCalendar, settings: Settings
+) -> Holiday | None:
     for key in mail.folded:
         if key.kind is MailKind.HOLIDAY_GREETING:
             first = date.fromisoformat(key.occasion.removeprefix("holiday:"))
-            run = calendar.holiday_run_after(first - timedelta(days=1), settings.touchpoints.holiday_greeting.min_days_off)
+            run = calendar.holiday_run_after(
+                first - timedelta(days=1), settings.touchpoints.holiday_greeting.min_days_off
+            )
             return run.holiday if run else None
     return None
 
@@ -226,13 +264,21 @@ def _folded_absence(mail: PlannedMail, facts: Facts) -> Period | None:
         if key.kind is MailKind.VACATION_NOTICE:
             first = key.occasion.removeprefix("vacation:")
             for absence in facts.absences:
-                if absence.start.date().isoformat() == first or absence.start.isoformat()[:10] == first:
+                if (
+                    absence.start.date().isoformat() == first
+                    or absence.start.isoformat()[:10] == first
+                ):
                     return absence
     return None
 
 
 def _vacation(
-    absence: Period, box: Mailbox, settings: Settings, calendar: WorkCalendar, fmt: _Formatter, language: str
+    absence: Period,
+    box: Mailbox,
+    settings: Settings,
+    calendar: WorkCalendar,
+    fmt: _Formatter,
+    language: str,
 ) -> dict[str, Any]:
     first = calendar.local(absence.start).date()
     last = calendar.local(absence.end - timedelta(microseconds=1)).date()

@@ -73,19 +73,44 @@ def fortnight(today: date) -> tuple[list[Step], list[datetime], date]:
     frans = ("frans@example.com", "")
     steps = [
         Step(local(day[0], "08:00"), DemoEvent("anna-1@demo", anna, local(day[1], "10:00"))),
-        Step(local(day[0], "09:00"), DemoEvent("bo-1@demo", bo, local(day[2], "13:00"), subject="Interview",
-                                               categories=("EN",), online_url="https://meet.example/bo-ek")),
+        Step(
+            local(day[0], "09:00"),
+            DemoEvent(
+                "bo-1@demo",
+                bo,
+                local(day[2], "13:00"),
+                subject="Interview",
+                categories=("EN",),
+                online_url="https://meet.example/bo-ek",
+            ),
+        ),
         Step(local(day[0], "10:00"), DemoEvent("carl-1@demo", carl, local(day[4], "14:00"))),
         Step(local(day[0], "11:00"), DemoEvent("dana-1@demo", dana, local(day[3], "10:00"))),
-        Step(local(day[1], "09:00"), DemoEvent("dana-1@demo", dana, local(day[3], "10:00"), cancelled=True)),
-        Step(local(day[1], "15:00"), DemoEvent("bo-1@demo", bo, local(day[3], "13:00"), subject="Interview",
-                                               categories=("EN",), online_url="https://meet.example/bo-ek")),
+        Step(
+            local(day[1], "09:00"),
+            DemoEvent("dana-1@demo", dana, local(day[3], "10:00"), cancelled=True),
+        ),
+        Step(
+            local(day[1], "15:00"),
+            DemoEvent(
+                "bo-1@demo",
+                bo,
+                local(day[3], "13:00"),
+                subject="Interview",
+                categories=("EN",),
+                online_url="https://meet.example/bo-ek",
+            ),
+        ),
         Step(local(day[2], "10:00"), DemoEvent("eva-1@demo", eva, local(day[7], "10:00"))),
-        Step(local(day[3], "12:00"), DemoEvent("anna-2@demo", anna, local(day[9], "14:00"),
-                                               subject="Andra intervju")),
+        Step(
+            local(day[3], "12:00"),
+            DemoEvent("anna-2@demo", anna, local(day[9], "14:00"), subject="Andra intervju"),
+        ),
         Step(local(day[7], "16:00"), DemoEvent("frans-1@demo", frans, local(day[8], "09:00"))),
-        Step(local(day[8], "10:00"), DemoEvent("eva-2@demo", eva, local(day[11], "10:00"),
-                                               subject="Slutintervju")),
+        Step(
+            local(day[8], "10:00"),
+            DemoEvent("eva-2@demo", eva, local(day[11], "10:00"), subject="Slutintervju"),
+        ),
     ]
     working = [d for d in day if d.weekday() < 5]
     instants = [local(d, t) for d in working for t in ("07:00", "09:30", "12:30", "15:30", "18:00")]
@@ -108,7 +133,9 @@ def write_calendar(path: Path, events: dict[str, DemoEvent]) -> None:
         ev.add("location", "Storgatan 1, Umeå" if not item.online_url else "")
         if item.online_url:
             ev.add("url", item.online_url)
-        ev.add("description", "Agenda:\n- Presentation av rollen\n- Dina erfarenheter\n- Dina frågor\n")
+        ev.add(
+            "description", "Agenda:\n- Presentation av rollen\n- Dina erfarenheter\n- Dina frågor\n"
+        )
         if item.categories:
             ev.add("categories", list(item.categories))
         if item.cancelled:
@@ -116,14 +143,18 @@ def write_calendar(path: Path, events: dict[str, DemoEvent]) -> None:
         organizer = icalendar.vCalAddress(f"mailto:{RECRUITER[0]}")
         organizer.params["CN"] = RECRUITER[1]
         ev.add("organizer", organizer)
-        for address, cn, cutype in (RECRUITER + ("INDIVIDUAL",), PANEL + ("INDIVIDUAL",),
-                                    item.candidate + ("INDIVIDUAL",), ROOM + ("ROOM",)):
+        for address, cn, cutype in (
+            RECRUITER + ("INDIVIDUAL",),
+            PANEL + ("INDIVIDUAL",),
+            item.candidate + ("INDIVIDUAL",),
+            ROOM + ("ROOM",),
+        ):
             attendee = icalendar.vCalAddress(f"mailto:{address}")
             if cn:
                 attendee.params["CN"] = cn
             attendee.params["PARTSTAT"] = "ACCEPTED"
             attendee.params["CUTYPE"] = cutype
-            ev.add("attendee", attendee, encode=0)
+            ev.add("attendee", attendee, encode=False)
         cal.add_component(ev)
     cal.add_missing_timezones()
     path.write_bytes(cal.to_ical())
@@ -166,7 +197,9 @@ def run(out: Path, today: date) -> int:
     write_calendar(out / "calendar.ics", calendar)
     pending = sorted(steps, key=lambda s: s.at)
     sent_bo = False
-    print(f"recruitmail demo: the fortnight from {instants[0]:%A %d %B %Y}, {len(instants)} passes …")
+    print(
+        f"recruitmail demo: the fortnight from {instants[0]:%A %d %B %Y}, {len(instants)} passes …"
+    )
     for instant in instants:
         changed = False
         while pending and pending[0].at <= instant:
@@ -180,7 +213,9 @@ def run(out: Path, today: date) -> int:
             sent_bo = True
         code = recruitmail(["--config", str(config), "once", "--now", instant.isoformat()])
         if code != 0:
-            print(f"recruitmail once failed at {instant.isoformat()} (exit {code})", file=sys.stderr)
+            print(
+                f"recruitmail once failed at {instant.isoformat()} (exit {code})", file=sys.stderr
+            )
             return code
     return report(out)
 
@@ -200,21 +235,39 @@ def report(out: Path) -> int:
             if row is None or row.entry.done_at is None:
                 continue
             html = message.get_body(("html",))
-            preview = previews / f"{path.name.split(':')[0]}.html"
+            key = row.entry.key
+            preview = (
+                previews
+                / f"{row.entry.done_at:%m%d-%H%M}-{key.kind.value}-{key.candidate.split('@')[0]}.html"
+            )
             if html is not None:
                 preview.write_text(html.get_content(), encoding="utf-8")
             state_text = row.entry.state.value + (" (sent)" if folder == ".Sent" else "")
-            found.append((row.entry.done_at.astimezone(ZONE), row.entry.key.candidate, row.entry.key.kind.value,
-                          state_text, str(message["Subject"]), preview))
+            found.append(
+                (
+                    row.entry.done_at.astimezone(ZONE),
+                    row.entry.key.candidate,
+                    row.entry.key.kind.value,
+                    state_text,
+                    str(message["Subject"]),
+                    preview,
+                )
+            )
     found.sort()
     print()
     print(f"{'day':<16} {'candidate':<28} {'kind':<18} {'state':<16} subject")
     for when, candidate, kind, state_text, subject, _ in found:
         print(f"{when:%a %d %b %H:%M}  {candidate:<28} {kind:<18} {state_text:<16} {subject}")
     print()
-    print(f"{len(found)} drafts in {out / 'Maildir'} (a Maildir: open it with `mutt -f {out / 'Maildir'}/.Drafts`")
-    print(f"or any Maildir client); an HTML preview of each in {previews}/ — e.g. open {found[0][5] if found else previews}")
-    print(f"Each candidate's journey: recruitmail --config {out / 'recruitmail.toml'} status --offline")
+    print(
+        f"{len(found)} drafts in {out / 'Maildir'} (a Maildir: open it with `mutt -f {out / 'Maildir'}/.Drafts`"
+    )
+    print(
+        f"or any Maildir client); an HTML preview of each in {previews}/ — e.g. open {found[0][5] if found else previews}"
+    )
+    print(
+        f"Each candidate's journey: recruitmail --config {out / 'recruitmail.toml'} status --offline"
+    )
     return 0
 
 

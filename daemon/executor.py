@@ -24,6 +24,7 @@ from connectors.base import (
 )
 from daemon import compose
 from daemon.errors import AmbiguousError, CursorExpired, PermanentError, TransientError
+from daemon.faults import crash_point
 from daemon.interviews import REASON_BAD_TIMES, REASON_NO_CANDIDATE, Interview, Rejection, recognise
 from daemon.models import DraftKey, DraftState, Period, PersonInfo, pseudonym
 from daemon.planner import (
@@ -66,8 +67,15 @@ class MailboxRunner:
     """Reconciles one mailbox; keeps what it learnt of the mailbox between passes."""
 
     def __init__(
-        self, settings: Settings, box: Mailbox, state: State, renderer: Renderer,
-        source: CalendarSource, sink: MailboxSink, *, stop: threading.Event | None = None,
+        self,
+        settings: Settings,
+        box: Mailbox,
+        state: State,
+        renderer: Renderer,
+        source: CalendarSource,
+        sink: MailboxSink,
+        *,
+        stop: threading.Event | None = None,
         observer: Metrics | None = None,
     ) -> None:
         self.settings = settings
@@ -91,16 +99,24 @@ class MailboxRunner:
                 try:
                     name = self.sink.time_zone()
                 except TransientError as exc:
-                    log.warning("mailbox %s: time zone unavailable (%s); using the company's", self.box.address, exc)
+                    log.warning(
+                        "mailbox %s: time zone unavailable (%s); using the company's",
+                        self.box.address,
+                        exc,
+                    )
             try:
                 self._zone = ZoneInfo(name or self.settings.company.time_zone)
             except (ZoneInfoNotFoundError, ValueError):
-                log.warning("mailbox %s: unknown time zone %r; using the company's", self.box.address, name)
+                log.warning(
+                    "mailbox %s: unknown time zone %r; using the company's", self.box.address, name
+                )
                 self._zone = ZoneInfo(self.settings.company.time_zone)
         return self._zone
 
     def calendar(self) -> WorkCalendar:
-        return WorkCalendar(self.settings.company.country, self.zone(), self.settings.company.closure_days)
+        return WorkCalendar(
+            self.settings.company.country, self.zone(), self.settings.company.closure_days
+        )
 
     def absences(self, now: datetime, calendar: WorkCalendar) -> list[Period]:
         configured = [
@@ -109,11 +125,17 @@ class MailboxRunner:
         ]
         if not isinstance(self.sink, KnowsOutOfOffice):
             return configured
-        if self._absences is None or now - self._absences[0] > KNOWLEDGE_TTL or now < self._absences[0]:
+        if (
+            self._absences is None
+            or now - self._absences[0] > KNOWLEDGE_TTL
+            or now < self._absences[0]
+        ):
             try:
                 self._absences = (now, self.sink.out_of_office())
             except TransientError as exc:
-                log.warning("mailbox %s: out-of-office schedule unavailable (%s)", self.box.address, exc)
+                log.warning(
+                    "mailbox %s: out-of-office schedule unavailable (%s)", self.box.address, exc
+                )
                 self._absences = (now, [])
         return configured + [p for p in self._absences[1] if p not in configured]
 
@@ -145,8 +167,12 @@ class MailboxRunner:
         zone = self.zone()
         today = now.astimezone(zone).date()
         window = Period(
-            datetime.combine(today - timedelta(days=self.settings.service.window_past_days), time(0), zone),
-            datetime.combine(today + timedelta(days=self.settings.service.window_future_days), time(0), zone),
+            datetime.combine(
+                today - timedelta(days=self.settings.service.window_past_days), time(0), zone
+            ),
+            datetime.combine(
+                today + timedelta(days=self.settings.service.window_future_days), time(0), zone
+            ),
         )
         cursor = self.state.cursor(self.box.address)
         try:
@@ -154,11 +180,19 @@ class MailboxRunner:
         except CursorExpired:
             log.info("mailbox %s: calendar cursor expired; full resync", self.box.address)
             result = self.source.sync(None, window)
-        self.state.apply_sync(self.box.address, result.events, result.removed, result.cursor, result.full, now)
+        self.state.apply_sync(
+            self.box.address, result.events, result.removed, result.cursor, result.full, now
+        )
+        crash_point("sync-after-commit")
         for event in result.events:  # say once, when an event arrives, why it will not be used
             found = recognise(event, self.box, self.settings)
             if isinstance(found, Rejection) and found.reason in NOTEWORTHY:
-                log.info("mailbox %s: event %s skipped: %s", self.box.address, event.event_id, found.reason)
+                log.info(
+                    "mailbox %s: event %s skipped: %s",
+                    self.box.address,
+                    event.event_id,
+                    found.reason,
+                )
         report.synced_events = len(result.events) + len(result.removed)
         report.full_sync = result.full
 
@@ -189,21 +223,36 @@ class MailboxRunner:
             state = self.sink.draft_state(row.remote)
             self.state.set_remote_state(entry.key, state, now)
 
-    def carry_out(self, decided: Plan, snapshot: Snapshot, now: datetime, calendar: WorkCalendar,
-                  report: PassReport) -> None:
+    def carry_out(
+        self,
+        decided: Plan,
+        snapshot: Snapshot,
+        now: datetime,
+        calendar: WorkCalendar,
+        report: PassReport,
+    ) -> None:
         for skip in decided.skips:
+            crash_point("skip-before-commit")
             self.state.record_skip(skip.key, skip.due, skip.reason, now)
             report.skipped.append((skip.key.kind.value, skip.reason))
             self.observer.draft_skipped(skip.key.kind.value, "stale")
-            log.info("%s %s for %s skipped: %s", self.box.address, skip.key.kind.value,
-                     pseudonym(skip.key.candidate), skip.reason)
+            log.info(
+                "%s %s for %s skipped: %s",
+                self.box.address,
+                skip.key.kind.value,
+                pseudonym(skip.key.candidate),
+                skip.reason,
+            )
         for gone in decided.obsolete:
             self.mark_obsolete(gone.entry.key, gone.reason, now)
             report.obsolete += 1
         for mail in decided.drafts:
             if self.stop.is_set():
-                log.info("mailbox %s: stopping; %d mail(s) left for the next pass", self.box.address,
-                         len(decided.drafts))
+                log.info(
+                    "mailbox %s: stopping; %d mail(s) left for the next pass",
+                    self.box.address,
+                    len(decided.drafts),
+                )
                 return
             try:
                 self.draft(mail, snapshot, now, calendar, report)
@@ -211,13 +260,23 @@ class MailboxRunner:
                 self.state.record_skip(mail.key, mail.due, str(exc), now, mail.folded)
                 report.skipped.append((mail.kind.value, str(exc)))
                 self.observer.draft_skipped(mail.kind.value, "error")
-                log.warning("%s %s for %s skipped: %s", self.box.address, mail.kind.value,
-                            pseudonym(mail.candidate), exc)
+                log.warning(
+                    "%s %s for %s skipped: %s",
+                    self.box.address,
+                    mail.kind.value,
+                    pseudonym(mail.candidate),
+                    exc,
+                )
             except AmbiguousError as exc:
                 self.state.mark_ambiguous(mail.key, now)
                 report.deferred += 1
-                log.warning("%s %s for %s: outcome unknown (%s); will look it up before retrying",
-                            self.box.address, mail.kind.value, pseudonym(mail.candidate), exc)
+                log.warning(
+                    "%s %s for %s: outcome unknown (%s); will look it up before retrying",
+                    self.box.address,
+                    mail.kind.value,
+                    pseudonym(mail.candidate),
+                    exc,
+                )
 
     def mark_obsolete(self, key: DraftKey, reason: str, now: datetime) -> None:
         row = self.state.ledger_row(key)
@@ -225,24 +284,44 @@ class MailboxRunner:
         if ref is not None:
             self.sink.mark_obsolete(ref)
         self.state.mark_obsolete(key, reason, now)
-        log.info("%s %s for %s marked obsolete: %s", self.box.address, key.kind.value,
-                 pseudonym(key.candidate), reason)
+        log.info(
+            "%s %s for %s marked obsolete: %s",
+            self.box.address,
+            key.kind.value,
+            pseudonym(key.candidate),
+            reason,
+        )
 
-    def draft(self, mail: PlannedMail, snapshot: Snapshot, now: datetime, calendar: WorkCalendar,
-              report: PassReport) -> None:
+    def draft(
+        self,
+        mail: PlannedMail,
+        snapshot: Snapshot,
+        now: datetime,
+        calendar: WorkCalendar,
+        report: PassReport,
+    ) -> None:
         if mail.no_contact_since is not None and isinstance(self.sink, KnowsLastContact):
             contact = self.sink.last_contact(mail.candidate, mail.no_contact_since)
             if contact is not None and contact > mail.no_contact_since:
                 self.state.record_contact(self.box.address, mail.candidate, contact)
                 if mail.kind.value == "status_update":
-                    log.info("%s status update for %s postponed: the recruiter wrote since",
-                             self.box.address, pseudonym(mail.candidate))
+                    log.info(
+                        "%s status update for %s postponed: the recruiter wrote since",
+                        self.box.address,
+                        pseudonym(mail.candidate),
+                    )
                     return
-                raise PermanentError("the recruiter already wrote to the candidate since it became due")
+                raise PermanentError(
+                    "the recruiter already wrote to the candidate since it became due"
+                )
         facts = self.facts(mail, snapshot)
         context = compose.build_context(mail, self.box, self.settings, calendar, now, facts)
-        rendered = self.renderer.render(mail.kind.value, compose.language_of(mail, self.box), context)
-        message = compose.build_message(mail, self.box, rendered.subject, rendered.text, rendered.html, facts)
+        rendered = self.renderer.render(
+            mail.kind.value, compose.language_of(mail, self.box), context
+        )
+        message = compose.build_message(
+            mail, self.box, rendered.subject, rendered.text, rendered.html, facts
+        )
 
         existing = self.state.ledger_row(mail.key)
         if existing is not None and existing.ambiguous and existing.last_attempt is not None:
@@ -251,17 +330,26 @@ class MailboxRunner:
                 report.deferred += 1
                 return  # let the provider's search index catch up before looking
         self.state.begin_attempt(mail.key, mail.due, mail.context, now)
+        crash_point("attempt-after-commit")
         ref = self.sink.find_draft(mail.key)
         adopted = ref is not None
         if ref is None:
+            crash_point("create-before-call")
             ref = self.sink.create_draft(message)
+            crash_point("create-after-call")
         self.state.finish_draft(mail.key, ref, rendered.subject, mail.folded, mail.context, now)
+        crash_point("draft-after-commit")
         report.drafted.append(mail.kind.value)
         report.folded += len(mail.folded)
         self.observer.draft_created(mail.kind.value)
-        log.info("%s %s for %s %s%s", self.box.address, mail.kind.value, pseudonym(mail.candidate),
-                 "adopted (it existed already)" if adopted else "drafted",
-                 f", carrying {', '.join(k.kind.value for k in mail.folded)}" if mail.folded else "")
+        log.info(
+            "%s %s for %s %s%s",
+            self.box.address,
+            mail.kind.value,
+            pseudonym(mail.candidate),
+            "adopted (it existed already)" if adopted else "drafted",
+            f", carrying {', '.join(k.kind.value for k in mail.folded)}" if mail.folded else "",
+        )
 
     def facts(self, mail: PlannedMail, snapshot: Snapshot) -> compose.Facts:
         number = 1
@@ -271,14 +359,23 @@ class MailboxRunner:
                 (i for i in snapshot.interviews if i.candidate.address == mail.candidate),
                 key=lambda i: (i.event.start, i.event.occasion),
             )
-            number = next((n for n, i in enumerate(mine, 1) if i.event.occasion == mail.interview.event.occasion), 1)
+            number = next(
+                (
+                    n
+                    for n, i in enumerate(mine, 1)
+                    if i.event.occasion == mail.interview.event.occasion
+                ),
+                1,
+            )
             for member in mail.interview.panel:
                 found = self.person(member.address)
                 if found is not None:
                     directory[member.address] = found
         sent = [
-            e for e in snapshot.ledger
-            if e.key.candidate == mail.candidate and e.remote_state is DraftState.SENT
+            e
+            for e in snapshot.ledger
+            if e.key.candidate == mail.candidate
+            and e.remote_state is DraftState.SENT
             and e.state is LedgerState.DRAFTED
         ]
         latest = max(sent, key=lambda e: e.done_at or e.due, default=None)

@@ -15,7 +15,9 @@ from daemon.settings import Mailbox, Settings
 
 MAX_SECTION_CHARS = 4000
 
-_BIDI_AND_CONTROL = re.compile(r"[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff]")
+_BIDI_AND_CONTROL = re.compile(
+    r"[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff]"
+)
 _HEADING = re.compile(r"^\s*(?:#+\s*)?\**([A-Za-zÅÄÖåäö]{3,20})\**\s*(?::\**\s*(.*))?$")
 REASON_BAD_TIMES = "it ends before it starts"
 REASON_NO_CANDIDATE = "it looks like an interview but has no candidate among the attendees"
@@ -111,9 +113,12 @@ def recognise(event: Event, box: Mailbox, settings: Settings) -> list[Interview]
     recruiter = box.address
     people: dict[str, Attendee] = {}
     for person in (*event.attendees, *((event.organizer,) if event.organizer else ())):
-        if person.address and person.address not in people:
-            people[person.address] = person
-        elif person.address in people and person.is_organizer:
+        if (
+            person.address
+            and person.address not in people
+            or person.address in people
+            and person.is_organizer
+        ):
             people[person.address] = person
     me = people.get(recruiter)
     if me is not None and me.response == Response.DECLINED and not me.is_organizer:
@@ -135,7 +140,7 @@ def recognise(event: Event, box: Mailbox, settings: Settings) -> list[Interview]
         candidates.append(Candidate(address, name, first_name(name, address)))
     if not candidates:
         return Rejection(event.event_id, REASON_NO_CANDIDATE)
-    body = event.body[: 200_000]
+    body = event.body[:200_000]
     agenda = _section(body, ("agenda", "dagordning"))
     summary = _section(body, ("sammanfattning", "summary"))
     language = _language(event, settings)

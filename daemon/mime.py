@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from datetime import datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime
-from datetime import datetime
 
 from connectors.base import KEY_HEADER
 from daemon.errors import PermanentError

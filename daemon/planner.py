@@ -127,7 +127,11 @@ class _Candidate:
     @property
     def priority(self) -> tuple[int, datetime, str]:
         # Between two booking mails, the one about the earlier interview goes first.
-        when = self.mail.interview.event.start if self.mail.kind.is_announcement and self.mail.interview else self.mail.due
+        when = (
+            self.mail.interview.event.start
+            if self.mail.kind.is_announcement and self.mail.interview
+            else self.mail.due
+        )
         return (self.mail.kind.priority, when, self.mail.key.id)
 
 
@@ -140,7 +144,9 @@ def plan(snapshot: Snapshot, now: datetime, settings: Settings, calendar: WorkCa
 
 
 class _Planner:
-    def __init__(self, snapshot: Snapshot, now: datetime, settings: Settings, calendar: WorkCalendar) -> None:
+    def __init__(
+        self, snapshot: Snapshot, now: datetime, settings: Settings, calendar: WorkCalendar
+    ) -> None:
         self.s = snapshot
         self.now = now
         self.settings = settings
@@ -198,7 +204,9 @@ class _Planner:
     def announcements(self, out: list[_Candidate]) -> None:
         live_occasions: dict[str, set[str]] = defaultdict(set)
         for address, interviews in self.by_candidate.items():
-            announced = [e for e in self.entries_by_candidate.get(address, []) if e.key.kind.is_announcement]
+            announced = [
+                e for e in self.entries_by_candidate.get(address, []) if e.key.kind.is_announcement
+            ]
             welcomed = {
                 e.context.get("occasion")
                 for e in announced
@@ -207,23 +215,51 @@ class _Planner:
             for number, interview in enumerate(interviews, start=1):
                 occasion = interview.event.occasion
                 live_occasions[address].add(occasion)
-                prior = [e for e in announced if e.context.get("occasion") == occasion and e.is_live_draft]
+                prior = [
+                    e
+                    for e in announced
+                    if e.context.get("occasion") == occasion and e.is_live_draft
+                ]
                 prior.sort(key=lambda e: (e.done_at or e.due, e.key.id))
                 latest = prior[-1] if prior else None
-                if latest is not None and latest.context.get("start") == instant(interview.event.start):
+                sent = [e for e in prior if e.remote_state is DraftState.SENT]
+                if latest is not None and latest.context.get("start") == instant(
+                    interview.event.start
+                ):
+                    if latest.state is LedgerState.ATTEMPTING:
+                        # A create that may have happened: plan it again under its own key, so
+                        # the executor looks it up (and adopts or creates) instead of forgetting it.
+                        kind = latest.key.kind
+                        previous = sent[-1] if sent and kind is MailKind.RESCHEDULE_NOTICE else None
+                        self.announce(kind, interview, out, previous, key=latest.key)
                     continue
                 if latest is None:
                     # The earliest interview we know of gets the welcome, unless another
                     # interview's welcome is already out (a cancelled first interview whose
                     # welcome was sent: the next one is "details").
                     first = number == 1 and not (welcomed - {occasion})
-                    self.announce(MailKind.WELCOME if first else MailKind.INTERVIEW_DETAILS, interview, out)
+                    self.announce(
+                        MailKind.WELCOME if first else MailKind.INTERVIEW_DETAILS, interview, out
+                    )
                 elif latest.remote_state is DraftState.SENT:
                     self.announce(MailKind.RESCHEDULE_NOTICE, interview, out, previous=latest)
                 else:
-                    self.obsolete.append(Obsolete(latest, "the interview moved before the mail was sent"))
-                    self.announce(latest.key.kind if latest.key.kind is not MailKind.RESCHEDULE_NOTICE
-                                  else MailKind.INTERVIEW_DETAILS, interview, out)
+                    self.obsolete.append(
+                        Obsolete(latest, "the interview moved before the mail was sent")
+                    )
+                    if sent and sent[-1].context.get("start") == instant(interview.event.start):
+                        pass  # moved back to the time the candidate was sent: nothing to tell
+                    elif sent:
+                        # The candidate knows the time from a sent mail: tell them it moved.
+                        self.announce(MailKind.RESCHEDULE_NOTICE, interview, out, previous=sent[-1])
+                    else:
+                        self.announce(
+                            latest.key.kind
+                            if latest.key.kind is not MailKind.RESCHEDULE_NOTICE
+                            else MailKind.INTERVIEW_DETAILS,
+                            interview,
+                            out,
+                        )
         # Announcements for interviews that no longer exist (cancelled, removed, declined).
         for address, entries in self.entries_by_candidate.items():
             for entry in entries:
@@ -232,16 +268,33 @@ class _Planner:
                 if entry.context.get("occasion") in live_occasions.get(address, set()):
                     continue
                 start = _parse(entry.context.get("start"))
-                if entry.remote_state is DraftState.SENT or (start is not None and start <= self.now):
+                if entry.remote_state is DraftState.SENT or (
+                    start is not None and start <= self.now
+                ):
                     continue
                 self.obsolete.append(Obsolete(entry, "the interview was cancelled or removed"))
 
-    def announce(self, kind: MailKind, interview: Interview, out: list[_Candidate],
-                 previous: LedgerEntry | None = None) -> None:
+    def announce(
+        self,
+        kind: MailKind,
+        interview: Interview,
+        out: list[_Candidate],
+        previous: LedgerEntry | None = None,
+        key: DraftKey | None = None,
+    ) -> None:
         if not self.enabled(kind):
             return
         event = interview.event
-        key = self.key(interview.candidate.address, kind, f"{event.occasion}@{instant(event.start)}")
+        occasion = f"{event.occasion}@{instant(event.start)}"
+        key = key or self.key(interview.candidate.address, kind, occasion)
+        # Moved away and back again: the first draft for this time is obsolete, and a key is
+        # drafted at most once, so the new one gets the next free revision of that key.
+        revision = 1
+        while (
+            entry := self.ledger.get(key.id)
+        ) is not None and entry.state is LedgerState.OBSOLETE:
+            revision += 1
+            key = self.key(interview.candidate.address, kind, f"{occasion}#{revision}")
         mail = PlannedMail(
             key=key,
             due=min(self.now, event.start),
@@ -261,9 +314,14 @@ class _Planner:
         for address, interviews in self.by_candidate.items():
             for interview in interviews:
                 end = interview.event.end
-                if end + delay > self.cal.end_of_day(self.today) or self.cal.local(end).date() < self.lookback_start:
+                if (
+                    end + delay > self.cal.end_of_day(self.today)
+                    or self.cal.local(end).date() < self.lookback_start
+                ):
                     continue
-                last_day = self.cal.add_working_days(self.cal.local(end).date(), self.tp.thank_you.valid_working_days)
+                last_day = self.cal.add_working_days(
+                    self.cal.local(end).date(), self.tp.thank_you.valid_working_days
+                )
                 mail = PlannedMail(
                     key=self.key(address, MailKind.THANK_YOU, interview.event.occasion),
                     due=end + delay,
@@ -283,8 +341,10 @@ class _Planner:
             last = interviews[-1]
             occasion = last.event.occasion
             earlier = [
-                e for e in self.entries_by_candidate.get(address, [])
-                if e.key.kind is MailKind.STATUS_UPDATE and e.context.get("occasion") == occasion
+                e
+                for e in self.entries_by_candidate.get(address, [])
+                if e.key.kind is MailKind.STATUS_UPDATE
+                and e.context.get("occasion") == occasion
                 and e.state.is_final
             ]
             number = len(earlier) + 1
@@ -328,7 +388,9 @@ class _Planner:
                     if not met:
                         continue
                     mail = PlannedMail(
-                        key=self.key(address, MailKind.WEEKEND_GREETING, f"{iso.year}-W{iso.week:02d}"),
+                        key=self.key(
+                            address, MailKind.WEEKEND_GREETING, f"{iso.year}-W{iso.week:02d}"
+                        ),
                         due=self.cal.at(day, rule.at),
                         valid_until=week_end,
                         interview=met[-1],
@@ -359,7 +421,9 @@ class _Planner:
                 continue
             for address, interview in self.active_candidates(day):
                 mail = PlannedMail(
-                    key=self.key(address, MailKind.HOLIDAY_GREETING, f"holiday:{run.first_day.isoformat()}"),
+                    key=self.key(
+                        address, MailKind.HOLIDAY_GREETING, f"holiday:{run.first_day.isoformat()}"
+                    ),
                     due=self.cal.at(day, rule.at),
                     valid_until=self.cal.end_of_day(day),
                     interview=interview,
@@ -375,7 +439,10 @@ class _Planner:
         for absence in self.s.absences:
             first = self.cal.local(absence.start).date()
             last = self.cal.local(absence.end - timedelta(microseconds=1)).date()
-            if self.cal.working_days_between(first, last + timedelta(days=1)) < rule.min_working_days:
+            if (
+                self.cal.working_days_between(first, last + timedelta(days=1))
+                < rule.min_working_days
+            ):
                 continue
             day = first - timedelta(days=1)
             while not self.cal.is_working_day(day):
@@ -384,7 +451,9 @@ class _Planner:
                 continue
             for address, interview in self.active_candidates(day):
                 mail = PlannedMail(
-                    key=self.key(address, MailKind.VACATION_NOTICE, f"vacation:{first.isoformat()}"),
+                    key=self.key(
+                        address, MailKind.VACATION_NOTICE, f"vacation:{first.isoformat()}"
+                    ),
                     due=self.cal.at(day, rule.at),
                     valid_until=self.cal.end_of_day(day),
                     interview=interview,
@@ -414,13 +483,21 @@ class _Planner:
             items = by_candidate[address]
             # A mail already attempting (a pass died mid-create) must stay the main one: folding
             # it away would leave a draft in the mailbox that the ledger does not account for.
-            ready = sorted((c for c in items if c.mail.due <= self.now),
-                           key=lambda c: (not self.attempting(c.mail.key), c.priority))
-            later = sorted((c for c in items if self.now < c.mail.due < end_of_today), key=lambda c: c.priority)
+            ready = sorted(
+                (c for c in items if c.mail.due <= self.now),
+                key=lambda c: (not self.attempting(c.mail.key), c.priority),
+            )
+            later = sorted(
+                (c for c in items if self.now < c.mail.due < end_of_today), key=lambda c: c.priority
+            )
             if not ready:
                 continue
             main = ready[0]
-            if later and later[0].mail.kind.priority < main.mail.kind.priority and not self.attempting(main.mail.key):
+            if (
+                later
+                and later[0].mail.kind.priority < main.mail.kind.priority
+                and not self.attempting(main.mail.key)
+            ):
                 continue  # hold: everything folds into the more important mail later today
             # Another booking mail never folds: each interview's time and place deserve their
             # own mail, so it waits for the next day.
@@ -435,7 +512,11 @@ class _Planner:
 
     def drafted_today(self, address: str) -> bool:
         for entry in self.entries_by_candidate.get(address, []):
-            if entry.is_live_draft and entry.done_at is not None and self.cal.local(entry.done_at).date() == self.today:
+            if (
+                entry.is_live_draft
+                and entry.done_at is not None
+                and self.cal.local(entry.done_at).date() == self.today
+            ):
                 return True
         return False
 
@@ -448,9 +529,16 @@ class _Planner:
 
 def _with_folded(mail: PlannedMail, folded: list[DraftKey]) -> PlannedMail:
     return PlannedMail(
-        key=mail.key, due=mail.due, valid_until=mail.valid_until, interview=mail.interview,
-        folded=tuple(folded), no_contact_since=mail.no_contact_since, holiday=mail.holiday,
-        absence=mail.absence, previous_start=mail.previous_start, context=mail.context,
+        key=mail.key,
+        due=mail.due,
+        valid_until=mail.valid_until,
+        interview=mail.interview,
+        folded=tuple(folded),
+        no_contact_since=mail.no_contact_since,
+        holiday=mail.holiday,
+        absence=mail.absence,
+        previous_start=mail.previous_start,
+        context=mail.context,
     )
 
 

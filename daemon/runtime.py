@@ -32,7 +32,9 @@ def where(index: int, role: str) -> str:
 def validate(settings: Settings) -> Renderer:
     """Everything that can be checked without the network: connector options and templates."""
     for index, box in enumerate(settings.mailboxes):
-        connectors.validate_options(box.source.type, "source", box.source.options(), where(index, "source"))
+        connectors.validate_options(
+            box.source.type, "source", box.source.options(), where(index, "source")
+        )
         connectors.validate_options(box.sink.type, "sink", box.sink.options(), where(index, "sink"))
     renderer = Renderer(settings.service.templates_dir)
     problems = renderer.check()
@@ -53,20 +55,31 @@ def context_for(settings: Settings, box: Mailbox) -> ConnectorContext:
 
 @contextmanager
 def open_runner(
-    settings: Settings, index: int, state: State, renderer: Renderer, *,
-    stop: threading.Event | None = None, observer: Metrics | None = None,
+    settings: Settings,
+    index: int,
+    state: State,
+    renderer: Renderer,
+    *,
+    stop: threading.Event | None = None,
+    observer: Metrics | None = None,
 ) -> Iterator[MailboxRunner]:
     """A runner for mailbox ``index`` with its connectors opened; closes them afterwards."""
     box = settings.mailboxes[index]
     context = context_for(settings, box)
-    source = connectors.open_source(box.source.type, box.source.options(), context, where(index, "source"))
+    source = connectors.open_source(
+        box.source.type, box.source.options(), context, where(index, "source")
+    )
     try:
-        sink = connectors.open_sink(box.sink.type, box.sink.options(), context, where(index, "sink"))
+        sink = connectors.open_sink(
+            box.sink.type, box.sink.options(), context, where(index, "sink")
+        )
     except BaseException:
         source.close()
         raise
     try:
-        yield MailboxRunner(settings, box, state, renderer, source, sink, stop=stop, observer=observer)
+        yield MailboxRunner(
+            settings, box, state, renderer, source, sink, stop=stop, observer=observer
+        )
     finally:
         source.close()
         sink.close()
@@ -78,8 +91,14 @@ class PassOutcome:
     failures: dict[str, str]
 
 
-def run_once(settings: Settings, state: State, renderer: Renderer, now: datetime,
-             only: str | None = None, observer: Metrics | None = None) -> PassOutcome:
+def run_once(
+    settings: Settings,
+    state: State,
+    renderer: Renderer,
+    now: datetime,
+    only: str | None = None,
+    observer: Metrics | None = None,
+) -> PassOutcome:
     """One reconcile pass over every mailbox (or one): a failing mailbox never stops the others."""
     outcome = PassOutcome([], {})
     for index, box in enumerate(settings.mailboxes):
@@ -105,5 +124,3 @@ def describe(report: PassReport) -> str:
     if report.deferred:
         parts.append(f"{report.deferred} deferred")
     return ", ".join(parts)
-
-

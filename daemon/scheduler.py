@@ -43,8 +43,14 @@ log = logging.getLogger("recruitmail.service")
 class Service:
     """The long-running daemon: owns the scheduler, the state and the open connectors."""
 
-    def __init__(self, config: Path | None, settings: Settings, renderer: Renderer,
-                 notifier: Notifier, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        config: Path | None,
+        settings: Settings,
+        renderer: Renderer,
+        notifier: Notifier,
+        metrics: Metrics,
+    ) -> None:
         self.config = config
         self.settings = settings
         self.renderer = renderer
@@ -57,7 +63,8 @@ class Service:
         self.heartbeat = Heartbeat(
             notifier,
             stall_after=settings.service.pass_timeout_seconds,
-            overdue_after=2 * settings.service.interval_seconds + settings.service.pass_timeout_seconds,
+            overdue_after=2 * settings.service.interval_seconds
+            + settings.service.pass_timeout_seconds,
         )
         self.scheduler = self._new_scheduler()
         self.runners: dict[str, tuple[Any, MailboxRunner]] = {}
@@ -71,8 +78,11 @@ class Service:
         return BackgroundScheduler(
             timezone=UTC,
             executors={"default": ThreadPoolExecutor(workers)},
-            job_defaults={"coalesce": True, "max_instances": 1,
-                          "misfire_grace_time": self.settings.service.interval_seconds},
+            job_defaults={
+                "coalesce": True,
+                "max_instances": 1,
+                "misfire_grace_time": self.settings.service.interval_seconds,
+            },
         )
 
     # -- jobs ----------------------------------------------------------------------------
@@ -81,15 +91,32 @@ class Service:
         for box in self.settings.mailboxes:
             self.locks.setdefault(box.address, threading.Lock())
             self.scheduler.add_job(
-                self.pass_for, "interval", args=[box.address], id=box.address, replace_existing=True,
-                seconds=self.settings.service.interval_seconds, next_run_time=datetime.now(UTC),
+                self.pass_for,
+                "interval",
+                args=[box.address],
+                id=box.address,
+                replace_existing=True,
+                seconds=self.settings.service.interval_seconds,
+                next_run_time=datetime.now(UTC),
             )
 
     def runner(self, address: str) -> MailboxRunner:
+        entry = self.runners.get(address)
+        if entry is not None and (
+            entry[1].settings is not self.settings or entry[1].renderer is not self.renderer
+        ):
+            # Opened by a pass that slipped in while a reload swapped the configuration.
+            self.close_runner(address)
         if address not in self.runners:
             index = next(i for i, b in enumerate(self.settings.mailboxes) if b.address == address)
-            context = open_runner(self.settings, index, self.state, self.renderer, stop=self.stop,
-                                  observer=self.metrics)
+            context = open_runner(
+                self.settings,
+                index,
+                self.state,
+                self.renderer,
+                stop=self.stop,
+                observer=self.metrics,
+            )
             self.runners[address] = (context, context.__enter__())
         return self.runners[address][1]
 
@@ -102,9 +129,10 @@ class Service:
                 log.exception("mailbox %s: error while closing connectors", address)
 
     def pass_for(self, address: str) -> None:
-        if self.stop.is_set():
-            return
         with self.locks[address]:
+            # Checked under the lock: a run queued before a stop or a reload must not start.
+            if self.stop.is_set() or all(b.address != address for b in self.settings.mailboxes):
+                return
             token = self.heartbeat.pass_started()
             started = time.monotonic()
             ok = False
@@ -158,8 +186,11 @@ class Service:
         self.schedule()
         self.scheduler.start()
         self.notifier.ready(self.status_line())
-        log.info("recruitmail running: %d mailbox(es), a pass every %ds", len(self.settings.mailboxes),
-                 self.settings.service.interval_seconds)
+        log.info(
+            "recruitmail running: %d mailbox(es), a pass every %ds",
+            len(self.settings.mailboxes),
+            self.settings.service.interval_seconds,
+        )
         tick = watchdog_interval() or 1.0
         while not self.stop.is_set():
             if self.reload_requested.is_set():
@@ -183,7 +214,9 @@ def run(config: Path | None) -> int:
     settings = load_settings(config)
     setup_logging(settings.service.log_level, settings.service.log_format)
     renderer = validate(settings)
-    service = Service(config, settings, renderer, Notifier.from_environment(), open_metrics(settings.service))
+    service = Service(
+        config, settings, renderer, Notifier.from_environment(), open_metrics(settings.service)
+    )
 
     def on_term(signum: int, frame: FrameType | None) -> None:
         service.stop.set()
@@ -195,4 +228,3 @@ def run(config: Path | None) -> int:
     signal.signal(signal.SIGINT, on_term)
     signal.signal(signal.SIGHUP, on_hup)
     return service.serve_forever()
-

@@ -36,7 +36,9 @@ def _check_zone(value: str) -> str:
     try:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ValueError(f"unknown time zone {value!r}: use an IANA name such as Europe/Stockholm") from exc
+        raise ValueError(
+            f"unknown time zone {value!r}: use an IANA name such as Europe/Stockholm"
+        ) from exc
     return value
 
 
@@ -46,18 +48,28 @@ class CompanyTexts(Section):
     history: str = Field("", description="History and vision of the company.")
     values: str = Field("", description="The company's values.")
     culture: str = Field("", description="Culture and working environment.")
-    social: str = Field("", description="Social life and community: after-work, conferences, events.")
+    social: str = Field(
+        "", description="Social life and community: after-work, conferences, events."
+    )
     development: str = Field("", description="Development and career: training, mentoring, moves.")
 
 
 class Company(Section):
     name: str = Field(description="The company name, shown in every mail.")
-    domains: list[str] = Field(description="Mail domains of the company: attendees outside them are candidates.")
-    country: str = Field("SE", description="ISO country code for public holidays (holidays package).")
+    domains: list[str] = Field(
+        description="Mail domains of the company: attendees outside them are candidates."
+    )
+    country: str = Field(
+        "SE", description="ISO country code for public holidays (holidays package)."
+    )
     time_zone: str = Field("Europe/Stockholm", description="Default time zone of recruiters.")
-    closure_days: list[date] = Field(default_factory=list, description="Extra company closure days.")
+    closure_days: list[date] = Field(
+        default_factory=list, description="Extra company closure days."
+    )
     careers_url: str = Field("", description="Link to the careers site.")
-    texts: dict[str, CompanyTexts] = Field(default_factory=dict, description="Branding texts per language.")
+    texts: dict[str, CompanyTexts] = Field(
+        default_factory=dict, description="Branding texts per language."
+    )
 
     _zone = field_validator("time_zone")(_check_zone)
 
@@ -65,7 +77,7 @@ class Company(Section):
     @classmethod
     def _lower_domains(cls, value: list[str]) -> list[str]:
         if not value:
-            raise ValueError("name at least one company mail domain, e.g. domains = [\"example.se\"]")
+            raise ValueError('name at least one company mail domain, e.g. domains = ["example.se"]')
         return [d.strip().lower().lstrip("@") for d in value]
 
 
@@ -74,7 +86,9 @@ class Person(Section):
 
     name: str = Field(description="Full name.")
     role: Localised | str = Field("", description="Role or job title (text, or one per language).")
-    bio: Localised | str = Field("", description="One-line introduction (text, or one per language).")
+    bio: Localised | str = Field(
+        "", description="One-line introduction (text, or one per language)."
+    )
     phone: str = Field("", description="Phone number, shown when this person stands in.")
 
     def role_in(self, language: str) -> str:
@@ -94,9 +108,15 @@ class Stage(Section):
     """One interview stage: the nth interview with a candidate uses the nth stage (the last repeats)."""
 
     name: Localised = Field(description="What the stage is called, per language.")
-    agenda: dict[str, list[str]] = Field(default_factory=dict, description="Agenda items per language.")
-    next_steps: Localised = Field(default_factory=dict, description="What happens after this stage.")
-    decision_working_days: int = Field(5, ge=0, le=60, description="Working days until the candidate hears back.")
+    agenda: dict[str, list[str]] = Field(
+        default_factory=dict, description="Agenda items per language."
+    )
+    next_steps: Localised = Field(
+        default_factory=dict, description="What happens after this stage."
+    )
+    decision_working_days: int = Field(
+        5, ge=0, le=60, description="Working days until the candidate hears back."
+    )
 
 
 class Detection(Section):
@@ -132,13 +152,21 @@ class Touchpoint(Section):
 
 
 class ThankYou(Touchpoint):
-    delay_minutes: int = Field(15, ge=0, le=24 * 60, description="Minutes after the interview ends.")
-    valid_working_days: int = Field(2, ge=1, le=20, description="Working days after the end it stays worth sending.")
+    delay_minutes: int = Field(
+        15, ge=0, le=24 * 60, description="Minutes after the interview ends."
+    )
+    valid_working_days: int = Field(
+        2, ge=1, le=20, description="Working days after the end it stays worth sending."
+    )
 
 
 class StatusUpdate(Touchpoint):
-    after_working_days: int = Field(5, ge=1, le=60, description="Working days of silence before an update.")
-    max_repeats: int = Field(2, ge=1, le=10, description="At most this many updates after one interview.")
+    after_working_days: int = Field(
+        5, ge=1, le=60, description="Working days of silence before an update."
+    )
+    max_repeats: int = Field(
+        2, ge=1, le=10, description="At most this many updates after one interview."
+    )
     at: time = Field(time(9, 0), description="Local time of day the update becomes due.")
 
 
@@ -160,7 +188,9 @@ class HolidayGreeting(Touchpoint):
 
 
 class VacationNotice(Touchpoint):
-    min_working_days: int = Field(3, ge=1, le=60, description="Absences of at least this many working days.")
+    min_working_days: int = Field(
+        3, ge=1, le=60, description="Absences of at least this many working days."
+    )
     at: time = Field(time(9, 0), description="Local time it becomes due.")
 
 
@@ -173,7 +203,12 @@ class Touchpoints(Section):
     holiday_greeting: HolidayGreeting = HolidayGreeting()
     vacation_notice: VacationNotice = VacationNotice()
     reschedule_notice: Touchpoint = Touchpoint()
-    active_days: int = Field(30, ge=1, le=365, description="A candidate counts as in process this many days after their last interview.")
+    active_days: int = Field(
+        30,
+        ge=1,
+        le=365,
+        description="A candidate counts as in process this many days after their last interview.",
+    )
 
 
 class Vacation(Section):
@@ -200,12 +235,18 @@ class ProviderOptions(BaseModel):
 class Mailbox(Section):
     address: str = Field(description="The recruiter's mail address.")
     name: str = Field(description="The recruiter's name, as candidates see it.")
-    title: Localised | str = Field("", description="The recruiter's role (text, or one per language).")
+    title: Localised | str = Field(
+        "", description="The recruiter's role (text, or one per language)."
+    )
     phone: str = Field("", description="Phone number in the signature.")
     signature: str = Field("", description="Extra signature lines (plain text).")
     language: str = Field("sv", description="Default language of this recruiter's mails.")
-    time_zone: str | None = Field(None, description="Overrides the mailbox's own and the company's zone.")
-    stand_in: str = Field("", description="Address (in [people]) of who stands in during vacations.")
+    time_zone: str | None = Field(
+        None, description="Overrides the mailbox's own and the company's zone."
+    )
+    stand_in: str = Field(
+        "", description="Address (in [people]) of who stands in during vacations."
+    )
     vacations: list[Vacation] = Field(default_factory=list, description="Planned vacations.")
     source: ProviderOptions = Field(description="Where the calendar is read from.")
     sink: ProviderOptions = Field(description="Where drafts are written.")
@@ -231,19 +272,48 @@ class Mailbox(Section):
 
 
 class Service(Section):
-    state_dir: Path = Field(Path("/var/lib/recruitmail"), description="Where the SQLite state lives.")
-    interval_seconds: int = Field(300, ge=10, le=86400, description="Seconds between reconcile passes.")
-    templates_dir: Path | None = Field(None, description="Templates that override the defaults, file by file.")
-    window_past_days: int = Field(30, ge=1, le=365, description="Calendar days synced into the past.")
-    window_future_days: int = Field(90, ge=1, le=730, description="Calendar days synced into the future.")
-    lookback_days: int = Field(14, ge=1, le=90, description="How far back missed touchpoints are looked for (and skipped as stale).")
+    state_dir: Path = Field(
+        Path("/var/lib/recruitmail"), description="Where the SQLite state lives."
+    )
+    interval_seconds: int = Field(
+        300, ge=10, le=86400, description="Seconds between reconcile passes."
+    )
+    templates_dir: Path | None = Field(
+        None, description="Templates that override the defaults, file by file."
+    )
+    window_past_days: int = Field(
+        30, ge=1, le=365, description="Calendar days synced into the past."
+    )
+    window_future_days: int = Field(
+        90, ge=1, le=730, description="Calendar days synced into the future."
+    )
+    lookback_days: int = Field(
+        14,
+        ge=1,
+        le=90,
+        description="How far back missed touchpoints are looked for (and skipped as stale).",
+    )
     workers: int = Field(4, ge=1, le=64, description="Mailboxes reconciled at the same time.")
-    pass_timeout_seconds: int = Field(600, ge=5, le=86400, description="A pass running longer than this is hung: the watchdog stops and systemd restarts the service.")
-    lookup_grace_seconds: int = Field(120, ge=0, le=3600, description="Wait after an unclear create before looking the draft up again.")
+    pass_timeout_seconds: int = Field(
+        600,
+        ge=5,
+        le=86400,
+        description="A pass running longer than this is hung: the watchdog stops and systemd restarts the service.",
+    )
+    lookup_grace_seconds: int = Field(
+        120,
+        ge=0,
+        le=3600,
+        description="Wait after an unclear create before looking the draft up again.",
+    )
     log_format: Literal["text", "json"] = Field("text", description="Log line format.")
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Log level."
+    )
     metrics_address: str = Field("127.0.0.1", description="Address of the Prometheus endpoint.")
-    metrics_port: int = Field(0, ge=0, le=65535, description="Port of the Prometheus endpoint (0 = off).")
+    metrics_port: int = Field(
+        0, ge=0, le=65535, description="Port of the Prometheus endpoint (0 = off)."
+    )
 
 
 class Settings(BaseSettings):
@@ -254,7 +324,9 @@ class Settings(BaseSettings):
     )
 
     company: Company
-    people: dict[str, Person] = Field(default_factory=dict, description="Colleagues by mail address.")
+    people: dict[str, Person] = Field(
+        default_factory=dict, description="Colleagues by mail address."
+    )
     stages: list[Stage] = Field(default_factory=list, description="Interview stages, in order.")
     detection: Detection = Detection()
     touchpoints: Touchpoints = Touchpoints()
@@ -368,6 +440,7 @@ _PATH_KEYS = {"path", "state_dir", "templates_dir", "maildir", "ca_file", "token
 
 def _resolve_relative_paths(data: dict[str, Any], base: Path) -> None:
     """Relative paths in the file are relative to the file, not to the working directory."""
+
     def visit(node: Any) -> None:
         if isinstance(node, dict):
             for k, v in node.items():

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from daemon.errors import ConfigError
+from daemon.faults import crash_point
 from daemon.models import Attendee, DraftKey, DraftRef, DraftState, Event, MailKind, Response
 from daemon.planner import LedgerEntry, LedgerState
 
@@ -94,9 +95,13 @@ class State:
                 path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             if str(path) != ":memory:" and not path.exists():
                 os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+            self._db = sqlite3.connect(
+                path, isolation_level=None, check_same_thread=False, timeout=30
+            )
         except (OSError, sqlite3.Error) as exc:
-            raise ConfigError(f"{path}: cannot open the state database ({exc}); check service.state_dir") from None
+            raise ConfigError(
+                f"{path}: cannot open the state database ({exc}); check service.state_dir"
+            ) from None
         self._lock = threading.RLock()
         self._db.execute("PRAGMA journal_mode=WAL")
         # NORMAL is crash-safe in WAL mode; after a power loss the last commit may be missing,
@@ -154,19 +159,27 @@ class State:
 
     def cursor(self, mailbox: str) -> str | None:
         with self._lock:
-            row = self._db.execute("SELECT cursor FROM cursors WHERE mailbox = ?", (mailbox,)).fetchone()
+            row = self._db.execute(
+                "SELECT cursor FROM cursors WHERE mailbox = ?", (mailbox,)
+            ).fetchone()
         return row[0] if row else None
 
     def apply_sync(
-        self, mailbox: str, events: tuple[Event, ...], removed: tuple[str, ...], cursor: str,
-        full: bool, now: datetime,
+        self,
+        mailbox: str,
+        events: tuple[Event, ...],
+        removed: tuple[str, ...],
+        cursor: str,
+        full: bool,
+        now: datetime,
     ) -> None:
         """Merge one sync result and save its cursor, atomically (replays are harmless)."""
         with self.transaction() as db:
             if full:
                 db.execute("DELETE FROM events WHERE mailbox = ?", (mailbox,))
             db.executemany(
-                "DELETE FROM events WHERE mailbox = ? AND event_id = ?", [(mailbox, r) for r in removed]
+                "DELETE FROM events WHERE mailbox = ? AND event_id = ?",
+                [(mailbox, r) for r in removed],
             )
             db.executemany(
                 "INSERT INTO events (mailbox, event_id, data) VALUES (?, ?, ?) "
@@ -178,6 +191,7 @@ class State:
                 "ON CONFLICT (mailbox) DO UPDATE SET cursor = excluded.cursor, synced_at = excluded.synced_at",
                 (mailbox, cursor, _iso(now)),
             )
+            crash_point("sync-before-commit")
 
     def forget_cursor(self, mailbox: str) -> None:
         with self.transaction() as db:
@@ -185,12 +199,16 @@ class State:
 
     def events(self, mailbox: str) -> list[Event]:
         with self._lock:
-            rows = self._db.execute("SELECT data FROM events WHERE mailbox = ?", (mailbox,)).fetchall()
+            rows = self._db.execute(
+                "SELECT data FROM events WHERE mailbox = ?", (mailbox,)
+            ).fetchall()
         return [event_from_json(r[0]) for r in rows]
 
     def last_sync(self, mailbox: str) -> datetime | None:
         with self._lock:
-            row = self._db.execute("SELECT synced_at FROM cursors WHERE mailbox = ?", (mailbox,)).fetchone()
+            row = self._db.execute(
+                "SELECT synced_at FROM cursors WHERE mailbox = ?", (mailbox,)
+            ).fetchone()
         return datetime.fromisoformat(row[0]) if row else None
 
     # -- candidates ----------------------------------------------------------------------
@@ -222,9 +240,16 @@ class State:
     def set_closed(self, mailbox: str | None, address: str, closed: bool) -> int:
         """Mark a candidate's process closed (or open again); returns the mailboxes touched."""
         with self.transaction() as db:
-            boxes = [mailbox] if mailbox else [
-                r[0] for r in db.execute("SELECT DISTINCT mailbox FROM ledger WHERE candidate = ?", (address,))
-            ]
+            boxes = (
+                [mailbox]
+                if mailbox
+                else [
+                    r[0]
+                    for r in db.execute(
+                        "SELECT DISTINCT mailbox FROM ledger WHERE candidate = ?", (address,)
+                    )
+                ]
+            )
             for box in boxes:
                 db.execute(
                     "INSERT INTO candidates (mailbox, address, closed) VALUES (?, ?, ?) "
@@ -244,7 +269,9 @@ class State:
 
     def ledger_row(self, key: DraftKey) -> LedgerRow | None:
         with self._lock:
-            row = self._db.execute(f"SELECT {_LEDGER_COLUMNS} FROM ledger WHERE key_id = ?", (key.id,)).fetchone()
+            row = self._db.execute(
+                f"SELECT {_LEDGER_COLUMNS} FROM ledger WHERE key_id = ?", (key.id,)
+            ).fetchone()
         return _row(row) if row else None
 
     def all_ledger(self) -> list[LedgerRow]:
@@ -252,7 +279,9 @@ class State:
             rows = self._db.execute(f"SELECT {_LEDGER_COLUMNS} FROM ledger ORDER BY due").fetchall()
         return [_row(r) for r in rows]
 
-    def begin_attempt(self, key: DraftKey, due: datetime, context: dict[str, Any], now: datetime) -> LedgerRow:
+    def begin_attempt(
+        self, key: DraftKey, due: datetime, context: dict[str, Any], now: datetime
+    ) -> LedgerRow:
         """Phase one: the row says "attempting" (committed) before the mailbox is touched."""
         with self.transaction() as db:
             db.execute(
@@ -261,8 +290,17 @@ class State:
                 "ON CONFLICT (key_id) DO UPDATE SET attempts = attempts + 1, "
                 "last_attempt = excluded.last_attempt, updated_at = excluded.updated_at "
                 "WHERE state = 'attempting'",
-                (key.id, key.mailbox, key.candidate, key.kind.value, key.occasion, _iso(due),
-                 json.dumps(context), _iso(now), _iso(now)),
+                (
+                    key.id,
+                    key.mailbox,
+                    key.candidate,
+                    key.kind.value,
+                    key.occasion,
+                    _iso(due),
+                    json.dumps(context),
+                    _iso(now),
+                    _iso(now),
+                ),
             )
         row = self.ledger_row(key)
         assert row is not None
@@ -276,23 +314,49 @@ class State:
             )
 
     def finish_draft(
-        self, key: DraftKey, ref: DraftRef, subject: str, folded: tuple[DraftKey, ...],
-        context: dict[str, Any], now: datetime,
+        self,
+        key: DraftKey,
+        ref: DraftRef,
+        subject: str,
+        folded: tuple[DraftKey, ...],
+        context: dict[str, Any],
+        now: datetime,
     ) -> None:
         """Phase two: the draft exists; record it and everything folded into it, atomically."""
         with self.transaction() as db:
             db.execute(
                 "UPDATE ledger SET state = 'drafted', remote_id = ?, fingerprint = ?, remote_state = ?, "
                 "subject = ?, done_at = ?, context = ?, ambiguous = 0, updated_at = ? WHERE key_id = ?",
-                (ref.remote_id, ref.fingerprint, DraftState.PENDING.value, subject, _iso(now),
-                 json.dumps(context), _iso(now), key.id),
+                (
+                    ref.remote_id,
+                    ref.fingerprint,
+                    DraftState.PENDING.value,
+                    subject,
+                    _iso(now),
+                    json.dumps(context),
+                    _iso(now),
+                    key.id,
+                ),
             )
             for other in folded:
-                self._insert_final(db, other, LedgerState.FOLDED, now, now,
-                                   reason=f"folded into the {key.kind.value} mail", folded_into=key.id)
+                self._insert_final(
+                    db,
+                    other,
+                    LedgerState.FOLDED,
+                    now,
+                    now,
+                    reason=f"folded into the {key.kind.value} mail",
+                    folded_into=key.id,
+                )
 
-    def record_skip(self, key: DraftKey, due: datetime, reason: str, now: datetime,
-                    folded: tuple[DraftKey, ...] = ()) -> None:
+    def record_skip(
+        self,
+        key: DraftKey,
+        due: datetime,
+        reason: str,
+        now: datetime,
+        folded: tuple[DraftKey, ...] = (),
+    ) -> None:
         with self.transaction() as db:
             for k in (key, *folded):
                 self._insert_final(db, k, LedgerState.SKIPPED, due, now, reason=reason)
@@ -302,14 +366,34 @@ class State:
                     (reason, _iso(now), k.id),
                 )
 
-    def _insert_final(self, db: sqlite3.Connection, key: DraftKey, state: LedgerState, due: datetime,
-                      now: datetime, *, reason: str, folded_into: str | None = None) -> None:
+    def _insert_final(
+        self,
+        db: sqlite3.Connection,
+        key: DraftKey,
+        state: LedgerState,
+        due: datetime,
+        now: datetime,
+        *,
+        reason: str,
+        folded_into: str | None = None,
+    ) -> None:
         db.execute(
             "INSERT INTO ledger (key_id, mailbox, candidate, kind, occasion, state, reason, due, done_at, "
             "folded_into, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (key_id) DO NOTHING",
-            (key.id, key.mailbox, key.candidate, key.kind.value, key.occasion, state.value, reason,
-             _iso(due), _iso(now), folded_into, _iso(now)),
+            (
+                key.id,
+                key.mailbox,
+                key.candidate,
+                key.kind.value,
+                key.occasion,
+                state.value,
+                reason,
+                _iso(due),
+                _iso(now),
+                folded_into,
+                _iso(now),
+            ),
         )
 
     def mark_obsolete(self, key: DraftKey, reason: str, now: datetime) -> None:
@@ -338,7 +422,9 @@ class State:
             removed += db.execute("DELETE FROM candidates WHERE address = ?", (address,)).rowcount
             # Our copy of calendar events naming them goes too. The calendar itself is not ours to
             # change: an event that changes later is read again like any new one.
-            removed += db.execute("DELETE FROM events WHERE instr(lower(data), ?) > 0", (needle,)).rowcount
+            removed += db.execute(
+                "DELETE FROM events WHERE instr(lower(data), ?) > 0", (needle,)
+            ).rowcount
         with self._lock:
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self._db.execute("VACUUM")
@@ -352,8 +438,26 @@ _LEDGER_COLUMNS = (
 
 
 def _row(r: tuple[Any, ...]) -> LedgerRow:
-    (_key_id, mailbox, candidate, kind, occasion, state, reason, due, done_at, remote_id, fingerprint,
-     remote_state, folded_into, subject, context, attempts, last_attempt, ambiguous) = r
+    (
+        _key_id,
+        mailbox,
+        candidate,
+        kind,
+        occasion,
+        state,
+        reason,
+        due,
+        done_at,
+        remote_id,
+        fingerprint,
+        remote_state,
+        folded_into,
+        subject,
+        context,
+        attempts,
+        last_attempt,
+        ambiguous,
+    ) = r
     key = DraftKey(mailbox, candidate, MailKind(kind), occasion)
     entry = LedgerEntry(
         key=key,
@@ -388,19 +492,36 @@ def event_to_json(event: Event) -> str:
     def person(a: Attendee | None) -> dict[str, Any] | None:
         if a is None:
             return None
-        return {"address": a.address, "name": a.name, "response": a.response.value,
-                "is_resource": a.is_resource, "is_organizer": a.is_organizer, "optional": a.optional}
+        return {
+            "address": a.address,
+            "name": a.name,
+            "response": a.response.value,
+            "is_resource": a.is_resource,
+            "is_organizer": a.is_organizer,
+            "optional": a.optional,
+        }
 
-    return json.dumps({
-        "event_id": event.event_id, "ical_uid": event.ical_uid, "recurrence_id": event.recurrence_id,
-        "subject": event.subject, "start": event.start.isoformat(), "end": event.end.isoformat(),
-        "body": event.body, "all_day": event.all_day, "cancelled": event.cancelled,
-        "location": event.location, "online_url": event.online_url,
-        "organizer": person(event.organizer), "attendees": [person(a) for a in event.attendees],
-        "categories": list(event.categories),
-        "updated": event.updated.isoformat() if event.updated else None,
-        "zone": _zone_name(event.start),
-    }, ensure_ascii=False)
+    return json.dumps(
+        {
+            "event_id": event.event_id,
+            "ical_uid": event.ical_uid,
+            "recurrence_id": event.recurrence_id,
+            "subject": event.subject,
+            "start": event.start.isoformat(),
+            "end": event.end.isoformat(),
+            "body": event.body,
+            "all_day": event.all_day,
+            "cancelled": event.cancelled,
+            "location": event.location,
+            "online_url": event.online_url,
+            "organizer": person(event.organizer),
+            "attendees": [person(a) for a in event.attendees],
+            "categories": list(event.categories),
+            "updated": event.updated.isoformat() if event.updated else None,
+            "zone": _zone_name(event.start),
+        },
+        ensure_ascii=False,
+    )
 
 
 def _zone_name(moment: datetime) -> str:
@@ -414,8 +535,14 @@ def event_from_json(text: str) -> Event:
     def person(p: dict[str, Any] | None) -> Attendee | None:
         if p is None:
             return None
-        return Attendee(address=p["address"], name=p["name"], response=Response(p["response"]),
-                        is_resource=p["is_resource"], is_organizer=p["is_organizer"], optional=p["optional"])
+        return Attendee(
+            address=p["address"],
+            name=p["name"],
+            response=Response(p["response"]),
+            is_resource=p["is_resource"],
+            is_organizer=p["is_organizer"],
+            optional=p["optional"],
+        )
 
     start = datetime.fromisoformat(d["start"])
     end = datetime.fromisoformat(d["end"])
@@ -426,9 +553,19 @@ def event_from_json(text: str) -> Event:
         start, end = start.astimezone(zone), end.astimezone(zone)
     attendees = tuple(a for a in (person(p) for p in d["attendees"]) if a is not None)
     return Event(
-        event_id=d["event_id"], ical_uid=d["ical_uid"], recurrence_id=d["recurrence_id"],
-        subject=d["subject"], start=start, end=end, body=d["body"], all_day=d["all_day"],
-        cancelled=d["cancelled"], location=d["location"], online_url=d["online_url"],
-        organizer=person(d["organizer"]), attendees=attendees, categories=tuple(d["categories"]),
+        event_id=d["event_id"],
+        ical_uid=d["ical_uid"],
+        recurrence_id=d["recurrence_id"],
+        subject=d["subject"],
+        start=start,
+        end=end,
+        body=d["body"],
+        all_day=d["all_day"],
+        cancelled=d["cancelled"],
+        location=d["location"],
+        online_url=d["online_url"],
+        organizer=person(d["organizer"]),
+        attendees=attendees,
+        categories=tuple(d["categories"]),
         updated=datetime.fromisoformat(d["updated"]) if d["updated"] else None,
     )

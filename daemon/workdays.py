@@ -152,6 +152,4 @@ class WorkCalendar:
 
 def _more_telling(candidate: Holiday, current: Holiday) -> bool:
     """Prefer the holiday people greet for: Christmas over Boxing Day, Midsummer over its eve."""
-    if current.key == "other" and candidate.key != "other":
-        return True
-    return False
+    return current.key == "other" and candidate.key != "other"

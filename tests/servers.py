@@ -28,6 +28,7 @@ import pytest
 LOOPBACK = "127.0.0.1"
 RADICALE_USER, RADICALE_PASSWORD = "alice", "secret"
 DOVECOT_USER, DOVECOT_PASSWORD = "recruiter@example.se", "secret"
+SPARE_ACCOUNTS = 200
 DOVECOT_BINARY = os.environ.get("RECRUITMAIL_TEST_DOVECOT", "/usr/sbin/dovecot")
 
 # Dovecot 2.3's default capability list, minus UIDPLUS: a server that does not announce
@@ -148,6 +149,7 @@ class DovecotServer:
     username: str = DOVECOT_USER
     password: str = DOVECOT_PASSWORD
     process: subprocess.Popen[bytes] | None = None
+    accounts_used: int = 0
 
     @property
     def config(self) -> Path:
@@ -171,7 +173,11 @@ class DovecotServer:
             # Unprivileged, Dovecot cannot switch users: everything runs as the caller.
             uid, gid = os.geteuid(), os.getegid()
             internal = login = pwd.getpwuid(uid).pw_name
-        (d / "passwd").write_text(f"{self.username}:{{PLAIN}}{self.password}::::::\n")
+        lines = [f"{self.username}:{{PLAIN}}{self.password}::::::"]
+        lines += [
+            f"rut{n}@example.se:{{PLAIN}}secret{n}::::::" for n in range(1, SPARE_ACCOUNTS + 1)
+        ]
+        (d / "passwd").write_text("\n".join(lines) + "\n")
         capability = "" if self.uidplus else f"imap_capability = {CAPABILITIES_WITHOUT_UIDPLUS}\n"
         self.config.write_text(
             f"""instance_name = test-dovecot-{self.port}
@@ -236,11 +242,13 @@ service imap-login {{
     def stop(self) -> None:
         _stop(self.process)
 
-    def add_user(self, name: str, password: str = DOVECOT_PASSWORD) -> tuple[str, str]:
-        """A new account with an empty mailbox (Dovecot re-reads its passwd-file when it changes)."""
-        with (self.directory / "passwd").open("a") as passwd:
-            passwd.write(f"{name}:{{PLAIN}}{password}::::::\n")
-        return name, password
+    def add_user(self) -> tuple[str, str]:
+        """An account nobody has used yet, so an empty mailbox. Dovecot re-reads its passwd-file
+        only now and then, so the accounts are all written before it starts."""
+        self.accounts_used += 1
+        if self.accounts_used > SPARE_ACCOUNTS:
+            raise RuntimeError(f"more than {SPARE_ACCOUNTS} accounts asked of one Dovecot")
+        return f"rut{self.accounts_used}@example.se", f"secret{self.accounts_used}"
 
     def doveadm(self, *args: str) -> str:
         """Run ``doveadm`` against this instance and return its output."""

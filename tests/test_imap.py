@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import email
-import hashlib
 import email.policy
+import hashlib
 import json
 import socket
 import threading
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage, Message
@@ -32,6 +31,7 @@ from tests.contract.mailbox_sink import (
     with_key,
 )
 from tests.servers import LOOPBACK, DovecotServer, dovecot_fixture  # noqa: F401
+
 pytestmark = pytest.mark.servers
 
 OBSOLETE = b"recruitmail-obsolete"
@@ -52,7 +52,7 @@ class DovecotMailbox:
 
     def __init__(self, server: DovecotServer, tmp_path: Path) -> None:
         self.server = server
-        self.user, self.password = server.add_user(f"rut-{uuid.uuid4().hex[:12]}@example.se")
+        self.user, self.password = server.add_user()
         self.secret = tmp_path / "imap-password"
         self.secret.write_text(self.password + "\n")
         self.context = ConnectorContext(
@@ -281,10 +281,16 @@ class CuttingProxy:
                 return
             upstream = socket.create_connection((LOOPBACK, self.target_port))
             appending = threading.Event()
-            threading.Thread(target=self._pipe, args=(client, upstream, appending, True), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(upstream, client, appending, False), daemon=True).start()
+            threading.Thread(
+                target=self._pipe, args=(client, upstream, appending, True), daemon=True
+            ).start()
+            threading.Thread(
+                target=self._pipe, args=(upstream, client, appending, False), daemon=True
+            ).start()
 
-    def _pipe(self, src: socket.socket, dst: socket.socket, appending: threading.Event, up: bool) -> None:
+    def _pipe(
+        self, src: socket.socket, dst: socket.socket, appending: threading.Event, up: bool
+    ) -> None:
         try:
             while chunk := src.recv(65536):
                 if up and b" APPEND " in chunk.upper() and not self.cut.is_set():
@@ -376,7 +382,12 @@ def test_last_contact_ignores_an_address_that_merely_contains_the_candidates(
     ],
 )
 def test_unsafe_or_incomplete_options_are_refused(changes: dict[str, Any], problem: str) -> None:
-    raw: dict[str, Any] = {"host": LOOPBACK, "security": "plain", "username": "u", "password": "env:P"}
+    raw: dict[str, Any] = {
+        "host": LOOPBACK,
+        "security": "plain",
+        "username": "u",
+        "password": "env:P",
+    }
     raw.update(changes)
     with pytest.raises(ValidationError, match=problem):
         SinkOptions(**raw)

@@ -34,7 +34,12 @@ class IcsMaildirBackend:
         self.write()
 
     def files(self, folder: str) -> list[Path]:
-        return sorted(p for sub in ("cur", "new") for p in (self.maildir / folder / sub).glob("*") if p.is_file())
+        return sorted(
+            p
+            for sub in ("cur", "new")
+            for p in (self.maildir / folder / sub).glob("*")
+            if p.is_file()
+        )
 
     def send_to(self, candidate: str, when: datetime) -> None:
         """What a mail client does on Send: the draft leaves Drafts, a dated copy lands in Sent."""
@@ -44,7 +49,9 @@ class IcsMaildirBackend:
         del message["Date"]
         message["Date"] = email.utils.format_datetime(when)
         (self.maildir / ".Sent" / "cur").mkdir(parents=True, exist_ok=True)
-        (self.maildir / ".Sent" / "cur" / (newest.name.split(":")[0] + ":2,S")).write_bytes(message.as_bytes())
+        (self.maildir / ".Sent" / "cur" / (newest.name.split(":")[0] + ":2,S")).write_bytes(
+            message.as_bytes()
+        )
         newest.unlink()
 
     def config(self) -> str:
@@ -54,7 +61,9 @@ class IcsMaildirBackend:
         )
 
     def messages(self) -> list[Message]:
-        return [parse(p.read_bytes()) for folder in (".Drafts", ".Sent") for p in self.files(folder)]
+        return [
+            parse(p.read_bytes()) for folder in (".Drafts", ".Sent") for p in self.files(folder)
+        ]
 
 
 def parse(raw: bytes) -> Message:

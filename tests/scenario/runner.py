@@ -63,11 +63,15 @@ def assert_consistent(outcome: Outcome) -> None:
 def write_config(backend: ScenarioBackend, workdir: Path) -> Path:
     state_dir = workdir / "state"
     path = workdir / "recruitmail.toml"
-    path.write_text(two_weeks.CONFIG.replace("{state_dir}", str(state_dir)) + backend.config(), encoding="utf-8")
+    path.write_text(
+        two_weeks.CONFIG.replace("{state_dir}", str(state_dir)) + backend.config(), encoding="utf-8"
+    )
     return path
 
 
-def replay(backend: ScenarioBackend, workdir: Path, instants: tuple[datetime, ...] = two_weeks.INSTANTS) -> Outcome:
+def replay(
+    backend: ScenarioBackend, workdir: Path, instants: tuple[datetime, ...] = two_weeks.INSTANTS
+) -> Outcome:
     config = write_config(backend, workdir)
     changes = sorted(two_weeks.CHANGES, key=lambda c: c.at)
     pending = list(changes)
@@ -75,7 +79,9 @@ def replay(backend: ScenarioBackend, workdir: Path, instants: tuple[datetime, ..
     for instant in instants:
         while pending and pending[0].at <= instant:
             apply(backend, pending.pop(0))
-        outcome.exit_codes.append(main(["--config", str(config), "once", "--now", instant.isoformat()]))
+        outcome.exit_codes.append(
+            main(["--config", str(config), "once", "--now", instant.isoformat()])
+        )
     return collect(backend, workdir, outcome)
 
 
@@ -109,7 +115,10 @@ def collect(backend: ScenarioBackend, workdir: Path, outcome: Outcome | None = N
         day = local_day(row.entry.done_at) if row.entry.done_at else None
         if row.entry.state is LedgerState.ATTEMPTING:
             outcome.unfinished.append(key_id)
-        elif row.entry.state in (LedgerState.DRAFTED, LedgerState.OBSOLETE) and key_id in outcome.by_key:
+        elif (
+            row.entry.state in (LedgerState.DRAFTED, LedgerState.OBSOLETE)
+            and key_id in outcome.by_key
+        ):
             assert day is not None
             outcome.drafts.add((key.kind.value, key.candidate, day))
             if row.entry.state is LedgerState.OBSOLETE:

@@ -1,0 +1,101 @@
+"""Print how many Google API requests one idle mailbox costs per reconcile cycle (target: 1).
+
+Runs against the loopback fake: a calendar with a few interviews is synced once, then the cycle
+is repeated with nothing changing. Measured twice: the calendar source alone, and (when the
+provider registry knows "google") whole ``recruitmail once`` passes through the CLI.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import connectors  # noqa: E402
+from connectors import google  # noqa: E402
+from connectors.base import ConnectorContext  # noqa: E402
+from daemon.models import Period  # noqa: E402
+from tests.fakes.google import GoogleFake  # noqa: E402
+from tests.scenario import two_weeks  # noqa: E402
+
+CYCLES = 20
+
+
+def source_only(fake: GoogleFake, key: Path, root: Path) -> float:
+    context = ConnectorContext(
+        mailbox=two_weeks.RECRUITER.address,
+        mailbox_name="Lisa Ek",
+        time_zone="Europe/Stockholm",
+        company_domains=("nordljus.se",),
+        state_dir=root,
+    )
+    options = google.SourceOptions(key_file=key, calendar_endpoint=fake.url)
+    source = google.open_source(options, context)
+    now = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
+    cursor = source.sync(None, Period(now - timedelta(days=30), now + timedelta(days=90))).cursor
+    before = len(fake.api_requests())
+    for cycle in range(CYCLES):
+        moment = now + timedelta(minutes=5 * cycle)
+        window = Period(moment - timedelta(days=30), moment + timedelta(days=90))
+        cursor = source.sync(cursor, window).cursor
+    source.close()
+    return (len(fake.api_requests()) - before) / CYCLES
+
+
+def through_the_cli(fake: GoogleFake, key: Path, root: Path) -> float:
+    from daemon.cli import main
+
+    config = root / "recruitmail.toml"
+    config.write_text(
+        two_weeks.CONFIG.replace("{state_dir}", str(root / "state"))
+        + f'\n[mailboxes.source]\ntype = "google"\nkey_file = "{key}"\n'
+        f'calendar_endpoint = "{fake.url}"\n'
+        f'\n[mailboxes.sink]\ntype = "google"\nkey_file = "{key}"\ngmail_endpoint = "{fake.url}"\n',
+        encoding="utf-8",
+    )
+    start = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
+    main(["--config", str(config), "once", "--now", start.isoformat()])  # first sync, drafts
+    main(["--config", str(config), "once", "--now", start.isoformat()])  # settles
+    before = len(fake.api_requests())
+    for cycle in range(CYCLES):
+        moment = start + timedelta(seconds=cycle)
+        main(["--config", str(config), "once", "--now", moment.isoformat()])
+    return (len(fake.api_requests()) - before) / CYCLES
+
+
+def main() -> int:
+    fake = GoogleFake().start()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp)
+            user = two_weeks.RECRUITER.address
+            fake.add_user(user)
+            info, client_id = fake.create_service_account()
+            fake.grant_delegation(
+                client_id, [google.CALENDAR_EVENTS_READONLY, google.GMAIL_COMPOSE]
+            )
+            key = root / "key.json"
+            key.write_text(json.dumps(info))
+            key.chmod(0o600)
+            for change in two_weeks.CHANGES:
+                if change.action == "put" and change.spec is not None:
+                    fake.put(user, change.spec)
+            print(
+                f"google calendar source, idle: {source_only(fake, key, root):.2f} requests/cycle"
+            )
+            if "google" in connectors.PROVIDERS:
+                cli = through_the_cli(fake, key, root)
+                print(f"google mailbox via `recruitmail once`, idle: {cli:.2f} requests/cycle")
+            else:
+                print("(the CLI measurement needs the provider registry line for google)")
+    finally:
+        fake.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,87 @@
+"""Benchmark: what one idle sync cycle costs with Microsoft 365, per mailbox and over many mailboxes.
+
+Starts the strict fake Graph on loopback, gives every mailbox one interview, syncs them all once
+(the initial full sync), then adds latency to every request and times one idle cycle: each
+mailbox follows its delta link and finds nothing new. Prints the requests per idle mailbox
+(target 1) and the wall time of the cycle (target under 10 s for 1,000 mailboxes at 50 ms).
+
+    python bench/graph_idle.py [--mailboxes 1000] [--latency-ms 50] [--workers 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from connectors.base import ConnectorContext  # noqa: E402
+from connectors.microsoft import GraphCalendarSource, SourceOptions, open_source  # noqa: E402
+from daemon.models import Period  # noqa: E402
+from tests.fakes.graph import FakeGraph  # noqa: E402
+from tests.scenario.spec import EventSpec, Who  # noqa: E402
+
+STOCKHOLM = ZoneInfo("Europe/Stockholm")
+WINDOW = Period(datetime(2026, 3, 1, tzinfo=STOCKHOLM), datetime(2026, 7, 1, tzinfo=STOCKHOLM))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mailboxes", type=int, default=1000)
+    parser.add_argument("--latency-ms", type=float, default=50.0)
+    parser.add_argument("--workers", type=int, default=100, help="mailboxes synced at once")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp, FakeGraph(Path(tmp)) as fake:
+        addresses = [f"recruiter{n:04d}@example.se" for n in range(args.mailboxes)]
+        start = datetime(2026, 4, 1, 10, 0, tzinfo=STOCKHOLM)
+        for n, address in enumerate(addresses):
+            fake.add_mailbox(address, f"Recruiter {n}")
+            fake.put_event(
+                address,
+                EventSpec(
+                    uid=f"interview-{n}@example.se",
+                    subject="Intervju",
+                    start=start,
+                    end=start + timedelta(hours=1),
+                    organizer=Who(address),
+                    attendees=(Who(f"candidate{n}@example.com", "Kandidat"),),
+                ),
+            )
+        sources: list[GraphCalendarSource] = []
+        for address in addresses:
+            options = SourceOptions(**fake.options(address))
+            context = ConnectorContext(address, "", "Europe/Stockholm", ("example.se",), Path(tmp))
+            sources.append(open_source(options, context))
+
+        with ThreadPoolExecutor(max_workers=args.workers) as pool:
+            cursors = list(pool.map(lambda s: s.sync(None, WINDOW).cursor, sources))
+            fake.latency = args.latency_ms / 1000
+            before = len(fake.graph_requests())
+            began = time.perf_counter()
+            results = list(pool.map(lambda sc: sc[0].sync(sc[1], WINDOW), zip(sources, cursors)))
+            elapsed = time.perf_counter() - began
+        requests = len(fake.graph_requests()) - before
+        changed = sum(len(r.events) + len(r.removed) for r in results)
+        for source in sources:
+            source.close()
+
+    per_mailbox = requests / args.mailboxes
+    print(f"mailboxes:                         {args.mailboxes}")
+    print(f"added latency per request:         {args.latency_ms:.0f} ms")
+    print(f"requests per idle mailbox / cycle: {per_mailbox:.2f}  (target 1)")
+    print(f"wall time of one idle cycle:       {elapsed:.2f} s  (target < 10 s)")
+    print(f"changes seen in the idle cycle:    {changed}  (expected 0)")
+    print(f"most requests in flight per box:   {fake.max_in_flight()}  (limit 4)")
+    ok = per_mailbox == 1 and changed == 0 and (args.mailboxes != 1000 or elapsed < 10)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,160 @@
+"""End to end through the CLI against the Google fake: the reference scenario in Calendar and Gmail."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import datetime
+from email.message import Message
+from pathlib import Path
+
+import pytest
+
+import connectors
+from connectors import google
+from tests.fakes.google import GoogleFake
+from tests.scenario import two_weeks
+from tests.scenario.runner import Outcome, assert_consistent, parse, replay
+from tests.scenario.spec import EventSpec
+
+pytestmark = pytest.mark.skipif(
+    "google" not in connectors.PROVIDERS,
+    reason='the provider registry has no "google" line yet (connectors/__init__.py)',
+)
+USER = two_weeks.RECRUITER.address
+
+
+class GoogleBackend:
+    """The scenario's calendar in the fake's Calendar, its mailbox in the fake's Gmail."""
+
+    def __init__(self, fake: GoogleFake, root: Path, expire_after_puts: int = 0) -> None:
+        self.fake = fake
+        self.expire_after_puts = expire_after_puts
+        self.puts = 0
+        fake.add_user(USER)
+        info, client_id = fake.create_service_account()
+        sink = google.SinkOptions(key_file=Path("k"), read_sent=True, label_obsolete=True)
+        fake.grant_delegation(client_id, google.all_scopes(sink))
+        self.key = root / "google-key.json"
+        self.key.write_text(json.dumps(info))
+        self.key.chmod(0o600)
+
+    def put(self, spec: EventSpec) -> None:
+        # Google Calendar has no categories; a recruiter marks the language in the description.
+        if "EN" in spec.categories:
+            spec = replace(spec, body=f"{spec.body}\nLanguage: en\n", categories=())
+        self.fake.put(USER, spec)
+        self.puts += 1
+        if self.puts == self.expire_after_puts:
+            self.fake.expire_sync_tokens()  # Google's 410 fullSyncRequired from here on
+
+    def delete(self, uid: str) -> None:
+        self.fake.delete(USER, uid)
+
+    def send_to(self, candidate: str, when: datetime) -> None:
+        with self.fake.lock:
+            mine = [
+                (m.internal_date, draft_id)
+                for draft_id, message_id in self.fake.drafts[USER].items()
+                for m in [self.fake.messages[USER][message_id]]
+                if candidate in str(m.parsed["To"])
+            ]
+        self.fake.send_draft(USER, max(mine)[1], when)
+
+    def config(self) -> str:
+        return (
+            f'\n[mailboxes.source]\ntype = "google"\nkey_file = "{self.key}"\n'
+            f'calendar_endpoint = "{self.fake.url}"\n'
+            f'\n[mailboxes.sink]\ntype = "google"\nkey_file = "{self.key}"\n'
+            f'gmail_endpoint = "{self.fake.url}"\nread_sent = true\nlabel_obsolete = true\n'
+        )
+
+    def messages(self) -> list[Message]:
+        with self.fake.lock:
+            return [
+                parse(m.raw)
+                for m in self.fake.messages[USER].values()
+                if m.labels & {"DRAFT", "SENT"}
+            ]
+
+
+@pytest.fixture(scope="module")
+def full_run(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[GoogleBackend, Outcome, Path]]:
+    root = tmp_path_factory.mktemp("e2e-google")
+    fake = GoogleFake(page_limit=5).start()
+    try:
+        backend = GoogleBackend(fake, root)
+        yield backend, replay(backend, root), root
+    finally:
+        fake.stop()
+    assert fake.violations == []
+
+
+def test_the_scenario_drafts_exactly_the_expected_mails(
+    full_run: tuple[GoogleBackend, Outcome, Path],
+) -> None:
+    _, outcome, _ = full_run
+    assert_consistent(outcome)
+    assert sorted(outcome.drafts - two_weeks.EXPECTED) == []
+    assert sorted(two_weeks.EXPECTED - outcome.drafts) == []
+
+
+def test_every_draft_is_a_parseable_two_part_mail(
+    full_run: tuple[GoogleBackend, Outcome, Path],
+) -> None:
+    _, outcome, _ = full_run
+    for key_id, (message,) in outcome.by_key.items():
+        assert message["Message-ID"] == f"<rm-{key_id}@nordljus.se>"
+        assert message["To"].addresses[0].addr_spec in two_weeks.CANDIDATES
+        assert str(message["Subject"]).strip()
+        assert message.get_content_type() == "multipart/alternative"
+        assert message.get_body(("plain",)).get_content().strip()
+        assert "<html" in message.get_body(("html",)).get_content().lower()
+
+
+def test_bo_is_written_to_in_english(full_run: tuple[GoogleBackend, Outcome, Path]) -> None:
+    _, outcome, _ = full_run
+    to_bo = [m for msgs in outcome.by_key.values() for m in msgs if two_weeks.BO in str(m["To"])]
+    assert any("Thursday 10 December" in m.get_body(("plain",)).get_content() for m in to_bo)
+
+
+def test_the_cancelled_interviews_draft_carries_the_obsolete_label(
+    full_run: tuple[GoogleBackend, Outcome, Path],
+) -> None:
+    backend, outcome, _ = full_run
+    assert outcome.obsolete == set(two_weeks.EXPECTED_OBSOLETE)
+    with backend.fake.lock:
+        dana = [
+            m for m in backend.fake.messages[USER].values() if two_weeks.DANA in str(m.parsed["To"])
+        ]
+    assert len(dana) == 1
+    assert "recruitmail/obsolete" in backend.fake.label_names(USER, dana[0].id)
+
+
+def test_no_send_request_and_a_rerun_creates_nothing(
+    full_run: tuple[GoogleBackend, Outcome, Path],
+) -> None:
+    backend, before, root = full_run
+    again = replay(backend, root)
+    assert_consistent(again)
+    assert {k: len(v) for k, v in again.by_key.items()} == {
+        k: len(v) for k, v in before.by_key.items()
+    }
+    assert not any(r.path.endswith("/send") for r in backend.fake.requests)
+
+
+def test_quota_errors_and_an_expired_sync_token_change_nothing(tmp_path: Path) -> None:
+    fake = GoogleFake(page_limit=5).start()
+    try:
+        backend = GoogleBackend(fake, tmp_path, expire_after_puts=len(two_weeks.CHANGES) // 2)
+        fake.inject_faults(0.10, seed=5)
+        outcome = replay(backend, tmp_path)
+    finally:
+        fake.stop()
+    assert fake.faults.injected > 0 and fake.violations == []
+    assert backend.puts >= backend.expire_after_puts > 0
+    assert_consistent(outcome)
+    assert sorted(outcome.drafts ^ two_weeks.EXPECTED) == []
