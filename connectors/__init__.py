@@ -18,6 +18,9 @@ from daemon.errors import ConfigError
 PROVIDERS: dict[str, str] = {
     "ics": "connectors.ics",
     "maildir": "connectors.maildir",
+    "google": "connectors.google",
+    "caldav": "connectors.caldav",
+    "imap": "connectors.imap",
 }
 
 

@@ -48,6 +48,7 @@ DRAFT_FLAGS = (b"\\Draft", b"\\Seen")
 # opposed to the server answering NO or BAD.
 _DROPPED: tuple[type[BaseException], ...] = (IMAPClientAbortError, OSError, EOFError)
 _ATOM_SPECIALS = set('(){ %*"\\]')
+_WARNED_PLAIN: set[tuple[str, str]] = set()
 
 
 def _is_loopback(host: str) -> bool:
@@ -138,7 +139,9 @@ def open_sink(options: SinkOptions, context: ConnectorContext) -> ImapSink:
     """Build the sink; the secret is read now so that a wrong reference fails at start-up."""
     sink = ImapSink(options, context)
     sink.check_secret()
-    if options.security == "plain":
+    if options.security == "plain" and (context.mailbox, options.host) not in _WARNED_PLAIN:
+        # Once per process: the daemon reopens sinks on every pass.
+        _WARNED_PLAIN.add((context.mailbox, options.host))
         log.warning(
             "IMAP sink for %s talks to %s without TLS: acceptable only for a server on this machine",
             context.mailbox,

@@ -15,7 +15,7 @@ from daemon import __version__
 from daemon.errors import ConfigError, RecruitmailError
 from daemon.models import DraftState, normalise_address
 from daemon.planner import LedgerState, plan
-from daemon.runtime import describe, open_runner, run_once, validate
+from daemon.runtime import context_for, describe, open_runner, run_once, validate
 from daemon.settings import Settings, config_path, load_settings
 from daemon.state import State
 
@@ -253,7 +253,7 @@ def cmd_login(args: argparse.Namespace) -> int:
         module, "device_code_login" if args.provider == "microsoft" else "installed_app_login"
     )
     model = getattr(module, "SourceOptions" if options is box.source else "SinkOptions")
-    login(model(**options.options()), print)
+    login(model(**options.options()), print, context=context_for(settings, box))
     return 0
 
 

@@ -8,8 +8,11 @@ of each. No account and no network are needed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import email
 import email.policy
+import email.utils
+import io
 import shutil
 import sys
 from dataclasses import dataclass
@@ -211,7 +214,8 @@ def run(out: Path, today: date) -> int:
         if not sent_bo and instant.weekday() == 0 and instant.hour >= 12:
             send_latest_to(out / "Maildir", "bo.ek@example.org", instant)  # Bo's welcome goes out
             sent_bo = True
-        code = recruitmail(["--config", str(config), "once", "--now", instant.isoformat()])
+        with contextlib.redirect_stdout(io.StringIO()):  # one summary table at the end instead
+            code = recruitmail(["--config", str(config), "once", "--now", instant.isoformat()])
         if code != 0:
             print(
                 f"recruitmail once failed at {instant.isoformat()} (exit {code})", file=sys.stderr

@@ -23,7 +23,7 @@ from connectors.base import (
     MailboxSink,
 )
 from daemon import compose
-from daemon.errors import AmbiguousError, CursorExpired, PermanentError, TransientError
+from daemon.errors import AmbiguousError, CursorExpired, PermanentError, RecruitmailError, TransientError
 from daemon.faults import crash_point
 from daemon.interviews import REASON_BAD_TIMES, REASON_NO_CANDIDATE, Interview, Rejection, recognise
 from daemon.models import DraftKey, DraftState, Period, PersonInfo, pseudonym
@@ -47,6 +47,11 @@ KNOWLEDGE_TTL = timedelta(hours=1)
 
 # Reasons an interview-looking event is not used that an administrator may want to know about.
 NOTEWORTHY = frozenset({REASON_BAD_TIMES, REASON_NO_CANDIDATE})
+
+
+@dataclass
+class RecruiterWrote(PermanentError):
+    """The recruiter wrote to the candidate themself: this greeting is not needed."""
 
 
 @dataclass
@@ -176,10 +181,14 @@ class MailboxRunner:
         )
         cursor = self.state.cursor(self.box.address)
         try:
-            result = self.source.sync(cursor, window)
-        except CursorExpired:
-            log.info("mailbox %s: calendar cursor expired; full resync", self.box.address)
-            result = self.source.sync(None, window)
+            try:
+                result = self.source.sync(cursor, window)
+            except CursorExpired:
+                log.info("mailbox %s: calendar cursor expired; full resync", self.box.address)
+                result = self.source.sync(None, window)
+        except RecruitmailError as exc:
+            self.observer.sync_error(self.box.source.type, type(exc).__name__)
+            raise
         self.state.apply_sync(
             self.box.address, result.events, result.removed, result.cursor, result.full, now
         )
@@ -247,6 +256,8 @@ class MailboxRunner:
             self.mark_obsolete(gone.entry.key, gone.reason, now)
             report.obsolete += 1
         for mail in decided.drafts:
+            self.observer.draft_planned(mail.kind.value)
+        for mail in decided.drafts:
             if self.stop.is_set():
                 log.info(
                     "mailbox %s: stopping; %d mail(s) left for the next pass",
@@ -259,7 +270,8 @@ class MailboxRunner:
             except PermanentError as exc:
                 self.state.record_skip(mail.key, mail.due, str(exc), now, mail.folded)
                 report.skipped.append((mail.kind.value, str(exc)))
-                self.observer.draft_skipped(mail.kind.value, "error")
+                reason = "recruiter_wrote" if isinstance(exc, RecruiterWrote) else "error"
+                self.observer.draft_skipped(mail.kind.value, reason)
                 log.warning(
                     "%s %s for %s skipped: %s",
                     self.box.address,
@@ -268,6 +280,7 @@ class MailboxRunner:
                     exc,
                 )
             except AmbiguousError as exc:
+                self.observer.api_error(self.box.sink.type, "ambiguous")
                 self.state.mark_ambiguous(mail.key, now)
                 report.deferred += 1
                 log.warning(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -139,8 +139,18 @@ def plan(snapshot: Snapshot, now: datetime, settings: Settings, calendar: WorkCa
     """The drafts, skips and obsolete marks due for ``snapshot`` at ``now``."""
     if now.tzinfo is None:
         raise ValueError("now must be time-zone aware")
-    planner = _Planner(snapshot, now, settings, calendar)
-    return planner.run()
+    first = _Planner(snapshot, now, settings, calendar).run()
+    if not first.obsolete:
+        return first
+    # Decide the rest as if the obsolete marks were already made: otherwise a draft marked
+    # obsolete now would still count as today's live draft (holding its replacement) and as the
+    # candidate's welcome, and the next pass at the same instant would plan something else.
+    gone = {o.entry.key.id for o in first.obsolete}
+    ledger = tuple(
+        replace(e, state=LedgerState.OBSOLETE) if e.key.id in gone else e for e in snapshot.ledger
+    )
+    second = _Planner(replace(snapshot, ledger=ledger), now, settings, calendar).run()
+    return Plan(second.drafts, second.skips, first.obsolete + second.obsolete)
 
 
 class _Planner:
@@ -287,14 +297,6 @@ class _Planner:
         event = interview.event
         occasion = f"{event.occasion}@{instant(event.start)}"
         key = key or self.key(interview.candidate.address, kind, occasion)
-        # Moved away and back again: the first draft for this time is obsolete, and a key is
-        # drafted at most once, so the new one gets the next free revision of that key.
-        revision = 1
-        while (
-            entry := self.ledger.get(key.id)
-        ) is not None and entry.state is LedgerState.OBSOLETE:
-            revision += 1
-            key = self.key(interview.candidate.address, kind, f"{occasion}#{revision}")
         mail = PlannedMail(
             key=key,
             due=min(self.now, event.start),

@@ -118,7 +118,7 @@ class Renderer:
             "keep_trailing_newline": True,
             "trim_blocks": True,
             "lstrip_blocks": True,
-            "auto_reload": True,
+            "auto_reload": False,
         }
         self._text_env = _LanguageEnvironment(autoescape=False, **options)
         self._html_env = _LanguageEnvironment(autoescape=True, **options)

@@ -70,6 +70,7 @@ class Service:
         self.runners: dict[str, tuple[Any, MailboxRunner]] = {}
         self.locks: dict[str, threading.Lock] = {}
         self.drafts_created = 0
+        self.count_lock = threading.Lock()
         self.last_pass: datetime | None = None
         self.problem = ""
 
@@ -138,7 +139,8 @@ class Service:
             ok = False
             try:
                 report = self.runner(address).reconcile(datetime.now(UTC))
-                self.drafts_created += len(report.drafted)
+                with self.count_lock:
+                    self.drafts_created += len(report.drafted)
                 ok = True
                 log.info("mailbox %s: pass done: %s", address, describe(report))
             except RecruitmailError as exc:
@@ -169,12 +171,25 @@ class Service:
             log.error("reload refused, keeping the running configuration: %s", exc)
             self.notifier.ready(self.status_line())
             return
+        # No mailbox lock is taken here: a hung pass must not wedge the main loop. Runners built
+        # from the old configuration are replaced by their own next pass (see ``runner``).
         self.scheduler.pause()
-        for address in list(self.runners):
-            with self.locks.get(address, threading.Lock()):
-                self.close_runner(address)
         for job in self.scheduler.get_jobs():
             job.remove()
+        kept = {b.address for b in settings.mailboxes}
+        for address in [a for a in self.runners if a not in kept]:
+            lock = self.locks.get(address)
+            if lock is not None and lock.acquire(blocking=False):
+                try:
+                    self.close_runner(address)
+                finally:
+                    lock.release()
+        needs_restart = [
+            name for name in ("state_dir", "workers", "metrics_address", "metrics_port", "pass_timeout_seconds")
+            if getattr(settings.service, name) != getattr(self.settings.service, name)
+        ]
+        if needs_restart:
+            log.warning("service.%s changed: takes effect after a restart", ", service.".join(needs_restart))
         self.settings, self.renderer, self.problem = settings, renderer, ""
         setup_logging(settings.service.log_level, settings.service.log_format)
         self.schedule()
@@ -211,6 +226,8 @@ class Service:
 
 def run(config: Path | None) -> int:
     """Start the daemon; returns the exit code."""
+    # A reload request during start-up must not kill the process (SIGHUP's default action).
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     settings = load_settings(config)
     setup_logging(settings.service.log_level, settings.service.log_format)
     renderer = validate(settings)

@@ -138,6 +138,7 @@ class Sim:
     contacts: dict[str, datetime] = field(default_factory=dict)  # what the state learnt of them
 
     def __post_init__(self) -> None:
+        self._seen: dict[int, tuple[Event, list[Interview]]] = {}
         self.box = self.settings.mailboxes[0]
         self.calendar = WorkCalendar(
             self.settings.company.country, STOCKHOLM, self.settings.company.closure_days
@@ -176,10 +177,12 @@ class Sim:
     def snapshot(self, events: Iterable[Event]) -> Snapshot:
         interviews: list[Interview] = []
         for event in events:
-            # Through the state database's serialisation, as the executor reads events back.
-            found = recognise(event_from_json(event_to_json(event)), self.box, self.settings)
-            if not isinstance(found, Rejection):
-                interviews.extend(found)
+            seen = self._seen.get(id(event))
+            if seen is None or seen[0] is not event:  # recognising is pure: once per event object
+                # Through the state database's serialisation, as the executor reads events back.
+                found = recognise(event_from_json(event_to_json(event)), self.box, self.settings)
+                seen = self._seen[id(event)] = (event, [] if isinstance(found, Rejection) else found)
+            interviews.extend(seen[1])
         return Snapshot(
             mailbox=self.box,
             interviews=tuple(interviews),

@@ -146,6 +146,7 @@ def test_no_send_request_and_a_rerun_creates_nothing(
     assert not any(r.path.endswith("/send") for r in backend.fake.requests)
 
 
+@pytest.mark.slow
 def test_quota_errors_and_an_expired_sync_token_change_nothing(tmp_path: Path) -> None:
     fake = GoogleFake(page_limit=5).start()
     try:
