@@ -48,40 +48,72 @@ def calendar(total: int, seed: int = 7) -> tuple[list[EventSpec], int]:
 
     def moment(days_from: int, days_to: int) -> datetime:
         day = (NOW + timedelta(days=rng.randrange(days_from, days_to))).date()
-        return datetime(day.year, day.month, day.day, rng.randrange(8, 17), rng.choice((0, 30)), tzinfo=STOCKHOLM)
+        return datetime(
+            day.year,
+            day.month,
+            day.day,
+            rng.randrange(8, 17),
+            rng.choice((0, 30)),
+            tzinfo=STOCKHOLM,
+        )
 
     specs: list[EventSpec] = []
     interviews = total // 5
     candidates = max(1, interviews * 2 // 3)  # some candidates meet us twice
     for n in range(interviews):
         start = moment(-30, 60)
-        who = Who(f"kandidat{n % candidates:04d}@example.com", f"Kandidat{n % candidates:04d}, Anna")
-        specs.append(EventSpec(
-            uid=f"intervju-{n}@nordljus.se", subject=f"Intervju: {who.name}", start=start,
-            end=start + timedelta(hours=1), organizer=RECRUITER,
-            attendees=(RECRUITER, rng.choice(COLLEAGUES), who, rng.choice(ROOMS)),
-            location="Storgatan 1, Umeå",
-            body="Agenda:\n- Presentation av rollen\n- Dina erfarenheter\n- Frågor\n",
-        ))
-    series = (total - interviews) // 4 // SERIES_LENGTH  # a quarter of the meetings are weekly series
+        who = Who(
+            f"kandidat{n % candidates:04d}@example.com", f"Kandidat{n % candidates:04d}, Anna"
+        )
+        specs.append(
+            EventSpec(
+                uid=f"intervju-{n}@nordljus.se",
+                subject=f"Intervju: {who.name}",
+                start=start,
+                end=start + timedelta(hours=1),
+                organizer=RECRUITER,
+                attendees=(RECRUITER, rng.choice(COLLEAGUES), who, rng.choice(ROOMS)),
+                location="Storgatan 1, Umeå",
+                body="Agenda:\n- Presentation av rollen\n- Dina erfarenheter\n- Frågor\n",
+            )
+        )
+    series = (
+        (total - interviews) // 4 // SERIES_LENGTH
+    )  # a quarter of the meetings are weekly series
     for n in range(series):
         start = moment(-30, -20)
-        specs.append(EventSpec(
-            uid=f"serie-{n}@nordljus.se", subject=f"Veckomöte {n}", start=start,
-            end=start + timedelta(minutes=30), organizer=RECRUITER,
-            attendees=(RECRUITER, *rng.sample(COLLEAGUES, 3)), rrule=f"FREQ=WEEKLY;COUNT={SERIES_LENGTH}",
-            exdates=(start + timedelta(weeks=3),),
-            moved=(Moved(start + timedelta(weeks=5), start + timedelta(weeks=5, hours=1),
-                         start + timedelta(weeks=5, hours=1, minutes=30)),),
-        ))
+        specs.append(
+            EventSpec(
+                uid=f"serie-{n}@nordljus.se",
+                subject=f"Veckomöte {n}",
+                start=start,
+                end=start + timedelta(minutes=30),
+                organizer=RECRUITER,
+                attendees=(RECRUITER, *rng.sample(COLLEAGUES, 3)),
+                rrule=f"FREQ=WEEKLY;COUNT={SERIES_LENGTH}",
+                exdates=(start + timedelta(weeks=3),),
+                moved=(
+                    Moved(
+                        start + timedelta(weeks=5),
+                        start + timedelta(weeks=5, hours=1),
+                        start + timedelta(weeks=5, hours=1, minutes=30),
+                    ),
+                ),
+            )
+        )
     occurrences = series * (SERIES_LENGTH - 1)  # one occurrence of each series is cancelled
     for n in range(total - interviews - occurrences):
         start = moment(-30, 60)
-        specs.append(EventSpec(
-            uid=f"mote-{n}@nordljus.se", subject=rng.choice(("Teammöte", "Lunch", "1:1", "Planering")),
-            start=start, end=start + timedelta(minutes=rng.choice((30, 45, 60))), organizer=RECRUITER,
-            attendees=(RECRUITER, *rng.sample(COLLEAGUES, rng.randrange(1, 5))),
-        ))
+        specs.append(
+            EventSpec(
+                uid=f"mote-{n}@nordljus.se",
+                subject=rng.choice(("Teammöte", "Lunch", "1:1", "Planering")),
+                start=start,
+                end=start + timedelta(minutes=rng.choice((30, 45, 60))),
+                organizer=RECRUITER,
+                attendees=(RECRUITER, *rng.sample(COLLEAGUES, rng.randrange(1, 5))),
+            )
+        )
     return specs, interviews
 
 
@@ -98,12 +130,27 @@ def config(workdir: Path, ics: Path) -> Path:
 
 def one_pass(config_path: Path, profile: bool) -> tuple[float, float, str]:
     """Run ``once`` in a child process: (wall seconds, peak RSS in MB, its output)."""
-    command = [sys.executable, "-m", "daemon", "--config", str(config_path), "once", "--now", NOW.isoformat()]
+    command = [
+        sys.executable,
+        "-m",
+        "daemon",
+        "--config",
+        str(config_path),
+        "once",
+        "--now",
+        NOW.isoformat(),
+    ]
     if profile:
         command[1:3] = ["-m", "pyinstrument", "-m", "daemon"]
     started = time.perf_counter()
-    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
-                             env={**os.environ, "PYTHONPATH": str(ROOT)})
+    child = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     output = child.stdout.read() if child.stdout else ""
     # wait4 gives this child's own resource usage (getrusage(RUSAGE_CHILDREN) would be the
     # maximum over every child so far, hiding the second pass behind the first).
@@ -118,7 +165,9 @@ def one_pass(config_path: Path, profile: bool) -> tuple[float, float, str]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=5000, help="event occurrences in the calendar")
+    parser.add_argument(
+        "--events", type=int, default=5000, help="event occurrences in the calendar"
+    )
     parser.add_argument("--keep", type=Path, help="work in this directory and keep it")
     parser.add_argument("--profile", action="store_true", help="run each pass under pyinstrument")
     args = parser.parse_args()
@@ -130,8 +179,10 @@ def main() -> int:
         ics = workdir / "calendar.ics"
         ics.write_bytes(to_ics(specs))
         config_path = config(workdir, ics)
-        print(f"calendar: {args.events} events ({interviews} interviews, {len(specs)} VEVENT masters), "
-              f"{ics.stat().st_size / 1e6:.1f} MB ICS; --now {NOW.isoformat()}")
+        print(
+            f"calendar: {args.events} events ({interviews} interviews, {len(specs)} VEVENT masters), "
+            f"{ics.stat().st_size / 1e6:.1f} MB ICS; --now {NOW.isoformat()}"
+        )
         print(f"{'pass':<14}{'wall time':>12}{'peak RSS':>12}   result")
         for name in ("first (full)", "second (idle)"):
             wall, mb, output = one_pass(config_path, args.profile)

@@ -7,6 +7,7 @@ import json
 import logging
 import re
 import ssl
+import time as clock
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
@@ -177,7 +178,7 @@ class IcsSource:
                 headers["If-Modified-Since"] = self._cached.last_modified
         where = redact(url)
         try:
-            response = self._http().get(url, headers=headers)
+            response, content = self._download(url, headers, where)
         except httpx.TimeoutException:
             raise TransientError(f"{where}: the calendar server did not answer in time") from None
         except httpx.HTTPError as exc:
@@ -189,12 +190,8 @@ class IcsSource:
             log.debug("ics: %s unchanged (304)", where)
             return self._cached
         if status == 200:
-            if len(response.content) > MAX_CALENDAR_BYTES:
-                raise PermanentError(
-                    f"{where}: the calendar is larger than {MAX_CALENDAR_BYTES} bytes"
-                )
             self._cached = _Fetched(
-                response.content,
+                content,
                 etag=response.headers.get("ETag", ""),
                 last_modified=response.headers.get("Last-Modified", ""),
             )
@@ -214,6 +211,24 @@ class IcsSource:
                 retry_after=_retry_after(response.headers.get("Retry-After")),
             )
         raise PermanentError(f"{where}: unexpected answer from the calendar server (HTTP {status})")
+
+    def _download(
+        self, url: str, headers: dict[str, str], where: str
+    ) -> tuple[httpx.Response, bytes]:
+        """GET with a deadline for the whole answer: a server trickling a byte a second would
+        never trip a per-read timeout, and would hang the pass (and a clean stop) for good."""
+        deadline = clock.monotonic() + 4 * self._options.timeout_seconds
+        body = bytearray()
+        with self._http().stream("GET", url, headers=headers) as response:
+            for chunk in response.iter_bytes():
+                body += chunk
+                if len(body) > MAX_CALENDAR_BYTES:
+                    raise PermanentError(
+                        f"{where}: the calendar is larger than {MAX_CALENDAR_BYTES} bytes"
+                    )
+                if clock.monotonic() > deadline:
+                    raise TransientError(f"{where}: the calendar server is sending too slowly")
+        return response, bytes(body)
 
     def _http(self) -> httpx.Client:
         if self._client is None:

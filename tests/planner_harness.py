@@ -181,7 +181,10 @@ class Sim:
             if seen is None or seen[0] is not event:  # recognising is pure: once per event object
                 # Through the state database's serialisation, as the executor reads events back.
                 found = recognise(event_from_json(event_to_json(event)), self.box, self.settings)
-                seen = self._seen[id(event)] = (event, [] if isinstance(found, Rejection) else found)
+                seen = self._seen[id(event)] = (
+                    event,
+                    [] if isinstance(found, Rejection) else found,
+                )
             interviews.extend(seen[1])
         return Snapshot(
             mailbox=self.box,

@@ -62,7 +62,9 @@ class Booking:
 
     def at(self, moment: datetime) -> Event | None:
         """The event as the calendar shows it at ``moment`` (None: not there)."""
-        if moment < self.booked_at or (self.cancelled_at is not None and moment >= self.cancelled_at):
+        if moment < self.booked_at or (
+            self.cancelled_at is not None and moment >= self.cancelled_at
+        ):
             return None
         if self.moved_at is not None and self.moved_to is not None and moment >= self.moved_at:
             return self.moved_to
@@ -73,7 +75,9 @@ class Booking:
 class Scenario:
     origin: datetime  # Monday 00:00 local, as UTC
     bookings: tuple[Booking, ...]
-    sends: tuple[tuple[datetime, int], ...]  # (when, booking index): send that interview's announcement
+    sends: tuple[
+        tuple[datetime, int], ...
+    ]  # (when, booking index): send that interview's announcement
 
     def calendar(self, moment: datetime) -> tuple[Event, ...]:
         return tuple(e for b in self.bookings if (e := b.at(moment)) is not None)
@@ -105,18 +109,31 @@ def scenarios(draw: st.DrawFn) -> Scenario:
         count = draw(st.integers(1, 4))
         for j in range(count):
             start = _start(draw, monday)
-            event = interview(f"{c}-{j}@nordljus.se", candidate, start, draw(st.sampled_from((30, 60, 90))))
-            booked = _hour_between(draw, origin, start.astimezone(UTC) - timedelta(days=1)) or origin
+            event = interview(
+                f"{c}-{j}@nordljus.se", candidate, start, draw(st.sampled_from((30, 60, 90)))
+            )
+            booked = (
+                _hour_between(draw, origin, start.astimezone(UTC) - timedelta(days=1)) or origin
+            )
             booking = Booking(candidate, event, booked)
             if draw(st.booleans()):
                 moved_at = booked + draw(st.integers(1, 72)) * HOUR
                 new_start = _start(draw, monday)
                 if moved_at < event.start and new_start - moved_at >= timedelta(days=1):
-                    booking = replace(booking, moved_at=moved_at, moved_to=replace(
-                        event, start=new_start, end=new_start + (event.end - event.start)))
+                    booking = replace(
+                        booking,
+                        moved_at=moved_at,
+                        moved_to=replace(
+                            event, start=new_start, end=new_start + (event.end - event.start)
+                        ),
+                    )
             if draw(st.integers(0, 4)) == 0:
-                first_start = min(event.start, booking.moved_to.start if booking.moved_to else event.start)
-                booking = replace(booking, cancelled_at=_hour_between(draw, booked + HOUR, first_start - HOUR))
+                first_start = min(
+                    event.start, booking.moved_to.start if booking.moved_to else event.start
+                )
+                booking = replace(
+                    booking, cancelled_at=_hour_between(draw, booked + HOUR, first_start - HOUR)
+                )
             if draw(st.booleans()):
                 settle = booked + timedelta(days=count + 1)
                 sends.append((settle + draw(st.integers(0, 48)) * HOUR, len(bookings)))
@@ -129,8 +146,12 @@ def send_announcement(sim: Sim, scenario: Scenario, index: int, moment: datetime
     occasion = scenario.bookings[index].event.occasion
     for done in sim.drafted:
         entry = sim.ledger[done.mail.key.id]
-        if (done.mail.kind.is_announcement and entry.state is LedgerState.DRAFTED
-                and entry.context.get("occasion") == occasion and done.mail.key.id not in sim.sent):
+        if (
+            done.mail.kind.is_announcement
+            and entry.state is LedgerState.DRAFTED
+            and entry.context.get("occasion") == occasion
+            and done.mail.key.id not in sim.sent
+        ):
             sim.sent.add(done.mail.key.id)
             sim.write(done.mail.candidate, moment)
 
@@ -158,17 +179,23 @@ def simulate(scenario: Scenario, step: timedelta, check: bool = False) -> Sim:
         if not check:
             continue
         # (a) nothing already drafted, folded or skipped is drafted or folded again.
-        touched = [m.key.id for m in decided.drafts] + [k.id for m in decided.drafts for k in m.folded]
+        touched = [m.key.id for m in decided.drafts] + [
+            k.id for m in decided.drafts for k in m.folded
+        ]
         assert len(touched) == len(set(touched)), "a key is planned twice in one pass"
         assert not set(touched) & final_before, "a key that was done is drafted or folded again"
         # (b) at most one live draft per candidate on this local day.
         today = moment.astimezone(STOCKHOLM).date()
         live_today = Counter(
-            e.key.candidate for e in sim.ledger.values()
-            if e.state is LedgerState.DRAFTED and e.done_at is not None
+            e.key.candidate
+            for e in sim.ledger.values()
+            if e.state is LedgerState.DRAFTED
+            and e.done_at is not None
             and e.done_at.astimezone(STOCKHOLM).date() == today
         )
-        assert max(live_today.values(), default=0) <= 1, f"two live drafts for one candidate on {today}"
+        assert max(live_today.values(), default=0) <= 1, (
+            f"two live drafts for one candidate on {today}"
+        )
         # (c) the same instant again plans nothing new.
         if not decided.empty:
             again = sim.poll(calendar, moment)
@@ -181,8 +208,11 @@ def simulate(scenario: Scenario, step: timedelta, check: bool = False) -> Sim:
 
 def handled(sim: Sim) -> set[tuple[str, str, str]]:
     """(candidate, kind, occasion) of every key drafted (even if since obsolete) or folded."""
-    return {(e.key.candidate, e.key.kind.value, e.key.occasion) for k, e in sim.ledger.items()
-            if k in sim.handled()}
+    return {
+        (e.key.candidate, e.key.kind.value, e.key.occasion)
+        for k, e in sim.ledger.items()
+        if k in sim.handled()
+    }
 
 
 BOUNDED = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
