@@ -65,7 +65,9 @@ def main() -> int:
             fake.latency = args.latency_ms / 1000
             before = len(fake.graph_requests())
             began = time.perf_counter()
-            results = list(pool.map(lambda sc: sc[0].sync(sc[1], WINDOW), zip(sources, cursors)))
+            results = list(
+                pool.map(lambda sc: sc[0].sync(sc[1], WINDOW), zip(sources, cursors, strict=True))
+            )
             elapsed = time.perf_counter() - began
         requests = len(fake.graph_requests()) - before
         changed = sum(len(r.events) + len(r.removed) for r in results)

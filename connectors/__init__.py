@@ -18,6 +18,7 @@ from daemon.errors import ConfigError
 PROVIDERS: dict[str, str] = {
     "ics": "connectors.ics",
     "maildir": "connectors.maildir",
+    "microsoft": "connectors.microsoft",
     "google": "connectors.google",
     "caldav": "connectors.caldav",
     "imap": "connectors.imap",

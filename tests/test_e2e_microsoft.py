@@ -45,7 +45,7 @@ class GraphBackend:
 
     def send_to(self, candidate: str, when: datetime) -> None:
         mine = [m for m in self.fake.drafts(USER) if candidate in str(m.data["toRecipients"])]
-        newest = max(mine, key=lambda m: str(m.data["createdDateTime"]) + m.immutable_id)
+        newest = max(mine, key=lambda m: m.order)
         self.fake.send_message(USER, newest.immutable_id)
 
     def config(self) -> str:
@@ -68,7 +68,9 @@ def _toml(value: object) -> str:
 
 
 @pytest.fixture(scope="module")
-def full_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[GraphBackend, Outcome, Path]]:
+def full_run(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[GraphBackend, Outcome, Path]]:
     root = tmp_path_factory.mktemp("e2e-microsoft")
     with FakeGraph(root) as fake:
         backend = GraphBackend(fake)
@@ -106,9 +108,13 @@ def test_a_rerun_creates_nothing_and_nothing_is_ever_deleted_or_sent(
     posts = len([r for r in backend.fake.graph_requests() if r.method == "POST"])
     again = replay(backend, root)
     assert_consistent(again)
-    assert {k: len(v) for k, v in again.by_key.items()} == {k: len(v) for k, v in before.by_key.items()}
+    assert {k: len(v) for k, v in again.by_key.items()} == {
+        k: len(v) for k, v in before.by_key.items()
+    }
     assert len([r for r in backend.fake.graph_requests() if r.method == "POST"]) == posts
-    assert not [r for r in backend.fake.graph_requests() if r.method == "DELETE" or r.path.endswith("/send")]
+    assert not [
+        r for r in backend.fake.graph_requests() if r.method == "DELETE" or r.path.endswith("/send")
+    ]
 
 
 @pytest.mark.slow

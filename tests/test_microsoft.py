@@ -538,7 +538,9 @@ def test_the_fake_refuses_what_graph_refuses(
         ),
         ("GET", f"{users}/messages", auth, {"$search": '"anna"', "$filter": "isDraft eq true"}),
     ]
-    with httpx.Client(verify=ssl.create_default_context(cafile=str(fake.ca_file)), trust_env=False) as client:
+    with httpx.Client(
+        verify=ssl.create_default_context(cafile=str(fake.ca_file)), trust_env=False
+    ) as client:
         for method, url, headers, params in refused:
             response = client.request(method, url, headers=headers, params=params)
             assert response.status_code >= 400, (method, url, params)
@@ -674,23 +676,21 @@ def test_the_official_sdk_parses_the_fakes_json(
     users = f"{fake.base}/v1.0/users/{MAILBOX}"
     headers = {"Authorization": f"Bearer {token}", "Prefer": 'IdType="ImmutableId"'}
     factory = JsonParseNodeFactory()
-    with httpx.Client(verify=ssl.create_default_context(cafile=str(fake.ca_file)), trust_env=False) as client:
+    with httpx.Client(
+        verify=ssl.create_default_context(cafile=str(fake.ca_file)), trust_env=False
+    ) as client:
         delta = client.get(
             f"{users}/calendarView/delta()",
             headers=headers,
             params={"startDateTime": "2026-04-01T00:00:00Z", "endDateTime": "2026-05-01T00:00:00Z"},
         ).content
         message = client.get(f"{users}/messages/{ref.remote_id}", headers=headers).content
-    page = factory.get_root_parse_node("application/json", delta).get_object_value(
-        DeltaGetResponse
-    )
+    page = factory.get_root_parse_node("application/json", delta).get_object_value(DeltaGetResponse)
     assert page.odata_delta_link and len(page.value) == 2
     occurrence = page.value[0]
     assert occurrence.type.value == "occurrence" and occurrence.series_master_id
     assert occurrence.attendees[0].email_address.address == "anna.svensson@candidate.example"
     assert occurrence.start.time_zone == "UTC"
-    parsed = factory.get_root_parse_node("application/json", message).get_object_value(
-        GraphMessage
-    )
+    parsed = factory.get_root_parse_node("application/json", message).get_object_value(GraphMessage)
     assert parsed.is_draft is True and parsed.id == ref.remote_id
     assert parsed.to_recipients[0].email_address.address == "anna.svensson@candidate.example"

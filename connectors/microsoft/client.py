@@ -432,7 +432,8 @@ class GraphClient:
         return self.base + path_or_link
 
     def _backoff(self, attempt: int) -> float:
-        return min(_BACKOFF_CAP, _BACKOFF_BASE * 2 ** (attempt - 1)) * (0.5 + self.jitter())
+        delay: float = min(_BACKOFF_CAP, _BACKOFF_BASE * 2 ** (attempt - 1)) * (0.5 + self.jitter())
+        return delay
 
     def request(
         self,

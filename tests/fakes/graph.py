@@ -198,6 +198,7 @@ class Message:
     data: dict[str, Any]
     properties: dict[str, str]
     hard_deleted: bool = False
+    order: int = 0  # creation order (timestamps have one-second resolution)
 
 
 @dataclass
@@ -1152,6 +1153,7 @@ class FakeGraph:
             "from": {"emailAddress": {"name": box.name, "address": box.address}},
             **data,
         }
+        message.order = len(box.messages) + 1
         box.messages[message.immutable_id] = message
         return message
 

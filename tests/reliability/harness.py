@@ -201,7 +201,7 @@ class Chain:
     """
 
     def __init__(
-        self, root: Path, mode: str, seed: int, kills_per_instant: int = 3,
+        self, root: Path, mode: str, seed: int, kills_per_instant: int | None = None,
         instants: tuple[datetime, ...] = two_weeks.INSTANTS,
         forced: dict[datetime, str] | None = None,
     ) -> None:
@@ -209,7 +209,7 @@ class Chain:
         self.root = root
         self.mode = mode
         self.rng = Random(seed)
-        self.kills_per_instant = kills_per_instant
+        self.kills_per_instant = kills_per_instant or (8 if mode == "points" else 2)
         self.instants = instants
         self.forced = forced or {}
         self.backend = RecruiterMaildir(root)
@@ -221,9 +221,11 @@ class Chain:
         if self.mode == "points":
             if attempt == 0:
                 return SYNC_POINTS[index % len(SYNC_POINTS)], None
+            # Then the draft-creation points in turn, until one is not reached: each kill
+            # leaves the pass one step further, so an instant with n drafts sees ~n kills here.
             point = DRAFT_POINTS[self._turn % len(DRAFT_POINTS)]
             self._turn += 1
-            return f"{point}:{self.rng.randint(1, 3)}", None
+            return f"{point}:{self.rng.choice((1, 1, 2))}", None
         typical = statistics.median(self.report.clean_seconds[-20:] or [0.8])
         # The first ~40 % of a pass is the interpreter importing modules, where a kill tests nothing.
         return None, self.rng.uniform(0.4 * typical, 1.1 * typical)

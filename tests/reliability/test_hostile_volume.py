@@ -1,0 +1,229 @@
+"""Hostile input at volume: Hypothesis writes whole calendars of odd events as ICS and runs them
+through ``recruitmail once`` (in-process ``daemon.cli.main``) into a Maildir.
+
+Names carry CR/LF and header lines, encoded words, template syntax, right-to-left overrides,
+decomposed letters and megabytes of text; times come in several zones (some under their Windows
+names), as series with EXDATE and moved occurrences, or end before they start; some events lose
+required properties. For every calendar: no crash; every sound interview's candidate gets exactly
+one draft, to them alone, with no injected header; broken events are skipped with a logged reason;
+no candidate address in the logs. Sized by RELIABILITY_EXAMPLES (default 60).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email
+import email.policy
+import io
+import re
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import HealthCheck, given, seed, settings
+from hypothesis import strategies as st
+
+from connectors.base import KEY_HEADER
+from daemon.cli import main
+from tests.reliability import budget
+from tests.scenario import two_weeks
+from tests.scenario.default_backend import IcsMaildirBackend
+from tests.scenario.runner import write_config
+from tests.scenario.spec import EventSpec, Moved, Who, to_ics
+
+NOW = datetime(2026, 12, 1, 9, 0, tzinfo=ZoneInfo("Europe/Stockholm"))  # a Tuesday
+PAYLOAD = "pwn" + "ed"  # what a template expression smuggled into a name would print
+ZONES = ("Europe/Stockholm", "America/New_York", "Asia/Kolkata", "Pacific/Chatham", "UTC")
+WINDOWS_NAMES = {"Europe/Stockholm": "W. Europe Standard Time", "America/New_York": "Eastern Standard Time"}
+ALLOWED_HEADERS = {
+    "from", "to", "subject", "date", "message-id", "mime-version", "content-type",
+    "content-transfer-encoding", "in-reply-to", "references", "x-recruitmail-key",
+    "content-language", "x-unsent", "auto-submitted", "x-keywords", "keywords",
+}  # fmt: skip
+
+HOSTILE = st.sampled_from(
+    (
+        "Anna\r\nBcc: leak@evil.example",
+        "Bo\nSubject: you won",
+        "=?utf-8?q?Bcc=3A_leak=40evil.example?=",
+        "=?utf-8?b?QmNjOiBsZWFrQGV2aWwuZXhhbXBsZQ==?=",
+        "{{ 'pwn' ~ 'ed' }}",
+        "{% for x in range(3) %}{{ 'pwn' ~ 'ed' }}{% endfor %}",
+        "\u202egnirts desrever",
+        "\u0645\u0631\u064a\u0645 \u0627\u0644\u0639\u0644\u064a",
+        "O\u0308berg, E\u0301va",
+        "<script>alert(1)</script>",
+        "Svensson, Anna",
+        "",
+        "\x00\x07\x1b[31m",
+        "Robert'); DROP TABLE ledger;--",
+    )
+)
+TEXT = st.one_of(
+    HOSTILE,
+    st.text(max_size=40),
+    st.builds(lambda s, n: s * n, HOSTILE, st.integers(500, 4000)),  # huge: up to ~250 kB a field
+)
+
+
+@dataclass(frozen=True)
+class Case:
+    spec: EventSpec
+    candidate: str
+    sound: bool  # a well-formed interview with a future start: it must be drafted
+    broken: str = ""  # "" | "ends-before-start" | "missing-DTEND" | "missing-SUMMARY" | "missing-ORGANIZER"
+
+
+@st.composite
+def cases(draw: st.DrawFn, index: int) -> Case:
+    zone = ZoneInfo(draw(st.sampled_from(ZONES)))
+    day = NOW.date() + timedelta(days=draw(st.integers(1, 40)))
+    start = datetime(day.year, day.month, day.day, draw(st.integers(0, 23)), draw(st.sampled_from((0, 15, 30, 45))), tzinfo=zone)
+    minutes = draw(st.integers(15, 180))
+    candidate = f"cand{index}-{draw(st.integers(0, 99))}@example.com".lower()
+    name = draw(TEXT)
+    kind = draw(st.sampled_from(("plain", "plain", "series", "ends-before-start", "missing")))
+    fields: dict[str, object] = {
+        "uid": f"hv-{index}@nordljus.se",
+        "subject": "Intervju " + draw(TEXT),
+        "start": start,
+        "end": start + timedelta(minutes=minutes),
+        "organizer": two_weeks.RECRUITER,
+        "attendees": (two_weeks.RECRUITER, two_weeks.PANEL, Who(candidate, name)),
+        "body": draw(TEXT),
+        "location": draw(TEXT),
+    }
+    broken = ""
+    if kind == "series":
+        count = draw(st.integers(2, 5))
+        fields["rrule"] = f"FREQ=WEEKLY;COUNT={count}"
+        occurrences = [start + timedelta(weeks=n) for n in range(count)]
+        if draw(st.booleans()):
+            fields["exdates"] = (occurrences[-1],)
+        if draw(st.booleans()):
+            moved = occurrences[1] + timedelta(hours=draw(st.integers(-30, 30)))
+            fields["moved"] = (Moved(occurrences[1], moved, moved + timedelta(minutes=minutes)),)
+    elif kind == "ends-before-start":
+        fields["end"] = start - timedelta(minutes=minutes)
+        broken = kind
+    elif kind == "missing":
+        broken = "missing-" + draw(st.sampled_from(("DTEND", "SUMMARY", "ORGANIZER")))
+    return Case(EventSpec(**fields), candidate, sound=not broken, broken=broken)  # type: ignore[arg-type]
+
+
+@st.composite
+def calendars(draw: st.DrawFn) -> tuple[list[Case], bool]:
+    size = draw(st.integers(1, 8))
+    return [draw(cases(n)) for n in range(size)], draw(st.booleans())
+
+
+def write_ics(path: Path, found: list[Case], windows_names: bool) -> None:
+    """The cases as one calendar; some properties dropped; zones perhaps under Windows names."""
+    text = to_ics([c.spec for c in found]).decode("utf-8")
+    text = re.sub(r"\r\n[ \t]", "", text)  # unfold, so that whole properties can be dropped
+    lines = text.split("\r\n")
+    out: list[str] = []
+    drop = ""
+    for line in lines:
+        if line.startswith("UID:"):
+            uid = line[4:]
+            drop = next((c.broken[8:] for c in found if c.spec.uid == uid and c.broken.startswith("missing-")), "")
+        if line == "END:VEVENT":
+            drop = ""
+        if drop and re.match(rf"{drop}[;:]", line):
+            continue
+        out.append(line)
+    text = "\r\n".join(out)
+    if windows_names:
+        for iana, windows in WINDOWS_NAMES.items():
+            text = text.replace(f"TZID={iana}", f"TZID={windows}").replace(f"TZID:{iana}", f"TZID:{windows}")
+    path.write_text(text, encoding="utf-8")
+
+
+def assert_well_formed(message: EmailMessage, candidates: set[str]) -> str:
+    """One recipient, a known one; no header we did not write; no template code executed."""
+    assert message.defects == [] or all("Header" not in type(d).__name__ for d in message.defects)
+    names = {n.lower() for n in message.keys()}
+    assert names <= ALLOWED_HEADERS, names - ALLOWED_HEADERS
+    assert message["Bcc"] is None and message["Cc"] is None
+    (to,) = message.get_all("To")
+    (address,) = to.addresses
+    assert address.addr_spec in candidates
+    for name, value in message.items():
+        assert "\n" not in str(value) and "\r" not in str(value), name
+    assert str(message["Subject"]).strip()
+    assert message[KEY_HEADER]
+    for part in ("plain", "html"):
+        body = message.get_body((part,))
+        assert body is not None
+        content = body.get_content()
+        assert PAYLOAD not in content
+        if part == "html":
+            assert "<script>" not in content
+    return address.addr_spec
+
+
+@pytest.mark.timeout(budget.timeout(10.0, budget.EXAMPLES))
+@seed(budget.SEED)
+@settings(
+    max_examples=budget.EXAMPLES,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
+)
+@given(calendars())
+def test_generated_calendars_are_drafted_or_skipped_never_crash(drawn: tuple[list[Case], bool]) -> None:
+    found, windows_names = drawn
+    with tempfile.TemporaryDirectory() as scratch:
+        root = Path(scratch)
+        backend = IcsMaildirBackend(root)
+        write_ics(backend.ics, found, windows_names)
+        config = write_config(backend, root)
+        logs = io.StringIO()
+        with contextlib.redirect_stderr(logs), contextlib.redirect_stdout(io.StringIO()):
+            code = main(["--config", str(config), "once", "--now", NOW.isoformat()])
+        log = logs.getvalue()
+        assert "Traceback" not in log
+        assert code == 0, log[-2000:]
+        drafts = [
+            email.message_from_bytes(p.read_bytes(), policy=email.policy.default)
+            for p in backend.files(".Drafts")
+        ]
+    everyone = {c.candidate for c in found}
+    to = [assert_well_formed(m, everyone) for m in drafts]  # type: ignore[arg-type]
+    assert len(to) == len(set(to)), "one draft per candidate per day"
+    sound = {c.candidate for c in found if c.sound}
+    assert sound <= set(to), f"sound interviews not drafted: {sorted(sound - set(to))}"
+    for case in found:
+        if case.broken == "ends-before-start" and case.candidate not in sound:
+            assert case.candidate not in to
+            said = [line for line in log.splitlines() if case.spec.uid in line]
+            assert any("ends before it starts" in line for line in said), log[-2000:]
+        if case.broken == "missing-SUMMARY" and case.candidate not in sound:
+            assert case.candidate not in to  # no subject: not recognisably an interview
+    for line in log.splitlines():
+        assert not any(c in line for c in everyone), "a candidate address in the logs above DEBUG"
+
+
+def test_the_oracle_sees_a_draft_when_there_is_one(tmp_path: Path) -> None:
+    # The property above is only as good as its reading of the Maildir: one plain case, by hand.
+    start = datetime(2026, 12, 3, 14, 0, tzinfo=ZoneInfo("Europe/Stockholm"))
+    case = Case(
+        EventSpec(
+            uid="hv-plain@nordljus.se", subject="Intervju", start=start, end=start + timedelta(hours=1),
+            organizer=two_weeks.RECRUITER,
+            attendees=(two_weeks.RECRUITER, Who("plain@example.com", "Anna\r\nBcc: leak@evil.example")),
+        ),
+        "plain@example.com",
+        sound=True,
+    )
+    backend = IcsMaildirBackend(tmp_path)
+    write_ics(backend.ics, [case], windows_names=False)
+    assert main(["--config", str(write_config(backend, tmp_path)), "once", "--now", NOW.isoformat()]) == 0
+    (path,) = backend.files(".Drafts")
+    message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+    assert assert_well_formed(message, {"plain@example.com"}) == "plain@example.com"  # type: ignore[arg-type]
