@@ -37,6 +37,8 @@ typecheck: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/once_pass.py
+	$(BIN)/python bench/graph_idle.py
+	$(BIN)/python bench/google_idle.py
 
 wheel: $(STAMP)
 	$(BIN)/python -m build --wheel --outdir dist .

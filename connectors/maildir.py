@@ -31,6 +31,7 @@ OBSOLETE_KEYWORD = "recruitmail-obsolete"
 # labels, Dovecot and Thunderbird's Maildir import read them; the F flag is shown everywhere.
 _OBSOLETE_LINES = (f"X-Keywords: {OBSOLETE_KEYWORD}", f"Keywords: {OBSOLETE_KEYWORD}")
 _NAME_KEY = re.compile(r"rm-([0-9a-f]{32})")
+_MESSAGE_ID_KEY = re.compile(r"<rm-([0-9a-f]{32})@")
 _MAX_HEADER_BYTES = 256 * 1024
 
 
@@ -81,6 +82,7 @@ class _Folder:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._seen: dict[tuple[str, int, int], _Entry] = {}
+        self._by_key: dict[str, list[_Entry]] = {}
 
     def create(self, *, subfolder: bool) -> None:
         for part in (self.path, self.path / "cur", self.path / "new", self.path / "tmp"):
@@ -101,16 +103,30 @@ class _Folder:
             for item in listing:
                 if item.name.startswith("."):
                     continue
-                try:
-                    stat = item.stat()
-                except FileNotFoundError:
-                    continue  # renamed by a client since the listing
-                version = (f"{sub}/{item.name}", stat.st_mtime_ns, stat.st_size)
+                # Files are replaced, never rewritten in place (clients rename; we write a new
+                # file and rename it over), so name and inode identify a version without a stat
+                # call per file; a pass looks up every key it drafts.
+                version = (f"{sub}/{item.name}", item.inode(), 0)
                 entry = self._seen.get(version) or _read_entry(Path(item.path))
                 if entry is not None:
                     found[version] = entry
         self._seen = found
-        return sorted(found.values(), key=lambda e: e.path.name)
+        ordered = sorted(found.values(), key=lambda e: e.path.name)
+        self._by_key = {}
+        for known in ordered:
+            for key_id in {
+                known.key_id,
+                _key_in_name(known.base),
+                _key_in_message_id(known.message_id),
+            }:
+                if key_id:
+                    self._by_key.setdefault(key_id, []).append(known)
+        return ordered
+
+    def keyed(self, key_id: str) -> list[_Entry]:
+        """The entries whose name, key header or Message-ID carries ``key_id`` (a fresh listing)."""
+        self.entries()
+        return self._by_key.get(key_id, [])
 
 
 def _read_entry(path: Path) -> _Entry | None:
@@ -179,6 +195,11 @@ def _key_in_name(base: str) -> str:
     return match.group(1) if match else ""
 
 
+def _key_in_message_id(message_id: str) -> str:
+    match = _MESSAGE_ID_KEY.match(message_id)
+    return match.group(1) if match else ""
+
+
 def _carries(entry: _Entry, key_id: str) -> bool:
     return bool(key_id) and (
         entry.key_id == key_id or entry.message_id.startswith(f"<rm-{key_id}@")
@@ -211,13 +232,13 @@ class MaildirSink:
 
     def find_draft(self, key: DraftKey) -> DraftRef | None:
         """The draft carrying ``key`` in Drafts (by file name, then by header), else in Sent."""
-        drafts = [e for e in self._drafts.entries() if not e.trashed]
+        drafts = [e for e in self._drafts.keyed(key.id) if not e.trashed]
         by_name = [e for e in drafts if _key_in_name(e.base) == key.id]
         for entry in by_name + [e for e in drafts if _carries(e, key.id)]:
             ref = self._ref(entry)
             if ref is not None:
                 return ref
-        for entry in self._sent.entries():
+        for entry in self._sent.keyed(key.id):
             if _carries(entry, key.id):
                 ref = self._ref(entry)
                 if ref is not None:

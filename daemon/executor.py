@@ -23,12 +23,17 @@ from connectors.base import (
     MailboxSink,
 )
 from daemon import compose
-from daemon.errors import AmbiguousError, CursorExpired, PermanentError, RecruitmailError, TransientError
+from daemon.errors import (
+    AmbiguousError,
+    CursorExpired,
+    PermanentError,
+    RecruitmailError,
+    TransientError,
+)
 from daemon.faults import crash_point
 from daemon.interviews import REASON_BAD_TIMES, REASON_NO_CANDIDATE, Interview, Rejection, recognise
-from daemon.models import DraftKey, DraftState, Period, PersonInfo, pseudonym
+from daemon.models import DraftKey, Period, PersonInfo, pseudonym
 from daemon.planner import (
-    LedgerState,
     Plan,
     PlannedMail,
     Snapshot,
@@ -161,9 +166,10 @@ class MailboxRunner:
         report = PassReport(self.box.address)
         calendar = self.calendar()
         self.sync(now, report)
-        snapshot = self.snapshot(now, calendar)
-        self.refresh_states(snapshot, now)
-        snapshot = self.snapshot(now, calendar)
+        interviews = self.interviews()
+        snapshot = self.snapshot(now, calendar, interviews)
+        if self.refresh_states(snapshot, now):
+            snapshot = self.snapshot(now, calendar, interviews)
         decided = plan(snapshot, now, self.settings, calendar)
         self.carry_out(decided, snapshot, now, calendar, report)
         return report
@@ -205,32 +211,44 @@ class MailboxRunner:
         report.synced_events = len(result.events) + len(result.removed)
         report.full_sync = result.full
 
-    def snapshot(self, now: datetime, calendar: WorkCalendar) -> Snapshot:
-        interviews: list[Interview] = []
+    def interviews(self) -> tuple[Interview, ...]:
+        """The interviews in our copy of the calendar."""
+        found: list[Interview] = []
         for event in self.state.events(self.box.address):
-            found = recognise(event, self.box, self.settings)
-            if isinstance(found, Rejection):
-                continue
-            interviews.extend(found)
+            recognised = recognise(event, self.box, self.settings)
+            if not isinstance(recognised, Rejection):
+                found.extend(recognised)
+        return tuple(found)
+
+    def snapshot(
+        self, now: datetime, calendar: WorkCalendar, interviews: tuple[Interview, ...] | None = None
+    ) -> Snapshot:
+        if interviews is None:
+            interviews = self.interviews()
         rows = self.state.ledger(self.box.address)
         return Snapshot(
             mailbox=self.box,
-            interviews=tuple(interviews),
+            interviews=interviews,
             ledger=tuple(r.entry for r in rows),
             last_contact=self.state.contacts(self.box.address),
             absences=tuple(self.absences(now, calendar)),
             closed=self.state.closed(self.box.address),
         )
 
-    def refresh_states(self, snapshot: Snapshot, now: datetime) -> None:
-        """Ask the mailbox what became of drafts whose interview moved or vanished."""
+    def refresh_states(self, snapshot: Snapshot, now: datetime) -> bool:
+        """Ask the mailbox what became of drafts whose interview moved or vanished; True when
+        it asked (and so the ledger may have changed)."""
+        needed = entries_needing_state(snapshot, now)
+        if not needed:
+            return False
         rows = {r.entry.key.id: r for r in self.state.ledger(self.box.address)}
-        for entry in entries_needing_state(snapshot, now):
+        for entry in needed:
             row = rows.get(entry.key.id)
             if row is None or row.remote is None:
                 continue
             state = self.sink.draft_state(row.remote)
             self.state.set_remote_state(entry.key, state, now)
+        return True
 
     def carry_out(
         self,
@@ -295,7 +313,16 @@ class MailboxRunner:
         row = self.state.ledger_row(key)
         ref = row.remote if row and row.remote else self.sink.find_draft(key)
         if ref is not None:
-            self.sink.mark_obsolete(ref)
+            try:
+                self.sink.mark_obsolete(ref)
+            except PermanentError as exc:  # e.g. the recruiter deleted it meanwhile
+                log.info(
+                    "%s %s for %s: could not mark the draft (%s)",
+                    self.box.address,
+                    key.kind.value,
+                    pseudonym(key.candidate),
+                    exc,
+                )
         self.state.mark_obsolete(key, reason, now)
         log.info(
             "%s %s for %s marked obsolete: %s",
@@ -384,14 +411,7 @@ class MailboxRunner:
                 found = self.person(member.address)
                 if found is not None:
                     directory[member.address] = found
-        sent = [
-            e
-            for e in snapshot.ledger
-            if e.key.candidate == mail.candidate
-            and e.remote_state is DraftState.SENT
-            and e.state is LedgerState.DRAFTED
-        ]
-        latest = max(sent, key=lambda e: e.done_at or e.due, default=None)
+        latest = snapshot.latest_sent.get(mail.candidate)
         return compose.Facts(
             interview_number=number,
             absences=snapshot.absences,

@@ -11,6 +11,7 @@ import hashlib
 import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 
 
 def normalise_address(address: str) -> str:
@@ -154,7 +155,7 @@ class DraftKey:
     def text(self) -> str:
         return f"{self.mailbox}|{self.candidate}|{self.kind.value}|{self.occasion}"
 
-    @property
+    @cached_property
     def id(self) -> str:
         """A short opaque digest of the key: safe in headers, file names and provider queries."""
         return hashlib.sha256(self.text.encode("utf-8")).hexdigest()[:32]

@@ -11,6 +11,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
+from functools import cached_property
 from typing import Any
 
 from daemon.interviews import Interview
@@ -60,6 +61,17 @@ class Snapshot:
     last_contact: dict[str, datetime] = field(default_factory=dict)
     absences: tuple[Period, ...] = ()
     closed: frozenset[str] = frozenset()
+
+    @cached_property
+    def latest_sent(self) -> dict[str, LedgerEntry]:
+        """Per candidate, the newest of our mails the recruiter sent (to thread follow-ups on)."""
+        newest: dict[str, LedgerEntry] = {}
+        for e in self.ledger:
+            if e.state is LedgerState.DRAFTED and e.remote_state is DraftState.SENT:
+                known = newest.get(e.key.candidate)
+                if known is None or (e.done_at or e.due) > (known.done_at or known.due):
+                    newest[e.key.candidate] = e
+        return newest
 
 
 @dataclass(frozen=True)
@@ -233,6 +245,8 @@ class _Planner:
                 prior.sort(key=lambda e: (e.done_at or e.due, e.key.id))
                 latest = prior[-1] if prior else None
                 sent = [e for e in prior if e.remote_state is DraftState.SENT]
+                if latest is not None and latest.remote_state is DraftState.DELETED:
+                    continue  # the recruiter deleted this interview's mail: that decision stands
                 if latest is not None and latest.context.get("start") == instant(
                     interview.event.start
                 ):
@@ -278,7 +292,7 @@ class _Planner:
                 if entry.context.get("occasion") in live_occasions.get(address, set()):
                     continue
                 start = _parse(entry.context.get("start"))
-                if entry.remote_state is DraftState.SENT or (
+                if entry.remote_state in (DraftState.SENT, DraftState.DELETED) or (
                     start is not None and start <= self.now
                 ):
                     continue
@@ -296,7 +310,16 @@ class _Planner:
             return
         event = interview.event
         occasion = f"{event.occasion}@{instant(event.start)}"
-        key = key or self.key(interview.candidate.address, kind, occasion)
+        if key is None:
+            key = self.key(interview.candidate.address, kind, occasion)
+            # Moved away and back, or cancelled and booked again: the draft for this time is
+            # obsolete and a key is drafted at most once, so take the next revision of the key.
+            revision = 1
+            while (
+                entry := self.ledger.get(key.id)
+            ) is not None and entry.state is LedgerState.OBSOLETE:
+                revision += 1
+                key = self.key(interview.candidate.address, kind, f"{occasion}#{revision}")
         mail = PlannedMail(
             key=key,
             due=min(self.now, event.start),
@@ -495,9 +518,14 @@ class _Planner:
             if not ready:
                 continue
             main = ready[0]
+            # Two interviews the same day: one thank-you after the last, not one per session
+            # (else the second waits for tomorrow, or not, depending on how often we poll).
+            another_thank_you = main.mail.kind is MailKind.THANK_YOU and any(
+                c.mail.kind is MailKind.THANK_YOU for c in later
+            )
             if (
                 later
-                and later[0].mail.kind.priority < main.mail.kind.priority
+                and (later[0].mail.kind.priority < main.mail.kind.priority or another_thank_you)
                 and not self.attempting(main.mail.key)
             ):
                 continue  # hold: everything folds into the more important mail later today
@@ -585,7 +613,7 @@ def entries_needing_state(snapshot: Snapshot, now: datetime) -> list[LedgerEntry
     for entry in snapshot.ledger:
         if not (entry.key.kind.is_announcement and entry.state is LedgerState.DRAFTED):
             continue
-        if entry.remote_state is DraftState.SENT:
+        if entry.remote_state in (DraftState.SENT, DraftState.DELETED):
             continue
         start = _parse(entry.context.get("start"))
         if start is not None and start <= now:

@@ -13,7 +13,7 @@ import logging
 import signal
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -21,7 +21,7 @@ from typing import Any
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from daemon.errors import ConfigError, RecruitmailError
+from daemon.errors import ConfigError, RecruitmailError, TransientError
 from daemon.executor import MailboxRunner
 from daemon.render import Renderer
 from daemon.runtime import describe, open_runner, validate
@@ -146,6 +146,8 @@ class Service:
             except RecruitmailError as exc:
                 self.close_runner(address)  # reconnect next time
                 log.error("mailbox %s: pass failed: %s", address, exc)
+                if isinstance(exc, TransientError) and exc.retry_after:
+                    self.postpone(address, exc.retry_after)
             except Exception:
                 self.close_runner(address)
                 log.exception("mailbox %s: unexpected error; the next pass tries again", address)
@@ -154,6 +156,14 @@ class Service:
                 self.last_pass = datetime.now(UTC)
                 self.heartbeat.pass_finished(token)
                 self.notifier.status(self.status_line())
+
+    def postpone(self, address: str, seconds: float) -> None:
+        """The provider asked us to wait (Retry-After): no pass for this mailbox before then."""
+        job = self.scheduler.get_job(address)
+        earliest = datetime.now(UTC) + timedelta(seconds=seconds)
+        if job is not None and job.next_run_time is not None and job.next_run_time < earliest:
+            job.modify(next_run_time=earliest)
+            log.info("mailbox %s: next pass in %.0f s, as the provider asked", address, seconds)
 
     def status_line(self) -> str:
         line = describe_status(len(self.settings.mailboxes), self.last_pass, self.drafts_created)
@@ -185,11 +195,20 @@ class Service:
                 finally:
                     lock.release()
         needs_restart = [
-            name for name in ("state_dir", "workers", "metrics_address", "metrics_port", "pass_timeout_seconds")
+            name
+            for name in (
+                "state_dir",
+                "workers",
+                "metrics_address",
+                "metrics_port",
+                "pass_timeout_seconds",
+            )
             if getattr(settings.service, name) != getattr(self.settings.service, name)
         ]
         if needs_restart:
-            log.warning("service.%s changed: takes effect after a restart", ", service.".join(needs_restart))
+            log.warning(
+                "service.%s changed: takes effect after a restart", ", service.".join(needs_restart)
+            )
         self.settings, self.renderer, self.problem = settings, renderer, ""
         setup_logging(settings.service.log_level, settings.service.log_format)
         self.schedule()

@@ -32,8 +32,12 @@ def setup(tmp_path: Path) -> tuple[IcsMaildirBackend, Path]:
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "daemon", *args], capture_output=True, text=True, cwd=REPO,
-        env={**os.environ, **(env or {})}, timeout=120,
+        [sys.executable, "-m", "daemon", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+        timeout=120,
     )
 
 
@@ -55,8 +59,12 @@ def test_check_names_the_line_of_a_toml_syntax_error(tmp_path: Path) -> None:
 def test_check_names_the_key_and_the_fix(setup: tuple[IcsMaildirBackend, Path]) -> None:
     _, config = setup
     text = config.read_text(encoding="utf-8")
-    config.write_text(text.replace('time_zone = "Europe/Stockholm"', 'time_zone = "Europe/Stokholm"')
-                      .replace('language = "sv"', 'language = "sv"\nsignatur = "typo"'), encoding="utf-8")
+    config.write_text(
+        text.replace('time_zone = "Europe/Stockholm"', 'time_zone = "Europe/Stokholm"').replace(
+            'language = "sv"', 'language = "sv"\nsignatur = "typo"'
+        ),
+        encoding="utf-8",
+    )
     result = run_cli("--config", str(config), "check")
     assert result.returncode == 2
     assert "company.time_zone" in result.stderr and "IANA" in result.stderr
@@ -65,22 +73,32 @@ def test_check_names_the_key_and_the_fix(setup: tuple[IcsMaildirBackend, Path]) 
 
 def test_check_names_a_bad_provider_option(setup: tuple[IcsMaildirBackend, Path]) -> None:
     _, config = setup
-    config.write_text(config.read_text(encoding="utf-8").replace('type = "maildir"', 'type = "maildir"\npaht = "x"'),
-                      encoding="utf-8")
+    config.write_text(
+        config.read_text(encoding="utf-8").replace(
+            'type = "maildir"', 'type = "maildir"\npaht = "x"'
+        ),
+        encoding="utf-8",
+    )
     result = run_cli("--config", str(config), "check")
     assert result.returncode == 2
     assert "mailboxes[0].sink" in result.stderr and "paht" in result.stderr
 
 
-def test_a_broken_template_fails_check_and_start_up_with_file_and_line(setup: tuple[IcsMaildirBackend, Path]) -> None:
+def test_a_broken_template_fails_check_and_start_up_with_file_and_line(
+    setup: tuple[IcsMaildirBackend, Path],
+) -> None:
     backend, config = setup
     overrides = config.parent / "templates" / "sv"
     overrides.mkdir(parents=True)
     (overrides / "welcome.txt.j2").write_text(
         "{% block subject %}Hej{% endblock %}\nHej {{ candidate.first_name }\n", encoding="utf-8"
     )
-    config.write_text(config.read_text(encoding="utf-8").replace(
-        "[service]", f'[service]\ntemplates_dir = "{config.parent / "templates"}"'), encoding="utf-8")
+    config.write_text(
+        config.read_text(encoding="utf-8").replace(
+            "[service]", f'[service]\ntemplates_dir = "{config.parent / "templates"}"'
+        ),
+        encoding="utf-8",
+    )
     for command in (("check",), ("once", "--now", MONDAY.isoformat())):
         result = run_cli("--config", str(config), *command)
         assert result.returncode == 2, command
@@ -108,7 +126,11 @@ def test_once_then_status_then_forget(setup: tuple[IcsMaildirBackend, Path]) -> 
     assert stat.S_IMODE(database.stat().st_mode) == 0o600
 
     status = run_cli("--config", str(config), "status", "--offline")
-    assert two_weeks.ANNA in status.stdout and "welcome" in status.stdout and "drafted" in status.stdout
+    assert (
+        two_weeks.ANNA in status.stdout
+        and "welcome" in status.stdout
+        and "drafted" in status.stdout
+    )
 
     forget = run_cli("--config", str(config), "forget", two_weeks.ANNA.upper())
     assert forget.returncode == 0, forget.stderr
@@ -122,18 +144,36 @@ def test_once_then_status_then_forget(setup: tuple[IcsMaildirBackend, Path]) -> 
 def test_a_closed_process_gets_no_status_update(setup: tuple[IcsMaildirBackend, Path]) -> None:
     backend, config = setup
     for day, clock in ((7, "09:30"), (8, "12:30")):
-        assert main(["--config", str(config), "once", "--now", at(date(2026, 12, day), clock).isoformat()]) == 0
+        assert (
+            main(
+                [
+                    "--config",
+                    str(config),
+                    "once",
+                    "--now",
+                    at(date(2026, 12, day), clock).isoformat(),
+                ]
+            )
+            == 0
+        )
     assert run_cli("--config", str(config), "close", two_weeks.ANNA).returncode == 0
     before = len(backend.messages())
     # Five working days after Anna's interview on Tue 8 Dec: Tue 15 Dec.
-    assert main(["--config", str(config), "once", "--now", at(date(2026, 12, 15), "09:30").isoformat()]) == 0
+    assert (
+        main(
+            ["--config", str(config), "once", "--now", at(date(2026, 12, 15), "09:30").isoformat()]
+        )
+        == 0
+    )
     new = backend.messages()[before:]
     assert all(two_weeks.ANNA not in str(m["To"]) for m in new)
 
 
 def test_environment_overrides_the_file(setup: tuple[IcsMaildirBackend, Path]) -> None:
     _, config = setup
-    result = run_cli("--config", str(config), "check", env={"RECRUITMAIL_SERVICE__INTERVAL_SECONDS": "3"})
+    result = run_cli(
+        "--config", str(config), "check", env={"RECRUITMAIL_SERVICE__INTERVAL_SECONDS": "3"}
+    )
     assert result.returncode == 2 and "interval_seconds" in result.stderr
 
 

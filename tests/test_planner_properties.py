@@ -84,7 +84,9 @@ class Scenario:
 
     @property
     def end(self) -> datetime:
-        return self.origin + timedelta(days=DAYS)
+        """Midnight after the last whole local day (DST makes some days 23 or 25 hours)."""
+        last = self.origin.astimezone(STOCKHOLM).date() + timedelta(days=DAYS)
+        return at(last, "00:00").astimezone(UTC)
 
 
 def _hour_between(draw: st.DrawFn, first: datetime, last: datetime) -> datetime | None:

@@ -7,7 +7,8 @@ import pytest
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "reliability: crash, fault-injection and hostile-input suite (sized by RELIABILITY_*)"
+        "markers",
+        "reliability: crash, fault-injection and hostile-input suite (sized by RELIABILITY_*)",
     )
 
 

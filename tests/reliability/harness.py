@@ -52,9 +52,7 @@ class RecruiterMaildir(IcsMaildirBackend):
 
     def delete_draft(self, candidate: str) -> str:
         """Delete the newest draft addressed to ``candidate``; returns the key it carried."""
-        mine = [
-            p for p in self.files(".Drafts") if candidate in str(_parse(p.read_bytes())["To"])
-        ]
+        mine = [p for p in self.files(".Drafts") if candidate in str(_parse(p.read_bytes())["To"])]
         newest = max(mine, key=lambda p: p.stat().st_mtime_ns)
         key = str(_parse(newest.read_bytes())[KEY_HEADER])
         newest.unlink()
@@ -102,7 +100,9 @@ def run_pass(
         text=True,
     )
     try:
-        _, err = process.communicate(timeout=kill_after if kill_after is not None else CLEAN_RUN_LIMIT)
+        _, err = process.communicate(
+            timeout=kill_after if kill_after is not None else CLEAN_RUN_LIMIT
+        )
     except subprocess.TimeoutExpired:
         process.send_signal(signal.SIGKILL)
         _, err = process.communicate()
@@ -155,9 +155,7 @@ def inspect(backend: ScenarioBackend, workdir: Path, deleted: set[str]) -> Verdi
     finally:
         state.close()
     written = {
-        r.entry.key.id
-        for r in rows
-        if r.entry.state in (LedgerState.DRAFTED, LedgerState.OBSOLETE)
+        r.entry.key.id for r in rows if r.entry.state in (LedgerState.DRAFTED, LedgerState.OBSOLETE)
     }
     database = workdir / "state" / "recruitmail.sqlite"
     with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as db:
@@ -201,7 +199,11 @@ class Chain:
     """
 
     def __init__(
-        self, root: Path, mode: str, seed: int, kills_per_instant: int | None = None,
+        self,
+        root: Path,
+        mode: str,
+        seed: int,
+        kills_per_instant: int | None = None,
         instants: tuple[datetime, ...] = two_weeks.INSTANTS,
         forced: dict[datetime, str] | None = None,
     ) -> None:
@@ -259,7 +261,9 @@ class Chain:
                 self.report.kills += 1
                 self.report.kills_by_point[(crash_at or "random").split(":")[0]] += 1
                 continue
-            self.expect_clean(result, instant, f"with {crash_at or f'a kill after {kill_after:.2f}s'}")
+            self.expect_clean(
+                result, instant, f"with {crash_at or f'a kill after {kill_after:.2f}s'}"
+            )
             self.report.completed_despite_fault += 1
             return
         result = run_pass(self.config, instant)

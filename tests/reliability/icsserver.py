@@ -127,7 +127,9 @@ class FaultyCalendarServer:
         if handler.headers.get("If-None-Match") == etag:
             handler.answer(304, b"", {"ETag": etag})
         else:
-            handler.answer(200, body, {"ETag": etag, "Content-Type": "text/calendar; charset=utf-8"})
+            handler.answer(
+                200, body, {"ETag": etag, "Content-Type": "text/calendar; charset=utf-8"}
+            )
 
     def misbehave(self, handler: _Handler, fault: str) -> None:
         status, _, wait = fault.partition("+")
@@ -196,9 +198,7 @@ class _Handler(BaseHTTPRequestHandler):
         """Close with RST (SO_LINGER 0), as a crashing proxy does."""
         self.close_connection = True
         try:
-            self.connection.setsockopt(
-                socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
-            )
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             self.connection.close()
         except OSError:
             pass

@@ -69,7 +69,10 @@ def test_a_stale_mail_is_skipped_not_drafted_when_the_skip_is_killed(tmp_path: P
     # skipped. Killing it just before that record must not turn a skip into a late draft.
     monday = two_weeks.DOWN_UNTIL
     chain = Chain(
-        tmp_path, "points", budget.SEED, instants=two_weeks.INSTANTS_WITH_OUTAGE,
+        tmp_path,
+        "points",
+        budget.SEED,
+        instants=two_weeks.INSTANTS_WITH_OUTAGE,
         forced={monday: "skip-before-commit"},
     )
     report = chain.run()

@@ -29,7 +29,6 @@ from random import Random
 
 import pytest
 
-from daemon.errors import RecruitmailError
 from daemon.runtime import run_once, validate
 from daemon.settings import load_settings
 from daemon.state import State
@@ -151,14 +150,16 @@ def fault_replay(root: Path, seed: int, maildir_faults: bool = True) -> FaultRep
                     # First, so that it meets the instant's drafts (a later fault would not).
                     kinds.insert(0, rng.choice(("maildir-tmp", "maildir-cur")))
                 for fault in kinds:
-                    faulted_pass(
-                        backend, server, settings, renderer, state, instant, fault, report
-                    )
+                    faulted_pass(backend, server, settings, renderer, state, instant, fault, report)
                 before = len(server.requests)
                 outcome = run_once(settings, state, renderer, instant)
                 report.passes += 1
-                assert outcome.failures == {}, f"a clean pass failed at {instant}: {outcome.failures}"
-                report.requests_per_pass = max(report.requests_per_pass, len(server.requests) - before)
+                assert outcome.failures == {}, (
+                    f"a clean pass failed at {instant}: {outcome.failures}"
+                )
+                report.requests_per_pass = max(
+                    report.requests_per_pass, len(server.requests) - before
+                )
         finally:
             state.close()
         assert server.max_in_flight() <= 1  # one mailbox, one calendar request at a time (≤ 4)
@@ -170,8 +171,14 @@ def fault_replay(root: Path, seed: int, maildir_faults: bool = True) -> FaultRep
 
 
 def faulted_pass(
-    backend: HttpCalendarMaildir, server: FaultyCalendarServer, settings: object, renderer: object,
-    state: State, instant: datetime, fault: str, report: FaultReport,
+    backend: HttpCalendarMaildir,
+    server: FaultyCalendarServer,
+    settings: object,
+    renderer: object,
+    state: State,
+    instant: datetime,
+    fault: str,
+    report: FaultReport,
 ) -> None:
     broken = fault.removeprefix("maildir-") if fault.startswith("maildir-") else None
     if broken:
@@ -191,7 +198,9 @@ def faulted_pass(
         if outcome.failures:  # the pass had something to write, and could not
             report.faults[fault] += 1
             (problem,) = outcome.failures.values()
-            assert problem.startswith("TransientError") and "cannot write the draft" in problem, problem
+            assert problem.startswith("TransientError") and "cannot write the draft" in problem, (
+                problem
+            )
             report.failures[problem.split(":")[0]] += 1
         return
     assert server.pending() == 0 and made == 1, "one request per pass, no blind retry"
@@ -208,7 +217,9 @@ def test_faults_never_duplicate_lose_or_crash(tmp_path: Path) -> None:
     started = time.monotonic()
     reports: list[FaultReport] = []
     # Replays run side by side, each in its own process with its own server and directory.
-    with ProcessPoolExecutor(budget.WORKERS, mp_context=multiprocessing.get_context("fork")) as pool:
+    with ProcessPoolExecutor(
+        budget.WORKERS, mp_context=multiprocessing.get_context("fork")
+    ) as pool:
         while (
             sum(sum(r.faults.values()) for r in reports) < budget.FAULTS
             or time.monotonic() - started < budget.FAULT_SECONDS
@@ -263,12 +274,18 @@ def test_the_daemon_waits_for_retry_after_before_polling_again(tmp_path: Path) -
         with log.open("wb") as out:
             daemon = subprocess.Popen(
                 [sys.executable, "-m", "daemon", "run", "--config", str(config)],
-                cwd=tmp_path, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                cwd=tmp_path,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
             )
         try:
             # Wait (a guard, not a measurement) for the poll after the throttled one.
             deadline = time.monotonic() + 90
-            while len(server.requests) < 2 and time.monotonic() < deadline and daemon.poll() is None:
+            while (
+                len(server.requests) < 2 and time.monotonic() < deadline and daemon.poll() is None
+            ):
                 time.sleep(0.2)
         finally:
             daemon.send_signal(signal.SIGTERM)

@@ -17,6 +17,7 @@ import email.policy
 import io
 import re
 import tempfile
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
@@ -24,7 +25,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import HealthCheck, given, seed, settings
+from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
 from connectors.base import KEY_HEADER
@@ -38,7 +39,10 @@ from tests.scenario.spec import EventSpec, Moved, Who, to_ics
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=ZoneInfo("Europe/Stockholm"))  # a Tuesday
 PAYLOAD = "pwn" + "ed"  # what a template expression smuggled into a name would print
 ZONES = ("Europe/Stockholm", "America/New_York", "Asia/Kolkata", "Pacific/Chatham", "UTC")
-WINDOWS_NAMES = {"Europe/Stockholm": "W. Europe Standard Time", "America/New_York": "Eastern Standard Time"}
+WINDOWS_NAMES = {
+    "Europe/Stockholm": "W. Europe Standard Time",
+    "America/New_York": "Eastern Standard Time",
+}
 ALLOWED_HEADERS = {
     "from", "to", "subject", "date", "message-id", "mime-version", "content-type",
     "content-transfer-encoding", "in-reply-to", "references", "x-recruitmail-key",
@@ -75,14 +79,23 @@ class Case:
     spec: EventSpec
     candidate: str
     sound: bool  # a well-formed interview with a future start: it must be drafted
-    broken: str = ""  # "" | "ends-before-start" | "missing-DTEND" | "missing-SUMMARY" | "missing-ORGANIZER"
+    broken: str = (
+        ""  # "" | "ends-before-start" | "missing-DTEND" | "missing-SUMMARY" | "missing-ORGANIZER"
+    )
 
 
 @st.composite
 def cases(draw: st.DrawFn, index: int) -> Case:
     zone = ZoneInfo(draw(st.sampled_from(ZONES)))
     day = NOW.date() + timedelta(days=draw(st.integers(1, 40)))
-    start = datetime(day.year, day.month, day.day, draw(st.integers(0, 23)), draw(st.sampled_from((0, 15, 30, 45))), tzinfo=zone)
+    start = datetime(
+        day.year,
+        day.month,
+        day.day,
+        draw(st.integers(0, 23)),
+        draw(st.sampled_from((0, 15, 30, 45))),
+        tzinfo=zone,
+    )
     minutes = draw(st.integers(15, 180))
     candidate = f"cand{index}-{draw(st.integers(0, 99))}@example.com".lower()
     name = draw(TEXT)
@@ -125,32 +138,56 @@ def write_ics(path: Path, found: list[Case], windows_names: bool) -> None:
     """The cases as one calendar; some properties dropped; zones perhaps under Windows names."""
     text = to_ics([c.spec for c in found]).decode("utf-8")
     text = re.sub(r"\r\n[ \t]", "", text)  # unfold, so that whole properties can be dropped
-    lines = text.split("\r\n")
     out: list[str] = []
-    drop = ""
-    for line in lines:
-        if line.startswith("UID:"):
-            uid = line[4:]
-            drop = next((c.broken[8:] for c in found if c.spec.uid == uid and c.broken.startswith("missing-")), "")
-        if line == "END:VEVENT":
-            drop = ""
-        if drop and re.match(rf"{drop}[;:]", line):
+    block: list[str] | None = None
+    for line in text.split("\r\n"):
+        if line == "BEGIN:VEVENT":
+            block = []
+        if block is None:
+            out.append(line)
             continue
-        out.append(line)
+        block.append(line)
+        if line == "END:VEVENT":
+            uid = next(b[4:] for b in block if b.startswith("UID:"))
+            case = next((c for c in found if c.spec.uid == uid), None)
+            drop = (
+                case.broken[len("missing-") :]
+                if case and case.broken.startswith("missing-")
+                else ""
+            )
+            out.extend(b for b in block if not (drop and re.match(rf"{drop}[;:]", b)))
+            block = None
     text = "\r\n".join(out)
     if windows_names:
         for iana, windows in WINDOWS_NAMES.items():
-            text = text.replace(f"TZID={iana}", f"TZID={windows}").replace(f"TZID:{iana}", f"TZID:{windows}")
+            text = text.replace(f"TZID={iana}", f"TZID={windows}").replace(
+                f"TZID:{iana}", f"TZID:{windows}"
+            )
     path.write_text(text, encoding="utf-8")
+
+
+def has_controls(spec: EventSpec) -> bool:
+    texts = (spec.subject, spec.body, spec.location, *(w.name for w in spec.attendees))
+    return any(unicodedata.category(ch) == "Cc" and ch not in "\r\n\t" for t in texts for ch in t)
+
+
+def describe(found: list[Case]) -> str:
+    """The generated calendar in short (the full example runs to megabytes)."""
+    return "\n".join(
+        f"  {c.spec.uid} {c.broken or 'sound'} {c.spec.start.isoformat()} ({c.spec.start.tzinfo}) "
+        f"-> {c.spec.end.isoformat()} rrule={c.spec.rrule!r} exdates={len(c.spec.exdates)} "
+        f"moved={len(c.spec.moved)} name={c.spec.attendees[-1].name[:30]!r} subject={c.spec.subject[:30]!r}"
+        for c in found
+    )
 
 
 def assert_well_formed(message: EmailMessage, candidates: set[str]) -> str:
     """One recipient, a known one; no header we did not write; no template code executed."""
     assert message.defects == [] or all("Header" not in type(d).__name__ for d in message.defects)
-    names = {n.lower() for n in message.keys()}
+    names = {n.lower() for n in message}
     assert names <= ALLOWED_HEADERS, names - ALLOWED_HEADERS
     assert message["Bcc"] is None and message["Cc"] is None
-    (to,) = message.get_all("To")
+    (to,) = message.get_all("To") or []
     (address,) = to.addresses
     assert address.addr_spec in candidates
     for name, value in message.items():
@@ -164,7 +201,7 @@ def assert_well_formed(message: EmailMessage, candidates: set[str]) -> str:
         assert PAYLOAD not in content
         if part == "html":
             assert "<script>" not in content
-    return address.addr_spec
+    return str(address.addr_spec)
 
 
 @pytest.mark.timeout(budget.timeout(10.0, budget.EXAMPLES))
@@ -173,10 +210,19 @@ def assert_well_formed(message: EmailMessage, candidates: set[str]) -> str:
     max_examples=budget.EXAMPLES,
     deadline=None,
     database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
+    # Examples are whole calendars with megabyte fields: shrinking one takes longer than the
+    # suite; the failing calendar is printed as generated.
+    phases=(Phase.explicit, Phase.generate),
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.large_base_example,
+    ],
 )
 @given(calendars())
-def test_generated_calendars_are_drafted_or_skipped_never_crash(drawn: tuple[list[Case], bool]) -> None:
+def test_generated_calendars_are_drafted_or_skipped_never_crash(
+    drawn: tuple[list[Case], bool],
+) -> None:
     found, windows_names = drawn
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
@@ -194,10 +240,20 @@ def test_generated_calendars_are_drafted_or_skipped_never_crash(drawn: tuple[lis
             for p in backend.files(".Drafts")
         ]
     everyone = {c.candidate for c in found}
-    to = [assert_well_formed(m, everyone) for m in drafts]  # type: ignore[arg-type]
+    to = [assert_well_formed(m, everyone) for m in drafts]
     assert len(to) == len(set(to)), "one draft per candidate per day"
-    sound = {c.candidate for c in found if c.sound}
-    assert sound <= set(to), f"sound interviews not drafted: {sorted(sound - set(to))}"
+    # Control characters are not allowed in iCalendar text: a line carrying them may be dropped
+    # by the parser (the event then has no candidate, and says so); everything else is drafted.
+    sound = {c.candidate for c in found if c.sound and not has_controls(c.spec)}
+    assert sound <= set(to), (
+        f"sound interviews not drafted: {sorted(sound - set(to))}\n{describe(found)}\n{log[-3000:]}"
+    )
+    for case in found:
+        if case.candidate not in to:
+            said = [line for line in log.splitlines() if case.spec.uid in line]
+            assert said or case.broken == "missing-SUMMARY", (
+                f"{case.spec.uid} neither drafted nor skipped with a reason\n{describe(found)}"
+            )
     for case in found:
         if case.broken == "ends-before-start" and case.candidate not in sound:
             assert case.candidate not in to
@@ -214,16 +270,25 @@ def test_the_oracle_sees_a_draft_when_there_is_one(tmp_path: Path) -> None:
     start = datetime(2026, 12, 3, 14, 0, tzinfo=ZoneInfo("Europe/Stockholm"))
     case = Case(
         EventSpec(
-            uid="hv-plain@nordljus.se", subject="Intervju", start=start, end=start + timedelta(hours=1),
+            uid="hv-plain@nordljus.se",
+            subject="Intervju",
+            start=start,
+            end=start + timedelta(hours=1),
             organizer=two_weeks.RECRUITER,
-            attendees=(two_weeks.RECRUITER, Who("plain@example.com", "Anna\r\nBcc: leak@evil.example")),
+            attendees=(
+                two_weeks.RECRUITER,
+                Who("plain@example.com", "Anna\r\nBcc: leak@evil.example"),
+            ),
         ),
         "plain@example.com",
         sound=True,
     )
     backend = IcsMaildirBackend(tmp_path)
     write_ics(backend.ics, [case], windows_names=False)
-    assert main(["--config", str(write_config(backend, tmp_path)), "once", "--now", NOW.isoformat()]) == 0
+    assert (
+        main(["--config", str(write_config(backend, tmp_path)), "once", "--now", NOW.isoformat()])
+        == 0
+    )
     (path,) = backend.files(".Drafts")
     message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
-    assert assert_well_formed(message, {"plain@example.com"}) == "plain@example.com"  # type: ignore[arg-type]
+    assert assert_well_formed(message, {"plain@example.com"}) == "plain@example.com"
