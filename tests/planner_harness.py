@@ -134,6 +134,7 @@ class Sim:
     ledger: dict[str, LedgerEntry] = field(default_factory=dict)
     drafted: list[Done] = field(default_factory=list)
     sent: set[str] = field(default_factory=set)  # key ids the recruiter sent
+    deleted: set[str] = field(default_factory=set)  # key ids the recruiter deleted unsent
     outbox: dict[str, datetime] = field(default_factory=dict)  # candidate -> last mail in Sent
     contacts: dict[str, datetime] = field(default_factory=dict)  # what the state learnt of them
 
@@ -200,7 +201,13 @@ class Sim:
         now = now.astimezone(UTC)  # the CLI and the scheduler hand the planner a fixed-offset clock
         events = tuple(events)
         for entry in entries_needing_state(self.snapshot(events), now):
-            remote = DraftState.SENT if entry.key.id in self.sent else DraftState.PENDING
+            remote = (
+                DraftState.SENT
+                if entry.key.id in self.sent
+                else DraftState.DELETED
+                if entry.key.id in self.deleted
+                else DraftState.PENDING
+            )
             self.ledger[entry.key.id] = replace(entry, remote_state=remote)
         decided = plan(self.snapshot(events), now, self.settings, self.calendar)
         for skip in decided.skips:

@@ -689,6 +689,17 @@ def test_moved_and_moved_back_is_a_new_welcome_each_time_never_a_duplicate() -> 
     assert live == [keys[-1]]
 
 
+def test_a_welcome_the_recruiter_deleted_is_not_replaced_when_the_interview_moves() -> None:
+    sim = Sim(make_settings())
+    sim.poll((A_LATER,), at(d(12, 7), "08:00"))
+    (welcome,) = sim.drafted
+    sim.deleted.add(welcome.mail.key.id)
+    decided = sim.poll((moved(A_LATER, at(d(12, 11), "10:00")),), at(d(12, 8), "08:00"))
+    assert decided.drafts == () and decided.obsolete == ()
+    # Cancelled later: nothing to mark either.
+    assert sim.poll((), at(d(12, 9), "08:00")).obsolete == ()
+
+
 def test_a_reschedule_notice_after_an_unsent_one_names_the_time_the_candidate_knows() -> None:
     case = next(
         c for c in CASES if c.name.startswith("moved again after an unsent reschedule_notice")
