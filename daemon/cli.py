@@ -10,12 +10,16 @@ from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
-from daemon import __version__
+from daemon import __version__, compose
 from daemon.errors import ConfigError, RecruitmailError
-from daemon.models import DraftState, normalise_address
+from daemon.executor import PassReport
+from daemon.models import DraftKey, DraftState, MailKind, normalise_address
 from daemon.planner import LedgerState, plan
+from daemon.render import Renderer
 from daemon.runtime import context_for, describe, open_runner, run_once, validate
+from daemon.service import setup_logging
 from daemon.settings import Settings, config_path, load_settings
 from daemon.state import State
 
@@ -37,8 +41,6 @@ def parse_now(value: str | None) -> datetime:
 
 def _setup(args: argparse.Namespace) -> Settings:
     settings = load_settings(args.config)
-    from daemon.service import setup_logging
-
     level = "DEBUG" if getattr(args, "verbose", False) else settings.service.log_level
     setup_logging(level, settings.service.log_format)
     return settings
@@ -84,9 +86,6 @@ def cmd_preview(args: argparse.Namespace) -> int:
         if _only(args) and box.address != _only(args):
             continue
         with open_runner(settings, index, state, renderer) as runner:
-            from daemon import compose
-            from daemon.executor import PassReport
-
             runner.sync(now, PassReport(box.address))
             calendar = runner.calendar()
             snapshot = runner.snapshot(now, calendar)
@@ -121,25 +120,21 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
-    validate(settings)
+    renderer = validate(settings)
     print(
         f"{config_path(args.config)}: configuration and templates are valid "
         f"({len(settings.mailboxes)} mailbox(es))."
     )
     if not args.online:
         return 0
-    from daemon.executor import PassReport
-
     failed = 0
     state = State(Path(":memory:"))
     for index, box in enumerate(settings.mailboxes):
         try:
-            with open_runner(settings, index, state, validate(settings)) as runner:
+            with open_runner(settings, index, state, renderer) as runner:
                 now = datetime.now(UTC)
                 runner.sync(now, PassReport(box.address))
                 runner.zone()
-                from daemon.models import DraftKey, MailKind
-
                 runner.sink.find_draft(
                     DraftKey(box.address, "check@recruitmail.invalid", MailKind.WELCOME, "check")
                 )
@@ -163,8 +158,6 @@ def cmd_status(args: argparse.Namespace) -> int:
     wanted = normalise_address(args.candidate) if args.candidate else None
     journeys: dict[tuple[str, str], list[str]] = defaultdict(list)
     zone = settings.company.time_zone
-    from zoneinfo import ZoneInfo
-
     for row in rows:
         key = row.entry.key
         if wanted and key.candidate != wanted:
@@ -194,6 +187,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def _refresh_remote_states(settings: Settings, state: State) -> None:
     """Ask each mailbox what became of our drafts (sent? edited? deleted?)."""
     now = datetime.now(UTC)
+    renderer = Renderer(settings.service.templates_dir)  # needed to build a runner, not used
     for index, box in enumerate(settings.mailboxes):
         rows = [
             r
@@ -205,7 +199,7 @@ def _refresh_remote_states(settings: Settings, state: State) -> None:
         if not rows:
             continue
         try:
-            with open_runner(settings, index, state, validate(settings)) as runner:
+            with open_runner(settings, index, state, renderer) as runner:
                 for row in rows:
                     assert row.remote is not None
                     state.set_remote_state(row.entry.key, runner.sink.draft_state(row.remote), now)
