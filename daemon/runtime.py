@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -99,17 +100,30 @@ def run_once(
     only: str | None = None,
     observer: Metrics | None = None,
 ) -> PassOutcome:
-    """One reconcile pass over every mailbox (or one): a failing mailbox never stops the others."""
-    outcome = PassOutcome([], {})
-    for index, box in enumerate(settings.mailboxes):
-        if only and box.address != only:
-            continue
+    """One reconcile pass over every mailbox (or one), ``service.workers`` at a time.
+
+    A failing mailbox never stops the others; reports come back in configuration order.
+    """
+    chosen = [i for i, box in enumerate(settings.mailboxes) if not only or box.address == only]
+
+    def one(index: int) -> PassReport | str:
+        box = settings.mailboxes[index]
         try:
             with open_runner(settings, index, state, renderer, observer=observer) as runner:
-                outcome.reports.append(runner.reconcile(now))
+                return runner.reconcile(now)
         except RecruitmailError as exc:
-            outcome.failures[box.address] = f"{type(exc).__name__}: {exc}"
             log.error("mailbox %s: pass failed: %s", box.address, exc)
+            return f"{type(exc).__name__}: {exc}"
+
+    workers = max(1, min(settings.service.workers, len(chosen)))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pass") as pool:
+        results = list(pool.map(one, chosen))
+    outcome = PassOutcome([], {})
+    for index, result in zip(chosen, results, strict=True):
+        if isinstance(result, str):
+            outcome.failures[settings.mailboxes[index].address] = result
+        else:
+            outcome.reports.append(result)
     return outcome
 
 
