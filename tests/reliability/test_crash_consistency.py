@@ -40,8 +40,8 @@ def run_chains(root: Path, target_kills: int) -> list[ChainReport]:
     return reports
 
 
-def test_killed_passes_never_duplicate_lose_or_change_a_draft(tmp_path: Path) -> None:
-    reports = run_chains(tmp_path, budget.KILLS)
+def test_killed_passes_never_duplicate_lose_or_change_a_draft(scratch: Path) -> None:
+    reports = run_chains(scratch, budget.KILLS)
     kills = sum(r.kills for r in reports)
     by_point: Counter[str] = Counter()
     for report in reports:
@@ -64,12 +64,12 @@ def test_killed_passes_never_duplicate_lose_or_change_a_draft(tmp_path: Path) ->
     assert by_point["random"] > 0
 
 
-def test_a_stale_mail_is_skipped_not_drafted_when_the_skip_is_killed(tmp_path: Path) -> None:
+def test_a_stale_mail_is_skipped_not_drafted_when_the_skip_is_killed(scratch: Path) -> None:
     # The outage leaves Thursday's and Friday's mails stale: Monday's first pass records them as
     # skipped. Killing it just before that record must not turn a skip into a late draft.
     monday = two_weeks.DOWN_UNTIL
     chain = Chain(
-        tmp_path,
+        scratch,
         "points",
         budget.SEED,
         instants=two_weeks.INSTANTS_WITH_OUTAGE,

@@ -61,7 +61,9 @@ class HttpCalendarMaildir(RecruiterMaildir):
 
     def break_drafts(self, part: str) -> None:
         """Make ``.Drafts/<part>`` (``tmp`` or ``cur``) unwritable while the sink is open."""
-        freeze(self.maildir / ".Drafts" / part, True)
+        folder = self.maildir / ".Drafts" / part
+        folder.mkdir(parents=True, exist_ok=True)  # before the first pass, nothing exists yet
+        freeze(folder, True)
 
     def repair_drafts(self, part: str) -> None:
         freeze(self.maildir / ".Drafts" / part, False)
@@ -73,9 +75,11 @@ def freeze(directory: Path, frozen: bool) -> None:
     if os.geteuid() != 0:
         directory.chmod(0o500 if frozen else 0o700)
     else:
-        subprocess.run(
-            ["chattr", "+i" if frozen else "-i", str(directory)], check=True, capture_output=True
+        done = subprocess.run(
+            ["chattr", "+i" if frozen else "-i", str(directory)], capture_output=True, text=True
         )
+        if done.returncode != 0:
+            raise OSError(f"chattr on {directory}: {done.stderr.strip()}")
 
 
 def can_freeze(scratch: Path) -> bool:
@@ -84,14 +88,14 @@ def can_freeze(scratch: Path) -> bool:
     probe.mkdir()
     try:
         freeze(probe, True)
-    except (OSError, subprocess.CalledProcessError):
+    except OSError:
         return False
     try:
         (probe / "x").write_bytes(b"")
     except OSError:
         return True
     finally:
-        with contextlib.suppress(OSError, subprocess.CalledProcessError):
+        with contextlib.suppress(OSError):
             freeze(probe, False)
     return False
 
@@ -212,8 +216,8 @@ def faulted_pass(
     report.failures[problem.split(":")[0]] += 1
 
 
-def test_faults_never_duplicate_lose_or_crash(tmp_path: Path) -> None:
-    maildir_faults = can_freeze(tmp_path)
+def test_faults_never_duplicate_lose_or_crash(scratch: Path) -> None:
+    maildir_faults = can_freeze(scratch)
     started = time.monotonic()
     reports: list[FaultReport] = []
     # Replays run side by side, each in its own process with its own server and directory.
@@ -228,7 +232,7 @@ def test_faults_never_duplicate_lose_or_crash(tmp_path: Path) -> None:
             reports.extend(
                 pool.map(
                     fault_replay,
-                    [tmp_path / f"replay-{n}" for n in numbers],
+                    [scratch / f"replay-{n}" for n in numbers],
                     [budget.SEED + n for n in numbers],
                     [maildir_faults] * budget.WORKERS,
                 )
@@ -255,12 +259,12 @@ def test_faults_never_duplicate_lose_or_crash(tmp_path: Path) -> None:
 # --- Retry-After and the running daemon ---------------------------------------------------------
 
 
-def test_the_daemon_waits_for_retry_after_before_polling_again(tmp_path: Path) -> None:
+def test_the_daemon_waits_for_retry_after_before_polling_again(scratch: Path) -> None:
     """``recruitmail run`` polls every 10 s; a 503 asking for 15 s must push the next poll back."""
-    backend = HttpCalendarMaildir(tmp_path, "")
+    backend = HttpCalendarMaildir(scratch, "")
     with FaultyCalendarServer(backend.ics) as server:
         backend.url = server.url
-        config = write_config(backend, tmp_path)
+        config = write_config(backend, scratch)
         config.write_text(
             config.read_text(encoding="utf-8").replace(
                 "lookup_grace_seconds = 0", "lookup_grace_seconds = 0\ninterval_seconds = 10"
@@ -270,11 +274,11 @@ def test_the_daemon_waits_for_retry_after_before_polling_again(tmp_path: Path) -
         server.inject("503+15")
         env = {k: v for k, v in os.environ.items() if not k.startswith(("RECRUITMAIL_", "NOTIFY_"))}
         env["PYTHONPATH"] = str(ROOT)
-        log = tmp_path / "daemon.log"
+        log = scratch / "daemon.log"
         with log.open("wb") as out:
             daemon = subprocess.Popen(
                 [sys.executable, "-m", "daemon", "run", "--config", str(config)],
-                cwd=tmp_path,
+                cwd=scratch,
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=out,

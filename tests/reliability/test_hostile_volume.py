@@ -265,7 +265,7 @@ def test_generated_calendars_are_drafted_or_skipped_never_crash(
         assert not any(c in line for c in everyone), "a candidate address in the logs above DEBUG"
 
 
-def test_the_oracle_sees_a_draft_when_there_is_one(tmp_path: Path) -> None:
+def test_the_oracle_sees_a_draft_when_there_is_one(scratch: Path) -> None:
     # The property above is only as good as its reading of the Maildir: one plain case, by hand.
     start = datetime(2026, 12, 3, 14, 0, tzinfo=ZoneInfo("Europe/Stockholm"))
     case = Case(
@@ -283,10 +283,10 @@ def test_the_oracle_sees_a_draft_when_there_is_one(tmp_path: Path) -> None:
         "plain@example.com",
         sound=True,
     )
-    backend = IcsMaildirBackend(tmp_path)
+    backend = IcsMaildirBackend(scratch)
     write_ics(backend.ics, [case], windows_names=False)
     assert (
-        main(["--config", str(write_config(backend, tmp_path)), "once", "--now", NOW.isoformat()])
+        main(["--config", str(write_config(backend, scratch)), "once", "--now", NOW.isoformat()])
         == 0
     )
     (path,) = backend.files(".Drafts")
