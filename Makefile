@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help demo test lint typecheck bench check wheel clean install uninstall reliability
+.PHONY: help demo test lint typecheck bench check wheel clean install uninstall reliability soak
 
 help:
 	@echo "make demo       run the pipeline on a generated demo calendar (no account needed)"
@@ -13,6 +13,7 @@ help:
 	@echo "make lint       ruff (lint and format check)"
 	@echo "make typecheck  mypy --strict on daemon/ and connectors/"
 	@echo "make bench      print the benchmark figures"
+	@echo "make reliability  kills, injected faults, hostile input (short; make soak is long)"
 	@echo "make wheel      build the wheel into dist/"
 	@echo "make install    install as a system service under /opt/recruitmail (root)"
 
@@ -34,6 +35,16 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
+
+# The crash, fault and hostile-input suite (also part of `make test`); sizes from RELIABILITY_*.
+reliability: $(STAMP)
+	$(BIN)/python -m pytest -m reliability -rA -s tests/reliability
+
+# The long version: 1,000 kills, an hour of faults.
+soak: $(STAMP)
+	RELIABILITY_KILLS=$${RELIABILITY_KILLS:-1000} RELIABILITY_FAULTS=$${RELIABILITY_FAULTS:-100000} \
+	RELIABILITY_FAULT_SECONDS=$${RELIABILITY_FAULT_SECONDS:-3600} RELIABILITY_EXAMPLES=$${RELIABILITY_EXAMPLES:-2000} \
+	$(BIN)/python -m pytest -m reliability -rA -s -p no:cacheprovider tests/reliability
 
 bench: $(STAMP)
 	$(BIN)/python bench/once_pass.py
