@@ -240,10 +240,9 @@ def report(out: Path) -> int:
                 continue
             html = message.get_body(("html",))
             key = row.entry.key
-            preview = (
-                previews
-                / f"{row.entry.done_at:%m%d-%H%M}-{key.kind.value}-{key.candidate.split('@')[0]}.html"
-            )
+            local = row.entry.done_at.astimezone(ZONE)
+            name = f"{local:%m%d-%H%M}-{key.kind.value}-{key.candidate.split('@')[0]}.html"
+            preview = previews / name
             if html is not None:
                 preview.write_text(html.get_content(), encoding="utf-8")
             state_text = row.entry.state.value + (" (sent)" if folder == ".Sent" else "")
@@ -259,9 +258,13 @@ def report(out: Path) -> int:
             )
     found.sort()
     print()
-    print(f"{'day':<16} {'candidate':<28} {'kind':<18} {'state':<16} subject")
-    for when, candidate, kind, state_text, subject, _ in found:
-        print(f"{when:%a %d %b %H:%M}  {candidate:<28} {kind:<18} {state_text:<16} {subject}")
+    print(f"{'day':<16}  {'candidate':<27} {'kind':<18} {'state':<16} {'subject':<62} file")
+    for when, candidate, kind, state_text, subject, preview in found:
+        shown = subject if len(subject) <= 60 else subject[:59] + "…"
+        print(
+            f"{when:%a %d %b %H:%M}  {candidate:<27} {kind:<18} {state_text:<16} {shown:<62} "
+            f"previews/{preview.name}"
+        )
     print()
     print(
         f"{len(found)} drafts in {out / 'Maildir'} (a Maildir: open it with `mutt -f {out / 'Maildir'}/.Drafts`"
