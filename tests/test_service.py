@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 
 from daemon.errors import ConfigError
+from daemon.models import pseudonym
 from daemon.service import (
     Heartbeat,
     Metrics,
     Notifier,
     PrometheusMetrics,
-    hashed,
     open_metrics,
     setup_logging,
     watchdog_interval,
@@ -179,7 +179,7 @@ def test_json_logs_are_one_object_per_line_with_extra_fields() -> None:
     out = io.StringIO()
     setup_logging("INFO", "json", stream=out, environ={})
     log = logging.getLogger("recruitmail.executor")
-    log.info("draft created", extra={"kind": "welcome", "candidate": hashed("Anna@Example.org")})
+    log.info("draft created", extra={"kind": "welcome", "candidate": pseudonym("Anna@Example.org")})
     log.debug("not shown at INFO")
     try:
         raise ValueError("bad\nthing")
@@ -193,7 +193,7 @@ def test_json_logs_are_one_object_per_line_with_extra_fields() -> None:
     assert first["logger"] == "recruitmail.executor"
     assert first["message"] == "draft created"
     assert first["kind"] == "welcome"
-    assert first["candidate"] == hashed("anna@example.org")
+    assert first["candidate"] == pseudonym("anna@example.org")
     assert first["ts"].endswith("+00:00")
     assert second["level"] == "ERROR"
     assert "ValueError: bad" in second["exc"]
@@ -245,11 +245,11 @@ def test_unknown_log_settings_are_config_errors() -> None:
 
 
 def test_hashed_ids_are_stable_short_and_hide_the_address() -> None:
-    ident = hashed(" Anna.Svensson@Example.org ")
-    assert ident == hashed("anna.svensson@example.org")
+    ident = pseudonym(" Anna.Svensson@Example.org ")
+    assert ident == pseudonym("anna.svensson@example.org")
     assert ident.startswith("cand-") and len(ident) == len("cand-") + 8
     assert "anna" not in ident
-    assert hashed("bo@example.org") != ident
+    assert pseudonym("bo@example.org") != ident
 
 
 # --------------------------------------------------------------------------------------------
@@ -289,7 +289,7 @@ def test_metrics_endpoint_shows_drafts_errors_and_passes(metrics: PrometheusMetr
     assert 'recruitmail_sync_errors_total{provider="ics",status="TransientError"} 1.0' in text
     assert 'recruitmail_pass_duration_seconds_count{outcome="ok"} 1.0' in text
     assert 'recruitmail_pass_duration_seconds_count{outcome="failed"} 1.0' in text
-    mailbox = hashed("recruiter@example.se")
+    mailbox = pseudonym("recruiter@example.se")
     assert f'recruitmail_last_successful_pass_timestamp_seconds{{mailbox="{mailbox}"}}' in text
     assert "recruiter@example.se" not in text
 
