@@ -40,9 +40,9 @@ typecheck: $(STAMP)
 reliability: $(STAMP)
 	$(BIN)/python -m pytest -m reliability -rA -s tests/reliability
 
-# The long version: 1,000 kills, an hour of faults.
+# The long version: 1,000 kills per connector, an hour of faults.
 soak: $(STAMP)
-	RELIABILITY_KILLS=$${RELIABILITY_KILLS:-1000} RELIABILITY_FAULTS=$${RELIABILITY_FAULTS:-100000} \
+	RELIABILITY_KILLS=$${RELIABILITY_KILLS:-4000} RELIABILITY_FAULTS=$${RELIABILITY_FAULTS:-100000} \
 	RELIABILITY_FAULT_SECONDS=$${RELIABILITY_FAULT_SECONDS:-3600} RELIABILITY_EXAMPLES=$${RELIABILITY_EXAMPLES:-2000} \
 	$(BIN)/python -m pytest -m reliability -rA -s -p no:cacheprovider tests/reliability
 

@@ -233,7 +233,9 @@ class ImapSink:
         except LoginError as exc:
             _shutdown(client)
             text = str(exc)
-            if "[UNAVAILABLE]" in text:
+            # IMAPClient wraps everything LOGIN raises, a dropped connection included: that is
+            # an outage, not a wrong password.
+            if "[UNAVAILABLE]" in text or isinstance(exc.__context__, _DROPPED):
                 raise TransientError(
                     f"IMAP login for {self._where}: server unavailable ({text})"
                 ) from None

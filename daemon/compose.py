@@ -228,8 +228,8 @@ def _interview(
         "end_time": fmt.time(event.end),
         "zone": fmt.zone(event.start),
         "duration": fmt.duration(event.end - event.start),
-        "location": event.location,
-        "online_url": event.online_url,
+        "location": _bounded(event.location, 300),
+        "online_url": event.online_url if len(event.online_url) <= 2000 else "",
         "panel": panel,
         "agenda": agenda,
         "stage": stage_name,
@@ -237,6 +237,11 @@ def _interview(
         "summary": interview.summary,
         "previous_when": fmt.when(mail.previous_start) if mail.previous_start else "",
     }
+
+
+def _bounded(text: str, limit: int) -> str:
+    """Calendar text cut to a sane length: a mail must stay readable whatever the event holds."""
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
 def _holiday(holiday: Holiday, language: str) -> dict[str, str]:

@@ -5,6 +5,7 @@ The defaults are the short CI run (``make reliability``); ``make soak`` raises t
 
 from __future__ import annotations
 
+import math
 import os
 import random
 
@@ -36,3 +37,20 @@ SEED = _int("RELIABILITY_SEED", 0) or random.SystemRandom().randrange(1, 2**31)
 def timeout(seconds_per_unit: float, units: int, floor: int = 600) -> int:
     """A pytest-timeout for a test whose length grows with its budget (a hang guard, not a check)."""
     return max(floor, int(seconds_per_unit * units))
+
+
+def share(total: int, parts: int) -> int:
+    """One connector's part of a budget split evenly over ``parts`` (rounded up: the parts
+    together are never less than the total)."""
+    return -(-total // parts)
+
+
+FAULT_SHARES = {"ics": 0.7, "microsoft": 0.1, "google": 0.1925, "imap": 0.0075}
+"""How RELIABILITY_FAULTS is split over the connectors: by what one fault costs (an ICS fault is
+a local HTTP answer; a Graph one a TLS session and a token; an IMAP one a Dovecot restart,
+and only a pass with something to write meets it)."""
+
+
+def fault_share(connector: str) -> int:
+    """The injected faults ``connector`` must reach (the shares together cover ``FAULTS``)."""
+    return math.ceil(round(FAULTS * FAULT_SHARES[connector], 6))

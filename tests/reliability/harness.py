@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 from random import Random
+from typing import Protocol
 
 from connectors.base import KEY_HEADER
 from daemon.faults import POINTS
@@ -45,6 +46,13 @@ CLEAN_RUN_LIMIT = 180.0  # seconds: a pass that takes longer is hung (a guard, n
 DELETION = two_weeks.Change(at(two_weeks.d(8), "08:00"), "delete_draft", candidate=two_weeks.CARL)
 CHANGES = (*two_weeks.CHANGES, DELETION)
 EXPECTED = two_weeks.EXPECTED - {("welcome", two_weeks.CARL, two_weeks.d(7))}
+
+
+class RecruiterBackend(ScenarioBackend, Protocol):
+    """A connector pair under test: the scenario backend plus the recruiter's Delete."""
+
+    def delete_draft(self, candidate: str) -> str:
+        """Delete the newest draft addressed to ``candidate``; returns the key it carried."""
 
 
 class RecruiterMaildir(IcsMaildirBackend):
@@ -180,6 +188,7 @@ class ChainReport:
 
     mode: str
     seed: int
+    connector: str = "ics"
     passes: int = 0
     kills: int = 0
     kills_by_point: Counter[str] = field(default_factory=Counter)
@@ -193,9 +202,16 @@ class Chain:
     """One replay of the scenario with faulted passes at every instant.
 
     ``mode`` is ``points`` (``RECRUITMAIL_CRASH_AT``: a sync point first, which every pass
-    reaches, then the draft-creation points in turn with hit counts 1–3) or ``random`` (the
+    reaches, then the draft-creation points in turn with hit counts 1–3), ``random`` (the
     parent sends SIGKILL after a delay drawn uniformly from 40–110 % of a typical completed
-    pass's duration, so that it lands anywhere from the sync to the last draft).
+    pass's duration, so that it lands anywhere from the sync to the last draft) or ``mixed``
+    (each instant's first faulted pass is a sync point with probability ``rate``, else a random
+    kill with probability ``rate``, else a draft point; then the draft points in turn). Mixed
+    chains size the kills of one chain by ``rate`` while every instant that drafts still meets
+    the draft-creation points.
+
+    ``backend`` is the connector pair under test (default: ICS file + Maildir); it needs the
+    scenario backend's methods plus ``delete_draft(candidate)`` returning the deleted key.
     """
 
     def __init__(
@@ -206,21 +222,37 @@ class Chain:
         kills_per_instant: int | None = None,
         instants: tuple[datetime, ...] = two_weeks.INSTANTS,
         forced: dict[datetime, str] | None = None,
+        backend: RecruiterBackend | None = None,
+        rate: float = 1.0,
+        connector: str = "ics",
     ) -> None:
         root.mkdir(parents=True, exist_ok=True)
         self.root = root
         self.mode = mode
         self.rng = Random(seed)
-        self.kills_per_instant = kills_per_instant or (8 if mode == "points" else 2)
+        self.kills_per_instant = kills_per_instant or (2 if mode == "random" else 8)
         self.instants = instants
         self.forced = forced or {}
-        self.backend = RecruiterMaildir(root)
+        self.rate = rate
+        self.backend = backend if backend is not None else RecruiterMaildir(root)
         self.config = write_config(self.backend, root)
-        self.report = ChainReport(mode, seed)
+        self.report = ChainReport(mode, seed, connector)
         self._turn = self.rng.randrange(len(DRAFT_POINTS))
+        self._syncs = self.rng.randrange(len(SYNC_POINTS))
 
     def fault(self, attempt: int, index: int) -> tuple[str | None, float | None]:
-        if self.mode == "points":
+        mode = self.mode
+        if mode == "mixed":
+            mode = "points"
+            if attempt == 0:
+                if self.rng.random() < self.rate:
+                    self._syncs += 1  # the two sync points in turn, whichever instants they fall on
+                    return SYNC_POINTS[self._syncs % len(SYNC_POINTS)], None
+                if self.rng.random() < self.rate:
+                    mode = "random"
+            if attempt == 0 and mode == "points":
+                attempt = 1  # no sync kill at this instant: straight to the draft points
+        if mode == "points":
             if attempt == 0:
                 return SYNC_POINTS[index % len(SYNC_POINTS)], None
             # Then the draft-creation points in turn, until one is not reached: each kill
