@@ -50,6 +50,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/once_pass.py
 	$(BIN)/python bench/graph_idle.py
 	$(BIN)/python bench/google_idle.py
+	$(BIN)/python bench/scale.py
 
 wheel: $(STAMP)
 	$(BIN)/python -m build --wheel --outdir dist .

@@ -97,6 +97,7 @@ class MailboxRunner:
         self.stop = stop or threading.Event()
         self.observer = observer or Metrics()
         self._zone: ZoneInfo | None = None
+        self._calendar: WorkCalendar | None = None
         self._absences: tuple[datetime, list[Period]] | None = None
         self._directory: dict[str, PersonInfo | None] = {}
 
@@ -124,9 +125,14 @@ class MailboxRunner:
         return self._zone
 
     def calendar(self) -> WorkCalendar:
-        return WorkCalendar(
-            self.settings.company.country, self.zone(), self.settings.company.closure_days
-        )
+        # Kept for the runner's life: a fresh one would load the holiday tables again on every
+        # pass (half of an idle pass's planning time). Its inputs never change for this runner:
+        # a new configuration gets new runners, and the zone is fixed once known.
+        if self._calendar is None:
+            self._calendar = WorkCalendar(
+                self.settings.company.country, self.zone(), self.settings.company.closure_days
+            )
+        return self._calendar
 
     def absences(self, now: datetime, calendar: WorkCalendar) -> list[Period]:
         configured = [
