@@ -6,9 +6,6 @@ from __future__ import annotations
 import email
 import email.policy
 import email.utils
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import datetime
 from email.message import Message
@@ -19,7 +16,13 @@ import pytest
 from imapclient import IMAPClient
 
 from tests.scenario import two_weeks
-from tests.scenario.runner import Outcome, assert_consistent, replay
+from tests.scenario.runner import (
+    Outcome,
+    assert_consistent,
+    assert_drafted_exactly,
+    replay,
+    status_output,
+)
 from tests.scenario.spec import EventSpec, one_ics
 from tests.servers import (  # noqa: F401
     LOOPBACK,
@@ -118,9 +121,7 @@ def test_the_scenario_drafts_exactly_the_expected_mails(
     full_run: tuple[RadicaleDovecotBackend, Outcome, Path],
 ) -> None:
     _, outcome, _ = full_run
-    assert_consistent(outcome)
-    assert sorted(outcome.drafts - two_weeks.EXPECTED) == []
-    assert sorted(two_weeks.EXPECTED - outcome.drafts) == []
+    assert_drafted_exactly(outcome, two_weeks.EXPECTED)
     assert outcome.obsolete == set(two_weeks.EXPECTED_OBSOLETE)
 
 
@@ -148,13 +149,7 @@ def test_status_reports_the_draft_the_client_sent(
     full_run: tuple[RadicaleDovecotBackend, Outcome, Path],
 ) -> None:
     _, _, root = full_run
-    result = subprocess.run(
-        [sys.executable, "-m", "daemon", "--config", str(root / "recruitmail.toml"), "status"],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={**os.environ, "PYTHONPATH": str(Path.cwd())},
-    )
+    result = status_output(root)
     assert two_weeks.BO in result.stdout
     assert "sent" in result.stdout  # Bo's welcome left Drafts for Sent
     for line in result.stderr.splitlines():

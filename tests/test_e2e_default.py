@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,7 +9,13 @@ import pytest
 from connectors.base import KEY_HEADER
 from tests.scenario import two_weeks
 from tests.scenario.default_backend import IcsMaildirBackend
-from tests.scenario.runner import Outcome, assert_consistent, replay
+from tests.scenario.runner import (
+    Outcome,
+    assert_consistent,
+    assert_drafted_exactly,
+    replay,
+    status_output,
+)
 
 
 @pytest.fixture(scope="module")
@@ -26,9 +29,7 @@ def test_the_scenario_drafts_exactly_the_expected_mails(
     full_run: tuple[IcsMaildirBackend, Outcome, Path],
 ) -> None:
     _, outcome, _ = full_run
-    assert_consistent(outcome)
-    assert sorted(outcome.drafts - two_weeks.EXPECTED) == []
-    assert sorted(two_weeks.EXPECTED - outcome.drafts) == []
+    assert_drafted_exactly(outcome, two_weeks.EXPECTED)
 
 
 def test_cancelled_interview_leaves_its_draft_marked_obsolete(
@@ -101,13 +102,7 @@ def test_status_shows_each_candidates_journey(
     full_run: tuple[IcsMaildirBackend, Outcome, Path],
 ) -> None:
     _, _, root = full_run
-    result = subprocess.run(
-        [sys.executable, "-m", "daemon", "--config", str(root / "recruitmail.toml"), "status"],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={**os.environ, "PYTHONPATH": str(Path.cwd())},
-    )
+    result = status_output(root)
     assert two_weeks.BO in result.stdout
     assert "sent" in result.stdout  # Bo's welcome left Drafts for Sent
     assert "obsolete" in result.stdout

@@ -15,7 +15,7 @@ import pytest
 import connectors
 from tests.fakes.graph import FakeGraph
 from tests.scenario import two_weeks
-from tests.scenario.runner import Outcome, assert_consistent, replay
+from tests.scenario.runner import Outcome, assert_consistent, assert_drafted_exactly, replay
 from tests.scenario.spec import EventSpec
 
 pytestmark = pytest.mark.skipif(
@@ -81,9 +81,7 @@ def test_the_scenario_drafts_exactly_the_expected_mails(
     full_run: tuple[GraphBackend, Outcome, Path],
 ) -> None:
     _, outcome, _ = full_run
-    assert_consistent(outcome)
-    assert sorted(outcome.drafts - two_weeks.EXPECTED) == []
-    assert sorted(two_weeks.EXPECTED - outcome.drafts) == []
+    assert_drafted_exactly(outcome, two_weeks.EXPECTED)
     assert outcome.obsolete == set(two_weeks.EXPECTED_OBSOLETE)
 
 

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import email
 import email.policy
+import os
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from email.message import Message
@@ -58,6 +61,24 @@ def assert_consistent(outcome: Outcome) -> None:
     assert outcome.unfinished == []
     duplicates = {k: len(v) for k, v in outcome.by_key.items() if len(v) != 1}
     assert duplicates == {}
+
+
+def assert_drafted_exactly(outcome: Outcome, expected: frozenset[tuple[str, str, date]]) -> None:
+    """Consistent (see above), and the drafts are ``expected``: nothing missing, nothing extra."""
+    assert_consistent(outcome)
+    assert sorted(outcome.drafts - expected) == []
+    assert sorted(expected - outcome.drafts) == []
+
+
+def status_output(workdir: Path) -> subprocess.CompletedProcess[str]:
+    """``recruitmail status`` for the scenario's configuration, run as a new process."""
+    return subprocess.run(
+        [sys.executable, "-m", "daemon", "--config", str(workdir / "recruitmail.toml"), "status"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(Path.cwd())},
+    )
 
 
 def write_config(backend: ScenarioBackend, workdir: Path) -> Path:
