@@ -124,3 +124,4 @@ class ConnectorContext:
     time_zone: str
     company_domains: tuple[str, ...]
     state_dir: Path
+    country: str = "SE"  # ISO 3166 code: resolves ambiguous names such as Windows time zones

@@ -7,6 +7,7 @@
     │   └── AmbiguousError   the request may or may not have been carried out (timeout or reset
     │                        after it was sent): look the item up before trying again
     ├── CursorExpired    the calendar's sync cursor is no longer valid: do a full resync
+    ├── RenderError      a template failed on one mail's data: hold that mail, draft the others
     └── PermanentError   this one item cannot be done (bad data, refused request): skip it, go on
 
 Provider and SDK exceptions never pass a connector's boundary; they become one of these.
@@ -44,6 +45,11 @@ class AmbiguousError(TransientError):
 
 class CursorExpired(RecruitmailError):
     """The calendar source refused the stored cursor; a full resync is needed."""
+
+
+class RenderError(RecruitmailError):
+    """A template failed (or went over its budget) on one mail's data. The mail is held, not
+    skipped: it is tried again once the templates are fixed, while it is still valid."""
 
 
 class PermanentError(RecruitmailError):

@@ -71,6 +71,7 @@ class Event:
     attendees: tuple[Attendee, ...] = ()
     categories: tuple[str, ...] = ()
     updated: datetime | None = None
+    private: bool = False  # marked private/confidential: never stored, never an interview
 
     @property
     def occasion(self) -> str:
@@ -79,17 +80,29 @@ class Event:
 
 
 @dataclass(frozen=True)
+class SkippedEvent:
+    """An event a source could not or would not turn into an ``Event`` (malformed, absurd, over
+    a budget). ``event_id`` is the source's id when it has one (it may hold calendar text: log it
+    only at DEBUG); ``reason`` is ours and safe to show."""
+
+    event_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class SyncResult:
     """What one incremental sync returned.
 
     ``full`` means the events are the whole calendar window: anything not in it is gone.
-    ``removed`` holds ``event_id`` values that disappeared since the cursor.
+    ``removed`` holds ``event_id`` values that disappeared since the cursor. ``skipped`` holds
+    events left out on purpose; one bad event never costs the others (they are still returned).
     """
 
     events: tuple[Event, ...]
     removed: tuple[str, ...]
     cursor: str
     full: bool
+    skipped: tuple[SkippedEvent, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,7 @@ def context_for(settings: Settings, box: Mailbox) -> ConnectorContext:
         time_zone=box.time_zone or settings.company.time_zone,
         company_domains=tuple(settings.company.domains),
         state_dir=settings.service.state_dir,
+        country=settings.company.country,
     )
 
 
