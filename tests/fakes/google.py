@@ -9,9 +9,14 @@ endpoint (``drafts.send``, ``messages.send``) or to an ``/upload/`` path is reco
 
 Controls for tests (plain method calls, not HTTP): ``put``/``delete`` calendar events from
 ``EventSpec``; ``expire_sync_tokens``; ``edit_draft``/``send_draft``/``delete_draft`` as the
-recruiter's client would; ``add_sent``; ``set_vacation``; ``revoke``; fault injection with
-``inject_faults`` (a share of answers become 429 / 403 rateLimitExceeded / 503) and
-``drop_after_create`` (commit a ``drafts.create`` and then drop the connection).
+recruiter's client would (``send_draft(..., web_edit=True)``: sent from Gmail's web editor, which
+drops our headers and makes a new Message-ID); ``put_raw_event`` (any event resource, as it is);
+``add_sent``; ``set_vacation``; ``revoke``; fault injection with ``inject_faults`` (a share of
+answers become 429 / 403 rateLimitExceeded / 503, with ``retry_after`` a Retry-After header),
+``fail_always`` (every request to a path part fails until ``clear_failures``) and
+``drop_after_create`` (commit a ``drafts.create`` and then drop the connection). Requests that
+arrive before a Retry-After the fake sent has elapsed (by ``clock``) are counted in
+``early_requests``.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from email import message_from_bytes, policy
@@ -86,6 +92,7 @@ class GoogleError(Exception):
     def __init__(self, code: int, reason: str, message: str, status: str = "") -> None:
         super().__init__(message)
         self.code, self.reason, self.message = code, reason, message
+        self.retry_after: int | None = None
         self.status = status or {
             400: "INVALID_ARGUMENT",
             401: "UNAUTHENTICATED",
@@ -349,6 +356,11 @@ class GoogleFake:
         self.requests: list[Recorded] = []
         self.violations: list[str] = []
         self.faults = Faults()
+        self.failures: dict[str, GoogleError] = {}  # path part → the error every match gets
+        self.retry_after: int | None = None  # Retry-After (seconds) sent with injected errors
+        self.clock: Callable[[], float] = time.time  # what "now" is for Retry-After bookkeeping
+        self.not_before = 0.0  # clock() before which a request is early (a Retry-After ignored)
+        self.early_requests = 0  # API requests that arrived before their Retry-After elapsed
         self._drops: list[str] = []  # "fin" | "rst" for the next drafts.create answers
         self._ids = itertools.count(1000)
         # identity
@@ -512,6 +524,18 @@ class GoogleFake:
             self._specs[user].pop(uid, None)
             self._apply(user, base_event_id(uid), {})
 
+    def put_raw_event(self, user: str, resource: dict[str, Any]) -> str:
+        """Store an arbitrary Calendar event resource as it is (hostile or malformed ones too);
+        events.list serves it like any other. Returns the key it is stored under (its ``id``
+        when that is a string)."""
+        with self.lock:
+            user = user.lower()
+            event_id = resource.get("id")
+            key = event_id if isinstance(event_id, str) and event_id else f"raw{next(self._ids)}"
+            self._seq += 1
+            self._items[user][key] = (self._seq, dict(resource))
+            return key
+
     def _apply(self, user: str, base: str, items: dict[str, dict[str, Any]]) -> None:
         store = self._items[user]
         mine = [i for i in store if i == base or i.startswith(base + "_")]
@@ -572,13 +596,54 @@ class GoogleFake:
             self.messages[user][new.id] = new
             self.drafts[user][draft_id] = new.id
 
-    def send_draft(self, user: str, draft_id: str, when: datetime | None = None) -> None:
-        """The recruiter presses Send: the draft leaves Drafts, the same mail lands in Sent."""
+    def send_draft(
+        self,
+        user: str,
+        draft_id: str,
+        when: datetime | None = None,
+        *,
+        web_edit: bool = False,
+        new_subject: str | None = None,
+    ) -> Message:
+        """The recruiter presses Send: the draft leaves Drafts, the mail lands in Sent.
+
+        ``web_edit``: sent from Gmail's web editor, which rebuilds the message: our
+        ``X-Recruitmail-*`` headers are gone, the Message-ID and the message id are new (the
+        thread stays). ``new_subject`` (implies ``web_edit``): the recruiter also changed the
+        subject, and Gmail files the sent mail in a new thread.
+        """
         with self.lock:
             user = user.lower()
             message = self.messages[user][self.drafts[user].pop(draft_id)]
-            message.labels = (message.labels - {"DRAFT"}) | {"SENT"}
-            message.internal_date = int(when.timestamp() * 1000) if when else _now()
+            stamp = int(when.timestamp() * 1000) if when else _now()
+            if not web_edit and new_subject is None:
+                message.labels = (message.labels - {"DRAFT"}) | {"SENT"}
+                message.internal_date = stamp
+                return message
+            mail = message.parsed
+            out = EmailMessage()
+            for name, value in mail.items():
+                if name.lower().startswith("x-recruitmail") or name.lower() in (
+                    "message-id",
+                    "subject",
+                    "content-type",
+                    "content-transfer-encoding",
+                    "mime-version",
+                ):
+                    continue
+                out[name] = str(value)
+            out["Subject"] = new_subject if new_subject is not None else str(mail["Subject"])
+            out["Message-ID"] = make_msgid(domain="mail.gmail.com")
+            text_part = mail.get_body(preferencelist=("plain",))
+            html_part = mail.get_body(preferencelist=("html",))
+            out.set_content(str(text_part.get_content()) if text_part is not None else "")
+            if html_part is not None:
+                out.add_alternative(str(html_part.get_content()), subtype="html")
+            thread = message.thread_id if new_subject is None else self._new_id()
+            sent = Message(self._new_id(), thread, out.as_bytes(), {"SENT"}, stamp)
+            del self.messages[user][message.id]
+            self.messages[user][sent.id] = sent
+            return sent
 
     def delete_draft(self, user: str, draft_id: str) -> None:
         with self.lock:
@@ -619,11 +684,53 @@ class GoogleFake:
     # -- fault controls -------------------------------------------------------------------------
 
     def inject_faults(
-        self, rate: float, kinds: tuple[str, ...] = ("429", "403", "503"), seed: int = 7
+        self,
+        rate: float,
+        kinds: tuple[str, ...] = ("429", "403", "503"),
+        seed: int = 7,
+        *,
+        retry_after: int | None = None,
     ) -> None:
-        """Answer ``rate`` of API requests (drawn with a seeded generator) with a quota or outage error."""
+        """Answer ``rate`` of API requests (drawn with a seeded generator) with a quota or outage
+        error; ``retry_after`` (seconds) adds a Retry-After header to each."""
         with self.lock:
             self.faults = Faults(rate, kinds, random.Random(seed))
+            self.retry_after = retry_after
+
+    def fail_always(
+        self, path_part: str, status: int, reason: str, *, retry_after: int | None = None
+    ) -> None:
+        """Every API request whose path contains ``path_part`` gets this error until
+        ``clear_failures``; ``retry_after`` adds a Retry-After header (seconds)."""
+        message = {
+            400: "Invalid argument",
+            403: "Request had insufficient authentication scopes."
+            if reason == "insufficientPermissions"
+            else "Forbidden",
+            429: "Too many requests",
+        }.get(status, "Backend Error")
+        error = GoogleError(status, reason, message)
+        error.retry_after = retry_after
+        with self.lock:
+            self.failures[path_part] = error
+
+    def clear_failures(self) -> None:
+        with self.lock:
+            self.failures.clear()
+
+    def failure_for(self, path: str) -> GoogleError | None:
+        with self.lock:
+            return next((e for part, e in self.failures.items() if part in path), None)
+
+    def arrived(self) -> None:
+        """Book an API request: early when it came before the last Retry-After elapsed."""
+        with self.lock:
+            if self.clock() < self.not_before:
+                self.early_requests += 1
+
+    def answered_with_retry_after(self, seconds: int) -> None:
+        with self.lock:
+            self.not_before = max(self.not_before, self.clock() + seconds)
 
     def drop_after_create(self, count: int = 1, mode: str = "fin") -> None:
         """The next ``count`` drafts.create are committed, then the connection is dropped
@@ -770,12 +877,15 @@ class GoogleFake:
             self.faults.injected += 1
             kind = self.faults.rng.choice(self.faults.kinds)
         if kind == "429":
-            return GoogleError(429, "rateLimitExceeded", "Too many concurrent requests for user.")
-        if kind == "403":
-            return GoogleError(
+            error = GoogleError(429, "rateLimitExceeded", "Too many concurrent requests for user.")
+        elif kind == "403":
+            error = GoogleError(
                 403, "userRateLimitExceeded", "User Rate Limit Exceeded", "PERMISSION_DENIED"
             )
-        return GoogleError(503, "backendError", "The service is currently unavailable.")
+        else:
+            error = GoogleError(503, "backendError", "The service is currently unavailable.")
+        error.retry_after = self.retry_after
+        return error
 
     def take_drop(self) -> str | None:
         with self.lock:
@@ -803,7 +913,12 @@ class GoogleFake:
             raise GoogleError(
                 400, "invalid", "The requested ordering is not available for the particular query."
             )
-        limit = min(int(one.get("maxResults", "250")), 2500, self.page_limit)
+        # maxResults: an integer of at least 1 (discovery document: "minimum": "1"); above the
+        # documented 2500 Google answers a page of at most 2500 (it caps, it does not refuse).
+        limit = min(_int_param(one, "maxResults", 250, minimum=1), 2500, self.page_limit)
+        for bound in ("timeMin", "timeMax"):
+            if bound in one and not _rfc3339_with_offset(one[bound]):
+                raise GoogleError(400, "badRequest", "Bad Request")
         # A sync token belongs to the query that made it: everything but paging and the window.
         signature = json.dumps(
             {k: one.get(k) for k in ("singleEvents", "showDeleted", "timeZone")}, sort_keys=True
@@ -858,16 +973,14 @@ class GoogleFake:
                         if show_deleted:
                             ids.append(event_id)
                         continue
-                    start, end = _item_span(item)
-                    if end > window[0] and start < window[1]:
+                    try:
+                        start, end = _item_span(item)
+                        inside = end > window[0] and start < window[1]
+                    except Exception:  # a raw (hostile) resource: served, the client must cope
+                        inside = True
+                    if inside:
                         ids.append(event_id)
-                ids.sort(
-                    key=lambda i: (
-                        _item_span(store[i][1])[0]
-                        if "start" in store[i][1]
-                        else datetime.min.replace(tzinfo=UTC)
-                    )
-                )
+                ids.sort(key=lambda i: _sort_start(store[i][1]))
             page_ids, rest = ids[:limit], ids[limit:]
             items = [store[i][1] for i in page_ids if i in store]
             answer: dict[str, Any] = {
@@ -1001,7 +1114,7 @@ class GoogleFake:
                 ]
                 found_messages.sort(key=lambda m: m.internal_date, reverse=True)
                 start = int(one.get("pageToken", "0") or "0")
-                size = min(int(one.get("maxResults", "100")), 500)
+                size = min(_int_param(one, "maxResults", 100, minimum=0) or 100, 500)
                 page = found_messages[start : start + size]
                 answer = {"resultSizeEstimate": len(found_messages)}
                 if page:
@@ -1126,6 +1239,39 @@ class GoogleFake:
         self.messages[user][message.id] = message
         self.drafts[user][draft_id] = message.id
         return self._draft_json(user, draft_id, "minimal")
+
+
+def _sort_start(item: dict[str, Any]) -> datetime:
+    try:
+        start = _item_span(item)[0]
+        return start if start.tzinfo is not None else start.replace(tzinfo=UTC)
+    except Exception:
+        return datetime.min.replace(tzinfo=UTC)
+
+
+def _int_param(one: dict[str, str], name: str, default: int, *, minimum: int) -> int:
+    if name not in one:
+        return default
+    try:
+        value = int(one[name])
+    except ValueError:
+        raise GoogleError(400, "invalid", f"Invalid value '{one[name]}' for {name}") from None
+    if value < minimum:
+        raise GoogleError(
+            400,
+            "invalid",
+            f"Invalid value '{value}'. Values must be within the range: [{minimum}, ]",
+        )
+    return value
+
+
+def _rfc3339_with_offset(value: str) -> bool:
+    """timeMin/timeMax must be RFC 3339 with a mandatory offset ("…Z" or "…+01:00")."""
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return "T" in value and moment.tzinfo is not None
 
 
 def _same(old: dict[str, Any], new: dict[str, Any]) -> bool:
@@ -1253,8 +1399,12 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(status, {"error": location})
             return
         try:
+            fake.arrived()
             token = fake.authenticate(self.headers.get("Authorization", ""))
             record.user = token.user
+            failure = fake.failure_for(path)
+            if failure is not None:
+                raise failure
             fault = fake.fault()
             if fault is not None:
                 raise fault
@@ -1285,4 +1435,8 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             raise GoogleError(404, "notFound", f"the fake has no {method} {path}")
         except GoogleError as exc:
-            self._send(exc.code, exc.body())
+            headers = {}
+            if exc.retry_after is not None:
+                headers["Retry-After"] = str(exc.retry_after)
+                fake.answered_with_retry_after(exc.retry_after)
+            self._send(exc.code, exc.body(), headers)
