@@ -5,33 +5,39 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import re
-import ssl
+import stat
 import time as clock
+import zlib
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from email.utils import parsedate_to_datetime
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
 import icalendar
+import icalendar.timezone
 import recurring_ical_events
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from connectors.base import ConnectorContext
+from connectors.tls import tls_context
+from daemon import limits
 from daemon.errors import AuthError, ConfigError, CursorExpired, PermanentError, TransientError
-from daemon.models import Attendee, Event, Period, Response, SyncResult
+from daemon.models import Attendee, Event, Period, Response, SkippedEvent, SyncResult
 from daemon.secrets import load_secret
 
 log = logging.getLogger(__name__)
 
 CURSOR_VERSION = 1
-MAX_CALENDAR_BYTES = 64 * 1024 * 1024
-"""A published calendar larger than this is refused rather than read into memory."""
+MAX_CALENDAR_BYTES = limits.MAX_FEED_BYTES
+"""A published calendar or file larger than this is refused rather than read into memory."""
 
 _LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 _SECRET_PREFIXES = ("credential:", "file:", "env:")
@@ -146,7 +152,8 @@ class IcsSource:
         ).hexdigest()
         if cursor is not None and previous is not None and _cursor_source(cursor) == source:
             return SyncResult(events=(), removed=(), cursor=cursor, full=False)
-        events = events_from_ics(fetched.body, window, self._zone, self._where())
+        parsed = read_ics(fetched.body, window, self._zone, self._where())
+        events, skipped = parsed.events, tuple(parsed.skipped)
         digests = {event.event_id: _digest(event) for event in events}
         new_cursor = json.dumps(
             {"v": CURSOR_VERSION, "etag": fetched.etag, "source": source, "events": digests},
@@ -154,10 +161,14 @@ class IcsSource:
             sort_keys=True,
         )
         if previous is None:
-            return SyncResult(events=tuple(events), removed=(), cursor=new_cursor, full=True)
+            return SyncResult(
+                events=tuple(events), removed=(), cursor=new_cursor, full=True, skipped=skipped
+            )
         changed = tuple(e for e in events if previous.get(e.event_id) != digests[e.event_id])
         removed = tuple(sorted(set(previous) - set(digests)))
-        return SyncResult(events=changed, removed=removed, cursor=new_cursor, full=False)
+        return SyncResult(
+            events=changed, removed=removed, cursor=new_cursor, full=False, skipped=skipped
+        )
 
     def close(self) -> None:
         """Release the HTTP connection pool. Safe to call more than once."""
@@ -177,7 +188,9 @@ class IcsSource:
         return self._fetch_url(self._url)
 
     def _fetch_url(self, url: str) -> _Fetched:
-        headers = {"Accept": "text/calendar, */*;q=0.5"}
+        # Ask for the bytes as they are: a compressed answer is a way to make a small download
+        # expand to gigabytes. A server that compresses anyway is decoded with an output limit.
+        headers = {"Accept": "text/calendar, */*;q=0.5", "Accept-Encoding": "identity"}
         if self._cached is not None:
             if self._cached.etag:
                 headers["If-None-Match"] = self._cached.etag
@@ -215,51 +228,149 @@ class IcsSource:
         if status == 429 or status >= 500:
             raise TransientError(
                 f"{where}: the calendar server is busy (HTTP {status})",
-                retry_after=_retry_after(response.headers.get("Retry-After")),
+                retry_after=retry_after(response.headers.get("Retry-After"), where),
+            )
+        if 300 <= status < 400:
+            raise PermanentError(
+                f"{where}: the calendar server redirected without a usable Location (HTTP {status})"
             )
         raise PermanentError(f"{where}: unexpected answer from the calendar server (HTTP {status})")
 
     def _download(
         self, url: str, headers: dict[str, str], where: str
     ) -> tuple[httpx.Response, bytes]:
-        """GET with a deadline for the whole answer: a server trickling a byte a second would
-        never trip a per-read timeout, and would hang the pass (and a clean stop) for good."""
+        """GET with a deadline for the whole answer (a server trickling a byte a second would
+        never trip a per-read timeout), following at most ``MAX_REDIRECTS`` redirects, each
+        checked against the same policy as the configured link."""
         deadline = clock.monotonic() + 4 * self._options.timeout_seconds
-        body = bytearray()
-        with self._http().stream("GET", url, headers=headers) as response:
-            for chunk in response.iter_bytes():
-                body += chunk
-                if len(body) > MAX_CALENDAR_BYTES:
-                    raise PermanentError(
-                        f"{where}: the calendar is larger than {MAX_CALENDAR_BYTES} bytes"
-                    )
-                if clock.monotonic() > deadline:
-                    raise TransientError(f"{where}: the calendar server is sending too slowly")
-        return response, bytes(body)
+        for _ in range(MAX_REDIRECTS + 1):
+            with self._http().stream("GET", url, headers=headers) as response:
+                if response.status_code in _REDIRECTS and "Location" in response.headers:
+                    url = next_hop(url, response.headers["Location"], where)
+                    log.info("ics: %s redirects to %s", where, redact(url))
+                    continue
+                decoder = _Decoder(response.headers.get("Content-Encoding", ""), where)
+                body = bytearray()
+                for chunk in response.iter_raw():
+                    body += decoder.feed(chunk, limits.MAX_FEED_BYTES - len(body))
+                    if clock.monotonic() > deadline:
+                        raise TransientError(f"{where}: the calendar server is sending too slowly")
+                body += decoder.flush(limits.MAX_FEED_BYTES - len(body))
+                return response, bytes(body)
+        raise PermanentError(f"{where}: more than {MAX_REDIRECTS} redirects; not followed")
 
     def _http(self) -> httpx.Client:
         if self._client is None:
             assert self._url is not None
             loopback = urlsplit(self._url).hostname in _LOOPBACK_HOSTS
-            verify: ssl.SSLContext | bool = True
-            if self._options.ca_file is not None:
-                # The system's trust store plus the extra CA: a private CA adds to, not replaces, it.
-                context = ssl.create_default_context()
-                try:
-                    context.load_verify_locations(cafile=str(self._options.ca_file))
-                except (OSError, ssl.SSLError) as exc:
-                    raise ConfigError(
-                        f"source.ca_file: cannot load {self._options.ca_file} ({exc})"
-                    ) from None
-                verify = context
             self._client = httpx.Client(
                 timeout=self._options.timeout_seconds,
-                follow_redirects=True,
-                verify=verify,
-                # Proxy and CA variables apply to real links; a loopback link never goes via a proxy.
+                follow_redirects=False,  # followed by hand: every hop is checked
+                # The one trust store of every connector (ca_file, else SSL_CERT_FILE /
+                # REQUESTS_CA_BUNDLE / …, else the system's).
+                verify=tls_context(self._options.ca_file),
+                # Proxy variables apply to real links; a loopback link never goes via a proxy.
                 trust_env=not loopback,
             )
         return self._client
+
+
+MAX_REDIRECTS = 5
+_REDIRECTS = (301, 302, 303, 307, 308)
+
+
+def next_hop(current: str, location: str, where: str) -> str:
+    """The URL a redirect points to, if the link policy allows it (``check_url``): https
+    anywhere, plain http only on this machine, and never from another machine to this one."""
+    target = urljoin(current, location.strip())
+    try:
+        checked = check_url(target)
+    except ValueError:
+        raise PermanentError(
+            f"{where}: the calendar server redirected to a link that is not allowed "
+            f"({redact(target)}; calendar links must use https://)"
+        ) from None
+    if (
+        urlsplit(checked).hostname in _LOOPBACK_HOSTS
+        and urlsplit(current).hostname not in _LOOPBACK_HOSTS
+    ):
+        raise PermanentError(
+            f"{where}: the calendar server redirected to this machine ({redact(checked)}); "
+            "not followed"
+        )
+    return checked
+
+
+class _Decoder:
+    """Content-Encoding undone with an output limit per call, so memory stays bounded before
+    the size check. One gzip or deflate layer is accepted; stacked encodings are refused."""
+
+    def __init__(self, header: str, where: str) -> None:
+        self._where = where
+        codings = [c.strip().lower() for c in header.split(",") if c.strip()]
+        codings = [c for c in codings if c != "identity"]
+        if len(codings) > 1:
+            raise PermanentError(
+                f"{where}: the calendar server stacks encodings ({', '.join(codings)[:60]}); "
+                "refused"
+            )
+        self._coding = codings[0] if codings else ""
+        if self._coding in ("gzip", "x-gzip"):
+            self._wbits = 16 + zlib.MAX_WBITS
+        elif self._coding == "deflate":
+            self._wbits = 32 + zlib.MAX_WBITS  # zlib or gzip header, as servers send both
+        elif self._coding:
+            raise PermanentError(
+                f"{where}: the calendar server sent an encoding this service does not read "
+                f"({self._coding[:30]}); it was asked for plain bytes"
+            )
+        else:
+            self._wbits = 0
+        self._inflater = zlib.decompressobj(self._wbits) if self._wbits else None
+
+    def _too_big(self) -> PermanentError:
+        return PermanentError(
+            f"{self._where}: the calendar is larger than {limits.MAX_FEED_BYTES} bytes"
+        )
+
+    def feed(self, data: bytes, room: int) -> bytes:
+        """The decoded bytes of ``data``; ``PermanentError`` once more than ``room`` would come."""
+        if self._inflater is None:
+            if len(data) > room:
+                raise self._too_big()
+            return data
+        out = bytearray()
+        pending = data
+        try:
+            while pending:
+                piece = self._inflater.decompress(pending, room - len(out) + 1)
+                out += piece
+                if len(out) > room:
+                    raise self._too_big()
+                if self._inflater.eof:
+                    # Concatenated gzip members are one stream; anything else after the end is
+                    # ignored.
+                    rest = self._inflater.unused_data
+                    self._inflater = zlib.decompressobj(self._wbits)
+                    pending = rest if rest.startswith(b"\x1f\x8b") else b""
+                else:
+                    pending = self._inflater.unconsumed_tail
+        except zlib.error:
+            raise PermanentError(
+                f"{self._where}: the calendar server sent damaged {self._coding} data"
+            ) from None
+        return bytes(out)
+
+    def flush(self, room: int) -> bytes:
+        if self._inflater is None:
+            return b""
+        try:
+            rest = self._inflater.flush(max(room + 1, 1))
+        except zlib.error:
+            return b""
+        if len(rest) > room:
+            raise self._too_big()
+        return rest
 
 
 def redact(url: str) -> str:
@@ -269,24 +380,59 @@ def redact(url: str) -> str:
     return f"{parts.scheme}://{parts.hostname}{port}/…"
 
 
-def _retry_after(value: str | None) -> float | None:
+def retry_after(value: str | None, where: str) -> float | None:
+    """A Retry-After header (seconds or an HTTP date) in seconds, capped at an hour (logged)."""
     if not value:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value.strip())
     except ValueError:
+        try:
+            moment = parsedate_to_datetime(value.strip())
+        except (TypeError, ValueError, IndexError):
+            return None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        seconds = (moment - datetime.now(UTC)).total_seconds()
+    if seconds != seconds:  # NaN
         return None
+    capped = limits.capped_retry_after(seconds)
+    if capped < seconds:
+        log.warning("%s asked to wait %.0f seconds; waiting %.0f at most", where, seconds, capped)
+    return capped
 
 
 def _read_file(path: Path) -> bytes:
+    """The calendar file, refused (never read) when it is not a regular file or is larger than
+    ``limits.MAX_FEED_BYTES``: a FIFO would hang the pass, a huge file would fill memory."""
     try:
-        return path.read_bytes()
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         raise PermanentError(f"{path}: no such calendar file") from None
     except PermissionError:
         raise PermanentError(f"{path}: the service may not read this calendar file") from None
     except OSError as exc:
         raise TransientError(f"{path}: cannot read the calendar file ({exc.strerror})") from None
+    try:
+        info = os.fstat(descriptor)
+        if not stat.S_ISREG(info.st_mode):
+            raise PermanentError(f"{path}: not a regular file; give an .ics file")
+        if info.st_size > limits.MAX_FEED_BYTES:
+            raise PermanentError(
+                f"{path}: the calendar file is larger than {limits.MAX_FEED_BYTES} bytes "
+                f"({info.st_size}); refused"
+            )
+        with os.fdopen(descriptor, "rb", closefd=False) as handle:
+            data = handle.read(limits.MAX_FEED_BYTES + 1)
+    except OSError as exc:
+        raise TransientError(f"{path}: cannot read the calendar file ({exc.strerror})") from None
+    finally:
+        os.close(descriptor)
+    if len(data) > limits.MAX_FEED_BYTES:
+        raise PermanentError(
+            f"{path}: the calendar file is larger than {limits.MAX_FEED_BYTES} bytes; refused"
+        )
+    return data
 
 
 def _zone(name: str) -> ZoneInfo:
@@ -352,10 +498,69 @@ def _digest(event: Event) -> str:
 
 
 # --- iCalendar to events (shared with other sources that receive iCalendar, such as CalDAV) ---
+#
+# Anyone can put an event into a calendar (an invitation is enough), so everything a calendar
+# controls is bounded before the iCalendar library sees it: the document is cut into its
+# top-level components on the byte level, each component is measured and checked (size,
+# attendees, recurrence frequency, time zone) and parsed on its own, and each series is expanded
+# by a generator that stops at the budget. One bad component is skipped with a reason
+# (``SkippedEvent``); it never costs the others, the feed or the mailbox.
+
+_COMPONENT_LINE = re.compile(
+    rb"^(BEGIN|END):([A-Za-z0-9-]+)[ \t]*\r?$", re.MULTILINE | re.IGNORECASE
+)
+_UID_LINE = re.compile(rb"^UID(?:;[^:\r\n]*)?:", re.MULTILINE | re.IGNORECASE)
+_TZID_LINE = re.compile(rb"^TZID(?:;[^:\r\n]*)?:", re.MULTILINE | re.IGNORECASE)
+_ATTENDEE_LINE = re.compile(rb"^ATTENDEE[;:]", re.MULTILINE | re.IGNORECASE)
+_RULE_LINE = re.compile(rb"^(?:RRULE|EXRULE)[;:]", re.MULTILINE | re.IGNORECASE)
+_ZONE_PART_LINE = re.compile(
+    rb"^BEGIN:(?:STANDARD|DAYLIGHT)[ \t]*\r?$", re.MULTILINE | re.IGNORECASE
+)
+_TZID_PARAM = re.compile(rb";TZID=(\"[^\"\r\n]*\"|[^;:\r\n]*)", re.IGNORECASE)
+_SUB_DAILY = frozenset({"SECONDLY", "MINUTELY", "HOURLY"})
+_ZONE_FREQUENCIES = frozenset({"YEARLY", "MONTHLY"})
+"""Real VTIMEZONE parts change offset at most a few times a year; the iCalendar library lists
+every transition of a part's rule up to 2038 when it builds the zone."""
 
 
-def parse_calendar(data: bytes, where: str) -> icalendar.Calendar:
-    """Parse one iCalendar document; ``PermanentError`` (with the line, when known) if it is not one."""
+@dataclass
+class PassBudget:
+    """What one sync may still spend on parsing: wall time and events returned.
+
+    One budget is shared by every document a sync reads (CalDAV reads one per calendar object), so
+    that a calendar of many small hostile objects is bounded like one large file.
+    """
+
+    deadline: float
+    occurrences_left: int = limits.MAX_OCCURRENCES_PER_PASS
+
+    @classmethod
+    def start(cls, seconds: float = limits.PASS_SECONDS) -> PassBudget:
+        return cls(deadline=clock.monotonic() + seconds)
+
+    def spent(self) -> bool:
+        return self.occurrences_left <= 0 or clock.monotonic() > self.deadline
+
+
+@dataclass
+class Parsed:
+    """The events of an iCalendar document in a window, and what was left out and why."""
+
+    events: list[Event] = field(default_factory=list)
+    skipped: list[SkippedEvent] = field(default_factory=list)
+
+
+@dataclass
+class _Raw:
+    """One top-level component of the document, as byte offsets."""
+
+    name: str
+    start: int
+    end: int
+
+
+def check_calendar_bytes(data: bytes, where: str) -> None:
+    """``PermanentError`` unless ``data`` looks like an iCalendar document (and not a web page)."""
     head = data.lstrip(b"\xef\xbb\xbf \t\r\n")[:15].upper()
     if not head.startswith(b"BEGIN:VCALENDAR"):
         start = data[:30].decode("utf-8", "replace")
@@ -364,6 +569,196 @@ def parse_calendar(data: bytes, where: str) -> icalendar.Calendar:
             f"{where}: not an iCalendar file (it starts with {shown!r}); "
             "check that the link is the ICS link, not the web page"
         )
+
+
+def _split(data: bytes) -> tuple[bytes, list[_Raw]]:
+    """The calendar's own properties (as one VCALENDAR without components) and the offsets of its
+    top-level components, without copying them. Several VCALENDARs in one file are read as one."""
+    properties: list[bytes] = []
+    size = 0
+    components: list[_Raw] = []
+    depth = 0
+    gap = 0  # where the calendar's own properties resume after a component
+    opened: tuple[str, int] | None = None
+    for match in _COMPONENT_LINE.finditer(data):
+        begin = match.group(1).upper() == b"BEGIN"
+        name = match.group(2).upper().decode("ascii")
+        line_end = data.find(b"\n", match.end())
+        after = len(data) if line_end < 0 else line_end + 1
+        if begin:
+            depth += 1
+            if depth == 1:
+                gap = after
+            elif depth == 2:
+                chunk = data[gap : match.start()]
+                if size + len(chunk) <= limits.MAX_EVENT_BYTES:
+                    properties.append(chunk)
+                    size += len(chunk)
+                opened = (name, match.start())
+        else:
+            if depth == 2 and opened is not None:
+                components.append(_Raw(opened[0], opened[1], after))
+                opened = None
+                gap = after
+            elif depth == 1:
+                chunk = data[gap : match.start()]
+                if size + len(chunk) <= limits.MAX_EVENT_BYTES:
+                    properties.append(chunk)
+                    size += len(chunk)
+            depth = max(0, depth - 1)
+    if depth:
+        # Cut off in the middle (a download that broke off): reading what is there would report
+        # every event after the cut as removed.
+        raise ValueError("the calendar ends in the middle")
+    shell = (
+        b"BEGIN:VCALENDAR\r\n" + b"".join(p for p in properties if p.strip()) + b"END:VCALENDAR\r\n"
+    )
+    return shell, components
+
+
+def _unfolded(data: bytes, start: int, end: int, limit: int = 4096) -> bytes:
+    """The rest of the content line that begins its value at ``start``, folded lines joined."""
+    line = bytearray()
+    while len(line) <= limit:
+        newline = data.find(b"\n", start, end)
+        stop = end if newline < 0 else newline
+        line += data[start:stop].rstrip(b"\r")
+        if newline < 0 or data[newline + 1 : newline + 2] not in (b" ", b"\t"):
+            break
+        start = newline + 2
+    return bytes(line[:limit])
+
+
+def _first_value(pattern: re.Pattern[bytes], data: bytes, raw: _Raw) -> str:
+    match = pattern.search(data, raw.start, raw.end)
+    if match is None:
+        return ""
+    return _unfolded(data, match.end(), raw.end, 500).strip().decode("utf-8", "replace")
+
+
+def _rules(data: bytes, raw: _Raw) -> Iterator[dict[str, list[str]]]:
+    """Every RRULE and EXRULE of a component (folded lines joined), as upper-case parts."""
+    for match in _RULE_LINE.finditer(data, raw.start, raw.end):
+        line = _unfolded(data, match.end(), raw.end)
+        text = line.decode("ascii", "replace").upper()
+        text = text.rpartition(":")[2] if ":" in text else text
+        parts: dict[str, list[str]] = {}
+        for item in text.split(";"):
+            key, _, value = item.partition("=")
+            parts[key.strip()] = [v for v in value.split(",") if v.strip()]
+        yield parts
+
+
+def _sub_daily(rule: dict[str, list[str]]) -> bool:
+    """A rule that may fire more than once a day: a sub-daily FREQ, or several hours, minutes or
+    seconds per day (``FREQ=DAILY;BYMINUTE=0,1,…,59``), or a FREQ nobody can read."""
+    freq = (rule.get("FREQ") or [""])[0].strip()
+    if freq in _SUB_DAILY or freq not in ("DAILY", "WEEKLY", "MONTHLY", "YEARLY"):
+        return True
+    per_day = 1
+    for part in ("BYHOUR", "BYMINUTE", "BYSECOND"):
+        per_day *= max(1, len(rule.get(part, [])))
+    return per_day > 1
+
+
+def _zone_problem(data: bytes, raw: _Raw) -> str:
+    """Why a VTIMEZONE is ignored, or ""."""
+    if raw.end - raw.start > limits.MAX_EVENT_BYTES:
+        return "it is larger than 256 KiB"
+    parts = sum(1 for _ in _ZONE_PART_LINE.finditer(data, raw.start, raw.end))
+    if parts > limits.MAX_TIMEZONE_PARTS:
+        return f"it has more than {limits.MAX_TIMEZONE_PARTS} parts"
+    for rule in _rules(data, raw):
+        if _sub_daily(rule) or (rule.get("FREQ") or [""])[0].strip() not in _ZONE_FREQUENCIES:
+            return "its offsets change more often than monthly"
+    return ""
+
+
+def _known_zone(tzid: str) -> bool:
+    """Whether the iCalendar library resolves ``tzid`` without the calendar's VTIMEZONE."""
+    try:
+        return icalendar.timezone.tzp.timezone(tzid.strip().strip('"').strip("/")) is not None
+    except Exception:  # noqa: BLE001 - a lookup of an odd name may fail in any way
+        return False
+
+
+def _event_precheck(data: bytes, raw: _Raw, ignored_zones: set[str]) -> str:
+    """Why a VEVENT is skipped before it is parsed (size, attendees, rules, zone), or ""."""
+    if raw.end - raw.start > limits.MAX_EVENT_BYTES:
+        return limits.REASON_TOO_BIG
+    for count, _ in enumerate(_ATTENDEE_LINE.finditer(data, raw.start, raw.end), start=1):
+        if count > limits.MAX_ATTENDEES:
+            return limits.REASON_TOO_MANY_ATTENDEES
+    if any(_sub_daily(rule) for rule in _rules(data, raw)):
+        return limits.REASON_REPEATS_TOO_OFTEN
+    if ignored_zones:
+        for match in _TZID_PARAM.finditer(data, raw.start, raw.end):
+            tzid = match.group(1).strip(b'"').decode("utf-8", "replace").strip().strip("/")
+            if tzid in ignored_zones:
+                return limits.REASON_TIMEZONE
+    return ""
+
+
+def _as_utc(value: date) -> datetime:
+    """A comparable instant for a range check: dates at midnight, floating times as UTC."""
+    if not isinstance(value, datetime):
+        return datetime.combine(value, time(0), tzinfo=UTC)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def _range_problem(component: icalendar.cal.Component) -> str:
+    """Dates outside 1970–2200 or a duration over a year, checked before any expansion (a series
+    from year 1, or an end in year 9999, costs the expansion or overflows it)."""
+    moments: dict[str, datetime] = {}
+    for name in ("DTSTART", "DTEND", "RECURRENCE-ID"):
+        value = getattr(component.get(name), "dt", None)
+        if isinstance(value, date):
+            try:
+                moment = _as_utc(value)
+            except (OverflowError, ValueError):
+                return limits.REASON_OUT_OF_RANGE
+            if moment > limits.LATEST:
+                return limits.REASON_OUT_OF_RANGE
+            if moment < limits.EARLIEST and not (name != "RECURRENCE-ID" and _yearly(component)):
+                # A birthday series may start in 1950 (its expansion to today is a few dozen
+                # steps); a daily one from year 1 is hundreds of thousands.
+                return limits.REASON_OUT_OF_RANGE
+            moments[name] = moment
+    duration = getattr(component.get("DURATION"), "dt", None)
+    if isinstance(duration, timedelta) and abs(duration) > limits.MAX_DURATION:
+        return limits.REASON_TOO_LONG
+    if (
+        "DTSTART" in moments
+        and "DTEND" in moments
+        and moments["DTEND"] - moments["DTSTART"] > limits.MAX_DURATION
+    ):
+        return limits.REASON_TOO_LONG
+    return ""
+
+
+def _yearly(component: icalendar.cal.Component) -> bool:
+    """A series that repeats once a year (a birthday), and nothing else."""
+    rules = component.get("RRULE")
+    if rules is None or component.get("RDATE") is not None or component.get("EXRULE") is not None:
+        return False
+    for rule in rules if isinstance(rules, list) else [rules]:
+        if [str(f).upper() for f in rule.get("FREQ", [])] != ["YEARLY"]:
+            return False
+        for key, values in rule.items():
+            if str(key).upper().startswith("BY") and (
+                str(key).upper() not in ("BYMONTH", "BYMONTHDAY") or len(values) > 1
+            ):
+                return False
+    return True
+
+
+def parse_calendar(data: bytes, where: str) -> icalendar.Calendar:
+    """Parse one whole iCalendar document without budgets (for trusted data such as the demo);
+    ``PermanentError`` (with the line, when known) if it is not one. Calendar feeds go through
+    ``read_ics``."""
+    check_calendar_bytes(data, where)
     try:
         calendar = icalendar.Calendar.from_ical(data)
     except (ValueError, KeyError, IndexError, TypeError):
@@ -380,43 +775,186 @@ def parse_calendar(data: bytes, where: str) -> icalendar.Calendar:
 
 
 def events_from_ics(data: bytes, window: Period, zone: ZoneInfo, where: str) -> list[Event]:
-    """The event occurrences of an iCalendar document that overlap ``window``.
+    """The event occurrences of an iCalendar document that overlap ``window`` (see ``read_ics``;
+    what was skipped is logged and dropped)."""
+    return read_ics(data, window, zone, where).events
+
+
+def read_ics(
+    data: bytes,
+    window: Period,
+    zone: ZoneInfo,
+    where: str,
+    budget: PassBudget | None = None,
+) -> Parsed:
+    """The event occurrences of an iCalendar document that overlap ``window``, within budgets.
 
     Floating times are read in ``zone`` (unless the calendar names its own X-WR-TIMEZONE), and
-    all-day events span local midnights in ``zone``. A broken VEVENT is skipped with a warning.
+    all-day events span local midnights in ``zone``. An event that is malformed or breaks a budget
+    of ``daemon.limits`` is left out with a ``SkippedEvent`` (every component of its UID, so that
+    a bad override cannot show a moved occurrence at its old time); a VTIMEZONE that breaks one is
+    ignored and the events that use it are skipped, unless its TZID is a zone the iCalendar
+    library knows by name (then that zone is used, as for any calendar without VTIMEZONEs). Only
+    a document that is not iCalendar at all raises ``PermanentError``.
     """
-    return events_from_calendar(parse_calendar(data, where), window, zone, where)
+    budget = budget if budget is not None else PassBudget.start()
+    check_calendar_bytes(data, where)
+    if len(data) > limits.MAX_FEED_BYTES:
+        raise PermanentError(f"{where}: the calendar is larger than {limits.MAX_FEED_BYTES} bytes")
+    try:
+        shell_bytes, raws = _split(data)
+    except ValueError:
+        raise PermanentError(
+            f"{where}: the calendar cannot be read: it ends in the middle (no END:VCALENDAR)"
+        ) from None
+    result = Parsed()
+    try:
+        calendar = icalendar.Calendar.from_ical(shell_bytes)
+        if not isinstance(calendar, icalendar.Calendar):
+            raise ValueError("no VCALENDAR")
+    except Exception:  # noqa: BLE001 - the calendar's own properties are optional
+        line = _first_bad_line(shell_bytes)
+        if line:  # the same line's number in the file
+            text = shell_bytes.splitlines()[line - 1]
+            line = data.count(b"\n", 0, max(0, data.find(text))) + 1
+        log.warning(
+            "ics: %s: the calendar's own properties cannot be read (a malformed line%s); "
+            "ignoring them",
+            where,
+            f" near line {line}" if line else "",
+        )
+        calendar = icalendar.Calendar()
+    calendar.subcomponents = []
 
+    ignored_zones: set[str] = set()
+    zones: list[icalendar.cal.Component] = []
+    for raw in (r for r in raws if r.name == "VTIMEZONE"):
+        tzid = _first_value(_TZID_LINE, data, raw).strip('"').strip("/")
+        problem = _zone_problem(data, raw) if not budget.spent() else "the pass ran out of time"
+        if not problem:
+            try:
+                zones.append(icalendar.cal.Component.from_ical(data[raw.start : raw.end]))
+            except Exception:  # noqa: BLE001 - one unreadable zone is one ignored zone
+                problem = "it cannot be read"
+        if problem:
+            ignored_zones.add(tzid)
+            log.warning("ics: %s: ignoring time zone %r: %s", where, tzid[:60], problem)
+    # A zone the library knows by name is used by name anyway: only unknown names are lost.
+    ignored_zones = {tzid for tzid in ignored_zones if not _known_zone(tzid)}
 
-def events_from_calendar(
-    calendar: icalendar.Calendar, window: Period, zone: ZoneInfo, where: str
-) -> list[Event]:
-    """Like ``events_from_ics`` for an already parsed calendar (which is modified)."""
-    _drop_broken_events(calendar, where)
+    bad: dict[str, str] = {}  # UID -> reason
+    by_uid: dict[str, list[icalendar.cal.Component]] = {}
+    for raw in (r for r in raws if r.name == "VEVENT"):
+        uid = _first_value(_UID_LINE, data, raw) or "(no UID)"
+        if uid in bad:
+            continue
+        if budget.spent():
+            bad[uid] = limits.REASON_PASS_BUDGET
+            continue
+        problem = _event_precheck(data, raw, ignored_zones)
+        if not problem:
+            try:
+                component = icalendar.cal.Component.from_ical(data[raw.start : raw.end])
+            except Exception:  # noqa: BLE001 - the parser's errors vary; none may escape
+                problem = "it cannot be read (a malformed line)"
+            else:
+                uid = _uid(component) if str(component.get("UID", "")).strip() else uid
+                problem = _problem(component) or _range_problem(component)
+                if not problem and component.errors:
+                    # The parser kept going past lines it could not read; the times are sound,
+                    # so the event stays, but someone should look at the feed.
+                    names = sorted({str(n or "unreadable line") for n, _ in component.errors})
+                    log.warning(
+                        "ics: %s: an event has lines that cannot be read (%s); using the rest",
+                        where,
+                        ", ".join(names)[:120],
+                    )
+        if problem:
+            bad[uid] = problem
+            by_uid.pop(uid, None)
+        else:
+            by_uid.setdefault(uid, []).append(component)
+
+    for uid, reason in bad.items():
+        result.skipped.append(SkippedEvent(uid, reason))
+        log.debug("ics: %s: skipping event %s: %s", where, uid, reason)
+    if bad:
+        log.warning("ics: %s: %d events skipped (see recruitmail status)", where, len(bad))
+
+    calendar.subcomponents = zones + [c for group in by_uid.values() for c in group]
     _check_named_zone(calendar, zone, where)
+    _expand(calendar, window, zone, where, budget, result)
+    result.events.sort(key=lambda e: (e.start.astimezone(UTC), e.event_id))
+    return result
+
+
+def _expand(
+    calendar: icalendar.Calendar,
+    window: Period,
+    zone: ZoneInfo,
+    where: str,
+    budget: PassBudget,
+    result: Parsed,
+) -> None:
+    """Expand each series on its own, stopping at the per-series and per-pass budgets."""
     # The expansion stamps a RECURRENCE-ID on every occurrence, single events included; only
     # members of a series (or a lone override of one) carry it on into the event's identity.
-    series = {
+    series_uids = {
         _uid(c)
         for c in calendar.walk("VEVENT")
         if any(c.get(name) is not None for name in ("RRULE", "RDATE", "RECURRENCE-ID"))
     }
     try:
         query = recurring_ical_events.of(calendar, skip_bad_series=True)
-        components = list(query.between(window.start, window.end))
+        start, end = query.to_datetime(window.start), query.to_datetime(window.end)
+        all_series = list(query.series)
     except Exception as exc:  # the library's error types vary by version; none may escape
         raise PermanentError(
             f"{where}: the calendar's recurrences cannot be expanded ({_short(exc)})"
         ) from None
     events: dict[str, Event] = {}
-    for component in components:
-        try:
-            event = _event(component, zone, in_series=_uid(component) in series)
-        except _BrokenEvent as exc:
-            log.warning("ics: %s: skipping event %s: %s", where, _uid(component), exc)
+    for series in all_series:
+        uid = str(getattr(series, "uid", "") or "(no UID)")
+        if budget.spent():
+            result.skipped.append(SkippedEvent(uid, limits.REASON_PASS_BUDGET))
             continue
-        events[event.event_id] = event
-    return sorted(events.values(), key=lambda e: (e.start.astimezone(UTC), e.event_id))
+        found: dict[str, Event] = {}
+        reason = ""
+        try:
+            for occurrence in series.between(start, end):
+                if len(found) >= limits.MAX_OCCURRENCES_PER_SERIES:
+                    reason = limits.REASON_TOO_MANY_OCCURRENCES
+                    break
+                if clock.monotonic() > budget.deadline:
+                    reason = limits.REASON_PASS_BUDGET
+                    break
+                component = occurrence.as_component(False)
+                try:
+                    event = _event(component, zone, in_series=uid in series_uids)
+                except (_BrokenEvent, OverflowError, ValueError) as exc:
+                    log.debug("ics: %s: skipping an occurrence of %s: %s", where, uid, exc)
+                    result.skipped.append(SkippedEvent(uid, str(exc) or "it cannot be read"))
+                    continue
+                problem = limits.event_problem(event)
+                if problem:
+                    result.skipped.append(SkippedEvent(event.event_id, problem))
+                    continue
+                found[event.event_id] = limits.bounded(event)
+        except Exception as exc:  # noqa: BLE001 - one series that cannot be expanded is one skip
+            log.debug("ics: %s: series %s cannot be expanded: %s", where, uid, _short(exc))
+            reason = "its recurrences cannot be expanded"
+        if reason:
+            log.debug("ics: %s: skipping series %s: %s", where, uid, reason)
+            result.skipped.append(SkippedEvent(uid, reason))
+            continue
+        allowed = min(len(found), budget.occurrences_left)
+        kept = list(found.values())
+        for event in kept[:allowed]:
+            events[event.event_id] = event
+        budget.occurrences_left -= allowed
+        for event in kept[allowed:]:
+            result.skipped.append(SkippedEvent(event.event_id, limits.REASON_PASS_BUDGET))
+    result.events.extend(events.values())
 
 
 class _BrokenEvent(Exception):
@@ -425,34 +963,6 @@ class _BrokenEvent(Exception):
 
 def _uid(component: icalendar.cal.Component) -> str:
     return str(component.get("UID", "(no UID)"))
-
-
-def _drop_broken_events(calendar: icalendar.Calendar, where: str) -> None:
-    """Remove every component of a UID with a broken VEVENT, so that one bad event (or one bad
-    override of a series) cannot break the expansion of the others or show a moved occurrence at
-    its old time."""
-    broken: dict[str, str] = {}
-    for component in calendar.walk("VEVENT"):
-        problem = _problem(component)
-        if problem:
-            broken.setdefault(_uid(component), problem)
-        elif component.errors:
-            # The parser kept going past lines it could not read; the times are sound, so the
-            # event stays, but someone should look at the feed.
-            names = sorted({str(name or "unreadable line") for name, _ in component.errors})
-            log.warning(
-                "ics: %s: event %s has lines that cannot be read (%s); using the rest",
-                where,
-                _uid(component),
-                ", ".join(names)[:120],
-            )
-    if not broken:
-        return
-    for uid, problem in broken.items():
-        log.warning("ics: %s: skipping event %s: %s", where, uid, problem)
-    calendar.subcomponents = [
-        c for c in calendar.subcomponents if not (c.name == "VEVENT" and _uid(c) in broken)
-    ]
 
 
 def _problem(component: icalendar.cal.Component) -> str:
@@ -469,7 +979,7 @@ def _problem(component: icalendar.cal.Component) -> str:
         if not isinstance(value, date):
             return f"{name} is not a date or time"
         if isinstance(value, datetime) and value.tzinfo is None and "TZID" in prop.params:
-            return f"{name} names an unknown time zone {str(prop.params['TZID'])[:60]!r}"
+            return "it names a time zone nobody knows"
         values[name] = value
     if "DTSTART" not in values:
         return "it has no DTSTART"
@@ -483,7 +993,7 @@ def _problem(component: icalendar.cal.Component) -> str:
             and (start.tzinfo is None) != (end.tzinfo is None)
         ):
             return "DTSTART and DTEND mix floating and zoned times"
-        if end < start:
+        if end < start:  # the same zone compares wall clocks: a DST gap does not reorder them
             return "it ends before it starts"
     return ""
 
@@ -515,6 +1025,7 @@ def _event(component: icalendar.cal.Component, zone: ZoneInfo, *, in_series: boo
     end = _end(component, raw_start, start, zone)
     if end < start:
         raise _BrokenEvent("it ends before it starts")
+    start, end = _past_gaps(start, end)
 
     recurrence_id = ""
     occurrence = component.get("RECURRENCE-ID")
@@ -542,7 +1053,33 @@ def _event(component: icalendar.cal.Component, zone: ZoneInfo, *, in_series: boo
         attendees=tuple(_attendees(component)),
         categories=tuple(_categories(component)),
         updated=_updated(component),
+        private=str(component.get("CLASS", "")).strip().upper() in ("PRIVATE", "CONFIDENTIAL"),
     )
+
+
+def _existing(moment: datetime) -> datetime:
+    """``moment`` as a wall time that exists: RFC 5545 §3.3.5 reads a local time inside a DST
+    gap with the offset before the gap, i.e. shifted forward by the gap (02:30 on the spring-
+    forward night in Stockholm is 03:30 CEST)."""
+    if moment.tzinfo is None:
+        return moment
+    try:
+        return moment.astimezone(UTC).astimezone(moment.tzinfo)
+    except (OverflowError, ValueError):
+        return moment
+
+
+def _past_gaps(start: datetime, end: datetime) -> tuple[datetime, datetime]:
+    """Start and end moved out of a DST gap as a careful client does. When the start is shifted
+    past an end that (on the wall clock) was after it, the event keeps its wall-clock length:
+    an interview booked 02:30–03:00 on that night takes place 03:30–04:00."""
+    new_start, new_end = _existing(start), _existing(end)
+    if new_end.astimezone(UTC) < new_start.astimezone(UTC):
+        wall_length = end.replace(tzinfo=None) - start.replace(tzinfo=None)
+        new_end = (new_start.astimezone(UTC) + max(wall_length, timedelta(0))).astimezone(
+            new_start.tzinfo
+        )
+    return new_start, new_end
 
 
 def _moment(value: date, zone: tzinfo) -> datetime:

@@ -19,8 +19,9 @@ import pytest
 import connectors
 from connectors.base import CalendarSource, ConnectorContext
 from connectors.ics import SourceOptions, open_source
+from daemon import limits
 from daemon.errors import AuthError, ConfigError, CursorExpired, PermanentError, TransientError
-from daemon.models import Event, Period, Response
+from daemon.models import Event, Period, Response, SyncResult
 from tests.contract.calendar_source import (
     CANDIDATE,
     CONTRACT_WINDOW,
@@ -202,6 +203,18 @@ def read(tmp_path: Path, data: bytes, zone: str = "Europe/Stockholm") -> tuple[E
     source = open_source(SourceOptions(path=file), context(tmp_path, zone))
     try:
         return source.sync(None, WINDOW).events
+    finally:
+        source.close()
+
+
+def sync_file(
+    tmp_path: Path, data: bytes, zone: str = "Europe/Stockholm", window: Period = WINDOW
+) -> SyncResult:
+    file = tmp_path / "feed.ics"
+    file.write_bytes(data)
+    source = open_source(SourceOptions(path=file), context(tmp_path, zone))
+    try:
+        return source.sync(None, window)
     finally:
         source.close()
 
@@ -388,11 +401,15 @@ def test_file_that_is_not_icalendar_is_refused_clearly(tmp_path: Path) -> None:
         read(tmp_path, b"<!DOCTYPE html><html><body>Sign in</body></html>")
 
 
-def test_malformed_file_names_the_line(tmp_path: Path) -> None:
+def test_malformed_calendar_line_is_named_and_the_events_still_come(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     data = calendar(vevent("a", "DTSTART:20260310T100000Z", "DTEND:20260310T110000Z"))
     broken = data.replace(b"PRODID:-//Example//Feed//EN", b"this line is not iCalendar at all")
-    with pytest.raises(PermanentError, match="line 3"):
-        read(tmp_path, broken)
+    with caplog.at_level(logging.WARNING, logger="connectors.ics"):
+        [event] = read(tmp_path, broken)
+    assert event.ical_uid == "a"
+    assert any("line 3" in r.getMessage() for r in caplog.records)
 
 
 def test_truncated_file_is_refused(tmp_path: Path) -> None:
@@ -410,7 +427,8 @@ def test_unreadable_line_inside_an_event_keeps_the_event(
     with caplog.at_level(logging.WARNING, logger="connectors.ics"):
         [event] = read(tmp_path, data)
     assert event.ical_uid == "kept"
-    assert any("kept" in r.getMessage() for r in caplog.records)
+    assert any("lines that cannot be read" in r.getMessage() for r in caplog.records)
+    assert not any("kept" in r.getMessage() for r in caplog.records)  # no event id above DEBUG
 
 
 def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
@@ -436,11 +454,19 @@ def test_one_broken_event_is_skipped_and_named(
         vevent("good-2", "DTSTART:20260311T100000Z", "DTEND:20260311T110000Z", anna),
     )
     with caplog.at_level(logging.DEBUG, logger="connectors.ics"):
-        events = read(tmp_path, data)
-    assert sorted(e.ical_uid for e in events) == ["good-1", "good-2"]
+        result = sync_file(tmp_path, data)
+    assert sorted(e.ical_uid for e in result.events) == ["good-1", "good-2"]
+    skipped = {s.event_id: s.reason for s in result.skipped}
+    assert skipped == {
+        "no-start": "it has no DTSTART",
+        "backwards": "it ends before it starts",
+        "bad-zone": "it names a time zone nobody knows",
+    }
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert any("3 events skipped" in message for message in warnings), warnings
+    # Above DEBUG: no event UID, no candidate.
     for uid in ("no-start", "backwards", "bad-zone"):
-        assert any(uid in message for message in warnings), warnings
+        assert not any(uid in message for message in warnings), warnings
     assert not any("Anna" in m or "anna@" in m for m in warnings)
 
 
@@ -463,11 +489,21 @@ def test_a_broken_override_drops_its_series_rather_than_misplacing_it(tmp_path: 
     assert [e.ical_uid for e in read(tmp_path, data)] == ["other"]
 
 
-def test_a_one_megabyte_description_is_fine(tmp_path: Path) -> None:
-    body = ("Agenda och bakgrund. " * 50 + "\n") * 1000
-    assert len(body.encode()) > 1_000_000
-    [event] = read(tmp_path, to_ics([interview(body=body)]))
-    assert event.body == body
+def test_a_large_description_is_cut_and_an_oversized_event_is_skipped(tmp_path: Path) -> None:
+    body = ("Agenda och bakgrund. " * 50 + "\n") * 150  # 160 kB: a long, real invitation
+    huge = ("Agenda och bakgrund. " * 50 + "\n") * 1000  # 1 MB: over the budget of one event
+    data = to_ics(
+        [
+            interview(uid="long", body=body),
+            interview(uid="huge", body=huge),
+        ]
+    )
+    result = sync_file(tmp_path, data)
+    [event] = result.events
+    assert event.ical_uid == "long"
+    assert len(event.body) == limits.MAX_BODY_CHARS
+    assert event.body.startswith("Agenda och bakgrund.")
+    assert [(s.event_id, s.reason) for s in result.skipped] == [("huge", limits.REASON_TOO_BIG)]
 
 
 def test_unchanged_link_costs_one_conditional_request(
