@@ -6,6 +6,7 @@ import argparse
 import importlib
 import logging
 import sys
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -19,6 +20,7 @@ from daemon.models import DraftKey, DraftState, MailKind, normalise_address
 from daemon.planner import LedgerState, plan
 from daemon.render import Renderer
 from daemon.runtime import context_for, describe, open_runner, run_once, validate
+from daemon.samples import SAMPLE_LANGUAGES, SAMPLES
 from daemon.service import setup_logging
 from daemon.settings import Settings, config_path, load_settings
 from daemon.state import State
@@ -91,7 +93,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
             snapshot = runner.snapshot(now, calendar)
             decided = plan(snapshot, now, settings, calendar)
             for mail in decided.drafts:
-                facts = runner.facts(mail, snapshot)
+                facts = runner.facts(mail, snapshot, now)
                 context = compose.build_context(mail, box, settings, calendar, now, facts)
                 rendered = renderer.render(mail.kind.value, compose.language_of(mail, box), context)
                 count += 1
@@ -120,6 +122,23 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
+    # Every kind in every language, with full, sparse and hostile sample data (daemon/samples.py).
+    started = time.monotonic()
+    problems = Renderer(settings.service.templates_dir).check()
+    took = time.monotonic() - started
+    renders = len(MailKind) * len(SAMPLE_LANGUAGES) * len(SAMPLES)
+    if problems:
+        print(
+            f"recruitmail: configuration error: templates do not render "
+            f"({len(problems)} problem(s) in {renders} renderings, {took:.2f} s):\n  "
+            + "\n  ".join(problems),
+            file=sys.stderr,
+        )
+        return 2
+    print(
+        f"templates: {len(MailKind)} kinds × {len(SAMPLE_LANGUAGES)} languages × "
+        f"{len(SAMPLES)} samples ({', '.join(SAMPLES)}) render cleanly ({took:.2f} s)."
+    )
     renderer = validate(settings)
     print(
         f"{config_path(args.config)}: configuration and templates are valid "

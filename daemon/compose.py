@@ -1,7 +1,9 @@
 """Build the template variables for a planned mail (docs/TEMPLATES.md) and the draft around it.
 
 Pure: every fact arrives as an argument. Dates and times are formatted for the mail's language
-with Babel; calendar text passes through untouched as data (the templates escape HTML).
+with Babel. Calendar text reaches templates only as data (the templates escape HTML), and only
+after ``safe_context``: no control or bidi characters anywhere, no links in locations, agendas
+and summaries, and a meeting link only for a known meeting host (``[links] meeting_hosts``).
 """
 
 from __future__ import annotations
@@ -13,7 +15,14 @@ from typing import Any
 from babel.dates import format_date, format_datetime, get_timezone_location
 from babel.units import format_unit
 
-from daemon.interviews import Interview
+from daemon.interviews import (
+    Interview,
+    links_in,
+    meeting_link,
+    safe_text,
+    usable_name,
+    without_links,
+)
 from daemon.models import DraftMessage, MailKind, Period, PersonInfo, Recipient
 from daemon.planner import PlannedMail
 from daemon.settings import Mailbox, Settings, Stage
@@ -74,7 +83,8 @@ def build_context(
         _folded_absence(mail, facts) if MailKind.VACATION_NOTICE in folded else None
     )
     vacation = _vacation(absence, box, settings, calendar, fmt, language) if absence else None
-    return {
+    left_out: list[str] = []
+    context = {
         "kind": mail.kind.value,
         "language": language,
         "candidate": {
@@ -98,7 +108,9 @@ def build_context(
             "social": texts.social if texts else "",
             "development": texts.development if texts else "",
         },
-        "interview": _interview(interview, mail, box, settings, fmt, language, stage, facts)
+        "interview": _interview(
+            interview, mail, box, settings, fmt, language, stage, facts, left_out
+        )
         if interview and _speaks_of_interview(mail.kind)
         else None,
         "next_steps": (stage.next_steps.get(language, "") if stage else ""),
@@ -111,13 +123,29 @@ def build_context(
             "holiday": _holiday(folded_holiday, language) if folded_holiday else None,
             "vacation": vacation if MailKind.VACATION_NOTICE in folded else None,
         },
+        # Why calendar data was kept out of this mail (for logs and status, not for the mail).
+        "left_out": sorted(set(left_out)),
     }
+    cleaned: dict[str, Any] = safe_context(context)
+    return cleaned
+
+
+def safe_context(value: Any) -> Any:
+    """``value`` with every string in it (however deeply nested) passed through ``safe_text``:
+    whatever a template shows, no bidi override or control character reaches a mail."""
+    if isinstance(value, str):
+        return safe_text(value, multiline="\n" in value)
+    if isinstance(value, dict):
+        return {k: safe_context(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [safe_context(v) for v in value]
+    return value
 
 
 def build_message(
     mail: PlannedMail, box: Mailbox, subject: str, text: str, html: str, facts: Facts
 ) -> DraftMessage:
-    name = mail.interview.candidate.name if mail.interview else ""
+    name = usable_name(mail.interview.candidate.name) if mail.interview else ""
     return DraftMessage(
         key=mail.key,
         sender=Recipient(box.address, box.name),
@@ -188,6 +216,7 @@ def _interview(
     language: str,
     stage: Stage | None,
     facts: Facts,
+    left_out: list[str],
 ) -> dict[str, Any]:
     event = interview.event
     panel = []
@@ -204,19 +233,29 @@ def _interview(
         seen.add(member.address)
         configured = settings.person(member.address)
         found = (facts.directory or {}).get(member.address)
+        # Never an address: a colleague without a known name is shown by role, or not at all.
+        name = (
+            (configured.name if configured else "")
+            or usable_name(found.name if found else "")
+            or usable_name(member.name)
+        )
+        role = (configured.role_in(language) if configured else "") or (
+            usable_name(found.role) if found else ""
+        )
+        if not name and not role:
+            left_out.append("a panel member without a known name or role left out")
+            continue
         panel.append(
             {
-                "name": (configured.name if configured else "")
-                or (found.name if found else "")
-                or member.name
-                or member.address,
-                "role": (configured.role_in(language) if configured else "")
-                or (found.role if found else ""),
+                "name": name,
+                "role": role,
                 "bio": (configured.bio_in(language) if configured else "")
-                or (found.bio if found else ""),
+                or (without_links(safe_text(found.bio)) if found else ""),
             }
         )
-    agenda = list(interview.agenda) or (list(stage.agenda.get(language, [])) if stage else [])
+    calendar_agenda = [item for item in (without_links(i) for i in interview.agenda) if item]
+    agenda = calendar_agenda or (list(stage.agenda.get(language, [])) if stage else [])
+    location, online_url = _place(event.location, event.online_url, settings, left_out)
     number = facts.interview_number
     stage_name = (stage.name.get(language, "") if stage else "") or _STAGE_FALLBACK.get(
         language, _STAGE_FALLBACK["en"]
@@ -228,15 +267,39 @@ def _interview(
         "end_time": fmt.time(event.end),
         "zone": fmt.zone(event.start),
         "duration": fmt.duration(event.end - event.start),
-        "location": _bounded(event.location, 300),
-        "online_url": event.online_url if len(event.online_url) <= 2000 else "",
+        "location": location,
+        "online_url": online_url,
         "panel": panel,
         "agenda": agenda,
         "stage": stage_name,
         "number": number,
-        "summary": interview.summary,
+        "summary": without_links(safe_text(interview.summary, multiline=True)),
         "previous_when": fmt.when(mail.previous_start) if mail.previous_start else "",
     }
+
+
+def _place(
+    raw_location: str, raw_url: str, settings: Settings, left_out: list[str]
+) -> tuple[str, str]:
+    """The location as text without links, and the meeting link when its host is known.
+
+    A known meeting link pasted into the location (Outlook does that) becomes the link when the
+    event has none of its own.
+    """
+    location = safe_text(raw_location)
+    url, reason = meeting_link(raw_url, settings) if len(raw_url) <= 2000 else ("", "")
+    if reason:
+        left_out.append(reason)
+    if not url:
+        for candidate in links_in(location):
+            found, _ = meeting_link(candidate, settings)
+            if found:
+                url = found
+                break
+    text = without_links(location)
+    if text != location and not url:
+        left_out.append("a link in the location left out")
+    return _bounded(text, 300), url
 
 
 def _bounded(text: str, limit: int) -> str:

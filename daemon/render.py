@@ -1,9 +1,16 @@
-"""Render a touchpoint's subject, text and HTML part from the Jinja2 templates, sandboxed and bounded."""
+"""Render a touchpoint's subject, text and HTML part from the Jinja2 templates, sandboxed and bounded.
+
+Failures stay with one mail: whatever a template raises on a mail's data, and a part that grows
+past ``MAX_PART_BYTES`` or a mail that takes longer than ``MAX_RENDER_SECONDS``, is a
+``RenderError`` (the mail is held, the others are drafted). Only a template that cannot be
+loaded at all (missing, syntax) is a ``ConfigError``.
+"""
 
 from __future__ import annotations
 
 import re
 import sys
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,13 +21,19 @@ import jinja2
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 
-from daemon.errors import ConfigError, PermanentError
+from daemon.errors import ConfigError, RenderError
 from daemon.mime import clean_header
 from daemon.models import MailKind
-from daemon.samples import SAMPLE_LANGUAGES, sample_context
+from daemon.samples import SAMPLE_LANGUAGES, SAMPLES, hostile_context, sample_context
 
-MAX_PART_CHARS = 200_000
-"""No rendered part may be longer than this: calendar text must not be able to inflate a mail."""
+MAX_PART_BYTES = 256 * 1024
+"""No rendered part may be larger (UTF-8): calendar text must not be able to inflate a mail."""
+MAX_RENDER_SECONDS = 2.0
+"""One mail (subject, text and HTML) must render within this; real mails take milliseconds."""
+MAX_VALUE_CHARS = 1_000_000
+"""A string a template builds or reads larger than this stops the rendering (``"x" * 10**9``)."""
+MAX_RANGE = 10_000
+"""``range()`` in a template yields at most this many numbers."""
 
 SHARED_FILES = ("_layout.html.j2", "_layout.txt.j2", "_macros.j2")
 TEMPLATE_FILES = SHARED_FILES + tuple(
@@ -67,12 +80,88 @@ def _as_template_value(value: Any) -> Any:
     return value
 
 
+class _Budget:
+    """The deadline of the mail being rendered (per thread: runners render in parallel)."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self._local = threading.local()
+
+    def start(self) -> None:
+        self._local.deadline = time.monotonic() + MAX_RENDER_SECONDS
+
+    def check(self) -> None:
+        deadline = getattr(self._local, "deadline", None)
+        if deadline is not None and time.monotonic() > deadline:
+            raise _OverBudget(f"rendering took longer than {MAX_RENDER_SECONDS:g} s")
+
+
+class _OverBudget(Exception):
+    """A rendering went over its time or size budget."""
+
+
+def _sized(value: Any) -> Any:
+    if isinstance(value, str | list | tuple) and len(value) > MAX_VALUE_CHARS:
+        raise _OverBudget(f"a value grew past {MAX_VALUE_CHARS} characters")
+    return value
+
+
+def _small_range(*args: int) -> range:
+    numbers = range(*args)
+    if len(numbers) > MAX_RANGE:
+        raise SecurityError(f"range() in a template is limited to {MAX_RANGE} numbers")
+    return numbers
+
+
 class _LanguageEnvironment(SandboxedEnvironment):
-    """A sandbox where ``{% extends "x" %}`` inside ``sv/…`` means ``sv/x``.
+    """A sandbox where ``{% extends "x" %}`` inside ``sv/…`` means ``sv/x``, and where no
+    expression can make a huge value or run for long.
 
     Each language directory is self-contained, so names in extends/import/include resolve next
     to the template that uses them.
     """
+
+    intercepted_binops = frozenset({"*", "**", "+"})
+
+    def __init__(self, budget: _Budget, **options: Any) -> None:
+        super().__init__(**options)
+        self.budget = budget
+        self.globals["range"] = _small_range
+
+    def call_binop(
+        self, context: jinja2.runtime.Context, operator: str, left: Any, right: Any
+    ) -> Any:
+        self.budget.check()
+        if operator == "**" and isinstance(right, int) and abs(right) > 64:
+            raise SecurityError("the template raises a number to a huge power")
+        if operator == "*":
+            for seq, times in ((left, right), (right, left)):
+                if (
+                    isinstance(seq, str | list | tuple)
+                    and isinstance(times, int)
+                    and len(seq) * times > MAX_VALUE_CHARS
+                ):
+                    raise _OverBudget(f"a value grew past {MAX_VALUE_CHARS} characters")
+        return _sized(super().call_binop(context, operator, left, right))
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        self.budget.check()
+        return _sized(super().getattr(obj, attribute))
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        self.budget.check()
+        return _sized(super().getitem(obj, argument))
+
+    def call(
+        __self,  # noqa: N805 - Jinja's own signature
+        __context: jinja2.runtime.Context,
+        __obj: Any,
+        *args: Any,
+        **kwargs: Any,
+    ) -> Any:
+        __self.budget.check()
+        return _sized(super().call(__context, __obj, *args, **kwargs))
 
     def join_path(self, template: str, parent: str) -> str:
         if "/" in template:
@@ -120,15 +209,22 @@ class Renderer:
             "lstrip_blocks": True,
             "auto_reload": False,
         }
-        self._text_env = _LanguageEnvironment(autoescape=False, **options)
-        self._html_env = _LanguageEnvironment(autoescape=True, **options)
+        self._budget = _Budget()
+        self._text_env = _LanguageEnvironment(self._budget, autoescape=False, **options)
+        self._html_env = _LanguageEnvironment(self._budget, autoescape=True, **options)
 
     def render(self, kind: str, language: str, context: Mapping[str, Any]) -> RenderedMail:
         """Render ``kind`` in ``language`` with ``context`` (the names of docs/TEMPLATES.md).
 
-        Raises ``ConfigError`` (naming file and line) when a template is wrong, and
-        ``PermanentError`` when this mail's data cannot be rendered or a part grows too long.
+        Raises ``ConfigError`` when a template cannot be loaded (missing, syntax, no subject
+        block: every mail of the kind would fail), and ``RenderError`` with a short reason that
+        holds no calendar text when rendering this mail's data fails or goes over a budget.
         """
+        return self._render(kind, language, context, reveal=False)
+
+    def _render(
+        self, kind: str, language: str, context: Mapping[str, Any], *, reveal: bool
+    ) -> RenderedMail:
         if not _KIND.match(kind):
             raise ConfigError(f"no template for mail kind {kind!r}")
         if not _LANGUAGE.match(language):
@@ -145,15 +241,24 @@ class Renderer:
                 f"{text_template.filename}: has no {{% block subject %}}…{{% endblock %}}; "
                 "the subject of the mail comes from it"
             )
+        secrets = () if reveal else _strings_in(context)
 
+        def generate(
+            env: _LanguageEnvironment,
+            template: jinja2.Template,
+            chunks: Callable[[], Iterator[str]],
+        ) -> str:
+            return self._generate(env, template, chunks, secrets)
+
+        self._budget.start()
         # Render the whole text first, then the subject block with the same context: top-level
         # imports (the macros) are only bound once the template's root has run.
         text_context = text_template.new_context(values)
-        text = self._generate(
+        text = generate(
             self._text_env, text_template, lambda: text_template.root_render_func(text_context)
         )
-        subject = self._generate(self._text_env, text_template, lambda: subject_block(text_context))
-        html = self._generate(
+        subject = generate(self._text_env, text_template, lambda: subject_block(text_context))
+        html = generate(
             self._html_env,
             html_template,
             lambda: html_template.root_render_func(html_template.new_context(values)),
@@ -176,44 +281,44 @@ class Renderer:
         env: _LanguageEnvironment,
         template: jinja2.Template,
         chunks: Callable[[], Iterator[str]],
+        secrets: tuple[str, ...],
     ) -> str:
         parts: list[str] = []
         size = 0
         try:
             try:
                 for chunk in chunks():
-                    size += len(chunk)
-                    if size > MAX_PART_CHARS:
+                    size += len(chunk.encode("utf-8", "surrogatepass"))
+                    if size > MAX_PART_BYTES:
                         break
+                    self._budget.check()
                     parts.append(chunk)
             except Exception:
                 # Let Jinja rewrite the traceback so that its frames carry template file and line.
                 env.handle_exception()
         except jinja2.TemplateSyntaxError as exc:
-            raise ConfigError(_syntax_message(exc)) from None
+            raise RenderError(_syntax_message(exc)) from None
         except jinja2.TemplateNotFound as exc:
-            raise ConfigError(
+            raise RenderError(
                 f"{template.filename}: includes {exc.name}, which does not exist"
             ) from None
-        except (jinja2.TemplateError, SecurityError, RecursionError) as exc:
-            # Undefined names, sandbox violations, runaway macros: the template must change.
+        except _OverBudget as exc:
+            raise RenderError(f"{template.filename}: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - whatever a template raises stays with this mail
+            # Undefined names in a branch only this data reaches, sandbox refusals, runaway
+            # macros, a filter choking on odd data: this mail is held, the others go on.
             where = _template_location(exc.__traceback__) or str(template.filename)
-            raise ConfigError(f"{where}: {exc}") from None
-        except Exception as exc:
-            # Anything else came from this mail's values (a filter choking on odd data): skip it.
-            where = _template_location(exc.__traceback__) or str(template.filename)
-            raise PermanentError(
-                f"{where}: cannot render this mail's data: {type(exc).__name__}: {exc}"
-            ) from None
-        if size > MAX_PART_CHARS:
-            raise PermanentError(
-                f"{template.filename}: the rendered part exceeds {MAX_PART_CHARS} characters; "
+            raise RenderError(f"{where}: {_reason(exc, secrets)}") from None
+        if size > MAX_PART_BYTES:
+            raise RenderError(
+                f"{template.filename}: the rendered part exceeds {MAX_PART_BYTES // 1024} KiB; "
                 "some calendar text is far too long"
             )
         return "".join(parts)
 
     def check(self, languages: Iterable[str] = SAMPLE_LANGUAGES) -> list[str]:
-        """Render every kind and language with full and sparse sample data; list the problems.
+        """Render every kind and language with the full, the sparse and the hostile sample data
+        (``daemon.samples``); list the problems.
 
         Each problem is one human message, ``file:line: what``. An empty list means the templates
         are fine. Also reports files in the override directory that recruitmail would never use.
@@ -222,15 +327,15 @@ class Renderer:
         for language in languages:
             problems.extend(self._unused_overrides(language))
             for kind in MailKind:
-                for sparse in (False, True):
-                    sample = "sparse" if sparse else "full"
+                for sample in SAMPLES:
+                    context = (
+                        hostile_context(kind.value, language)
+                        if sample == "hostile"
+                        else sample_context(kind.value, language, sparse=sample == "sparse")
+                    )
                     try:
-                        mail = self.render(
-                            kind.value,
-                            language,
-                            sample_context(kind.value, language, sparse=sparse),
-                        )
-                    except (ConfigError, PermanentError) as exc:
+                        mail = self._render(kind.value, language, context, reveal=True)
+                    except (ConfigError, RenderError) as exc:
                         problems.append(
                             f"{exc} (rendering {language}/{kind.value}, {sample} sample)"
                         )
@@ -251,6 +356,15 @@ class Renderer:
                     f"{where}.{part}.j2: prints None for a missing value ({sample} sample); "
                     "guard it with {% if … %}"
                 )
+        if sample == "hostile":
+            lowered = mail.html.lower()
+            if "<script" in lowered or "<img src=x" in lowered:
+                problems.append(
+                    f"{where}.html.j2: shows calendar text as markup (hostile sample); "
+                    "remove |safe or Markup() around calendar values"
+                )
+            if 'href="javascript' in lowered:
+                problems.append(f"{where}.html.j2: links a javascript: address (hostile sample)")
         return problems
 
     def _unused_overrides(self, language: str) -> list[str]:
@@ -265,6 +379,30 @@ class Renderer:
             for path in sorted(directory.iterdir())
             if path.suffix == ".j2" and path.name not in TEMPLATE_FILES
         ]
+
+
+def _strings_in(value: Any, found: set[str] | None = None) -> tuple[str, ...]:
+    """Every string of a context (at least 3 characters): what an error message must not show."""
+    out = set() if found is None else found
+    if isinstance(value, str):
+        if len(value) >= 3:
+            out.add(value)
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            _strings_in(item, out)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _strings_in(item, out)
+    return tuple(out)
+
+
+def _reason(exc: BaseException, secrets: tuple[str, ...]) -> str:
+    """``Type: message``, or only the type when the message quotes the mail's data."""
+    message = str(exc)
+    name = type(exc).__name__
+    if not message or any(secret in message for secret in secrets):
+        return name
+    return f"{name}: {message[:300]}"
 
 
 def _syntax_message(exc: jinja2.TemplateSyntaxError) -> str:

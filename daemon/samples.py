@@ -2,7 +2,10 @@
 
 Used by ``Renderer.check()`` (start-up and ``recruitmail check``), by ``recruitmail preview`` and by
 the tests. ``sparse=True`` builds the thinnest context a real interview can give: no first name, no
-panel, no agenda, no place or link, no company texts, no stand-in.
+panel, no agenda, no place or link, no company texts, no stand-in. ``hostile_context`` builds the
+worst a calendar can send, unfiltered, so that templates are proven against it: right-to-left
+overrides, 4,000-character names, text that looks like Jinja or HTML, CR/LF, links on foreign
+hosts, empty names.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from daemon.models import MailKind
 
 SAMPLE_ZONE = ZoneInfo("Europe/Stockholm")
 SAMPLE_LANGUAGES = ("sv", "en")
+SAMPLES = ("full", "sparse", "hostile")
+"""The sample data sets ``recruitmail check`` renders every kind and language with."""
 
 # Thursday 3 December 2026: the first interview; the second one a week later.
 _FIRST = datetime(2026, 12, 3, 14, 0, tzinfo=SAMPLE_ZONE)
@@ -250,4 +255,56 @@ def sample_context(kind: str, language: str, *, sparse: bool = False) -> dict[st
         "holiday": holiday,
         "vacation": vacation,
         "also": also,
+        "left_out": [],
     }
+
+
+RLO = "\u202e"
+"""RIGHT-TO-LEFT OVERRIDE: makes "Room 1\u202etxt.exe" show as "Room 1exe.txt"."""
+HOSTILE_TEXTS = (
+    "{{ 7*7 }} {% for x in range(10**9) %}loop{% endfor %} {# #}",
+    "<script>alert(1)</script><img src=x onerror=alert(1)> O'Brien & <Co>",
+    "Anna\r\nBcc: everyone@evil.example =?UTF-8?Q?=0A?=",
+    f"https://evil.example/{RLO}https://teams.microsoft.com",
+    f"Room 1{RLO}txt.exe\u2066\u200b\u0000\u001b[31m",
+    "",
+)
+LONG_NAME = "Anna-" + "Maria" * 799  # 4,000 characters
+FOREIGN_LINK = "https://nordljus.se.login-verify.example/teams"
+
+
+def hostile_context(kind: str, language: str) -> dict[str, Any]:
+    """``sample_context`` with every calendar-derived value replaced by hostile text, unfiltered.
+
+    Production cleans calendar text before templates see it (``daemon.compose``); this proves the
+    templates themselves stay safe and render anyway: markup escaped in HTML, template syntax
+    shown literally, nothing raising on empty or enormous values.
+    """
+    context = sample_context(kind, language)
+    text = " | ".join(HOSTILE_TEXTS)
+    context["candidate"] = {
+        "first_name": f"{RLO}Anna{{{{ 7*7 }}}}",
+        "full_name": LONG_NAME,
+        "address": "anna@example.com",
+    }
+    interview = context["interview"]
+    if interview is None and kind in ("status_update", "weekend_greeting"):
+        interview = sample_context("thank_you", language)["interview"]
+        context["interview"] = interview
+    if interview is not None:
+        interview["location"] = f"{HOSTILE_TEXTS[4]} Pay the fee at https://evil.example/pay"
+        interview["online_url"] = FOREIGN_LINK
+        interview["panel"] = [
+            {"name": "", "role": HOSTILE_TEXTS[1], "bio": ""},
+            {"name": LONG_NAME, "role": "", "bio": text},
+            {"name": "ceo@nordvik.example", "role": HOSTILE_TEXTS[2], "bio": HOSTILE_TEXTS[0]},
+        ]
+        interview["agenda"] = [t for t in HOSTILE_TEXTS if t] + ["x" * 4000]
+        interview["summary"] = "\n".join(HOSTILE_TEXTS) + "\n" + "lorem ipsum " * 300
+        interview["previous_when"] = interview["when"] if kind == "reschedule_notice" else ""
+    if context["holiday"] is not None:
+        context["holiday"] = {"key": "other", "name": HOSTILE_TEXTS[1]}
+    if context["vacation"] is not None:
+        context["vacation"]["stand_in"] = {"name": "", "role": "", "address": "", "phone": ""}
+    context["next_steps"] = HOSTILE_TEXTS[0]
+    return context

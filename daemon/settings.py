@@ -119,10 +119,55 @@ class Stage(Section):
     )
 
 
+DEFAULT_SUBJECT_PATTERN = (
+    r"(?:anställnings|rekryterings|jobb)?intervju(?:n|er|erna)?"
+    r"|(?:anställnings|rekryterings)?samtal(?:et)?"
+    r"|(?:job\s+)?interviews?"
+)
+DEFAULT_EXCLUDE_PATTERN = (
+    r"feedback|debrief(?:ing)?|process(?:en|er)?|audit|revision(?:en)?|utbildning(?:en)?"
+    r"|training|calibration|kalibrering(?:en)?|planering(?:en)?|planning"
+)
+DEFAULT_MEETING_HOSTS = (
+    "teams.microsoft.com",
+    "teams.live.com",
+    "meet.google.com",
+    "zoom.us",
+    "webex.com",
+)
+
+
+def _whole_word_pattern(value: str) -> str:
+    try:
+        compiled = re.compile(rf"(?<!\w)(?:{value})(?!\w)", re.IGNORECASE)
+    except re.error as exc:
+        raise ValueError(f"not a valid regular expression: {exc}") from exc
+    if value and compiled.search(" ") is not None:
+        raise ValueError("the pattern matches an empty subject; name at least one word")
+    return value
+
+
 class Detection(Section):
+    """Which calendar events are interviews, and who can make recruitmail write.
+
+    Patterns are regular expressions whose alternatives are matched as whole words,
+    case-insensitively: recruitmail wraps them as ``(?<!\\w)(?:PATTERN)(?!\\w)``, so
+    "samtal" finds "Samtal med Anna" but not "Kundsamtal" or "Telefonsamtal".
+    """
+
     subject_pattern: str = Field(
-        "intervju|interview|samtal",
-        description="Regular expression (case-insensitive) a subject must match to be an interview.",
+        DEFAULT_SUBJECT_PATTERN,
+        description=(
+            "Regular expression a subject must match to be an interview; its alternatives are "
+            "matched as whole words, case-insensitively (write intervju\\w* to allow endings)."
+        ),
+    )
+    exclude_pattern: str = Field(
+        DEFAULT_EXCLUDE_PATTERN,
+        description=(
+            "Regular expression (whole words, case-insensitive): a subject matching it is never "
+            'an interview, e.g. "Interview feedback". Empty: exclude nothing.'
+        ),
     )
     categories: list[str] = Field(
         default_factory=lambda: ["Rekrytering", "Recruitment"],
@@ -136,15 +181,57 @@ class Detection(Section):
         default_factory=lambda: ["SV", "Svenska"],
         description="Categories that switch the candidate's mails to Swedish.",
     )
+    external_organisers: Literal["accepted", "never", "always"] = Field(
+        "accepted",
+        description=(
+            "Events organised outside the company (anyone can send an invitation): "
+            '"accepted" = only once the recruiter accepted it, "never", or "always". Events the '
+            "recruiter or a colleague organised, and events without any organiser (plain ICS "
+            "feeds), always count."
+        ),
+    )
+    max_candidates: int = Field(
+        3,
+        ge=1,
+        le=50,
+        description="An event with more external attendees than this is not an interview.",
+    )
 
     @field_validator("subject_pattern")
     @classmethod
     def _compiles(cls, value: str) -> str:
-        try:
-            re.compile(value)
-        except re.error as exc:
-            raise ValueError(f"not a valid regular expression: {exc}") from exc
-        return value
+        if not value:
+            raise ValueError("name at least one word, e.g. intervju|interview")
+        return _whole_word_pattern(value)
+
+    @field_validator("exclude_pattern")
+    @classmethod
+    def _exclude_compiles(cls, value: str) -> str:
+        return _whole_word_pattern(value)
+
+
+class Links(Section):
+    """Which meeting links may reach a candidate as links."""
+
+    meeting_hosts: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_MEETING_HOSTS),
+        description=(
+            "Hosts whose https links are shown (the host itself or a proper subdomain: zoom.us "
+            "covers eu01web.zoom.us). The company's own domains always count. Any other link is "
+            "left out of the mail, and status says so."
+        ),
+    )
+
+    @field_validator("meeting_hosts")
+    @classmethod
+    def _hosts(cls, value: list[str]) -> list[str]:
+        hosts = []
+        for host in value:
+            cleaned = host.strip().lower().rstrip(".")
+            if not cleaned or "/" in cleaned or ":" in cleaned or "@" in cleaned:
+                raise ValueError(f"{host!r}: name a host only, e.g. teams.microsoft.com")
+            hosts.append(cleaned.removeprefix("*."))
+        return hosts
 
 
 class Touchpoint(Section):
@@ -329,6 +416,7 @@ class Settings(BaseSettings):
     )
     stages: list[Stage] = Field(default_factory=list, description="Interview stages, in order.")
     detection: Detection = Detection()
+    links: Links = Links()
     touchpoints: Touchpoints = Touchpoints()
     service: Service = Service()
     mailboxes: list[Mailbox] = Field(description="The recruiters whose calendars are watched.")
