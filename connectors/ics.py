@@ -201,6 +201,15 @@ class IcsSource:
             response, content = self._download(url, headers, where)
         except httpx.TimeoutException:
             raise TransientError(f"{where}: the calendar server did not answer in time") from None
+        except httpx.ConnectError as exc:
+            if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+                raise ConfigError(
+                    f"{where}: the server's certificate is not trusted; set source.ca_file (or "
+                    "SSL_CERT_FILE / REQUESTS_CA_BUNDLE) to the CA that signed it"
+                ) from None
+            raise TransientError(
+                f"{where}: cannot reach the calendar server ({type(exc).__name__})"
+            ) from None
         except httpx.HTTPError as exc:
             raise TransientError(
                 f"{where}: cannot reach the calendar server ({type(exc).__name__})"
@@ -577,36 +586,39 @@ def _split(data: bytes) -> tuple[bytes, list[_Raw]]:
     properties: list[bytes] = []
     size = 0
     components: list[_Raw] = []
-    depth = 0
+    stack: list[str] = []  # the names of the components open at this point
     gap = 0  # where the calendar's own properties resume after a component
-    opened: tuple[str, int] | None = None
+    opened = 0  # where the open top-level component began
     for match in _COMPONENT_LINE.finditer(data):
         begin = match.group(1).upper() == b"BEGIN"
         name = match.group(2).upper().decode("ascii")
         line_end = data.find(b"\n", match.end())
         after = len(data) if line_end < 0 else line_end + 1
         if begin:
-            depth += 1
-            if depth == 1:
+            stack.append(name)
+            if len(stack) == 1:
                 gap = after
-            elif depth == 2:
+            elif len(stack) == 2:
                 chunk = data[gap : match.start()]
                 if size + len(chunk) <= limits.MAX_EVENT_BYTES:
                     properties.append(chunk)
                     size += len(chunk)
-                opened = (name, match.start())
-        else:
-            if depth == 2 and opened is not None:
-                components.append(_Raw(opened[0], opened[1], after))
-                opened = None
-                gap = after
-            elif depth == 1:
-                chunk = data[gap : match.start()]
-                if size + len(chunk) <= limits.MAX_EVENT_BYTES:
-                    properties.append(chunk)
-                    size += len(chunk)
-            depth = max(0, depth - 1)
-    if depth:
+                opened = match.start()
+            continue
+        if name not in stack:
+            continue  # a stray END: left in place for the parser to refuse that component
+        depth = len(stack)
+        while stack.pop() != name:
+            pass
+        if depth >= 2 and len(stack) < 2:
+            components.append(_Raw(_component_name(data, opened), opened, after))
+            gap = after
+        if not stack:
+            chunk = data[gap : match.start()]
+            if size + len(chunk) <= limits.MAX_EVENT_BYTES:
+                properties.append(chunk)
+                size += len(chunk)
+    if stack:
         # Cut off in the middle (a download that broke off): reading what is there would report
         # every event after the cut as removed.
         raise ValueError("the calendar ends in the middle")
@@ -614,6 +626,12 @@ def _split(data: bytes) -> tuple[bytes, list[_Raw]]:
         b"BEGIN:VCALENDAR\r\n" + b"".join(p for p in properties if p.strip()) + b"END:VCALENDAR\r\n"
     )
     return shell, components
+
+
+def _component_name(data: bytes, start: int) -> str:
+    """The component name of the BEGIN line at ``start``."""
+    match = _COMPONENT_LINE.match(data, start)
+    return match.group(2).upper().decode("ascii") if match else ""
 
 
 def _unfolded(data: bytes, start: int, end: int, limit: int = 4096) -> bytes:
@@ -1202,7 +1220,7 @@ def _address(value: Any) -> str:
 
 
 def _person(value: Any, *, is_organizer: bool) -> Attendee | None:
-    address = _address(value)
+    address = without_final_dot(_address(value))
     if "@" not in address:
         return None
     params = getattr(value, "params", {})
@@ -1215,6 +1233,13 @@ def _person(value: Any, *, is_organizer: bool) -> Attendee | None:
         is_organizer=is_organizer,
         optional=str(params.get("ROLE", "")).upper() == "OPT-PARTICIPANT",
     )
+
+
+def without_final_dot(address: str) -> str:
+    """``anna@example.se.`` is ``anna@example.se``: a fully qualified domain's final dot names
+    the same domain, and would otherwise make the same person a new candidate."""
+    text = address.strip()
+    return text[:-1] if "@" in text and text.endswith(".") else text
 
 
 def _organizer(component: icalendar.cal.Component) -> Attendee | None:

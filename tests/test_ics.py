@@ -3,9 +3,13 @@ what only iCalendar files bring (Windows zone names, floating times, broken file
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import io
 import logging
+import os
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -13,10 +17,12 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
 import connectors
+from connectors import ics
 from connectors.base import CalendarSource, ConnectorContext
 from connectors.ics import SourceOptions, open_source
 from daemon import limits
@@ -31,6 +37,7 @@ from tests.contract.calendar_source import (
     only,
     utc,
 )
+from tests.fakes.graph import ThrowawayCA
 from tests.scenario.spec import EventSpec, to_ics
 
 WINDOW = CONTRACT_WINDOW
@@ -51,6 +58,7 @@ class Request:
     path: str
     if_none_match: str | None
     status: int
+    accept_encoding: str | None = None
 
 
 @dataclass
@@ -61,7 +69,14 @@ class IcsServer:
     status: int = 200
     extra_headers: dict[str, str] = field(default_factory=dict)
     requests: list[Request] = field(default_factory=list)
+    redirects: dict[str, str] = field(default_factory=dict)  # path -> Location
     port: int = 0
+    server: ThreadingHTTPServer | None = None
+
+    def wrap(self, tls: ssl.SSLContext) -> None:
+        """Serve https from now on (the next connection)."""
+        assert self.server is not None
+        self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
 
     @property
     def etag(self) -> str:
@@ -78,7 +93,15 @@ def _handler(state: IcsServer) -> type[BaseHTTPRequestHandler]:
             status = state.status
             if status == 200 and tag == state.etag:
                 status = 304
-            state.requests.append(Request(self.path, tag, status))
+            state.requests.append(
+                Request(self.path, tag, status, self.headers.get("Accept-Encoding"))
+            )
+            if self.path in state.redirects:
+                self.send_response(302)
+                self.send_header("Location", state.redirects[self.path])
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             self.send_response(status)
             for name, value in state.extra_headers.items():
                 self.send_header(name, value)
@@ -103,6 +126,7 @@ def ics_server() -> Iterator[IcsServer]:
     state = IcsServer()
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
     state.port = server.server_address[1]
+    state.server = server
     thread = threading.Thread(
         target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
     )
@@ -626,3 +650,361 @@ def test_source_is_built_through_the_registry(tmp_path: Path) -> None:
     assert {a.address for a in event.attendees} >= {CANDIDATE.address}
     source.close()
     source.close()
+
+
+# --- a calendar anyone can write into: budgets, isolation, hostile servers -------------------
+
+GOOD = vevent("good", "DTSTART:20260310T100000Z", "DTEND:20260310T110000Z")
+
+
+def reasons(result: SyncResult) -> dict[str, str]:
+    return {s.event_id: s.reason for s in result.skipped}
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        "RRULE:FREQ=SECONDLY",
+        "RRULE:FREQ=MINUTELY",
+        "RRULE:FREQ=HOURLY;INTERVAL=1",
+        "RRULE:FREQ=DAILY;BYMINUTE=0,1,2,3,4,5,6,7,8,9",
+        "RRULE:FREQ=WEEKLY;BYHOUR=9,10",
+        "EXRULE:FREQ=SECONDLY",
+        "RRULE:FREQ=SOMETIMES",
+    ],
+)
+def test_a_series_repeating_more_often_than_daily_is_skipped_unexpanded(
+    tmp_path: Path, rule: str
+) -> None:
+    hostile = vevent("often", "DTSTART:20260301T000000Z", "DTEND:20260301T000001Z", rule)
+    result = sync_file(tmp_path, calendar(hostile, GOOD))
+    assert [e.ical_uid for e in result.events] == ["good"]
+    assert reasons(result) == {"often": limits.REASON_REPEATS_TOO_OFTEN}
+
+
+def test_a_daily_series_from_year_one_is_skipped_and_a_yearly_birthday_is_not(
+    tmp_path: Path,
+) -> None:
+    ancient = vevent(
+        "ancient", "DTSTART:00010101T090000Z", "DTEND:00010101T100000Z", "RRULE:FREQ=DAILY"
+    )
+    birthday = vevent(
+        "birthday", "DTSTART;VALUE=DATE:19500601", "DTEND;VALUE=DATE:19500602", "RRULE:FREQ=YEARLY"
+    )
+    result = sync_file(tmp_path, calendar(ancient, birthday, GOOD))
+    assert sorted(e.ical_uid for e in result.events) == ["birthday", "good"]
+    assert reasons(result) == {"ancient": limits.REASON_OUT_OF_RANGE}
+
+
+@pytest.mark.parametrize(
+    ("end", "reason"),
+    [
+        ("DTEND:99991231T235959Z", limits.REASON_OUT_OF_RANGE),
+        ("DURATION:P3000000D", limits.REASON_TOO_LONG),
+        ("DTEND:21000101T000000Z", limits.REASON_TOO_LONG),
+    ],
+)
+def test_an_absurd_lunch_is_skipped_and_the_feed_still_reads(
+    tmp_path: Path, end: str, reason: str
+) -> None:
+    lunch = vevent("lunch", "DTSTART:20260310T110000Z", end, summary="Lunch")
+    result = sync_file(tmp_path, calendar(lunch, GOOD))
+    assert [e.ical_uid for e in result.events] == ["good"]
+    assert reasons(result) == {"lunch": reason}
+
+
+def attendees(count: int) -> list[str]:
+    return [
+        f"ATTENDEE;CN=Person number {i}:mailto:person{i}@candidate.example" for i in range(count)
+    ]
+
+
+def test_an_interview_with_too_many_attendees_is_skipped_whole(tmp_path: Path) -> None:
+    crowd = vevent("crowd", "DTSTART:20260310T100000Z", "DTEND:20260310T110000Z", *attendees(201))
+    fine = vevent("fine", "DTSTART:20260311T100000Z", "DTEND:20260311T110000Z", *attendees(200))
+    result = sync_file(tmp_path, calendar(crowd, fine))
+    [event] = result.events
+    assert event.ical_uid == "fine" and len(event.attendees) == 200
+    assert reasons(result) == {"crowd": limits.REASON_TOO_MANY_ATTENDEES}
+
+
+def test_fifty_thousand_attendees_are_skipped_by_size_without_reading_them(
+    tmp_path: Path,
+) -> None:
+    crowd = vevent(
+        "crowd", "DTSTART:20260310T100000Z", "DTEND:20260310T110000Z", *attendees(50_000)
+    )
+    data = calendar(crowd, GOOD)
+    assert len(data) > 3_000_000
+    result = sync_file(tmp_path, data)
+    assert [e.ical_uid for e in result.events] == ["good"]
+    assert reasons(result) == {"crowd": limits.REASON_TOO_BIG}
+
+
+def test_a_long_series_is_skipped_past_its_occurrence_budget(tmp_path: Path) -> None:
+    daily = vevent(
+        "standup", "DTSTART:20260302T080000Z", "DTEND:20260302T081500Z", "RRULE:FREQ=DAILY"
+    )
+    two_years = Period(WINDOW.start, WINDOW.start + timedelta(days=730))
+    result = sync_file(tmp_path, calendar(daily, GOOD), window=two_years)
+    assert [e.ical_uid for e in result.events] == ["good"]
+    assert reasons(result) == {"standup": limits.REASON_TOO_MANY_OCCURRENCES}
+    # Within the budget the same series is read.
+    assert len(sync_file(tmp_path, calendar(daily), window=WINDOW).events) > 200
+
+
+def test_the_pass_budgets_skip_the_rest_with_a_reason() -> None:
+    data = calendar(
+        GOOD,
+        vevent("second", "DTSTART:20260311T100000Z", "DTEND:20260311T110000Z"),
+        vevent("third", "DTSTART:20260312T100000Z", "DTEND:20260312T110000Z"),
+    )
+    zone = ZoneInfo("Europe/Stockholm")
+    counted = ics.read_ics(data, WINDOW, zone, "feed", ics.PassBudget(1e12, occurrences_left=2))
+    assert len(counted.events) == 2
+    assert [s.reason for s in counted.skipped] == [limits.REASON_PASS_BUDGET]
+    timed = ics.read_ics(data, WINDOW, zone, "feed", ics.PassBudget(deadline=0.0))
+    assert timed.events == []
+    assert {s.reason for s in timed.skipped} == {limits.REASON_PASS_BUDGET}
+    assert len(timed.skipped) == 3
+
+
+def vtimezone(
+    tzid: str, parts: int = 2, rule: str = "RRULE:FREQ=YEARLY;BYDAY=-1SU;BYMONTH=3"
+) -> str:
+    lines = ["BEGIN:VTIMEZONE", f"TZID:{tzid}"]
+    for i in range(parts):
+        kind = "DAYLIGHT" if i % 2 else "STANDARD"
+        lines += [
+            f"BEGIN:{kind}",
+            f"DTSTART:{1970 + i % 50}0101T020000",
+            "TZOFFSETFROM:+0100",
+            "TZOFFSETTO:+0200" if kind == "DAYLIGHT" else "TZOFFSETTO:+0100",
+            rule,
+            f"END:{kind}",
+        ]
+    return "\n".join([*lines, "END:VTIMEZONE"])
+
+
+@pytest.mark.parametrize(
+    "zone_text",
+    [
+        vtimezone("Hostile Zone", rule="RRULE:FREQ=SECONDLY"),
+        vtimezone("Hostile Zone", rule="RRULE:FREQ=DAILY"),
+        vtimezone("Hostile Zone", parts=limits.MAX_TIMEZONE_PARTS + 1),
+        vtimezone("Hostile Zone", parts=40_000),
+    ],
+    ids=["secondly", "daily", "201-parts", "40k-parts"],
+)
+def test_a_hostile_time_zone_is_ignored_and_its_events_skipped(
+    tmp_path: Path, zone_text: str
+) -> None:
+    inside = vevent(
+        "inside",
+        "DTSTART;TZID=Hostile Zone:20260310T100000",
+        "DTEND;TZID=Hostile Zone:20260310T110000",
+    )
+    result = sync_file(tmp_path, calendar(inside, GOOD, header=zone_text))
+    assert [e.ical_uid for e in result.events] == ["good"]
+    assert reasons(result) == {"inside": limits.REASON_TIMEZONE}
+
+
+def test_a_hostile_definition_of_a_known_zone_costs_nothing(tmp_path: Path) -> None:
+    zone_text = vtimezone("Europe/Stockholm", rule="RRULE:FREQ=SECONDLY")
+    inside = vevent(
+        "inside",
+        "DTSTART;TZID=Europe/Stockholm:20260310T100000",
+        "DTEND;TZID=Europe/Stockholm:20260310T110000",
+    )
+    [event] = sync_file(tmp_path, calendar(inside, header=zone_text)).events
+    assert event.start == datetime(2026, 3, 10, 10, tzinfo=ZoneInfo("Europe/Stockholm"))
+
+
+def test_an_interview_in_the_spring_forward_gap_is_shifted_forward(tmp_path: Path) -> None:
+    gap = vevent(
+        "gap",
+        "DTSTART;TZID=Europe/Stockholm:20260329T023000",
+        "DTEND;TZID=Europe/Stockholm:20260329T030000",
+    )
+    [event] = sync_file(tmp_path, calendar(gap)).events
+    stockholm = ZoneInfo("Europe/Stockholm")
+    assert event.start.astimezone(stockholm).strftime("%H:%M %Z") == "03:30 CEST"
+    assert event.end.astimezone(stockholm).strftime("%H:%M %Z") == "04:00 CEST"
+    assert event.end - event.start == timedelta(minutes=30)
+
+
+def test_one_unreadable_component_is_skipped_and_the_rest_read(tmp_path: Path) -> None:
+    broken = vevent("broken", "DTSTART:20260310T100000Z", "DTEND:20260310T110000Z", "END:VALARM")
+    # A stray END inside the event: the parser refuses that component, and only that one.
+    result = sync_file(tmp_path, calendar(broken, GOOD))
+    assert [e.ical_uid for e in result.events] == ["good"]
+    assert list(reasons(result)) == ["broken"]
+
+
+def test_a_truncated_download_fails_the_feed_rather_than_removing_events(tmp_path: Path) -> None:
+    data = calendar(GOOD, vevent("b", "DTSTART:20260311T100000Z", "DTEND:20260311T110000Z"))
+    with pytest.raises(PermanentError, match="ends in the middle"):
+        read(tmp_path, data[: data.index(b"UID:b")])
+
+
+@pytest.mark.parametrize("marker", ["CLASS:PRIVATE", "CLASS:CONFIDENTIAL", "CLASS:PUBLIC", ""])
+def test_private_events_are_marked_private(tmp_path: Path, marker: str) -> None:
+    extra = [marker] if marker else []
+    [event] = read(
+        tmp_path,
+        calendar(vevent("p", "DTSTART:20260310T100000Z", "DTEND:20260310T110000Z", *extra)),
+    )
+    assert event.private is (marker in ("CLASS:PRIVATE", "CLASS:CONFIDENTIAL"))
+
+
+def test_a_trailing_dot_domain_is_the_same_person(tmp_path: Path) -> None:
+    [event] = read(
+        tmp_path,
+        calendar(
+            vevent(
+                "dot",
+                "DTSTART:20260310T100000Z",
+                "DTEND:20260310T110000Z",
+                "ORGANIZER:mailto:rut@example.se.",
+                "ATTENDEE;CN=Anna:mailto:anna@candidate.example.",
+                "ATTENDEE;CN=Anna again:mailto:ANNA@candidate.example",
+            )
+        ),
+    )
+    assert event.organizer is not None and event.organizer.address == "rut@example.se"
+    assert [a.address for a in event.attendees] == ["anna@candidate.example"]
+
+
+def test_a_calendar_file_over_the_feed_budget_is_refused_unread(tmp_path: Path) -> None:
+    file = tmp_path / "huge.ics"
+    with file.open("wb") as handle:
+        handle.write(calendar(GOOD))
+        handle.truncate(100 * 1024 * 1024)  # sparse: 100 MB without writing them
+    source = open_source(SourceOptions(path=file), context(tmp_path))
+    with pytest.raises(PermanentError, match="larger than"):
+        source.sync(None, WINDOW)
+
+
+def test_a_fifo_as_calendar_file_is_refused_without_hanging(tmp_path: Path) -> None:
+    fifo = tmp_path / "calendar.ics"
+    os.mkfifo(fifo)
+    source = open_source(SourceOptions(path=fifo), context(tmp_path))
+    with pytest.raises(PermanentError, match="not a regular file"):
+        source.sync(None, WINDOW)
+
+
+def link_source(tmp_path: Path, server: IcsServer, path: str | None = None) -> CalendarSource:
+    url = server.url(path) if path else server.url()
+    return open_source(SourceOptions(url=url), context(tmp_path))
+
+
+def test_the_link_is_asked_for_plain_bytes_and_one_gzip_layer_is_read(
+    tmp_path: Path, ics_server: IcsServer
+) -> None:
+    ics_server.body = gzip.compress(calendar(GOOD))
+    ics_server.extra_headers = {"Content-Encoding": "gzip"}
+    source = link_source(tmp_path, ics_server)
+    [event] = source.sync(None, WINDOW).events
+    source.close()
+    assert event.ical_uid == "good"
+    assert ics_server.requests[0].accept_encoding == "identity"
+
+
+def test_stacked_encodings_are_refused(tmp_path: Path, ics_server: IcsServer) -> None:
+    ics_server.body = gzip.compress(gzip.compress(calendar(GOOD)))
+    ics_server.extra_headers = {"Content-Encoding": "gzip, gzip"}
+    source = link_source(tmp_path, ics_server)
+    with pytest.raises(PermanentError, match="stacks encodings"):
+        source.sync(None, WINDOW)
+    source.close()
+
+
+def gzip_bomb(size: int) -> bytes:
+    """``size`` zero bytes, gzipped by streaming (a few hundred kB for a gibibyte)."""
+    out = io.BytesIO()
+    block = bytes(1024 * 1024)
+    with gzip.GzipFile(fileobj=out, mode="wb", compresslevel=9) as handle:
+        for _ in range(size // len(block)):
+            handle.write(block)
+    return out.getvalue()
+
+
+def test_a_gzip_bomb_is_refused_at_the_feed_budget(tmp_path: Path, ics_server: IcsServer) -> None:
+    ics_server.body = gzip_bomb(1024 * 1024 * 1024)
+    assert len(ics_server.body) < 2 * 1024 * 1024
+    ics_server.extra_headers = {"Content-Encoding": "gzip"}
+    source = link_source(tmp_path, ics_server)
+    with pytest.raises(PermanentError, match="larger than"):
+        source.sync(None, WINDOW)
+    source.close()
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [("3000000000", 3600.0), ("120", 120.0), ("Fri, 31 Dec 9999 23:59:59 GMT", 3600.0)],
+)
+def test_retry_after_is_capped_at_an_hour(
+    tmp_path: Path, ics_server: IcsServer, header: str, expected: float
+) -> None:
+    ics_server.status = 503
+    ics_server.extra_headers = {"Retry-After": header}
+    source = link_source(tmp_path, ics_server)
+    with pytest.raises(TransientError) as caught:
+        source.sync(None, WINDOW)
+    source.close()
+    assert caught.value.retry_after == expected
+
+
+@pytest.mark.parametrize(
+    "location",
+    ["http://127.0.0.2/calendar.ics", "ftp://127.0.0.1/calendar.ics", "http://example.org/x.ics"],
+)
+def test_a_redirect_to_a_link_the_policy_refuses_is_not_followed(
+    tmp_path: Path, ics_server: IcsServer, location: str
+) -> None:
+    ics_server.status = 302
+    ics_server.extra_headers = {"Location": location}
+    source = link_source(tmp_path, ics_server)
+    with pytest.raises(PermanentError, match="redirected to a link that is not allowed"):
+        source.sync(None, WINDOW)
+    source.close()
+    assert len(ics_server.requests) == 1
+
+
+def test_a_redirect_within_the_policy_is_followed_and_hops_are_bounded(
+    tmp_path: Path, ics_server: IcsServer
+) -> None:
+    ics_server.body = calendar(GOOD)
+    ics_server.redirects = {"/old.ics": "/new.ics", "/loop-a": "/loop-b", "/loop-b": "/loop-a"}
+    source = link_source(tmp_path, ics_server, "/old.ics")
+    [event] = source.sync(None, WINDOW).events
+    source.close()
+    assert event.ical_uid == "good"
+    looping = link_source(tmp_path, ics_server, "/loop-a")
+    with pytest.raises(PermanentError, match="redirects"):
+        looping.sync(None, WINDOW)
+    looping.close()
+    assert sum(r.path.startswith("/loop") for r in ics_server.requests) == ics.MAX_REDIRECTS + 1
+
+
+@pytest.mark.parametrize("variable", ["SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"])
+def test_an_https_link_trusts_the_ca_named_by_the_usual_variables(
+    tmp_path: Path, ics_server: IcsServer, monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    ca = ThrowawayCA.create(tmp_path)
+    context_ = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context_.load_cert_chain(ca.cert_file, ca.key_file)
+    ics_server.body = calendar(GOOD)
+    ics_server.wrap(context_)
+    for name in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    url = f"https://127.0.0.1:{ics_server.port}/calendar.ics"
+    untrusted = open_source(SourceOptions(url=url), context(tmp_path))
+    with pytest.raises(ConfigError, match="certificate"):
+        untrusted.sync(None, WINDOW)
+    untrusted.close()
+    monkeypatch.setenv(variable, str(ca.ca_file))
+    trusted = open_source(SourceOptions(url=url), context(tmp_path))
+    [event] = trusted.sync(None, WINDOW).events
+    trusted.close()
+    assert event.ical_uid == "good"
