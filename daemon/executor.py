@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
+from time import time as epoch_seconds
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from connectors.base import (
@@ -25,15 +27,19 @@ from connectors.base import (
 from daemon import compose
 from daemon.errors import (
     AmbiguousError,
+    AuthError,
     CursorExpired,
     PermanentError,
     RecruitmailError,
+    RenderError,
     TransientError,
 )
 from daemon.faults import crash_point
 from daemon.interviews import REASON_BAD_TIMES, REASON_NO_CANDIDATE, Interview, Rejection, recognise
-from daemon.models import DraftKey, Period, PersonInfo, pseudonym
+from daemon.limits import capped_retry_after
+from daemon.models import DraftKey, DraftState, Event, Period, PersonInfo, pseudonym
 from daemon.planner import (
+    LedgerEntry,
     Plan,
     PlannedMail,
     Snapshot,
@@ -49,6 +55,23 @@ from daemon.workdays import WorkCalendar
 log = logging.getLogger("recruitmail.executor")
 
 KNOWLEDGE_TTL = timedelta(hours=1)
+REFUSED_RETRY = timedelta(hours=1)
+"""A look-up the provider refused for good is asked again after this (a permission may be granted)."""
+STALE_ABSENCES = timedelta(hours=24)
+"""Out-of-office knowledge older than this is not used when a fresh look-up fails."""
+
+# Auxiliary look-ups: what each is called in logs, metrics and `status`, and its fallback when
+# the provider refuses it for good (docs/OPERATIONS.md, "When a look-up fails").
+LAST_CONTACT = "last contact"
+OUT_OF_OFFICE = "out of office"
+DIRECTORY = "directory"
+TIME_ZONE = "time zone"
+FALLBACKS = {
+    LAST_CONTACT: "greetings and status updates are drafted without checking Sent mail",
+    OUT_OF_OFFICE: "only the vacations in the configuration are used",
+    DIRECTORY: "panel roles come from the configured people directory only",
+    TIME_ZONE: "the configured time zone (mailbox, else company) is used",
+}
 
 # Reasons an interview-looking event is not used that an administrator may want to know about.
 NOTEWORTHY = frozenset({REASON_BAD_TIMES, REASON_NO_CANDIDATE})
@@ -57,6 +80,10 @@ NOTEWORTHY = frozenset({REASON_BAD_TIMES, REASON_NO_CANDIDATE})
 @dataclass
 class RecruiterWrote(PermanentError):
     """The recruiter wrote to the candidate themself: this greeting is not needed."""
+
+
+class LookupDeferred(TransientError):
+    """An auxiliary look-up a mail depends on failed for now: the mail waits for the next pass."""
 
 
 @dataclass
@@ -100,21 +127,62 @@ class MailboxRunner:
         self._calendar: WorkCalendar | None = None
         self._absences: tuple[datetime, list[Period]] | None = None
         self._directory: dict[str, PersonInfo | None] = {}
+        self._refused: dict[str, datetime] = {}  # look-up → when the provider refused it for good
+        self._problems: set[str] | None = None  # topics recorded in state, loaded on first use
+        self.wall: Callable[[], float] = epoch_seconds  # the real clock, for Retry-After only
 
     # -- mailbox knowledge ---------------------------------------------------------------
+    #
+    # Auxiliary look-ups never cost a mail (DESIGN.md, "Respect the recruiter's hand"): a
+    # transient failure makes the mail that depends on it wait for the next pass; a refusal for
+    # good (a missing permission, a query the provider does not accept) falls back as FALLBACKS
+    # says, is logged, and is shown by `status` until the look-up works again.
 
-    def zone(self) -> ZoneInfo:
+    def note_problem(self, topic: str, exc: RecruitmailError, now: datetime) -> None:
+        permanent = isinstance(exc, (PermanentError, AuthError))
+        self.observer.lookup_failed(topic.replace(" ", "_"), permanent)
+        message = str(exc)
+        if permanent:
+            self._refused[topic] = now
+            message += f" — {FALLBACKS[topic]}" if topic in FALLBACKS else ""
+            log.warning("mailbox %s: %s look-up refused: %s", self.box.address, topic, message)
+        else:
+            log.warning("mailbox %s: %s look-up failed for now: %s", self.box.address, topic, exc)
+        self.problems().add(topic)
+        self.state.record_problem(self.box.address, topic, message, permanent, now)
+
+    def clear_problem(self, topic: str) -> None:
+        self._refused.pop(topic, None)
+        if topic in self.problems():
+            self.problems().discard(topic)
+            self.state.clear_problem(self.box.address, topic)
+
+    def problems(self) -> set[str]:
+        if self._problems is None:
+            self._problems = {p.topic for p in self.state.problems(self.box.address)}
+        return self._problems
+
+    def refused_recently(self, topic: str, now: datetime) -> bool:
+        since = self._refused.get(topic)
+        return since is not None and timedelta(0) <= now - since < REFUSED_RETRY
+
+    def zone(self, now: datetime | None = None) -> ZoneInfo:
         if self._zone is None:
             name = self.box.time_zone
             if name is None and isinstance(self.sink, KnowsTimeZone):
                 try:
                     name = self.sink.time_zone()
                 except TransientError as exc:
-                    log.warning(
-                        "mailbox %s: time zone unavailable (%s); using the company's",
-                        self.box.address,
-                        exc,
-                    )
+                    # Planning in a guessed zone would put greetings on the wrong day: the
+                    # whole pass waits (nothing is lost: every window is at least a day).
+                    if now is not None:
+                        self.note_problem(TIME_ZONE, exc, now)
+                    raise
+                except (PermanentError, AuthError) as exc:
+                    if now is not None:
+                        self.note_problem(TIME_ZONE, exc, now)
+                else:
+                    self.clear_problem(TIME_ZONE)
             try:
                 self._zone = ZoneInfo(name or self.settings.company.time_zone)
             except (ZoneInfoNotFoundError, ValueError):
@@ -124,13 +192,13 @@ class MailboxRunner:
                 self._zone = ZoneInfo(self.settings.company.time_zone)
         return self._zone
 
-    def calendar(self) -> WorkCalendar:
+    def calendar(self, now: datetime | None = None) -> WorkCalendar:
         # Kept for the runner's life: a fresh one would load the holiday tables again on every
         # pass (half of an idle pass's planning time). Its inputs never change for this runner:
         # a new configuration gets new runners, and the zone is fixed once known.
         if self._calendar is None:
             self._calendar = WorkCalendar(
-                self.settings.company.country, self.zone(), self.settings.company.closure_days
+                self.settings.company.country, self.zone(now), self.settings.company.closure_days
             )
         return self._calendar
 
@@ -139,7 +207,7 @@ class MailboxRunner:
             Period(calendar.at(v.start, time(0)), calendar.at(v.end + timedelta(days=1), time(0)))
             for v in self.box.vacations
         ]
-        if not isinstance(self.sink, KnowsOutOfOffice):
+        if not isinstance(self.sink, KnowsOutOfOffice) or self.refused_recently(OUT_OF_OFFICE, now):
             return configured
         if (
             self._absences is None
@@ -149,28 +217,74 @@ class MailboxRunner:
             try:
                 self._absences = (now, self.sink.out_of_office())
             except TransientError as exc:
-                log.warning(
-                    "mailbox %s: out-of-office schedule unavailable (%s)", self.box.address, exc
-                )
-                self._absences = (now, [])
+                self.note_problem(OUT_OF_OFFICE, exc, now)
+                known = self._absences
+                if known is None or not timedelta(0) <= now - known[0] <= STALE_ABSENCES:
+                    raise  # planning as if the recruiter were in could draft the wrong mails
+            except (PermanentError, AuthError) as exc:
+                self.note_problem(OUT_OF_OFFICE, exc, now)
+                self._absences = None
+                return configured
+            else:
+                self.clear_problem(OUT_OF_OFFICE)
         return configured + [p for p in self._absences[1] if p not in configured]
 
-    def person(self, address: str) -> PersonInfo | None:
+    def person(self, address: str, now: datetime) -> PersonInfo | None:
         if not isinstance(self.sink, KnowsPeople) or self.settings.person(address) is not None:
             return None
         if address not in self._directory:
+            if self.refused_recently(DIRECTORY, now):
+                return None
             try:
                 self._directory[address] = self.sink.lookup_person(address)
-            except (TransientError, PermanentError):
+            except TransientError as exc:
+                self.note_problem(DIRECTORY, exc, now)
+                raise LookupDeferred(
+                    f"the directory look-up failed for now ({exc})", retry_after=exc.retry_after
+                ) from None
+            except (PermanentError, AuthError) as exc:
+                self.note_problem(DIRECTORY, exc, now)
                 return None
+            self.clear_problem(DIRECTORY)
         return self._directory[address]
+
+    def last_contact(self, address: str, since: datetime, now: datetime) -> datetime | None:
+        """When the recruiter last wrote to ``address`` after ``since`` (None: not known to)."""
+        if not isinstance(self.sink, KnowsLastContact) or self.refused_recently(LAST_CONTACT, now):
+            return None
+        try:
+            found = self.sink.last_contact(address, since)
+        except TransientError as exc:
+            self.note_problem(LAST_CONTACT, exc, now)
+            raise LookupDeferred(
+                f"the last-contact look-up failed for now ({exc})", retry_after=exc.retry_after
+            ) from None
+        except (PermanentError, AuthError) as exc:
+            self.note_problem(LAST_CONTACT, exc, now)
+            return None
+        self.clear_problem(LAST_CONTACT)
+        return found
 
     # -- the pass ------------------------------------------------------------------------
 
     def reconcile(self, now: datetime) -> PassReport:
         """Sync, plan and act. Raises only for mailbox-wide problems (auth, outage)."""
+        wait = self.state.hold_until(self.box.address) - self.wall()
+        if wait > 0:  # the provider's Retry-After outlives the pass, and the process
+            raise TransientError(
+                f"the provider asked us to wait; {wait:.0f} s left", retry_after=wait
+            )
+        try:
+            return self.run_pass(now)
+        except TransientError as exc:
+            if exc.retry_after:
+                seconds = capped_retry_after(exc.retry_after)
+                self.state.hold(self.box.address, self.wall() + seconds)
+            raise
+
+    def run_pass(self, now: datetime) -> PassReport:
         report = PassReport(self.box.address)
-        calendar = self.calendar()
+        calendar = self.calendar(now)
         self.sync(now, report)
         interviews = self.interviews()
         snapshot = self.snapshot(now, calendar, interviews)
@@ -181,7 +295,7 @@ class MailboxRunner:
         return report
 
     def sync(self, now: datetime, report: PassReport) -> None:
-        zone = self.zone()
+        zone = self.zone(now)
         today = now.astimezone(zone).date()
         window = Period(
             datetime.combine(
@@ -201,29 +315,62 @@ class MailboxRunner:
         except RecruitmailError as exc:
             self.observer.sync_error(self.box.source.type, type(exc).__name__)
             raise
+        # Only interviews are kept (and never a private event): the rest of the calendar is
+        # none of our business. An event that stopped being an interview is dropped.
+        kept: list[Event] = []
+        dropped: list[str] = []
+        noteworthy: dict[str, int] = {}
+        for event in result.events:
+            found = recognise(event, self.box, self.settings)
+            if isinstance(found, Rejection) or event.private:
+                dropped.append(event.event_id)
+                if isinstance(found, Rejection) and found.reason in NOTEWORTHY:
+                    noteworthy[found.reason] = noteworthy.get(found.reason, 0) + 1
+                    log.debug(
+                        "mailbox %s: event %r: %s", self.box.address, event.event_id, found.reason
+                    )
+            else:
+                kept.append(event)
         self.state.apply_sync(
-            self.box.address, result.events, result.removed, result.cursor, result.full, now
+            self.box.address,
+            tuple(kept),
+            (*result.removed, *dropped),
+            result.cursor,
+            result.full,
+            now,
+            result.skipped,
         )
         crash_point("sync-after-commit")
-        for event in result.events:  # say once, when an event arrives, why it will not be used
-            found = recognise(event, self.box, self.settings)
-            if isinstance(found, Rejection) and found.reason in NOTEWORTHY:
-                log.info(
-                    "mailbox %s: event %s skipped: %s",
+        for reason, count in sorted(noteworthy.items()):  # said once, when the events arrive
+            log.info("mailbox %s: %d event(s) not used: %s", self.box.address, count, reason)
+        if result.skipped:
+            self.observer.events_skipped(len(result.skipped))
+            reasons: dict[str, int] = {}
+            for skipped in result.skipped:
+                reasons[skipped.reason] = reasons.get(skipped.reason, 0) + 1
+                log.debug(
+                    "mailbox %s: event %r left out: %s",
                     self.box.address,
-                    event.event_id,
-                    found.reason,
+                    skipped.event_id,
+                    skipped.reason,
                 )
+            for reason, count in sorted(reasons.items()):
+                log.info("mailbox %s: %d event(s) left out: %s", self.box.address, count, reason)
         report.synced_events = len(result.events) + len(result.removed)
         report.full_sync = result.full
 
     def interviews(self) -> tuple[Interview, ...]:
         """The interviews in our copy of the calendar."""
         found: list[Interview] = []
+        unused: list[str] = []
         for event in self.state.events(self.box.address):
             recognised = recognise(event, self.box, self.settings)
-            if not isinstance(recognised, Rejection):
+            if isinstance(recognised, Rejection) or event.private:
+                unused.append(event.event_id)  # e.g. stored by an older version
+            else:
                 found.extend(recognised)
+        if unused:
+            self.state.drop_events(self.box.address, unused)
         return tuple(found)
 
     def snapshot(
@@ -267,6 +414,7 @@ class MailboxRunner:
         for skip in decided.skips:
             crash_point("skip-before-commit")
             self.state.record_skip(skip.key, skip.due, skip.reason, now)
+            self.clear_problem(held_topic(skip.key))
             report.skipped.append((skip.key.kind.value, skip.reason))
             self.observer.draft_skipped(skip.key.kind.value, "stale")
             log.info(
@@ -277,7 +425,7 @@ class MailboxRunner:
                 skip.reason,
             )
         for gone in decided.obsolete:
-            self.mark_obsolete(gone.entry.key, gone.reason, now)
+            self.mark_obsolete(gone.entry, gone.reason, now)
             report.obsolete += 1
         for mail in decided.drafts:
             self.observer.draft_planned(mail.kind.value)
@@ -291,6 +439,35 @@ class MailboxRunner:
                 return
             try:
                 self.draft(mail, snapshot, now, calendar, report)
+            except LookupDeferred as exc:
+                report.deferred += 1
+                self.observer.draft_held(mail.kind.value, "lookup")
+                log.info(
+                    "%s %s for %s waits for the next pass: %s",
+                    self.box.address,
+                    mail.kind.value,
+                    pseudonym(mail.candidate),
+                    exc,
+                )
+                if exc.retry_after:
+                    raise  # the provider asked us to wait: no further request this pass
+            except RenderError as exc:
+                # A template that fails on one mail's data holds that mail (it is tried again
+                # every pass while it is valid, so a fixed template drafts it); the rest flow.
+                report.deferred += 1
+                self.observer.draft_held(mail.kind.value, "template")
+                topic = held_topic(mail.key)
+                self.problems().add(topic)
+                self.state.record_problem(
+                    self.box.address, topic, f"template failed: {exc}", False, now
+                )
+                log.error(
+                    "%s %s for %s held: the template failed (%s)",
+                    self.box.address,
+                    mail.kind.value,
+                    pseudonym(mail.candidate),
+                    exc,
+                )
             except PermanentError as exc:
                 self.state.record_skip(mail.key, mail.due, str(exc), now, mail.folded)
                 report.skipped.append((mail.kind.value, str(exc)))
@@ -314,14 +491,28 @@ class MailboxRunner:
                     pseudonym(mail.candidate),
                     exc,
                 )
+                if exc.retry_after:
+                    raise  # read before anything else: no request before it elapses
 
-    def mark_obsolete(self, key: DraftKey, reason: str, now: datetime) -> None:
+    def mark_obsolete(self, entry: LedgerEntry, reason: str, now: datetime) -> None:
+        key = entry.key
+        if entry.remote_state is DraftState.EDITED:
+            # An edited draft is the recruiter's: never touched again, not even with a marker.
+            self.state.mark_obsolete(key, reason, now)
+            log.info(
+                "%s %s for %s no longer needed (%s); edited by the recruiter, so left unmarked",
+                self.box.address,
+                key.kind.value,
+                pseudonym(key.candidate),
+                reason,
+            )
+            return
         row = self.state.ledger_row(key)
         ref = row.remote if row and row.remote else self.sink.find_draft(key)
         if ref is not None:
             try:
                 self.sink.mark_obsolete(ref)
-            except PermanentError as exc:  # e.g. the recruiter deleted it meanwhile
+            except PermanentError as exc:  # e.g. the recruiter deleted or edited it meanwhile
                 log.info(
                     "%s %s for %s: could not mark the draft (%s)",
                     self.box.address,
@@ -346,8 +537,8 @@ class MailboxRunner:
         calendar: WorkCalendar,
         report: PassReport,
     ) -> None:
-        if mail.no_contact_since is not None and isinstance(self.sink, KnowsLastContact):
-            contact = self.sink.last_contact(mail.candidate, mail.no_contact_since)
+        if mail.no_contact_since is not None:
+            contact = self.last_contact(mail.candidate, mail.no_contact_since, now)
             if contact is not None and contact > mail.no_contact_since:
                 self.state.record_contact(self.box.address, mail.candidate, contact)
                 if mail.kind.value == "status_update":
@@ -357,10 +548,10 @@ class MailboxRunner:
                         pseudonym(mail.candidate),
                     )
                     return
-                raise PermanentError(
+                raise RecruiterWrote(
                     "the recruiter already wrote to the candidate since it became due"
                 )
-        facts = self.facts(mail, snapshot)
+        facts = self.facts(mail, snapshot, now)
         context = compose.build_context(mail, self.box, self.settings, calendar, now, facts)
         rendered = self.renderer.render(
             mail.kind.value, compose.language_of(mail, self.box), context
@@ -385,6 +576,7 @@ class MailboxRunner:
             crash_point("create-after-call")
         self.state.finish_draft(mail.key, ref, rendered.subject, mail.folded, mail.context, now)
         crash_point("draft-after-commit")
+        self.clear_problem(held_topic(mail.key))
         report.drafted.append(mail.kind.value)
         report.folded += len(mail.folded)
         self.observer.draft_created(mail.kind.value)
@@ -397,7 +589,7 @@ class MailboxRunner:
             f", carrying {', '.join(k.kind.value for k in mail.folded)}" if mail.folded else "",
         )
 
-    def facts(self, mail: PlannedMail, snapshot: Snapshot) -> compose.Facts:
+    def facts(self, mail: PlannedMail, snapshot: Snapshot, now: datetime) -> compose.Facts:
         number = 1
         directory: dict[str, PersonInfo] = {}
         if mail.interview is not None:
@@ -414,7 +606,7 @@ class MailboxRunner:
                 1,
             )
             for member in mail.interview.panel:
-                found = self.person(member.address)
+                found = self.person(member.address, now)
                 if found is not None:
                     directory[member.address] = found
         latest = snapshot.latest_sent.get(mail.candidate)
@@ -424,3 +616,8 @@ class MailboxRunner:
             directory=directory,
             in_reply_to=latest.key.message_id() if latest else "",
         )
+
+
+def held_topic(key: DraftKey) -> str:
+    """The `status` topic of a mail held back by a template failure."""
+    return f"held {key.kind.value} for {pseudonym(key.candidate)} ({key.id[:8]})"

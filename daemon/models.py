@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import hmac
 import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,7 +20,9 @@ def normalise_address(address: str) -> str:
     cleaned = address.strip().strip("<>").strip()
     if cleaned.lower().startswith("mailto:"):
         cleaned = cleaned[len("mailto:") :]
-    return unicodedata.normalize("NFC", cleaned).lower()
+    cleaned = unicodedata.normalize("NFC", cleaned).lower()
+    # "anna@example.se." is the same mailbox as "anna@example.se" (a fully qualified domain).
+    return cleaned.rstrip(".") if "@" in cleaned else cleaned
 
 
 class Response(enum.StrEnum):
@@ -221,7 +224,23 @@ class DraftRef:
     fingerprint: str = ""
 
 
+_pseudonym_key = b""
+
+
+def install_pseudonym_key(key: bytes) -> None:
+    """Key every pseudonym of this process with the install's secret (kept in the state database).
+
+    Without a key a pseudonym would be a plain hash that anyone can confirm by hashing a guessed
+    address; with it, only someone holding the state database can.
+    """
+    global _pseudonym_key
+    _pseudonym_key = key
+
+
 def pseudonym(address: str) -> str:
-    """A stable short stand-in for a person's address in logs above DEBUG ("cand-1a2b3c4d")."""
-    digest = hashlib.sha256(normalise_address(address).encode("utf-8")).hexdigest()
+    """A stable short stand-in for a person's address in logs above DEBUG ("cand-1a2b3c4d"),
+    keyed with the install's secret (HMAC-SHA256)."""
+    digest = hmac.new(
+        _pseudonym_key, normalise_address(address).encode("utf-8"), hashlib.sha256
+    ).hexdigest()
     return f"cand-{digest[:8]}"

@@ -318,6 +318,17 @@ class Metrics:
     def draft_skipped(self, kind: str, reason: str) -> None:
         """A planned mail of ``kind`` was not drafted, for ``reason``."""
 
+    def draft_held(self, kind: str, reason: str) -> None:
+        """A planned mail of ``kind`` was held back this pass (``template``, ``lookup``) and
+        stays planned."""
+
+    def lookup_failed(self, call: str, permanent: bool) -> None:
+        """An auxiliary look-up (``last_contact``, ``out_of_office``, ``directory``,
+        ``time_zone``) failed; the mails go on with a retry or a fallback."""
+
+    def events_skipped(self, count: int) -> None:
+        """``count`` calendar events were left out of a sync (malformed, over a budget)."""
+
     def sync_error(self, provider: str, status: str | int) -> None:
         """A calendar sync failed at ``provider`` (HTTP status or error class)."""
 
@@ -364,6 +375,26 @@ class PrometheusMetrics(Metrics):
             "drafts_skipped",
             "Planned mails not drafted, by kind and reason.",
             ["kind", "reason"],
+            namespace=ns,
+            registry=reg,
+        )
+        self._held = prom.Counter(
+            "drafts_held",
+            "Planned mails held back for a pass (template failure, look-up failure), by kind.",
+            ["kind", "reason"],
+            namespace=ns,
+            registry=reg,
+        )
+        self._lookups = prom.Counter(
+            "lookup_failures",
+            "Failed auxiliary look-ups (last contact, out of office, directory, time zone).",
+            ["call", "permanent"],
+            namespace=ns,
+            registry=reg,
+        )
+        self._events_skipped = prom.Counter(
+            "events_skipped",
+            "Calendar events left out of a sync (malformed or over a budget).",
             namespace=ns,
             registry=reg,
         )
@@ -424,6 +455,18 @@ class PrometheusMetrics(Metrics):
     def draft_skipped(self, kind: str, reason: str) -> None:
         """Count a skipped mail."""
         self._skipped.labels(kind=str(kind), reason=reason).inc()
+
+    def draft_held(self, kind: str, reason: str) -> None:
+        """Count a held mail."""
+        self._held.labels(kind=str(kind), reason=reason).inc()
+
+    def lookup_failed(self, call: str, permanent: bool) -> None:
+        """Count a failed look-up."""
+        self._lookups.labels(call=call, permanent=str(permanent).lower()).inc()
+
+    def events_skipped(self, count: int) -> None:
+        """Count skipped events."""
+        self._events_skipped.inc(count)
 
     def sync_error(self, provider: str, status: str | int) -> None:
         """Count a failed sync."""

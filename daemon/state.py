@@ -7,8 +7,11 @@ truth for "was this mail drafted".
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
+import secrets
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -20,10 +23,20 @@ from typing import Any
 
 from daemon.errors import ConfigError
 from daemon.faults import crash_point
-from daemon.models import Attendee, DraftKey, DraftRef, DraftState, Event, MailKind, Response
+from daemon.models import (
+    Attendee,
+    DraftKey,
+    DraftRef,
+    DraftState,
+    Event,
+    MailKind,
+    Response,
+    SkippedEvent,
+    install_pseudonym_key,
+)
 from daemon.planner import LedgerEntry, LedgerState
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -68,6 +81,34 @@ _MIGRATIONS: dict[int, str] = {
         PRIMARY KEY (mailbox, address)
     );
     """,
+    # Version 2: what an administrator must see in `status` (failing look-ups, events left out,
+    # mails held), the provider's Retry-After across processes, and the install's secret.
+    2: """
+    CREATE TABLE problems (
+        mailbox TEXT NOT NULL,
+        topic TEXT NOT NULL,
+        message TEXT NOT NULL,
+        permanent INTEGER NOT NULL,
+        first_seen TEXT NOT NULL,
+        last_seen TEXT NOT NULL,
+        PRIMARY KEY (mailbox, topic)
+    );
+    CREATE TABLE skipped_events (
+        mailbox TEXT NOT NULL,
+        event_ref TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        seen TEXT NOT NULL,
+        PRIMARY KEY (mailbox, event_ref)
+    );
+    CREATE TABLE holds (
+        mailbox TEXT PRIMARY KEY,
+        until REAL NOT NULL
+    );
+    CREATE TABLE secrets (
+        name TEXT PRIMARY KEY,
+        value BLOB NOT NULL
+    )
+    """,
 }
 
 
@@ -83,6 +124,17 @@ class LedgerRow:
     attempts: int
     last_attempt: datetime | None
     ambiguous: bool
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Something an administrator must know about one mailbox (shown by ``status``)."""
+
+    topic: str  # the call or the mail, e.g. "last contact" or "template thank_you/sv"
+    message: str
+    permanent: bool
+    first_seen: datetime
+    last_seen: datetime
 
 
 class State:
@@ -109,12 +161,16 @@ class State:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._migrate()
+        self._key = self.secret("pseudonym")
+        install_pseudonym_key(self._key)
 
     def copy_in_memory(self) -> State:
         """A private in-memory copy, for dry runs that must not change anything."""
         copy = State(Path(":memory:"))
         with self._lock:
             self._db.backup(copy._db)
+        copy._key = copy.secret("pseudonym")  # the copy's own key was overwritten by the backup
+        install_pseudonym_key(copy._key)
         return copy
 
     @classmethod
@@ -151,6 +207,16 @@ class State:
                 raise
             self._db.execute("COMMIT")
 
+    def secret(self, name: str) -> bytes:
+        """A random per-install secret, created on first use and kept in this database."""
+        with self.transaction() as db:
+            row = db.execute("SELECT value FROM secrets WHERE name = ?", (name,)).fetchone()
+            if row is not None:
+                return bytes(row[0])
+            value = secrets.token_bytes(32)
+            db.execute("INSERT INTO secrets (name, value) VALUES (?, ?)", (name, value))
+            return value
+
     def integrity_ok(self) -> bool:
         with self._lock:
             return bool(self._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok")
@@ -172,14 +238,33 @@ class State:
         cursor: str,
         full: bool,
         now: datetime,
+        skipped: tuple[SkippedEvent, ...] = (),
     ) -> None:
-        """Merge one sync result and save its cursor, atomically (replays are harmless)."""
+        """Merge one sync result and save its cursor, atomically (replays are harmless).
+
+        Events left out (``skipped``) are remembered by a keyed digest of their id and a reason,
+        for ``status``; their text is never stored.
+        """
         with self.transaction() as db:
             if full:
                 db.execute("DELETE FROM events WHERE mailbox = ?", (mailbox,))
+                db.execute("DELETE FROM skipped_events WHERE mailbox = ?", (mailbox,))
             db.executemany(
                 "DELETE FROM events WHERE mailbox = ? AND event_id = ?",
                 [(mailbox, r) for r in removed],
+            )
+            if not full:
+                db.executemany(
+                    "DELETE FROM skipped_events WHERE mailbox = ? AND event_ref = ?",
+                    [
+                        (mailbox, self._event_ref(r))
+                        for r in (*removed, *(e.event_id for e in events))
+                    ],
+                )
+            db.executemany(
+                "INSERT INTO skipped_events (mailbox, event_ref, reason, seen) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (mailbox, event_ref) DO UPDATE SET reason = excluded.reason, seen = excluded.seen",
+                [(mailbox, self._event_ref(k.event_id), k.reason, _iso(now)) for k in skipped],
             )
             db.executemany(
                 "INSERT INTO events (mailbox, event_id, data) VALUES (?, ?, ?) "
@@ -192,6 +277,77 @@ class State:
                 (mailbox, cursor, _iso(now)),
             )
             crash_point("sync-before-commit")
+
+    def _event_ref(self, event_id: str) -> str:
+        return hmac.new(self._key, event_id.encode("utf-8", "replace"), hashlib.sha256).hexdigest()[
+            :16
+        ]
+
+    def skipped_events(self, mailbox: str) -> dict[str, int]:
+        """How many events of the mailbox's calendar are left out, by reason."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT reason, COUNT(*) FROM skipped_events WHERE mailbox = ? GROUP BY reason",
+                (mailbox,),
+            ).fetchall()
+        return {r[0]: r[1] for r in rows}
+
+    def drop_events(self, mailbox: str, event_ids: list[str]) -> None:
+        """Forget stored events that are no longer needed (not interviews)."""
+        with self.transaction() as db:
+            db.executemany(
+                "DELETE FROM events WHERE mailbox = ? AND event_id = ?",
+                [(mailbox, e) for e in event_ids],
+            )
+
+    # -- what an administrator must see --------------------------------------------------
+
+    def record_problem(
+        self, mailbox: str, topic: str, message: str, permanent: bool, now: datetime
+    ) -> None:
+        """Remember a failing look-up or a held mail (``topic`` names the call or the mail)."""
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO problems (mailbox, topic, message, permanent, first_seen, last_seen) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (mailbox, topic) DO UPDATE SET "
+                "message = excluded.message, permanent = excluded.permanent, "
+                "last_seen = excluded.last_seen",
+                (mailbox, topic, message, int(permanent), _iso(now), _iso(now)),
+            )
+
+    def clear_problem(self, mailbox: str, topic: str) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM problems WHERE mailbox = ? AND topic = ?", (mailbox, topic))
+
+    def problems(self, mailbox: str) -> list[Problem]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT topic, message, permanent, first_seen, last_seen FROM problems "
+                "WHERE mailbox = ? ORDER BY topic",
+                (mailbox,),
+            ).fetchall()
+        return [
+            Problem(
+                r[0], r[1], bool(r[2]), datetime.fromisoformat(r[3]), datetime.fromisoformat(r[4])
+            )
+            for r in rows
+        ]
+
+    def hold_until(self, mailbox: str) -> float:
+        """The wall-clock time (epoch seconds) before which the provider asked us not to call."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT until FROM holds WHERE mailbox = ?", (mailbox,)
+            ).fetchone()
+        return float(row[0]) if row else 0.0
+
+    def hold(self, mailbox: str, until: float) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO holds (mailbox, until) VALUES (?, ?) "
+                "ON CONFLICT (mailbox) DO UPDATE SET until = MAX(until, excluded.until)",
+                (mailbox, until),
+            )
 
     def forget_cursor(self, mailbox: str) -> None:
         with self.transaction() as db:
