@@ -51,7 +51,9 @@ REASON_TOO_LONG = "it lasts longer than a year"
 REASON_TOO_MANY_ATTENDEES = f"it has more than {MAX_ATTENDEES} attendees"
 REASON_TOO_BIG = "it is larger than 256 KiB"
 REASON_REPEATS_TOO_OFTEN = "it repeats more often than daily (interviews never do)"
-REASON_TOO_MANY_OCCURRENCES = f"its series has more than {MAX_OCCURRENCES_PER_SERIES} occurrences in the window"
+REASON_TOO_MANY_OCCURRENCES = (
+    f"its series has more than {MAX_OCCURRENCES_PER_SERIES} occurrences in the window"
+)
 REASON_PASS_BUDGET = "the calendar had more events than one pass reads; the rest were left out"
 REASON_TIMEZONE = "its time zone definition is too large or repeats more often than daily"
 
