@@ -16,14 +16,14 @@ from zoneinfo import ZoneInfo
 from daemon import __version__, compose
 from daemon.errors import ConfigError, RecruitmailError
 from daemon.executor import PassReport
-from daemon.models import DraftKey, DraftState, MailKind, normalise_address
+from daemon.models import DraftKey, DraftState, MailKind, normalise_address, pseudonym
 from daemon.planner import LedgerState, plan
 from daemon.render import Renderer
 from daemon.runtime import context_for, describe, open_runner, run_once, validate
 from daemon.samples import SAMPLE_LANGUAGES, SAMPLES
 from daemon.service import setup_logging
 from daemon.settings import Settings, config_path, load_settings
-from daemon.state import State
+from daemon.state import Problem, State
 
 log = logging.getLogger("recruitmail")
 
@@ -172,9 +172,17 @@ def cmd_status(args: argparse.Namespace) -> int:
         if not args.offline:
             _refresh_remote_states(settings, state)
         rows = state.all_ledger()
+        health = {
+            box.address: (state.problems(box.address), state.skipped_events(box.address))
+            for box in settings.mailboxes
+        }
     finally:
         state.close()
     wanted = normalise_address(args.candidate) if args.candidate else None
+    if wanted:
+        print(f"(the logs name {wanted} as {pseudonym(wanted)})")
+    else:
+        _print_health(health)
     journeys: dict[tuple[str, str], list[str]] = defaultdict(list)
     zone = settings.company.time_zone
     for row in rows:
@@ -201,6 +209,21 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"{candidate}  (recruiter {mailbox})")
         print("\n".join(lines))
     return 0
+
+
+def _print_health(health: dict[str, tuple[list[Problem], dict[str, int]]]) -> None:
+    """What an administrator must know per mailbox: failing look-ups, held mails, events left out."""
+    for mailbox, (problems, skipped) in health.items():
+        if not problems and not skipped:
+            continue
+        print(f"Mailbox {mailbox}")
+        for problem in problems:
+            how = "refused" if problem.permanent else "failing"
+            since = problem.first_seen.strftime("%Y-%m-%d %H:%M")
+            print(f"  ! {problem.topic} ({how} since {since} UTC): {problem.message}")
+        for reason, count in sorted(skipped.items()):
+            print(f"  - {count} calendar event(s) left out: {reason}")
+        print()
 
 
 def _refresh_remote_states(settings: Settings, state: State) -> None:
