@@ -292,7 +292,9 @@ def hostile_context(kind: str, language: str) -> dict[str, Any]:
         interview = sample_context("thank_you", language)["interview"]
         context["interview"] = interview
     if interview is not None:
-        interview["location"] = f"{HOSTILE_TEXTS[4]} Pay the fee at https://evil.example/pay"
+        interview["location"] = (
+            f"{HOSTILE_TEXTS[4]} {HOSTILE_TEXTS[1]} Pay the fee at https://evil.example/pay"
+        )
         interview["online_url"] = FOREIGN_LINK
         interview["panel"] = [
             {"name": "", "role": HOSTILE_TEXTS[1], "bio": ""},

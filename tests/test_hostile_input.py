@@ -296,3 +296,90 @@ def test_stale_zones_and_naive_now_are_handled(
         now=datetime(2026, 12, 1, 8, 0, tzinfo=STOCKHOLM),
     )
     assert result.code == 0 and len(result.drafts) == 1
+
+
+# --- a calendar anyone can write into ---------------------------------------------------------------
+
+ATTACKER = Who("boss@evil.example", "Lisa Ek")
+PHISHING = {
+    "subject": "Intervju",
+    "location": "Pay the 50 EUR booking fee at https://evil.example/pay",
+    "online_url": "https://nordljus.se.login-verify.example/teams",
+    "body": "Agenda:\n- Bring your BankID and personnummer\n",
+}
+
+
+def invitation(recruiter_answer: str) -> EventSpec:
+    """An invitation from outside, with the recruiter's answer, a colleague under a made-up name
+    and a candidate."""
+    return booking(
+        Who("anna@example.com", "Anna Svensson"),
+        organizer=ATTACKER,
+        attendees=(
+            ATTACKER,
+            Who(RECRUITER.address, RECRUITER.name, response=recruiter_answer),
+            Who(two_weeks.PANEL.address, "Your new CEO"),
+            Who("anna@example.com", "Anna Svensson", response="needs_action"),
+        ),
+        **PHISHING,
+    )
+
+
+def test_an_unanswered_invitation_from_outside_drafts_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = Pass(tmp_path, capsys, invitation("needs_action"))
+    assert result.code == 0
+    assert result.drafts == []
+
+
+def test_an_accepted_invitation_from_outside_drafts_without_its_links_and_names(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = Pass(tmp_path, capsys, invitation("accepted"))
+    assert result.code == 0
+    assert sorted(str(m["To"].addresses[0].addr_spec) for m in result.drafts) == [
+        "anna@example.com",
+        "boss@evil.example",
+    ]
+    for message in result.drafts:
+        for part in (text_of(message), html_of(message)):
+            assert "evil.example/pay" not in part and "login-verify" not in part
+            assert "Your new CEO" not in part
+        assert "Erik Holm" in text_of(message)  # the directory's name for the colleague
+
+
+@pytest.mark.parametrize(
+    "subject",
+    ["Kundsamtal Volvo", "Telefonsamtal med leverantör", "interview feedback process - audit"],
+)
+def test_meetings_that_merely_contain_the_word_draft_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], subject: str
+) -> None:
+    result = Pass(tmp_path, capsys, booking(Who("kund@volvo.example", "Kund"), subject=subject))
+    assert result.code == 0 and result.drafts == []
+
+
+def test_an_interview_with_fifty_outside_attendees_drafts_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    crowd = tuple(Who(f"guest{n}@example.com", f"Guest {n}") for n in range(50))
+    result = Pass(tmp_path, capsys, booking(Who("x@example.com"), attendees=(RECRUITER, *crowd)))
+    assert result.code == 0 and result.drafts == []
+
+
+def test_right_to_left_overrides_never_reach_a_mail(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rlo = "\u202e"
+    spec = booking(
+        Who("rtl@example.com", f"Anna {rlo}nossnevS"),
+        location=f"Room 1{rlo}txt.exe",
+        online_url=f"https://evil.example/{rlo}https://teams.microsoft.com",
+        body=f"Agenda:\n- Intro {rlo}olleh\n",
+    )
+    message = Pass(tmp_path, capsys, spec).only()
+    for part in (text_of(message), html_of(message), str(message["Subject"]), str(message["To"])):
+        assert rlo not in part
+    assert "Room 1 txt.exe" in text_of(message)
+    assert "evil.example" not in text_of(message) and "evil.example" not in html_of(message)

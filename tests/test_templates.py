@@ -493,3 +493,119 @@ def test_a_value_of_the_wrong_type_skips_the_mail(tmp_path: Path) -> None:
     with pytest.raises(RenderError) as caught:
         Renderer(tmp_path).render("welcome", "sv", copy.deepcopy(context))
     assert "welcome.txt.j2:2" in str(caught.value)
+
+
+# --- failures stay with one mail ------------------------------------------------------------------
+
+
+def test_a_branch_only_real_data_reaches_holds_that_mail_only(tmp_path: Path) -> None:
+    # Sample data never has a fourth interview; real data does, and the branch is broken.
+    _write(
+        tmp_path,
+        "en/welcome.txt.j2",
+        '{% extends "_layout.txt.j2" %}\n{% block subject %}Welcome{% endblock %}\n'
+        "{% block body %}\n{% if interview.number > 3 %}{{ interview.nmber }}{% endif %}\n"
+        "Hi {{ candidate.first_name }}\n{% endblock %}\n",
+    )
+    renderer = Renderer(tmp_path)
+    assert renderer.check() == []  # start-up cannot see it
+    usual = sample_context("welcome", "en")
+    assert "Hi Anna" in renderer.render("welcome", "en", usual).text
+    fourth = copy.deepcopy(usual)
+    fourth["interview"]["number"] = 4
+    with pytest.raises(RenderError) as caught:
+        renderer.render("welcome", "en", fourth)
+    assert "welcome.txt.j2:4" in str(caught.value) and "nmber" in str(caught.value)
+    # The next mail renders as before: nothing is stuck.
+    assert "Hi Anna" in renderer.render("welcome", "en", usual).text
+
+
+def test_a_render_error_never_quotes_calendar_text(tmp_path: Path) -> None:
+    _write(
+        tmp_path,
+        "sv/welcome.txt.j2",
+        '{% extends "_layout.txt.j2" %}\n{% block subject %}{{ "%d"|format(candidate.full_name) }}'
+        "{% endblock %}\n",
+    )
+    context = sample_context("welcome", "sv")
+    context["candidate"]["full_name"] = "Hemlig Kandidat"
+    with pytest.raises(RenderError) as caught:
+        Renderer(tmp_path).render("welcome", "sv", context)
+    assert "Hemlig" not in str(caught.value)
+    assert "welcome.txt.j2:2" in str(caught.value) and "TypeError" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("expression", "reason"),
+    [
+        ('{{ "x" * 1000000000 }}', "grew past"),
+        ("{{ [1] * 1000000000 }}", "grew past"),
+        ("{{ 9 ** 99999999 }}", "huge power"),
+        ("{% for i in range(10**9) %}x{% endfor %}", "range"),
+        (
+            "{% set ns = namespace(s='ab') %}{% for i in range(60) %}{% set ns.s = ns.s ~ ns.s %}"
+            "{% endfor %}{{ ns.s|length }}",
+            "grew past",
+        ),
+        ("{% for i in range(9000) %}{{ 'y' * 100 }}{% endfor %}", "exceeds 256 KiB"),
+    ],
+)
+def test_a_template_cannot_make_a_huge_mail_or_run_away(
+    tmp_path: Path, expression: str, reason: str
+) -> None:
+    _write(
+        tmp_path,
+        "en/weekend_greeting.txt.j2",
+        '{% extends "_layout.txt.j2" %}\n{% block subject %}Hi{% endblock %}\n'
+        f"{{% block body %}}{expression}{{% endblock %}}\n",
+    )
+    with pytest.raises(RenderError, match=reason):
+        Renderer(tmp_path).render(
+            "weekend_greeting", "en", sample_context("weekend_greeting", "en")
+        )
+
+
+def test_check_renders_hostile_samples_and_names_an_unsafe_template(tmp_path: Path) -> None:
+    # |safe on a calendar value: fine with the friendly samples, caught by the hostile one.
+    layout = (default_template_dir() / "en/welcome.html.j2").read_text(encoding="utf-8")
+    unsafe = _write(
+        tmp_path,
+        "en/welcome.html.j2",
+        layout.replace("{{ m.details_html(interview) }}", "{{ interview.location|safe }}"),
+    )
+    assert unsafe.exists()
+    assert Renderer(tmp_path).check() == [
+        "en/welcome.html.j2: shows calendar text as markup (hostile sample); "
+        "remove |safe or Markup() around calendar values"
+    ]
+
+
+def test_check_fails_a_kind_that_only_breaks_on_hostile_data(tmp_path: Path) -> None:
+    _write(
+        tmp_path,
+        "sv/welcome.txt.j2",
+        '{% extends "_layout.txt.j2" %}\n{% block subject %}Hej{% endblock %}\n'
+        "{% block body %}{{ candidate.full_name[:5000] * 300 }}{% endblock %}\n",
+    )
+    problems = Renderer(tmp_path).check()
+    assert any("hostile sample" in p and "sv/welcome" in p for p in problems), problems
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_a_panel_member_known_only_by_role_is_shown_by_role(
+    renderer: Renderer, language: str
+) -> None:
+    context = sample_context("welcome", language)
+    context["interview"]["panel"] = [{"name": "", "role": "Designer", "bio": ""}]
+    mail = renderer.render("welcome", language, context)
+    assert "\n- Designer\n" in mail.text
+    assert "<strong>Designer</strong>" in mail.html
+    assert "- ," not in mail.text and "<strong></strong>" not in mail.html
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_only_https_links_are_made_links(renderer: Renderer, language: str) -> None:
+    context = sample_context("interview_details", language)
+    context["interview"]["online_url"] = "http://meet.nordvik.example/j/1"
+    html = renderer.render("interview_details", language, context).html
+    assert 'href="http://meet' not in html
