@@ -56,6 +56,8 @@ from googleapiclient.http import HttpRequest
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from connectors.base import KEY_HEADER, ConnectorContext
+from connectors.tls import ca_bundle
+from daemon import limits
 from daemon.errors import (
     AmbiguousError,
     AuthError,
@@ -64,7 +66,7 @@ from daemon.errors import (
     PermanentError,
     TransientError,
 )
-from daemon.mime import build_message
+from daemon.mime import to_bytes
 from daemon.models import (
     Attendee,
     DraftKey,
@@ -74,6 +76,7 @@ from daemon.models import (
     Event,
     Period,
     Response,
+    SkippedEvent,
     SyncResult,
     normalise_address,
 )
@@ -102,6 +105,8 @@ SENT_LABEL = "SENT"
 
 DIGEST_HEADER = "X-Recruitmail-Content"
 """Carries ``content_digest`` of the draft as written, so an adopted draft can be checked too."""
+CREATED_HEADER = "X-Recruitmail-Created"
+"""When the draft was written (epoch ms): sent mail after it may be the edited draft, sent."""
 
 Sleeper = Callable[[float], None]
 
@@ -153,7 +158,9 @@ class GoogleOptions(BaseModel):
         None, description="OAuth token endpoint; default the key file's token_uri, else Google's."
     )
     ca_file: Path | None = Field(
-        None, description="CA bundle for TLS; default $SSL_CERT_FILE, else the bundled one."
+        None,
+        description="CA bundle for TLS; default $SSL_CERT_FILE, else $REQUESTS_CA_BUNDLE, "
+        "else the system's.",
     )
     obsolete_label: str = Field(
         "recruitmail/obsolete", description="Gmail label put on drafts that are no longer wanted."
@@ -280,8 +287,12 @@ class SingleShotHttp(httplib2.Http):  # type: ignore[misc]
 
 
 def _http(options: GoogleOptions) -> SingleShotHttp:
-    ca = options.ca_file or os.environ.get("SSL_CERT_FILE") or None
-    return SingleShotHttp(timeout=options.timeout_seconds, ca_certs=str(ca) if ca else None)
+    # The one trust store of every connector: ca_file, else SSL_CERT_FILE, REQUESTS_CA_BUNDLE, …
+    # (httplib2 would otherwise use its own bundled CA list and ignore the variables).
+    bundle = ca_bundle(options.ca_file)
+    return SingleShotHttp(
+        timeout=options.timeout_seconds, ca_certs=str(bundle) if bundle is not None else None
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -400,17 +411,53 @@ def _error_parts(exc: HttpError) -> tuple[int, str, str]:
     return status, reason, message
 
 
-def _retry_after(exc: HttpError) -> float | None:
+def _retry_after(exc: HttpError, what: str) -> float | None:
+    """The answer's Retry-After in seconds (a number or an HTTP date), capped at an hour."""
     value = exc.resp.get("retry-after")
     if value is None:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         try:
-            return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
-        except (TypeError, ValueError):
+            seconds = (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds()
+        except (TypeError, ValueError, OverflowError):
             return None
+    if seconds != seconds:  # NaN
+        return None
+    capped = limits.capped_retry_after(seconds)
+    if capped < seconds:
+        log.warning(
+            "google %s: Retry-After of %.0f s capped at %.0f s",
+            what,
+            seconds,
+            limits.MAX_RETRY_AFTER,
+        )
+    return capped
+
+
+# What each call needs, for error messages: the least scope that allows it, and its HTTP shape.
+CALLS: dict[str, tuple[str, str]] = {
+    "events.list": ("calendar.events.readonly", "GET /calendar/v3/calendars/{id}/events"),
+    "drafts.create": ("gmail.compose", "POST /gmail/v1/users/me/drafts"),
+    "drafts.list": ("gmail.compose", "GET /gmail/v1/users/me/drafts"),
+    "drafts.get": ("gmail.compose", "GET /gmail/v1/users/me/drafts/{id}"),
+    "drafts.update": ("gmail.compose", "PUT /gmail/v1/users/me/drafts/{id}"),
+    "messages.list": ("gmail.metadata", "GET /gmail/v1/users/me/messages"),
+    "messages.get": ("gmail.metadata", "GET /gmail/v1/users/me/messages/{id}"),
+    "threads.get": ("gmail.metadata", "GET /gmail/v1/users/me/threads/{id}"),
+    "messages.modify": ("gmail.modify", "POST /gmail/v1/users/me/messages/{id}/modify"),
+    "labels.list": ("gmail.modify", "GET /gmail/v1/users/me/labels"),
+    "labels.create": ("gmail.modify", "POST /gmail/v1/users/me/labels"),
+    "settings.getVacation": ("gmail.settings.basic", "GET /gmail/v1/users/me/settings/vacation"),
+}
+
+_ADDRESS_LIKE = re.compile(r"[^\s@<>()\[\],;:\"']+@[^\s@<>()\[\],;:\"']+")
+
+
+def _redacted(text: str) -> str:
+    """A provider's message made safe for logs and status: no mail address, bounded."""
+    return limits.clip(_ADDRESS_LIKE.sub("<address>", text), 300)
 
 
 def _is_throttled(status: int, reason: str) -> bool:
@@ -428,11 +475,12 @@ class _Caller:
         self.requests = 0  # API requests made (token grants excluded): the bench reads it
 
     def backoff(self, attempt: int, retry_after: float | None) -> float:
-        """Capped exponential backoff with full jitter; the server's Retry-After is a floor."""
+        """Capped exponential backoff with full jitter; the server's Retry-After is a floor
+        (a Retry-After longer than the cap is not waited here: the call gives up instead)."""
         cap = self._options.max_backoff_seconds
         delay = self._rng.uniform(0, min(cap, 2.0**attempt))
         if retry_after is not None:
-            delay = max(delay, min(retry_after, cap))
+            delay = max(delay, retry_after)
         return delay
 
     def call(
@@ -454,11 +502,22 @@ class _Caller:
                 result = build().execute(num_retries=0)
                 return cast(dict[str, Any], result or {})
             except HttpError as exc:
+                # Retry-After first: nothing below may send a request before it has elapsed.
+                wait = _retry_after(exc, what)
                 status, reason, message = _error_parts(exc)
                 retryable = _is_throttled(status, reason) or status in SERVER_ERRORS
-                wait = _retry_after(exc)
-                if not retryable or attempt + 1 >= self._options.max_attempts:
-                    raise self._mapped(status, reason, message, what, wait) from None
+                give_up = (
+                    not retryable
+                    or attempt + 1 >= self._options.max_attempts
+                    or (wait is not None and wait > self._options.max_backoff_seconds)
+                )
+                if give_up:
+                    mapped = self._mapped(status, reason, message, what, wait)
+                    if retryable and status in SERVER_ERRORS and on_server_error is not None:
+                        # The write may have been carried out: the caller must look it up
+                        # (after ``retry_after``) before trying again.
+                        mapped = AmbiguousError(str(mapped), retry_after=wait)
+                    raise mapped from None
                 delay = self.backoff(attempt, wait)
                 log.info("google %s: %s %s, retrying in %.1fs", what, status, reason, delay)
                 self._sleep(delay)
@@ -483,7 +542,9 @@ class _Caller:
     def _mapped(
         self, status: int, reason: str, message: str, what: str, wait: float | None
     ) -> Exception:
-        text = f"google {what}: HTTP {status} {reason}: {message}".strip()
+        scope, shape = CALLS.get(what, ("", ""))
+        call = f"{what} ({shape})" if shape else what
+        text = f"google {call}: HTTP {status} {reason}: {_redacted(message)}".strip()
         if _is_throttled(status, reason) or status in SERVER_ERRORS:
             return TransientError(text, retry_after=wait)
         if status == 410 and reason in ("fullSyncRequired", "updatedMinTooLongAgo"):
@@ -491,10 +552,15 @@ class _Caller:
         if status == 401:
             return AuthError(f"{text}; {self._grant.who}: {self._grant.how_to_fix}")
         if status == 403 and reason in ("dailyLimitExceeded", "quotaExceeded"):
-            return TransientError(text, retry_after=3600.0)
+            return TransientError(text, retry_after=wait if wait is not None else 3600.0)
+        if status == 403 and "metadata scope" in message.lower():
+            # The request's shape is refused under gmail.metadata (q, format=raw/full): our bug,
+            # not a missing grant.
+            return PermanentError(text)
         if status == 403:
+            needed = f"{SCOPE_PREFIX}{scope}" if scope else "the scope of this feature"
             return AuthError(
-                f"{text}; {self._grant.who} lacks a permission: {self._grant.how_to_fix}"
+                f"{text}; {self._grant.who} needs {needed} for {what}: {self._grant.how_to_fix}"
             )
         if status == 404:
             return NotFound(text)
@@ -637,7 +703,7 @@ def event_from_google(item: Mapping[str, Any], zone: ZoneInfo) -> Event:
     attendees = tuple(
         Attendee(
             address=str(a["email"]),
-            name=str(a.get("displayName", "")),
+            name=limits.clip(str(a.get("displayName", "")), limits.MAX_NAME_CHARS),
             response=_RESPONSES.get(str(a.get("responseStatus", "")), Response.NONE),
             is_resource=bool(a.get("resource", False)),
             is_organizer=bool(a.get("organizer", False)),
@@ -653,7 +719,7 @@ def event_from_google(item: Mapping[str, Any], zone: ZoneInfo) -> Event:
         answer = next((a.response for a in attendees if a.address == address), Response.ACCEPTED)
         organizer = Attendee(
             address=address,
-            name=str(org.get("displayName", "")),
+            name=limits.clip(str(org.get("displayName", "")), limits.MAX_NAME_CHARS),
             response=answer,
             is_organizer=True,
         )
@@ -676,7 +742,81 @@ def event_from_google(item: Mapping[str, Any], zone: ZoneInfo) -> Event:
         organizer=organizer,
         attendees=attendees,
         updated=updated,
+        private=item.get("visibility") in ("private", "confidential"),
     )
+
+
+REASON_UNREADABLE = "it could not be read (malformed event data)"
+REASON_NO_ID = "it has no event id"
+
+
+class _Budget:
+    """What one sync may still spend: events, wall time, occurrences per series."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.events = 0
+        self.per_series: dict[str, int] = {}
+
+
+def _take(
+    item: Any,
+    zone: ZoneInfo,
+    budget: _Budget,
+    events: list[Event],
+    removed: list[str],
+    skipped: list[SkippedEvent],
+) -> None:
+    """One ``events.list`` item into ``events``/``removed``/``skipped``; never raises."""
+    if not isinstance(item, dict):
+        skipped.append(SkippedEvent("", REASON_UNREADABLE))
+        return
+    event_id = item.get("id")
+    if not isinstance(event_id, str) or not event_id:
+        skipped.append(SkippedEvent("", REASON_NO_ID))
+        return
+    if item.get("status") == "cancelled":
+        removed.append(event_id)
+        return
+    budget.events += 1
+    if (
+        budget.events > limits.MAX_OCCURRENCES_PER_PASS
+        or time.monotonic() - budget.started > limits.PASS_SECONDS
+    ):
+        skipped.append(SkippedEvent(event_id, limits.REASON_PASS_BUDGET))
+        return
+    series = item.get("recurringEventId")
+    if isinstance(series, str):
+        budget.per_series[series] = budget.per_series.get(series, 0) + 1
+        if budget.per_series[series] > limits.MAX_OCCURRENCES_PER_SERIES:
+            skipped.append(SkippedEvent(event_id, limits.REASON_TOO_MANY_OCCURRENCES))
+            return
+    attendees = item.get("attendees")
+    if isinstance(attendees, list) and len(attendees) > limits.MAX_ATTENDEES:
+        skipped.append(SkippedEvent(event_id, limits.REASON_TOO_MANY_ATTENDEES))
+        return
+    try:
+        size = len(json.dumps(item, ensure_ascii=False).encode("utf-8"))
+    except (TypeError, ValueError, RecursionError):
+        skipped.append(SkippedEvent(event_id, REASON_UNREADABLE))
+        return
+    if size > limits.MAX_EVENT_BYTES:
+        skipped.append(SkippedEvent(event_id, limits.REASON_TOO_BIG))
+        return
+    try:
+        event = event_from_google(item, zone)
+    except OverflowError:
+        skipped.append(SkippedEvent(event_id, limits.REASON_OUT_OF_RANGE))
+        return
+    except Exception as exc:  # any shape of hostile data: this event only, never the sync
+        log.debug("google calendar: event %s unreadable: %r", event_id, exc)
+        skipped.append(SkippedEvent(event_id, REASON_UNREADABLE))
+        return
+    problem = limits.event_problem(event)
+    if problem is not None:
+        skipped.append(SkippedEvent(event_id, problem))
+        return
+    events.append(limits.bounded(event))
 
 
 def _encode_cursor(token: str, start: datetime, end: datetime, calendar_id: str) -> str:
@@ -730,7 +870,25 @@ class GoogleCalendarSource:
         return self._caller.requests
 
     def time_zone(self) -> str | None:
-        """The calendar's own time zone, as the last ``events.list`` answer gave it."""
+        """The calendar's own time zone, as the last ``events.list`` answer gave it.
+
+        Before any sync it asks with one small ``events.list`` (``calendars.get`` and
+        ``settings.get`` are refused under ``calendar.events.readonly``). Errors follow the
+        connector contract: TransientError, AuthError naming the scope, PermanentError.
+        """
+        if self._zone_name is None:
+            now = datetime.now(UTC).replace(microsecond=0)
+            page = self._caller.call(
+                lambda: self._service.events().list(
+                    calendarId=self._options.calendar_id,
+                    singleEvents=True,
+                    maxResults=1,
+                    timeMin=now.isoformat().replace("+00:00", "Z"),
+                ),
+                "events.list",
+            )
+            if isinstance(page.get("timeZone"), str) and page["timeZone"]:
+                self._zone_name = str(page["timeZone"])
         return self._zone_name
 
     def sync(self, cursor: str | None, window: Period) -> SyncResult:
@@ -754,30 +912,41 @@ class GoogleCalendarSource:
         end = window.end.astimezone(UTC) + WINDOW_SLACK
         events: list[Event] = []
         removed: list[str] = []
+        skipped: list[SkippedEvent] = []
         params = {
             "timeMin": start.isoformat().replace("+00:00", "Z"),
             "timeMax": end.isoformat().replace("+00:00", "Z"),
         }
-        token = self._pages(params, events, removed)
+        token = self._pages(params, events, removed, skipped)
         return SyncResult(
             tuple(events),
             tuple(removed),
             _encode_cursor(token, start, end, self._options.calendar_id),
             full=True,
+            skipped=tuple(skipped),
         )
 
     def _incremental(self, token: str, start: datetime, end: datetime) -> SyncResult:
         events: list[Event] = []
         removed: list[str] = []
-        new_token = self._pages({"syncToken": token}, events, removed)
+        skipped: list[SkippedEvent] = []
+        new_token = self._pages({"syncToken": token}, events, removed, skipped)
         return SyncResult(
             tuple(events),
             tuple(removed),
             _encode_cursor(new_token, start, end, self._options.calendar_id),
             full=False,
+            skipped=tuple(skipped),
         )
 
-    def _pages(self, params: dict[str, str], events: list[Event], removed: list[str]) -> str:
+    def _pages(
+        self,
+        params: dict[str, str],
+        events: list[Event],
+        removed: list[str],
+        skipped: list[SkippedEvent],
+    ) -> str:
+        budget = _Budget()
         page_token: str | None = None
         while True:
             # Every page, and every later syncToken call, carries the same parameters: Google
@@ -795,17 +964,12 @@ class GoogleCalendarSource:
                 )
 
             page = self._caller.call(request, "events.list")
-            if page.get("timeZone"):
+            if isinstance(page.get("timeZone"), str) and page["timeZone"]:
                 self._zone_name = str(page["timeZone"])
             zone = _zone(self._zone_name, self._fallback_zone)
-            for item in page.get("items") or ():
-                if item.get("status") == "cancelled" or "start" not in item:
-                    removed.append(str(item["id"]))
-                    continue
-                try:
-                    events.append(event_from_google(item, zone))
-                except (KeyError, ValueError, TypeError) as exc:
-                    log.warning("google calendar: skipping event %s: %s", item.get("id"), exc)
+            items = page.get("items") or ()
+            for item in items if isinstance(items, list) else ():
+                _take(item, zone, budget, events, removed, skipped)
             page_token = page.get("nextPageToken")
             if not page_token:
                 sync_token = page.get("nextSyncToken")
@@ -813,6 +977,8 @@ class GoogleCalendarSource:
                     raise TransientError(
                         "google events.list: the last page carried no nextSyncToken"
                     )
+                if skipped:
+                    log.warning("google calendar: %d event(s) skipped, see status", len(skipped))
                 return str(sync_token)
 
     def close(self) -> None:
@@ -876,9 +1042,11 @@ def _bare(message_id: str) -> str:
 class GmailSink:
     """Writes drafts into one recruiter's Gmail with ``drafts.create`` (raw JSON, never upload).
 
-    ``DraftRef.remote_id`` is ``DRAFT_ID:THREAD_ID:KEY_ID``: the draft id survives the recruiter's
-    edits; the thread id survives sending, which is how a sent draft is told from a deleted one
-    (the key id picks our mail out of a thread). A sent mail found by its key has no draft id.
+    ``DraftRef.remote_id`` is ``DRAFT_ID:THREAD_ID:KEY_ID:CREATED_MS:RECIPIENT_DIGEST`` (see
+    ``_Ref``): the draft id survives the recruiter's edits; the thread id survives sending, which
+    is how a sent draft is told from a deleted one (the key id picks our mail out of a thread);
+    creation time and recipient find a draft sent from an editor that moved it to a new thread.
+    A sent mail found by its key has no draft id.
     """
 
     def __init__(
@@ -942,14 +1110,21 @@ class GmailSink:
         full = self._get_draft(str(found["id"]), "raw") if found is not None else None
         if full is not None:
             raw = _unb64(str(full["message"]["raw"]))
-            return DraftRef(_ref_id(full, key.id), _written_digest(raw))
+            mail = message_from_bytes(raw, policy=policy.default)
+            ref = _Ref.of(full, key.id, _written_created(mail), _recipient_digest_of(mail))
+            return DraftRef(ref.text(), _written_digest(raw))
         thread = self._sent_thread(key.message_id())
         if thread:
-            return DraftRef(_ref_id({"message": {"threadId": thread}}, key.id))
+            return DraftRef(_Ref("", thread, key.id).text())
         return None
 
     def _sent_thread(self, message_id: str) -> str | None:
         """The thread of the Sent mail with ``message_id``, when the scopes let us look."""
+        earlier = self._sent_message(message_id)
+        return earlier[0] if earlier is not None else None
+
+    def _sent_message(self, message_id: str) -> tuple[str, str] | None:
+        """(thread id, subject) of the Sent mail with ``message_id``, when the scopes allow."""
         if GMAIL_MODIFY in self._scopes:
             listing = self._caller.call(
                 lambda: self._users.messages().list(
@@ -958,33 +1133,54 @@ class GmailSink:
                 "messages.list",
             )
             messages = listing.get("messages") or []
-            return str(messages[0]["threadId"]) if messages else None
+            if not messages:
+                return None
+            got = self._caller.call(
+                lambda: self._users.messages().get(
+                    userId="me", id=str(messages[0]["id"]), format="metadata",
+                    metadataHeaders=["Subject"],
+                ),
+                "messages.get",
+            )  # fmt: skip
+            return str(messages[0]["threadId"]), _header(got, "subject")
         if GMAIL_METADATA in self._scopes:
-            return self._sent_scan_refresh().thread_of(_bare(message_id))
+            return self._sent_scan_refresh().message(_bare(message_id))
         return None
 
     # -- writing --------------------------------------------------------------------------------
 
-    def _thread_of(self, message_id: str) -> str | None:
+    def _earlier(self, message_id: str) -> tuple[str, str] | None:
+        """(thread id, subject) of our earlier mail ``message_id``: a draft, else a Sent mail."""
         earlier = self._draft_by_message_id(message_id)
         if earlier is not None:
-            return str(earlier["message"]["threadId"])
-        return self._sent_thread(message_id)
+            got = self._get_draft(str(earlier["id"]), "metadata")
+            if got is not None:
+                return str(earlier["message"]["threadId"]), _header(got["message"], "subject")
+        return self._sent_message(message_id)
 
-    def _raw(self, message: DraftMessage) -> tuple[str, str]:
-        mail = build_message(message, date=self._clock())
-        digest = content_digest(mail.as_bytes())
-        mail[DIGEST_HEADER] = digest
-        return _b64(mail.as_bytes()), digest
+    def _raw(self, message: DraftMessage, created: datetime) -> tuple[str, str]:
+        """The draft as base64url RFC 5322, every header through ``daemon.mime``'s unfolded
+        writer; our bookkeeping headers (ASCII only) lead it."""
+        data = to_bytes(message, date=created)
+        digest = content_digest(data)
+        stamp = int(created.timestamp() * 1000)
+        lead = f"{DIGEST_HEADER}: {digest}\r\n{CREATED_HEADER}: {stamp}\r\n"
+        return _b64(lead.encode("ascii") + data), digest
 
     def create_draft(self, message: DraftMessage) -> DraftRef:
-        """Create the draft with ``drafts.create`` (JSON ``raw``); AmbiguousError if unanswered."""
+        """Create the draft with ``drafts.create`` (JSON ``raw``); AmbiguousError if unanswered.
+
+        A follow-up carries In-Reply-To/References to our earlier mail (for the candidate's
+        mail client) but keeps its own subject; Gmail joins a draft to a thread only when the
+        subjects match too, so ``threadId`` is sent only then.
+        """
+        created = self._clock()
         body: dict[str, Any] = {"message": {}}
-        body["message"]["raw"], digest = self._raw(message)
+        body["message"]["raw"], digest = self._raw(message, created)
         if message.in_reply_to:
-            thread = self._thread_of(message.in_reply_to)
-            if thread:
-                body["message"]["threadId"] = thread
+            earlier = self._earlier(message.in_reply_to)
+            if earlier is not None and _base_subject(earlier[1]) == _base_subject(message.subject):
+                body["message"]["threadId"] = earlier[0]
 
         def already_there() -> dict[str, Any] | None:
             found = self._draft_by_message_id(message.message_id)
@@ -992,33 +1188,63 @@ class GmailSink:
                 log.info("google drafts.create: found draft %s after a server error", found["id"])
             return found
 
-        created = self._caller.call(
+        created_draft = self._caller.call(
             lambda: self._users.drafts().create(userId="me", body=body),
             "drafts.create",
             on_server_error=already_there,
         )
-        log.info("google: created draft %s (%s)", created.get("id"), message.key.kind.value)
-        return DraftRef(_ref_id(created, message.key.id), digest)
+        log.info("google: created draft %s (%s)", created_draft.get("id"), message.key.kind.value)
+        ref = _Ref.of(
+            created_draft,
+            message.key.id,
+            int(created.timestamp() * 1000),
+            _recipient_digest(message.to[0].address) if message.to else "",
+        )
+        return DraftRef(ref.text(), digest)
 
     def draft_state(self, ref: DraftRef) -> DraftState:
-        """Pending or edited while it is a draft; sent or deleted once it left the drafts."""
-        draft_id, thread_id, key_id = _split_ref(ref)
-        full = self._get_draft(draft_id, "raw") if draft_id else None
+        """Pending or edited while it is a draft; sent or deleted once it left the drafts.
+
+        Designed for the worst case, a draft the recruiter edited and sent from Gmail's web
+        editor (our X- headers and our Message-ID may be gone): it counts as sent when a Sent
+        mail in its thread carries its key or none of ours, or when a Sent mail carrying none
+        of our keys went to its recipient after it was created. Without a scope that reads Sent mail (``gmail.compose`` alone) a draft that
+        left Drafts cannot be told sent from deleted: it is taken as sent, so an interview
+        that moves still gets a reschedule notice (a reviewable draft) rather than silence.
+        """
+        mine = _Ref.parse(ref.remote_id)
+        full = self._get_draft(mine.draft_id, "raw") if mine.draft_id else None
+        if full is None and mine.draft_id:
+            # The editor may have saved it under a new draft id: look for our Message-ID.
+            found = self._draft_by_message_id(_message_id_of(mine.key_id, self._context.mailbox))
+            if found is not None and str(found.get("id")) != mine.draft_id:
+                full = self._get_draft(str(found["id"]), "raw")
         if full is not None:
             raw = _unb64(str(full["message"]["raw"]))
             expected = ref.fingerprint or _written_digest(raw)
             return DraftState.PENDING if content_digest(raw) == expected else DraftState.EDITED
-        if thread_id and self._can_read_sent() and self._sent_in_thread(thread_id, key_id):
+        if not self._can_read_sent():
+            log.info(
+                "google: draft %s left Drafts; without gmail.metadata sent cannot be told from "
+                "deleted: taken as sent",
+                mine.draft_id or "?",
+            )
             return DraftState.SENT
-        # With gmail.compose alone a sent draft cannot be told from a deleted one.
+        if mine.thread_id and self._sent_in_thread(mine):
+            return DraftState.SENT
+        if mine.recipient and mine.created_ms:
+            since = datetime.fromtimestamp(mine.created_ms / 1000, UTC)
+            newest = self._sent_scan_refresh(since).newest_to_digest(mine.recipient)
+            if newest is not None and newest > since:
+                return DraftState.SENT
         return DraftState.DELETED
 
-    def _sent_in_thread(self, thread_id: str, key_id: str) -> bool:
+    def _sent_in_thread(self, mine: _Ref) -> bool:
         try:
             thread = self._caller.call(
                 lambda: self._users.threads().get(
                     userId="me",
-                    id=thread_id,
+                    id=mine.thread_id,
                     format="metadata",
                     metadataHeaders=["Message-ID", KEY_HEADER],
                 ),
@@ -1029,14 +1255,15 @@ class GmailSink:
         for message in thread.get("messages") or []:
             if SENT_LABEL not in (message.get("labelIds") or []):
                 continue
-            headers = {
-                str(h.get("name", "")).lower(): str(h.get("value", ""))
-                for h in (message.get("payload") or {}).get("headers", [])
-            }
-            # A thread may hold earlier mail to the candidate: only our own key counts.
-            if headers.get(KEY_HEADER.lower()) == key_id or f"<rm-{key_id}@" in headers.get(
-                "message-id", ""
-            ):
+            key = _header(message, KEY_HEADER.lower())
+            message_id = _header(message, "message-id")
+            # A thread may hold earlier mail of ours to the candidate: our key or Message-ID
+            # counts, another of our keys never does. A Sent mail with neither was rebuilt by a
+            # mail client: our draft starts its own thread and joins one only when the subject
+            # matches our earlier mail, so such a mail in its thread is the draft, sent.
+            if key == mine.key_id or f"<rm-{mine.key_id}@" in message_id:
+                return True
+            if not key and "<rm-" not in message_id:
                 return True
         return False
 
@@ -1045,20 +1272,31 @@ class GmailSink:
         state = self.draft_state(ref)
         if state is not DraftState.PENDING:
             raise PermanentError(f"google: draft is {state.value}; it is not overwritten")
-        draft_id, thread_id, key_id = _split_ref(ref)
-        raw, digest = self._raw(message)
-        body: dict[str, Any] = {"id": draft_id, "message": {"raw": raw}}
-        if thread_id:
-            body["message"]["threadId"] = thread_id
+        mine = _Ref.parse(ref.remote_id)
+        created = (
+            datetime.fromtimestamp(mine.created_ms / 1000, UTC)
+            if mine.created_ms
+            else self._clock()
+        )
+        raw, digest = self._raw(message, created)
+        body: dict[str, Any] = {"id": mine.draft_id, "message": {"raw": raw}}
+        if mine.thread_id:
+            body["message"]["threadId"] = mine.thread_id
         updated = self._caller.call(
-            lambda: self._users.drafts().update(userId="me", id=draft_id, body=body),
+            lambda: self._users.drafts().update(userId="me", id=mine.draft_id, body=body),
             "drafts.update",
         )
-        return DraftRef(_ref_id(updated, key_id or message.key.id), digest)
+        again = _Ref.of(
+            updated,
+            mine.key_id or message.key.id,
+            mine.created_ms,
+            _recipient_digest(message.to[0].address) if message.to else mine.recipient,
+        )
+        return DraftRef(again.text(), digest)
 
     def mark_obsolete(self, ref: DraftRef) -> None:
         """Put the obsolete label on the draft (needs gmail.modify); else log and leave it."""
-        draft_id, _, _ = _split_ref(ref)
+        draft_id = _Ref.parse(ref.remote_id).draft_id
         if not self._options.label_obsolete:
             log.info(
                 "google: draft %s is obsolete but not labelled: set label_obsolete = true and "
@@ -1158,13 +1396,18 @@ class _SentScan:
     def __init__(self) -> None:
         self._seen: set[str] = set()
         self._newest: dict[str, datetime] = {}
-        self._threads: dict[str, str] = {}  # bare Message-ID → thread id
+        self._newest_digest: dict[str, datetime] = {}
+        self._threads: dict[str, tuple[str, str]] = {}  # bare Message-ID → (thread, subject)
         self._horizon: datetime | None = None
 
     def newest_to(self, address: str) -> datetime | None:
         return self._newest.get(address)
 
-    def thread_of(self, message_id: str) -> str | None:
+    def newest_to_digest(self, digest: str) -> datetime | None:
+        """The newest Sent mail to the address with this digest that carries none of our keys."""
+        return self._newest_digest.get(digest)
+
+    def message(self, message_id: str) -> tuple[str, str] | None:
         return self._threads.get(message_id)
 
     def refresh(self, caller: _Caller, users: Any, horizon: datetime) -> None:
@@ -1203,7 +1446,7 @@ class _SentScan:
                     userId="me",
                     id=message_id,
                     format="metadata",
-                    metadataHeaders=["To", "Cc", "Date", "Message-ID"],
+                    metadataHeaders=["To", "Cc", "Date", "Message-ID", "Subject", KEY_HEADER],
                 ),
                 "messages.get",
             )
@@ -1223,23 +1466,92 @@ class _SentScan:
             except (TypeError, ValueError):
                 when = None
         if headers.get("message-id"):
-            self._threads[_bare(headers["message-id"])] = str(got.get("threadId", ""))
+            self._threads[_bare(headers["message-id"])] = (
+                str(got.get("threadId", "")),
+                headers.get("subject", ""),
+            )
+        ours = bool(headers.get(KEY_HEADER.lower())) or "<rm-" in headers.get("message-id", "")
         if when is not None:
             for _, addr in getaddresses([headers.get("to", ""), headers.get("cc", "")]):
                 if addr:
                     key = normalise_address(addr)
                     if key not in self._newest or self._newest[key] < when:
                         self._newest[key] = when
+                    if ours:
+                        continue  # another of our drafts, sent: not a rebuilt one
+                    digest = _recipient_digest(key)
+                    if digest not in self._newest_digest or self._newest_digest[digest] < when:
+                        self._newest_digest[digest] = when
         return when
 
 
-def _ref_id(draft: Mapping[str, Any], key_id: str) -> str:
-    return f"{draft.get('id', '')}:{(draft.get('message') or {}).get('threadId', '')}:{key_id}"
+@dataclass(frozen=True)
+class _Ref:
+    """``DraftRef.remote_id``: ``DRAFT:THREAD:KEY:CREATED_MS:RECIPIENT`` (older refs have the
+    first three only). The recipient is a digest, never the address."""
+
+    draft_id: str
+    thread_id: str
+    key_id: str
+    created_ms: int = 0
+    recipient: str = ""
+
+    @classmethod
+    def of(cls, draft: Mapping[str, Any], key_id: str, created_ms: int, recipient: str) -> _Ref:
+        message = draft.get("message") or {}
+        return cls(str(draft.get("id", "")), str(message.get("threadId", "")), key_id,
+                   created_ms, recipient)  # fmt: skip
+
+    @classmethod
+    def parse(cls, remote_id: str) -> _Ref:
+        parts = (remote_id.split(":") + ["", "", "", ""])[:5]
+        try:
+            created = int(parts[3] or "0")
+        except ValueError:
+            created = 0
+        return cls(parts[0], parts[1], parts[2], created, parts[4])
+
+    def text(self) -> str:
+        return ":".join(
+            [self.draft_id, self.thread_id, self.key_id, str(self.created_ms or ""), self.recipient]
+        ).rstrip(":")
 
 
-def _split_ref(ref: DraftRef) -> tuple[str, str, str]:
-    draft_id, thread_id, key_id = (ref.remote_id.split(":") + ["", ""])[:3]
-    return draft_id, thread_id, key_id
+def _recipient_digest(address: str) -> str:
+    return hashlib.sha256(normalise_address(address).encode("utf-8")).hexdigest()[:20]
+
+
+def _recipient_digest_of(mail: Any) -> str:
+    addresses = [a for _, a in getaddresses([str(v) for v in mail.get_all("To", [])]) if a]
+    return _recipient_digest(addresses[0]) if addresses else ""
+
+
+def _written_created(mail: Any) -> int:
+    try:
+        return int(str(mail.get(CREATED_HEADER, "0")).strip() or "0")
+    except ValueError:
+        return 0
+
+
+def _message_id_of(key_id: str, mailbox: str) -> str:
+    domain = mailbox.rpartition("@")[2] or "recruitmail.invalid"
+    return f"<rm-{key_id}@{domain}>"
+
+
+def _header(message: Mapping[str, Any], name: str) -> str:
+    """A header of a ``format=metadata`` message resource ("" when absent)."""
+    for h in (message.get("payload") or {}).get("headers") or []:
+        if str(h.get("name", "")).lower() == name.lower():
+            return str(h.get("value", ""))
+    return ""
+
+
+_REPLY_PREFIX = re.compile(r"^\s*(?:(?:re|sv|aw|fwd?|vs|vb)\s*:\s*)+", re.IGNORECASE)
+
+
+def _base_subject(subject: str) -> str:
+    """A subject as Gmail compares them for threading: reply prefixes and spacing ignored."""
+    return " ".join(_REPLY_PREFIX.sub("", subject).split()).casefold()
 
 
 def _written_digest(raw: bytes) -> str:

@@ -49,6 +49,8 @@ from tests.contract.mailbox_sink import (
     parts,
 )
 from tests.fakes.google import GoogleFake
+from tests.scenario import two_weeks
+from tests.scenario.spec import Who
 
 GMAIL = "https://www.googleapis.com/auth/"
 
@@ -179,9 +181,20 @@ def test_meet_link_comes_from_hangout_link(calendar_backend: CalendarBackend) ->
 def test_time_zone_comes_from_the_events_list_answer(calendar_backend: CalendarBackend) -> None:
     calendar_backend.fake.time_zone = "America/New_York"
     source = calendar_backend.source()
-    assert source.time_zone() is None
     source.sync(None, CONTRACT_WINDOW)
+    before = len(calendar_backend.fake.api_requests())
     assert source.time_zone() == "America/New_York"
+    assert len(calendar_backend.fake.api_requests()) == before  # known from the sync: no call
+
+
+def test_time_zone_before_any_sync_is_one_small_request(
+    calendar_backend: CalendarBackend,
+) -> None:
+    calendar_backend.fake.time_zone = "Asia/Tokyo"
+    source = calendar_backend.source()
+    assert source.time_zone() == "Asia/Tokyo"
+    [asked] = calendar_backend.fake.api_requests("calendar")
+    assert asked.query["maxResults"] == ["1"]
 
 
 def test_paging_then_one_request_per_idle_cycle(calendar_backend: CalendarBackend) -> None:
@@ -382,6 +395,11 @@ class TestGmailSink(MailboxSinkContract):
         mailbox_backend.needs("read_sent")
         super().test_last_contact_is_the_newest_sent_mail_to_the_address(mailbox_backend)
 
+    def test_deleted_draft_is_deleted(self, mailbox_backend: Any) -> None:
+        """Under gmail.compose alone a draft that left Drafts is taken as sent (see below)."""
+        mailbox_backend.needs("read_sent")
+        super().test_deleted_draft_is_deleted(mailbox_backend)
+
 
 @pytest.fixture
 def backend(fake: GoogleFake, tmp_path: Path) -> MailboxBackend:
@@ -393,18 +411,24 @@ def compose_only(fake: GoogleFake, tmp_path: Path) -> MailboxBackend:
     return MailboxBackend(fake, tmp_path, "compose")
 
 
-def test_compose_only_reports_a_sent_draft_as_deleted_and_does_not_label(
+def test_compose_only_never_concludes_deleted_and_does_not_label(
     compose_only: MailboxBackend,
 ) -> None:
+    """Without a scope that reads Sent mail a draft that left Drafts may have been sent: it is
+    taken as sent (a reschedule notice is a reviewable draft; silence is worse)."""
     sink = compose_only.sink()
     ref = sink.create_draft(draft_message())
     sink.mark_obsolete(ref)  # logged, not done: no gmail.modify
     assert not compose_only.marked_obsolete(ref)
     compose_only.send(ref)
-    assert sink.draft_state(ref) is DraftState.DELETED
+    assert sink.draft_state(ref) is DraftState.SENT
+    deleted = sink.create_draft(draft_message("interview-2@example.se"))
+    compose_only.delete(deleted)
+    assert sink.draft_state(deleted) is DraftState.SENT
     assert sink.last_contact(CANDIDATE, datetime(2026, 1, 1, tzinfo=UTC)) is None
-    calls = {r.path.rsplit("/", 1)[-1] for r in compose_only.fake.api_requests()}
-    assert "messages" not in calls and "labels" not in calls
+    paths = [r.path for r in compose_only.fake.api_requests()]
+    assert not any(p.startswith(("/gmail/v1/users/me/messages", "/gmail/v1/users/me/labels",
+                                 "/gmail/v1/users/me/threads")) for p in paths)  # fmt: skip
 
 
 def test_least_scopes_are_asked_for(fake: GoogleFake, tmp_path: Path) -> None:
@@ -650,3 +674,178 @@ def test_description_html_becomes_text() -> None:
         == "Hej & välkommen!\n\nAgenda\n- Intro\n- Case\nlänk <https://x.example/a>"
     )
     assert google.html_to_text("a < b and 3 > 2") == "a < b and 3 > 2"
+
+
+# ---------------------------------------------------------------------------------------------
+# Headers go through the one writer (daemon.mime)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_a_long_non_ascii_subject_reads_back_identical(backend: MailboxBackend) -> None:
+    subject = (
+        "Välkommen till Nordljus AB – måndag 14 december kl. 10:00, Storgatan 1 i Umeå "
+        "(första intervjun för tjänsten som systemutvecklare, Öberg & Ågren)"
+    )
+    assert len(subject) > 78
+    backend.sink().create_draft(draft_message(subject=subject, to_name="Öberg, Åsa"))
+    [mail] = backend.drafts()
+    assert str(mail["Subject"]) == subject
+    assert mail["To"].addresses[0].display_name == "Öberg, Åsa"
+
+
+# ---------------------------------------------------------------------------------------------
+# Threading: Gmail joins a thread only when threadId, the references and the subject agree
+# ---------------------------------------------------------------------------------------------
+
+
+def follow_up(first: Any, subject: str, kind: MailKind = MailKind.RESCHEDULE_NOTICE) -> Any:
+    key = DraftKey(MAILBOX, CANDIDATE, kind, "interview-1@example.se")
+    message = draft_message(subject=subject)
+    return type(message)(**{**message.__dict__, "key": key, "in_reply_to": first.message_id})
+
+
+@pytest.mark.parametrize("profile", ["compose", "metadata", "modify"])
+def test_a_follow_up_keeps_its_own_subject_and_starts_its_own_thread(
+    fake: GoogleFake, tmp_path: Path, profile: str
+) -> None:
+    box = MailboxBackend(fake, tmp_path, profile)
+    sink = box.sink()
+    first = draft_message()
+    first_ref = sink.create_draft(first)
+    if profile != "compose":
+        box.send(first_ref)
+    later = follow_up(first, "Ny tid för din intervju, Anna")
+    ref = sink.create_draft(later)
+    assert ref.remote_id.split(":")[1] != first_ref.remote_id.split(":")[1]
+    mail = next(m for m in box.drafts() if m["Message-ID"] == later.key.message_id())
+    assert str(mail["Subject"]) == "Ny tid för din intervju, Anna"
+    # The candidate's own mail client still threads it under the earlier mail.
+    assert mail["In-Reply-To"] == first.message_id and mail["References"] == first.message_id
+
+
+def test_the_fake_joins_a_thread_only_when_subject_and_references_match(
+    backend: MailboxBackend,
+) -> None:
+    """Gmail's rule ("Managing threads"), enforced by the fake: a threadId alone is not enough."""
+    thread = backend.sink().create_draft(draft_message()).remote_id.split(":")[1]
+    service = gmail_client(backend)
+
+    def create(subject: str, reply: bool) -> str:
+        head = f"To: {CANDIDATE}\r\nSubject: {subject}\r\n"
+        if reply:
+            head += "In-Reply-To: <rm-x@example.se>\r\nReferences: <rm-x@example.se>\r\n"
+        raw = google._b64((head + "\r\nhej\r\n").encode())
+        body = {"message": {"raw": raw, "threadId": thread}}
+        return str(
+            service.users().drafts().create(userId="me", body=body).execute()["message"]["threadId"]
+        )
+
+    assert create("Något annat", reply=True) != thread
+    assert create("Välkommen till intervjun, Anna!", reply=False) != thread
+    assert create("Re: Välkommen till intervjun, Anna!", reply=True) == thread
+
+
+def gmail_client(box: MailboxBackend, scopes: list[str] | None = None) -> Any:
+    """Google's own client library on the fake, signed in as the service account."""
+    info = json.loads(box.key.read_text())
+    creds = google.service_account.Credentials.from_service_account_info(
+        info, scopes=scopes or google.gmail_scopes(box.opts)
+    ).with_subject(MAILBOX)
+    return discovery.build(
+        "gmail", "v1", credentials=creds, static_discovery=True,
+        client_options={"api_endpoint": box.fake.url},
+    )  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------
+# Sent from Gmail's web editor: our header gone, a new Message-ID; still "sent", never "deleted"
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("profile", ["compose", "metadata", "modify"])
+def test_a_draft_sent_from_the_web_editor_is_sent(
+    fake: GoogleFake, tmp_path: Path, profile: str
+) -> None:
+    box = MailboxBackend(fake, tmp_path, profile)
+    sink = box.sink()
+    ref = sink.create_draft(draft_message())
+    sent = fake.send_draft(MAILBOX, ref.remote_id.split(":")[0], web_edit=True)
+    assert KEY_HEADER not in sent.parsed and sent.message_id != draft_message().message_id
+    assert sink.draft_state(ref) is DraftState.SENT
+
+
+@pytest.mark.parametrize("profile", ["metadata", "modify"])
+def test_a_draft_sent_with_a_new_subject_in_a_new_thread_is_sent(
+    fake: GoogleFake, tmp_path: Path, profile: str
+) -> None:
+    """The worst case: nothing of ours left and a new thread; recipient and time decide."""
+    box = MailboxBackend(fake, tmp_path, profile)
+    box.add_sent(CANDIDATE, datetime(2026, 1, 5, 9, tzinfo=UTC))  # older mail: not evidence
+    sink = box.sink()
+    ref = sink.create_draft(draft_message())
+    deleted = sink.create_draft(draft_message("interview-2@example.se"))
+    box.delete(deleted)
+    assert sink.draft_state(deleted) is DraftState.DELETED
+    sent = fake.send_draft(MAILBOX, ref.remote_id.split(":")[0], new_subject="Vi ses på måndag")
+    assert sent.thread_id != ref.remote_id.split(":")[1]
+    assert box.sink().draft_state(ref) is DraftState.SENT
+
+
+def test_a_deleted_draft_stays_deleted_when_our_other_mail_was_sent(
+    backend: MailboxBackend,
+) -> None:
+    sink = backend.sink()
+    welcome = sink.create_draft(draft_message())
+    thanks = sink.create_draft(draft_message(kind=MailKind.THANK_YOU, subject="Tack, Anna!"))
+    backend.delete(welcome)
+    backend.send(thanks)  # our own mail to the same candidate, after the welcome was written
+    assert sink.draft_state(welcome) is DraftState.DELETED
+    assert sink.draft_state(thanks) is DraftState.SENT
+
+
+def cli_config(fake: GoogleFake, root: Path, read_sent: bool) -> Path:
+    user = two_weeks.RECRUITER.address
+    fake.add_user(user)
+    info, client_id = fake.create_service_account()
+    sink = google.SinkOptions(key_file=Path("k"), read_sent=read_sent)
+    fake.grant_delegation(client_id, google.all_scopes(sink))
+    key = root / "key.json"
+    key.write_text(json.dumps(info))
+    config = root / "recruitmail.toml"
+    config.write_text(
+        two_weeks.CONFIG.replace("{state_dir}", str(root / "state"))
+        + f'\n[mailboxes.source]\ntype = "google"\nkey_file = "{key}"\n'
+        f'calendar_endpoint = "{fake.url}"\n'
+        f'\n[mailboxes.sink]\ntype = "google"\nkey_file = "{key}"\n'
+        f'gmail_endpoint = "{fake.url}"\nread_sent = {str(read_sent).lower()}\n',
+        encoding="utf-8",
+    )
+    return config
+
+
+@pytest.mark.parametrize(
+    ("read_sent", "new_subject"),
+    [(False, None), (True, None), (True, "Hej Anna, vi ses!")],
+    ids=["compose", "metadata", "metadata-new-subject"],
+)
+def test_a_candidate_whose_welcome_was_sent_from_the_web_editor_hears_of_the_move(
+    fake: GoogleFake, tmp_path: Path, read_sent: bool, new_subject: str | None
+) -> None:
+    from daemon.cli import main
+
+    user = two_weeks.RECRUITER.address
+    config = cli_config(fake, tmp_path, read_sent)
+    anna = Who(two_weeks.ANNA, "Svensson, Anna")
+    fake.put(user, two_weeks.interview("anna-1@nordljus.se", anna, 9, "10:00"))
+    monday = datetime(2026, 12, 7, 9, tzinfo=UTC)
+    assert main(["--config", str(config), "once", "--now", monday.isoformat()]) == 0
+    [draft_id] = list(fake.drafts[user])  # the welcome
+    fake.send_draft(user, draft_id, web_edit=True, new_subject=new_subject)
+
+    fake.put(user, two_weeks.interview("anna-1@nordljus.se", anna, 10, "13:00", sequence=1))
+    later = monday + timedelta(days=1)  # one mail a day per candidate: the next morning
+    assert main(["--config", str(config), "once", "--now", later.isoformat()]) == 0
+    [notice] = fake.draft_messages(user)
+    assert two_weeks.ANNA in str(notice.parsed["To"])
+    text = notice.parsed.get_body(("plain",)).get_content()
+    assert "10 december" in text and "13:00" in text, text

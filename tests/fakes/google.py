@@ -28,6 +28,7 @@ import itertools
 import json
 import random
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -347,7 +348,9 @@ class GoogleFake:
         page_limit: int = 250,
         html_descriptions: bool = True,
         token_lifetime: int = 3599,
+        tls: tuple[str, str] | None = None,
     ) -> None:
+        self.tls = tls  # (certificate file, key file): serve https instead of http
         self.time_zone = time_zone
         self.page_limit = page_limit
         self.html_descriptions = html_descriptions
@@ -398,6 +401,10 @@ class GoogleFake:
         Handler.fake = fake
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
+        if self.tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*self.tls)
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
         self._thread = threading.Thread(
             target=self._server.serve_forever, args=(0.05,), daemon=True
         )
@@ -413,7 +420,8 @@ class GoogleFake:
     @property
     def url(self) -> str:
         assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}/"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://127.0.0.1:{self._server.server_address[1]}/"
 
     @property
     def token_uri(self) -> str:
