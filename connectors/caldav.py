@@ -1,8 +1,10 @@
 """CalDAV calendar source: RFC 6578 sync tokens where offered, else a time-range query + ETag diff.
 
 The calendar objects are read with the ``caldav`` library and turned into events by the same
-iCalendar mapping the ICS source uses (``connectors.ics.events_from_ics``), so both sources see
-recurring series, moved and cancelled occurrences, rooms and answers alike.
+iCalendar mapping the ICS source uses (``connectors.ics.read_ics``), so both sources see
+recurring series, moved and cancelled occurrences, rooms and answers alike, within the same
+budgets: each calendar object is read on its own, one that is malformed or hostile is skipped
+with a reason, and one pass budget (time, events) is shared by all the objects a sync reads.
 
 The cursor is JSON: the sync token (when the server offers RFC 6578), the window it was expanded
 for, and for every calendar object (by href) its ETag, whether it recurs, and a digest per event
@@ -33,7 +35,9 @@ from caldav.lib import error as dav_error
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from connectors.base import ConnectorContext
-from connectors.ics import check_url, events_from_ics
+from connectors.ics import Parsed, PassBudget, check_url, read_ics
+from connectors.tls import ca_bundle
+from daemon import limits
 from daemon.errors import (
     AuthError,
     ConfigError,
@@ -41,7 +45,7 @@ from daemon.errors import (
     PermanentError,
     TransientError,
 )
-from daemon.models import Event, Period, SyncResult
+from daemon.models import Event, Period, SkippedEvent, SyncResult
 from daemon.secrets import load_secret
 
 log = logging.getLogger(__name__)
@@ -194,11 +198,16 @@ class CalDavSource:
         self._client: DAVClient | None = None
         # The library types its objects as "sync or async"; this source uses them synchronously.
         self._calendar: Any = None
+        # What one sync may spend on parsing, shared by every object it reads; and what it left out.
+        self._budget = PassBudget.start()
+        self._skipped: list[SkippedEvent] = []
 
     # -- CalendarSource ---------------------------------------------------------------------
 
     def sync(self, cursor: str | None, window: Period) -> SyncResult:
         """Everything in ``window`` when ``cursor`` is None; otherwise only what changed since it."""
+        self._budget = PassBudget.start()
+        self._skipped = []
         if cursor is None:
             return self._full(window)
         previous = _Cursor.load(cursor)
@@ -237,7 +246,15 @@ class CalDavSource:
             state = _Cursor(mode, token, _window_key(window), {})
             events, _ = self._read(calendar, state, sorted(in_window), window)
         log.info("caldav: full sync of %s: %d events (%s)", self._host, len(events), mode)
-        return SyncResult(events=tuple(events), removed=(), cursor=state.dump(), full=True)
+        if self._skipped:
+            log.warning("caldav: %s: %d events skipped", self._host, len(self._skipped))
+        return SyncResult(
+            events=tuple(events),
+            removed=(),
+            cursor=state.dump(),
+            full=True,
+            skipped=tuple(self._skipped),
+        )
 
     def _incremental(self, state: _Cursor, window: Period) -> SyncResult:
         calendar = self._open()
@@ -295,11 +312,14 @@ class CalDavSource:
                 len(events),
                 len(removed),
             )
+        if self._skipped:
+            log.warning("caldav: %s: %d events skipped", self._host, len(self._skipped))
         return SyncResult(
             events=tuple(events),
             removed=tuple(sorted(set(removed))),
             cursor=state.dump(),
             full=False,
+            skipped=tuple(self._skipped),
         )
 
     def _to_expand_again(self, state: _Cursor, in_window: dict[str, str]) -> set[str]:
@@ -332,6 +352,7 @@ class CalDavSource:
         events: list[Event] = []
         vanished: list[str] = []
         found: dict[str, tuple[str, bytes]] = {}
+        skipped = self._skipped
         for start in range(0, len(hrefs), MULTIGET_BATCH):
             batch = hrefs[start : start + MULTIGET_BATCH]
             urls = [calendar.url.join(href) for href in batch]
@@ -349,11 +370,20 @@ class CalDavSource:
                     del state.objects[href]
                 continue
             etag, raw = found[href]
+            # Each object on its own: one that cannot be read, or breaks a budget, is skipped
+            # with a reason and never costs the others (the budget of the pass is shared).
             try:
-                expanded = events_from_ics(raw, window, self._zone, f"caldav {self._host}{href}")
+                parsed = read_ics(raw, window, self._zone, f"caldav {self._host}", self._budget)
             except PermanentError as exc:
-                log.warning("caldav: skipping object %s: %s", href, exc)
-                expanded = []
+                log.debug("caldav: skipping object %s: %s", href, exc)
+                skipped.append(SkippedEvent(href, _object_reason(exc)))
+                parsed = Parsed()
+            except Exception as exc:  # noqa: BLE001 - one object must never fail the sync
+                log.debug("caldav: skipping object %s: %s", href, type(exc).__name__)
+                skipped.append(SkippedEvent(href, "it cannot be read"))
+                parsed = Parsed()
+            skipped.extend(parsed.skipped)
+            expanded = parsed.events
             digests = {e.event_id: _digest(e) for e in expanded}
             before = old.events if old is not None else {}
             for event in expanded:
@@ -396,10 +426,12 @@ class CalDavSource:
             return self._calendar
         opts = self._options
         verify: bool | str = opts.verify_tls
-        if opts.verify_tls and opts.ca_file is not None:
-            if not opts.ca_file.is_file():
-                raise ConfigError(f"caldav ca_file {opts.ca_file}: no such file")
-            verify = str(opts.ca_file)
+        if opts.verify_tls:
+            # The one trust store of every connector: ca_file, else SSL_CERT_FILE /
+            # REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE, else the system's.
+            bundle = ca_bundle(opts.ca_file)
+            if bundle is not None:
+                verify = str(bundle)
         self._client = DAVClient(
             url=opts.url,
             username=opts.username,
@@ -410,6 +442,9 @@ class CalDavSource:
             timeout=int(opts.timeout_seconds) or 1,
             ssl_verify_cert=verify,
             enable_rfc6764=False,  # the URL is given: no DNS discovery
+            # Never sleep inside a pass on the server's word: a Retry-After goes to the core,
+            # capped at an hour (see _retry_after).
+            rate_limit_handle=False,
         )
         self._calendar = self._discover(self._client)
         log.debug("caldav: using calendar %s", self._calendar.url)
@@ -449,6 +484,20 @@ class CalDavSource:
             f'({", ".join(sorted(names.values()))}); name one with calendar = "…"'
         )
 
+    def _retry_after(self, seconds: object) -> float | None:
+        """The server's Retry-After, capped at an hour (and logged when it asked for more)."""
+        if not isinstance(seconds, int | float) or seconds != seconds:
+            return None
+        capped = limits.capped_retry_after(float(seconds))
+        if capped < seconds:
+            log.warning(
+                "CalDAV server %s asked to wait %.0f seconds; waiting %.0f at most",
+                self._host,
+                seconds,
+                capped,
+            )
+        return capped
+
     @contextmanager
     def _errors(self, what: str) -> Iterator[None]:
         """Turn the library's and the HTTP stack's exceptions into the project's errors."""
@@ -470,7 +519,7 @@ class CalDavSource:
         except dav_error.RateLimitError as exc:
             raise TransientError(
                 f"CalDAV server {self._host} asks to slow down",
-                retry_after=getattr(exc, "retry_after_seconds", None),
+                retry_after=self._retry_after(getattr(exc, "retry_after_seconds", None)),
             ) from None
         except dav_error.DAVError as exc:
             status = exc.status if isinstance(exc.status, int) else 0
@@ -496,6 +545,15 @@ class CalDavSource:
             raise TransientError(
                 f"CalDAV server {self._host}: unexpected failure while {what} ({type(exc).__name__})"
             ) from None
+
+
+def _object_reason(exc: PermanentError) -> str:
+    """A reason for a calendar object that cannot be read, without its text."""
+    text = str(exc)
+    for reason in ("not an iCalendar file", "ends in the middle", "larger than"):
+        if reason in text:
+            return f"the calendar object cannot be read ({reason})"
+    return "the calendar object cannot be read"
 
 
 def _principal(client: Any) -> Any:

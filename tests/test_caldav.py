@@ -4,10 +4,12 @@ CalDAV adds (only changes fetched, an invalid token, a sliding window, discovery
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ from pydantic import ValidationError
 
 from connectors.base import ConnectorContext
 from connectors.caldav import CalDavSource, SourceOptions, open_source
+from daemon import limits
 from daemon.errors import AuthError, ConfigError, CursorExpired, TransientError
 from daemon.models import Period
 from tests.contract.calendar_source import (
@@ -321,3 +324,107 @@ def test_a_fresh_source_continues_from_a_stored_cursor(backend: RadicaleCalendar
     backend.put(replace(interview(), subject="Intervju (flyttad)", sequence=1))
     later = backend.source().sync(first.cursor, CONTRACT_WINDOW)
     assert [e.subject for e in later.events] == ["Intervju (flyttad)"]
+
+
+# -- a calendar anyone can write into: the ICS budgets apply to every object -------------------
+
+
+def put_raw(backend: RadicaleCalendar, name: str, *lines: str) -> None:
+    text = "\r\n".join(
+        [
+            "BEGIN:VCALENDAR",
+            "VERSION:2.0",
+            "PRODID:-//Example//Hostile//EN",
+            *lines,
+            "END:VCALENDAR",
+        ]
+    )
+    response = backend.http.put(
+        f"{backend.calendar_url}{name}.ics",
+        content=(text + "\r\n").encode(),
+        headers={"Content-Type": "text/calendar; charset=utf-8"},
+    )
+    assert response.status_code in (201, 204), response.text
+
+
+def raw_event(uid: str, *lines: str, start: str = "20260310T100000Z") -> list[str]:
+    return [
+        "BEGIN:VEVENT",
+        f"UID:{uid}",
+        "DTSTAMP:20260101T000000Z",
+        "SUMMARY:Intervju",
+        f"DTSTART:{start}",
+        *lines,
+        "END:VEVENT",
+    ]
+
+
+def test_hostile_objects_are_skipped_one_by_one_and_the_rest_is_read(
+    backend: RadicaleCalendar,
+) -> None:
+    backend.put(interview())
+    put_raw(backend, "lunch", *raw_event("lunch", "DTEND:99991231T235959Z"))
+    put_raw(
+        backend,
+        "often",
+        *raw_event("often", "DTEND:20260310T100001Z", "RRULE:FREQ=SECONDLY;COUNT=5"),
+    )
+    crowd = [f"ATTENDEE;CN=P{i}:mailto:p{i}@candidate.example" for i in range(201)]
+    put_raw(backend, "crowd", *raw_event("crowd", "DTEND:20260310T110000Z", *crowd))
+    put_raw(backend, "private", *raw_event("private", "DTEND:20260310T110000Z", "CLASS:PRIVATE"))
+    result = backend.source().sync(None, CONTRACT_WINDOW)
+    assert sorted(e.ical_uid for e in result.events) == ["interview-1@example.se", "private"]
+    assert only(result.events, "private").private
+    assert not only(result.events, "interview-1@example.se").private
+    assert {s.event_id: s.reason for s in result.skipped} == {
+        "lunch": limits.REASON_OUT_OF_RANGE,
+        "often": limits.REASON_REPEATS_TOO_OFTEN,
+        "crowd": limits.REASON_TOO_MANY_ATTENDEES,
+    }
+
+
+class _Throttling(BaseHTTPRequestHandler):
+    """A CalDAV server that is always busy and asks to be left alone for 95 years."""
+
+    def _busy(self) -> None:
+        self.send_response(429)
+        self.send_header("Retry-After", "3000000000")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_PROPFIND = do_REPORT = do_GET = do_OPTIONS = _busy  # noqa: N815
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_a_retry_after_of_95_years_is_capped_at_an_hour(tmp_path: Path) -> None:
+    server = ThreadingHTTPServer((LOOPBACK, 0), _Throttling)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        secret = tmp_path / "password"
+        secret.write_text("x")
+        source = open_source(
+            SourceOptions(
+                url=f"http://{LOOPBACK}:{server.server_address[1]}/dav/rut/cal/",
+                username="rut",
+                password=f"file:{secret}",
+                timeout_seconds=5,
+            ),
+            ConnectorContext(
+                mailbox="rekryterare@example.se",
+                mailbox_name="Rut",
+                time_zone="Europe/Stockholm",
+                company_domains=("example.se",),
+                state_dir=tmp_path,
+            ),
+        )
+        with pytest.raises(TransientError) as caught:
+            source.sync(None, CONTRACT_WINDOW)
+        source.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+    assert caught.value.retry_after == limits.MAX_RETRY_AFTER
