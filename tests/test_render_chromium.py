@@ -131,3 +131,38 @@ def test_the_browser_shows_a_clean_mail(
     assert len(result.png) > 2 * len(blank), "the screenshot looks as empty as a blank page"
     # A blank page compresses to a handful of distinct bytes; text, colours and edges do not.
     assert len(set(_pixels(result.png))) > 2 * len(set(_pixels(blank)))
+
+
+def test_a_right_to_left_override_in_the_location_is_not_shown_reordered(
+    tmp_path: Path,
+) -> None:
+    """Chromium shows "Room 1\u202etxt.exe" as "Room 1exe.txt". Through compose, the mail looks
+    exactly like one whose location was "Room 1 txt.exe"; the same page with the override put
+    back looks different (so the comparison can tell)."""
+    from tests.test_interviews import booked, compose_mail
+
+    browser = _chromium()
+    rlo = "\u202e"
+    context, _, cleaned = compose_mail(booked(location=f"Room 1{rlo}txt.exe", online_url=""))
+    renderer = Renderer(None)
+
+    def with_location(location: str) -> str:
+        changed = {**context, "interview": {**context["interview"], "location": location}}
+        return renderer.render("welcome", "sv", changed).html
+
+    pages = {
+        "cleaned": cleaned,
+        "expected": with_location("Room 1 txt.exe"),
+        "tricked": with_location(f"Room 1{rlo}txt.exe"),
+    }
+    shown = {}
+    for name, html in pages.items():
+        work = tmp_path / name
+        work.mkdir()
+        (work / "draft.html").write_text(html, encoding="utf-8")
+        shown[name] = _show(browser, work / "draft.html", work)
+        assert shown[name].exit_code == 0 and shown[name].png, name
+    assert "Room 1 txt.exe" in visible_text(shown["cleaned"].dom)
+    assert rlo not in shown["cleaned"].dom
+    assert _pixels(shown["cleaned"].png) == _pixels(shown["expected"].png)
+    assert _pixels(shown["tricked"].png) != _pixels(shown["expected"].png)
