@@ -10,6 +10,8 @@ import email.policy
 import os
 import ssl
 import stat
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -34,7 +36,8 @@ from connectors.microsoft import (
     open_source,
 )
 from connectors.microsoft.calendar import event_from_graph, html_to_text
-from daemon.errors import AmbiguousError, AuthError, CursorExpired, TransientError
+from daemon import limits
+from daemon.errors import AmbiguousError, AuthError, CursorExpired, PermanentError, TransientError
 from daemon.models import DraftRef, DraftState, Period
 from tests.contract.calendar_source import (
     CONTRACT_WINDOW,
@@ -45,6 +48,8 @@ from tests.contract.calendar_source import (
 )
 from tests.contract.mailbox_sink import MAILBOX, MailboxSinkContract, draft_message
 from tests.fakes.graph import FakeGraph
+from tests.scenario import two_weeks
+from tests.scenario.runner import write_config
 
 assert RECRUITER.address == MAILBOX
 STOCKHOLM = "Europe/Stockholm"
@@ -308,6 +313,18 @@ class SleepRecorder:
         time.sleep(seconds)
 
 
+def create_as_the_executor_does(sink: GraphSink, message: Any) -> DraftRef:
+    """Two-phase creation: an unclear create is looked up by key before it is tried again."""
+    while True:
+        found = sink.find_draft(message.key)
+        if found is not None:
+            return found
+        try:
+            return sink.create_draft(message)
+        except AmbiguousError:
+            continue
+
+
 def test_retry_after_is_honoured_exactly(fake: FakeGraph, tmp_path: Path, opened: Opened) -> None:
     fake.put_event(MAILBOX, interview())
     source = source_of(fake, tmp_path, opened)
@@ -317,16 +334,16 @@ def test_retry_after_is_honoured_exactly(fake: FakeGraph, tmp_path: Path, opened
     fake.throttle(0.4, statuses=(429, 503), retry_after=1, seed=3)
     result = source.sync(None, CONTRACT_WINDOW)
     for n in range(4):
-        sink.create_draft(draft_message(f"occasion-{n}@example.se"))
+        create_as_the_executor_does(sink, draft_message(f"occasion-{n}@example.se"))
     fake.throttle(0.0)
 
     assert [e.ical_uid for e in result.events] == ["interview-1@example.se"]
     assert len(fake.drafts(MAILBOX)) == 4
     throttled = [r for r in fake.graph_requests() if r.status in (429, 503)]
-    retried = [r for r in fake.graph_requests() if r.not_before is not None]
-    assert throttled and len(retried) == len(throttled)
-    assert [r for r in retried if r.early] == []
-    assert recorder.waits == [1.0] * len(throttled)
+    assert throttled
+    assert fake.early_requests() == []
+    # Each wait is what was left of the Retry-After when the next request was due.
+    assert recorder.waits and all(0 < wait <= 1.0 for wait in recorder.waits)
 
 
 def test_throttling_that_does_not_end_becomes_a_transient_error(
@@ -470,7 +487,7 @@ def test_time_zone_and_scheduled_absence_come_from_mailbox_settings(
     )
     sink = sink_of(fake, tmp_path, opened)
     assert isinstance(sink, KnowsOutOfOffice)
-    assert sink.time_zone() == "Europe/Berlin"
+    assert sink.time_zone() == "Europe/Stockholm"  # W. Europe Standard Time, in Sweden
     assert sink.out_of_office() == [
         Period(dt.datetime(2026, 7, 6, tzinfo=dt.UTC), dt.datetime(2026, 7, 27, tzinfo=dt.UTC))
     ]
@@ -503,9 +520,290 @@ def test_last_contact_uses_a_query_graph_accepts(
     fake.add_sent(MAILBOX, "o'brien@candidate.example", when)
     assert sink.last_contact("O'Brien@candidate.example", when - dt.timedelta(days=1)) == when
     query = [r for r in fake.graph_requests() if r.path.endswith("/sentitems/messages")][-1].query
-    assert query["$orderby"] == ["sentDateTime desc"] and query["$filter"][0].startswith(
-        "sentDateTime"
+    assert query["$search"] == ['"recipients:o\'brien@candidate.example"']
+    assert "$filter" not in query and "$orderby" not in query
+
+
+def test_last_contact_counts_cc_and_bcc_and_only_mail_after_since(
+    fake: FakeGraph, tmp_path: Path, opened: Opened
+) -> None:
+    sink = sink_of(fake, tmp_path, opened)
+    since = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
+    anna, bo, cia = "anna@candidate.example", "bo@candidate.example", "cia@candidate.example"
+    fake.add_sent(MAILBOX, anna, since - dt.timedelta(days=2))  # before since: not contact
+    copied = fake.message(
+        MAILBOX, fake.add_sent(MAILBOX, "per@example.se", since + dt.timedelta(1))
     )
+    copied.data["ccRecipients"] = [{"emailAddress": {"address": bo, "name": "Bo"}}]
+    hidden = fake.message(
+        MAILBOX, fake.add_sent(MAILBOX, "per@example.se", since + dt.timedelta(2))
+    )
+    hidden.data["bccRecipients"] = [{"emailAddress": {"address": cia, "name": "Cia"}}]
+    fake.add_sent(MAILBOX, "anna@candidate.example.evil", since + dt.timedelta(days=3))
+    assert sink.last_contact(anna, since) is None
+    assert sink.last_contact(bo, since) == since + dt.timedelta(days=1)
+    assert sink.last_contact(cia, since) == since + dt.timedelta(days=2)
+
+
+# --- auxiliary look-ups: the error contract --------------------------------------------------------
+
+AUX_CALLS = {
+    "last_contact": (
+        "sentitems",
+        lambda sink: sink.last_contact(
+            "anna@candidate.example", dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+        ),
+        "Mail.ReadWrite",
+    ),
+    "time_zone": ("mailboxSettings", lambda sink: sink.time_zone(), "MailboxSettings.Read"),
+    "out_of_office": ("mailboxSettings", lambda sink: sink.out_of_office(), "MailboxSettings.Read"),
+    "lookup_person": (
+        "users/per@example.se",
+        lambda sink: sink.lookup_person("per@example.se"),
+        "User.Read.All",
+    ),
+}
+
+
+@pytest.mark.parametrize("call", sorted(AUX_CALLS))
+@pytest.mark.parametrize(
+    ("status", "code", "retry_after", "raised"),
+    [
+        (403, "ErrorAccessDenied", None, AuthError),
+        (400, "ErrorInvalidUrlQueryFilter", None, PermanentError),
+        (429, "TooManyRequests", 7200, TransientError),
+        (503, "ServiceUnavailable", None, TransientError),
+        (504, "GatewayTimeout", None, TransientError),
+    ],
+)
+def test_auxiliary_look_ups_follow_the_error_contract(
+    fake: FakeGraph,
+    tmp_path: Path,
+    opened: Opened,
+    call: str,
+    status: int,
+    code: str,
+    retry_after: int | None,
+    raised: type[Exception],
+) -> None:
+    path_part, look_up, permission = AUX_CALLS[call]
+    fake.add_person("per@example.se", "Per Persson", "Tech Lead")
+    sink = sink_of(fake, tmp_path, opened, directory_titles=True, max_attempts=1)
+    fake.fail_always(path_part, status, code, retry_after=retry_after)
+    with pytest.raises(raised) as caught:
+        look_up(sink)
+    assert type(caught.value) is raised
+    message = str(caught.value)
+    assert "anna@candidate.example" not in message
+    if raised is AuthError:
+        assert permission in message
+    if raised is PermanentError:
+        assert f"400 {code}" in message and path_part in message and "GET /users/" in message
+    if retry_after is not None:  # capped at an hour, and no request before it is over
+        assert isinstance(caught.value, TransientError) and caught.value.retry_after == 3600
+        fake.fail_always(path_part, 0, "")
+        with pytest.raises(TransientError):
+            look_up(sink)
+        assert fake.early_requests() == []
+
+
+def test_an_unclear_create_is_followed_by_no_early_request(
+    fake: FakeGraph, tmp_path: Path, opened: Opened
+) -> None:
+    """A create answered 503 with Retry-After may have landed: the look-up that must follow
+    waits for the Retry-After like every other request to the mailbox."""
+    sink = sink_of(fake, tmp_path, opened)
+    recorder = SleepRecorder()
+    sink.client.sleep = recorder
+    message = draft_message()
+    fake.fail_next("/messages", 503, "ServiceUnavailable", retry_after=1)
+    with pytest.raises(AmbiguousError) as caught:
+        sink.create_draft(message)
+    assert caught.value.retry_after == 1
+    found = create_as_the_executor_does(sink, message)
+    assert sink.draft_state(found) is DraftState.PENDING
+    assert len(fake.drafts(MAILBOX)) == 1
+    assert fake.early_requests() == []
+    assert len(recorder.waits) == 1
+
+
+def test_a_long_retry_after_ends_the_call_without_a_request(
+    fake: FakeGraph, tmp_path: Path, opened: Opened
+) -> None:
+    source = source_of(fake, tmp_path, opened)
+    sink = sink_of(fake, tmp_path, opened)
+    fake.fail_next("calendarView", 429, "TooManyRequests", retry_after=600)
+    with pytest.raises(TransientError) as caught:
+        source.sync(None, CONTRACT_WINDOW)
+    assert caught.value.retry_after == 600
+    served = len(fake.graph_requests())
+    with pytest.raises(TransientError) as again:  # the sink's calls wait too: same mailbox
+        sink.create_draft(draft_message())
+    assert not isinstance(again.value, AmbiguousError)
+    assert 0 < (again.value.retry_after or 0) <= 600
+    assert len(fake.graph_requests()) == served
+    assert fake.early_requests() == []
+
+
+# --- the recruiter's hand ------------------------------------------------------------------------
+
+
+def test_an_edited_draft_gets_no_obsolete_mark(
+    fake: FakeGraph, tmp_path: Path, opened: Opened
+) -> None:
+    sink = sink_of(fake, tmp_path, opened)
+    ref = sink.create_draft(draft_message())
+    fake.edit_message(MAILBOX, ref.remote_id, "<p>Hej Anna, vi ses på torsdag!</p>")
+    with pytest.raises(PermanentError, match="edited by the recruiter; left as it is"):
+        sink.mark_obsolete(ref)
+    assert fake.message(MAILBOX, ref.remote_id).data["categories"] == ["recruitmail"]
+    assert not [r for r in fake.graph_requests() if r.method == "PATCH"]
+
+
+def test_a_draft_sent_after_an_edit_on_the_web_is_sent_not_deleted(
+    fake: FakeGraph, tmp_path: Path, opened: Opened
+) -> None:
+    sink = sink_of(fake, tmp_path, opened)
+    message = draft_message()
+    ref = sink.create_draft(message)
+    fake.send_message(MAILBOX, ref.remote_id, web_edit=True)
+    assert sink.draft_state(ref) is DraftState.SENT
+    assert sink.find_draft(message.key) is None  # the key property did not survive the edit
+    sink.mark_obsolete(ref)  # a sent mail is left alone, nothing raised
+    assert "recruitmail: obsolete" not in fake.message(MAILBOX, ref.remote_id).data["categories"]
+
+
+# --- time zones with the country -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("country", "zone"),
+    [
+        ("SE", "Europe/Stockholm"),
+        ("NO", "Europe/Oslo"),
+        ("DE", "Europe/Berlin"),
+        ("US", "Europe/Berlin"),
+    ],
+)
+def test_windows_zone_names_resolve_with_the_country(
+    fake: FakeGraph, tmp_path: Path, country: str, zone: str
+) -> None:
+    ctx = ConnectorContext(MAILBOX, "Rut", STOCKHOLM, ("example.se",), tmp_path, country)
+    sink = open_sink(SinkOptions(**fake.options(MAILBOX)), ctx)
+    try:
+        assert sink.time_zone() == zone
+    finally:
+        sink.close()
+    item = {
+        "id": "x",
+        "iCalUId": "u",
+        "subject": "Intervju",
+        "start": {"dateTime": "2026-07-01T14:00:00.0000000", "timeZone": "W. Europe Standard Time"},
+        "end": {"dateTime": "2026-07-01T15:00:00.0000000", "timeZone": "W. Europe Standard Time"},
+    }
+    event = event_from_graph(item, ZoneInfo(STOCKHOLM), MAILBOX, country=country)
+    assert str(event.start.tzinfo) == zone
+
+
+def test_a_swedish_mailbox_yields_stockholm_for_events_and_settings(
+    fake: FakeGraph, tmp_path: Path, opened: Opened
+) -> None:
+    fake.put_raw_event(MAILBOX, raw_event("windows-zone", zone="W. Europe Standard Time"))
+    result = source_of(fake, tmp_path, opened).sync(None, CONTRACT_WINDOW)
+    assert [str(e.start.tzinfo) for e in result.events] == ["Europe/Stockholm"]
+    assert sink_of(fake, tmp_path, opened).time_zone() == "Europe/Stockholm"
+
+
+# --- one sign-in ---------------------------------------------------------------------------------
+
+
+def test_a_mailboxs_source_and_sink_sign_in_once(
+    fake: FakeGraph, tmp_path: Path, opened: Opened
+) -> None:
+    fake.put_event(MAILBOX, interview())
+    source_of(fake, tmp_path, opened).sync(None, CONTRACT_WINDOW)
+    sink_of(fake, tmp_path, opened).create_draft(draft_message())
+    assert fake.token_requests == 1
+
+
+# --- hostile calendars: one bad event never costs the others --------------------------------------
+
+
+def raw_event(event_id: str, zone: str = "UTC", **extra: Any) -> dict[str, Any]:
+    """A Graph event resource as calendarView returns it, on 2026-04-01 10:00–11:00."""
+    return {
+        "id": event_id,
+        "iCalUId": f"{event_id}@example.se",
+        "type": "singleInstance",
+        "subject": "Intervju",
+        "start": {"dateTime": "2026-04-01T10:00:00.0000000", "timeZone": zone},
+        "end": {"dateTime": "2026-04-01T11:00:00.0000000", "timeZone": zone},
+        "organizer": {"emailAddress": {"name": "Rut", "address": MAILBOX}},
+        "attendees": [
+            {
+                "type": "required",
+                "status": {"response": "accepted"},
+                "emailAddress": {"name": "Anna", "address": "anna@candidate.example"},
+            }
+        ],
+        "body": {"contentType": "html", "content": "<p>Hej</p>"},
+        **extra,
+    }
+
+
+def test_hostile_events_are_skipped_and_the_others_come_through(
+    fake: FakeGraph, tmp_path: Path, opened: Opened
+) -> None:
+    crowd = [
+        {"type": "required", "emailAddress": {"address": f"p{n}@example.com"}}
+        for n in range(50_000)
+    ]
+    hostile = {
+        "bad-datetime": raw_event("bad-datetime")
+        | {"start": {"dateTime": "not a time", "timeZone": "UTC"}},
+        "unknown-zone": raw_event("unknown-zone", zone="Mars Standard Time"),
+        "year-9999": raw_event("year-9999")
+        | {"end": {"dateTime": "9999-12-31T00:00:00.0000000", "timeZone": "UTC"}},
+        "crowd": raw_event("crowd", attendees=crowd),
+        "huge-body": raw_event(
+            "huge-body", body={"contentType": "html", "content": "<p>x</p>" * 1_300_000}
+        ),
+        "no-start": {k: v for k, v in raw_event("no-start").items() if k != "start"},
+        "wrong-types": raw_event("wrong-types", attendees="everyone", organizer=7),
+    }
+    for resource in hostile.values():
+        fake.put_raw_event(MAILBOX, resource)
+    fake.put_raw_event(MAILBOX, ["not", "an", "object"])  # type: ignore[arg-type]
+    fake.put_raw_event(MAILBOX, raw_event("private", sensitivity="private"))
+    fake.put_event(MAILBOX, interview())
+    source = source_of(fake, tmp_path, opened, page_size=3)
+    result = source.sync(None, CONTRACT_WINDOW)
+    by_id = {e.event_id: e for e in result.events}
+    assert "interview-1@example.se" in {e.ical_uid for e in result.events}
+    assert by_id["private"].private is True
+    reasons = {s.event_id: s.reason for s in result.skipped}
+    assert set(reasons) == set(hostile)
+    assert reasons["crowd"] == limits.REASON_TOO_MANY_ATTENDEES
+    assert reasons["year-9999"] == limits.REASON_OUT_OF_RANGE
+    assert reasons["huge-body"] == limits.REASON_TOO_BIG
+    again = source.sync(result.cursor, CONTRACT_WINDOW)  # the cursor still works
+    assert again.events == () and again.skipped == ()
+
+
+def test_long_fields_are_cut_to_their_budgets(
+    fake: FakeGraph, tmp_path: Path, opened: Opened
+) -> None:
+    fake.put_raw_event(
+        MAILBOX,
+        raw_event(
+            "long",
+            subject="Intervju " + "x" * 5000,
+            body={"contentType": "text", "content": "y" * 100_000},
+        ),
+    )
+    (event,) = source_of(fake, tmp_path, opened).sync(None, CONTRACT_WINDOW).events
+    assert len(event.subject) == limits.MAX_SUBJECT_CHARS
+    assert len(event.body) == limits.MAX_BODY_CHARS
 
 
 def test_the_fake_refuses_what_graph_refuses(
@@ -694,3 +992,60 @@ def test_the_official_sdk_parses_the_fakes_json(
     parsed = factory.get_root_parse_node("application/json", message).get_object_value(GraphMessage)
     assert parsed.is_draft is True and parsed.id == ref.remote_id
     assert parsed.to_recipients[0].email_address.address == "anna.svensson@candidate.example"
+
+
+# --- across processes: `recruitmail once` twice ---------------------------------------------------
+
+
+class CliMailbox:
+    """The scenario's recruiter in the fake tenant, configured for the CLI."""
+
+    def __init__(self, fake: FakeGraph) -> None:
+        self.fake = fake
+        fake.add_mailbox(two_weeks.RECRUITER.address, two_weeks.RECRUITER.name)
+        fake.put_event(two_weeks.RECRUITER.address, two_weeks.ANNA_1)
+
+    def config(self) -> str:
+        options = self.fake.options(two_weeks.RECRUITER.address)
+        table = "\n".join(f'{k} = "{v}"' for k, v in options.items())
+        return (
+            f'\n[mailboxes.source]\ntype = "microsoft"\n{table}\n'
+            f'\n[mailboxes.sink]\ntype = "microsoft"\n{table}\n'
+        )
+
+
+def once(config: Path, now: dt.datetime) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "daemon", "--config", str(config), "once", "--now", now.isoformat()],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+        timeout=120,
+    )
+
+
+def test_two_once_runs_sign_in_once_and_keep_the_cache_private(
+    fake: FakeGraph, tmp_path: Path
+) -> None:
+    config = write_config(CliMailbox(fake), tmp_path)
+    first = once(config, two_weeks.INSTANTS[0])
+    assert first.returncode == 0, first.stderr
+    second = once(config, two_weeks.INSTANTS[1])
+    assert second.returncode == 0, second.stderr
+    assert fake.token_requests == 1
+    (cache,) = (tmp_path / "state").glob("msal-app-*.cache")
+    assert stat.S_IMODE(os.stat(cache).st_mode) == 0o600
+    assert fake.client_secret not in cache.read_text()
+
+
+def test_a_retry_after_holds_in_the_next_process(fake: FakeGraph, tmp_path: Path) -> None:
+    config = write_config(CliMailbox(fake), tmp_path)
+    fake.fail_next("calendarView", 429, "TooManyRequests", retry_after=600)
+    first = once(config, two_weeks.INSTANTS[0])
+    assert "TooManyRequests" in first.stderr + first.stdout
+    asked = len(fake.graph_requests())
+    second = once(config, two_weeks.INSTANTS[1])  # a new process, ten minutes not yet over
+    assert len(fake.graph_requests()) == asked, second.stderr
+    assert fake.early_requests() == []
+    waits = tmp_path / "state" / "graph-waits.json"
+    assert stat.S_IMODE(os.stat(waits).st_mode) == 0o600

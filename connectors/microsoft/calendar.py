@@ -4,6 +4,10 @@ The cursor is the ``@odata.deltaLink`` together with the window it was made for:
 window into the link, so when the requested window reaches past the synced one a fresh full sync
 starts (reaching ``slide_days`` further, so that this happens rarely). An idle mailbox costs one
 request: the delta link, answered with no changes.
+
+Every event is read on its own: one that is malformed (a bad dateTime, an unknown zone), absurd
+(year 9999, 50,000 attendees) or too large (a 10 MB body) becomes a ``SkippedEvent`` with the
+reason, and the others still come through. Windows zone names resolve with the company's country.
 """
 
 from __future__ import annotations
@@ -21,8 +25,9 @@ from connectors.base import ConnectorContext
 from connectors.microsoft.client import GraphClient, error_of, json_of, release
 from connectors.microsoft.options import SourceOptions
 from connectors.microsoft.zones import to_iana
-from daemon.errors import ConfigError, CursorExpired, PermanentError, TransientError
-from daemon.models import Attendee, Event, Period, Response, SyncResult
+from daemon import limits
+from daemon.errors import AuthError, ConfigError, CursorExpired, PermanentError, TransientError
+from daemon.models import Attendee, Event, Period, Response, SkippedEvent, SyncResult
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +51,8 @@ _RESPONSES = {
     "none": Response.NONE,
 }
 _FRACTION = re.compile(r"(\.\d{1,6})\d*")
+_PRIVATE = frozenset({"private", "confidential"})
+REASON_UNREADABLE = "it cannot be read (malformed dates, time zone or fields)"
 
 
 def graph_time(value: datetime) -> str:
@@ -60,12 +67,13 @@ def parse_instant(value: str) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def parse_date_time_zone(value: dict[str, Any]) -> datetime:
-    """A Graph ``dateTimeTimeZone`` (naive local time plus a Windows or IANA zone name)."""
+def parse_date_time_zone(value: dict[str, Any], country: str | None = None) -> datetime:
+    """A Graph ``dateTimeTimeZone`` (naive local time plus a Windows or IANA zone name);
+    ``country`` resolves a Windows name that several countries share."""
     zone_name = str(value.get("timeZone") or "UTC")
-    zone = to_iana(zone_name)
+    zone = to_iana(zone_name, country)
     if zone is None:
-        raise PermanentError(f"unknown time zone {zone_name!r} in an event")
+        raise PermanentError("unknown time zone in an event")
     naive = parse_instant(str(value["dateTime"])).replace(tzinfo=None)
     return naive.replace(tzinfo=ZoneInfo(zone))
 
@@ -139,16 +147,21 @@ def _attendee(raw: dict[str, Any], *, organizer: bool = False) -> Attendee | Non
 
 
 def event_from_graph(
-    item: dict[str, Any], zone: ZoneInfo, mailbox: str, series_uid: str | None = None
+    item: dict[str, Any],
+    zone: ZoneInfo,
+    mailbox: str,
+    series_uid: str | None = None,
+    country: str | None = None,
 ) -> Event:
     """Translate one Graph event into ``Event``; ``zone`` places all-day events in local time.
 
     ``series_uid`` is the iCalUId of the series an occurrence belongs to: Graph gives each
     occurrence an iCalUId of its own, but an occasion is the series' UID plus the original start.
+    Text fields are not yet cut to their budgets (``limits.bounded`` does that).
     """
     all_day = bool(item.get("isAllDay"))
-    start = parse_date_time_zone(item["start"])
-    end = parse_date_time_zone(item["end"])
+    start = parse_date_time_zone(item["start"], country)
+    end = parse_date_time_zone(item["end"], country)
     if all_day:
         # All-day events float: their date is the recruiter's date, whatever zone Graph used.
         start = datetime.combine(start.date(), time(), zone)
@@ -163,10 +176,14 @@ def event_from_graph(
         # The same form as every other source: the original start as a UTC ISO 8601 instant.
         recurrence_id = first.astimezone(UTC).isoformat()
     body = item.get("body") or {}
-    content = str(body.get("content") or "")
+    # Only the budgeted part of a body is parsed: a 10 MB body costs no more than a normal one.
+    content = str(body.get("content") or "")[: 4 * limits.MAX_BODY_CHARS]
     text = html_to_text(content) if str(body.get("contentType", "")).lower() == "html" else content
     organizer = _attendee(item["organizer"], organizer=True) if item.get("organizer") else None
-    attendees = [a for a in (_attendee(raw) for raw in item.get("attendees") or []) if a]
+    raw_attendees = item.get("attendees") or []
+    if len(raw_attendees) > limits.MAX_ATTENDEES:
+        raise _Skip(limits.REASON_TOO_MANY_ATTENDEES)
+    attendees = [a for a in (_attendee(raw) for raw in raw_attendees) if a]
     own = str((item.get("responseStatus") or {}).get("response") or "").lower()
     if own in _RESPONSES and own not in ("none", "organizer"):
         # The mailbox owner's own answer lives in responseStatus, not in the attendee list.
@@ -192,9 +209,18 @@ def event_from_graph(
         online_url=str(online.get("joinUrl") or item.get("onlineMeetingUrl") or ""),
         organizer=organizer,
         attendees=tuple(attendees),
-        categories=tuple(str(c) for c in item.get("categories") or ()),
+        categories=tuple(str(c) for c in (item.get("categories") or ())[: limits.MAX_CATEGORIES]),
         updated=parse_instant(updated) if updated else None,
+        private=str(item.get("sensitivity") or "").lower() in _PRIVATE,
     )
+
+
+class _Skip(Exception):
+    """An event over a budget: skipped with ``reason`` (ours, safe to show)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 def encode_cursor(link: str, window: Period) -> str:
@@ -232,6 +258,7 @@ class GraphCalendarSource:
         self.user = (options.user or context.mailbox).strip()
         self.mailbox = context.mailbox
         self.zone = ZoneInfo(context.time_zone)
+        self.country = context.country
         self._base = f"/users/{quote(self.user, safe='@')}"
         self._series: dict[str, str] = {}
         self._closed = False
@@ -249,7 +276,7 @@ class GraphCalendarSource:
         return self._follow(first, synced, full=True)
 
     def _follow(self, link: str, window: Period, *, full: bool) -> SyncResult:
-        changes: dict[str, Event | None] = {}
+        changes: dict[str, Event | SkippedEvent | None] = {}
         prefer = ('outlook.timezone="UTC"', f"odata.maxpagesize={self.options.page_size}")
         while True:
             response = self.client.request(
@@ -272,12 +299,17 @@ class GraphCalendarSource:
                 delta = str(page["@odata.deltaLink"])
                 break
             raise TransientError("a calendar delta page carried neither a next nor a delta link")
-        events = tuple(event for event in changes.values() if event is not None)
-        removed = () if full else tuple(i for i, event in changes.items() if event is None)
+        events = tuple(e for e in changes.values() if isinstance(e, Event))
+        skipped = tuple(e for e in changes.values() if isinstance(e, SkippedEvent))
+        removed = () if full else tuple(i for i, e in changes.items() if e is None)
+        if skipped:
+            log.warning("calendar %s: %d event(s) skipped", self.user, len(skipped))
         log.debug("calendar %s: %d changed, %d removed", self.user, len(events), len(removed))
-        return SyncResult(events, removed, encode_cursor(delta, window), full)
+        return SyncResult(events, removed, encode_cursor(delta, window), full, skipped)
 
-    def _merge(self, changes: dict[str, Event | None], item: dict[str, Any]) -> None:
+    def _merge(self, changes: dict[str, Event | SkippedEvent | None], item: Any) -> None:
+        if not isinstance(item, dict):
+            return
         event_id = str(item.get("id") or "")
         if not event_id:
             return
@@ -288,13 +320,30 @@ class GraphCalendarSource:
             return
         if item.get("type") == "seriesMaster":
             return  # calendarView lists the occurrences themselves
+        changes[event_id] = self._event(event_id, item)
+
+    def _event(self, event_id: str, item: dict[str, Any]) -> Event | SkippedEvent:
+        """One event read on its own: any trouble makes it a ``SkippedEvent``, never a failure."""
         try:
+            attendees = item.get("attendees")
+            if isinstance(attendees, list) and len(attendees) > limits.MAX_ATTENDEES:
+                raise _Skip(limits.REASON_TOO_MANY_ATTENDEES)
+            if len(json.dumps(item, ensure_ascii=False, default=str)) > limits.MAX_EVENT_BYTES:
+                raise _Skip(limits.REASON_TOO_BIG)
             series = self._series_uid(item)
-            changes[event_id] = event_from_graph(item, self.zone, self.mailbox, series)
-        except (PermanentError, KeyError, ValueError, TypeError) as exc:
-            log.warning(
-                "calendar %s: skipping event %s that cannot be read: %s", self.user, event_id, exc
-            )
+            event = event_from_graph(item, self.zone, self.mailbox, series, self.country)
+            problem = limits.event_problem(event)
+            if problem is not None:
+                raise _Skip(problem)
+            return limits.bounded(event)
+        except _Skip as skip:
+            reason = skip.reason
+        except (TransientError, AuthError, ConfigError):
+            raise  # the mailbox's trouble, not this event's
+        except (PermanentError, LookupError, ValueError, TypeError, AttributeError, OverflowError):
+            reason = REASON_UNREADABLE
+        log.debug("calendar %s: event %s skipped: %s", self.user, event_id, reason)
+        return SkippedEvent(event_id, reason)
 
     def _series_uid(self, item: dict[str, Any]) -> str | None:
         """The iCalUId of an occurrence's series master (one request per series, then cached)."""

@@ -1,20 +1,29 @@
 """Sign-in (msal) and HTTP (httpx) to Microsoft Graph, shared by all mailboxes of one app registration.
 
 One ``GraphClient`` serves every mailbox that uses the same app, tenant and endpoints, so they share
-one token and one connection pool. Each request takes one of its mailbox's ``max_in_flight`` slots
-(Outlook allows 4 concurrent requests per mailbox); throttling answers are waited out exactly as the
-server asks, other failures back off exponentially with jitter; a request that may have reached the
-server without an answer is never repeated blindly when it is not idempotent.
+one connection pool. Tokens are shared wider still: one msal application and token cache per
+(authority, tenant, client id, scopes) for the whole process, and for app-only sign-in the cache is
+also kept in the state directory (mode 0600, replaced atomically) so that the next ``once``
+process reuses the token instead of signing in again.
+
+Each request takes one of its mailbox's ``max_in_flight`` slots (Outlook allows 4 concurrent
+requests per mailbox). A ``Retry-After`` is read from every answer before anything else is done
+with it, capped at an hour, and becomes a *wait* for that mailbox: no request to the mailbox leaves
+before it has elapsed, whichever call, source or sink, pass or process (the waits are kept in the
+state directory too). A short wait is slept through; a long one ends the call with
+``TransientError(retry_after=…)`` for the scheduler. A request that may have reached the server
+without a clear answer (a create answered 429/503, or a timeout after sending) is never repeated
+blindly: it raises ``AmbiguousError`` and the caller looks the key up first.
 """
 
 from __future__ import annotations
 
 import email.utils
+import hashlib
 import json
 import logging
 import os
 import random
-import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -27,7 +36,9 @@ import httpx
 import msal
 
 from connectors.microsoft.options import GraphOptions
+from connectors.tls import tls_context
 from daemon.errors import AmbiguousError, AuthError, ConfigError, PermanentError, TransientError
+from daemon.limits import MAX_RETRY_AFTER, capped_retry_after
 from daemon.secrets import load_secret
 
 log = logging.getLogger(__name__)
@@ -49,32 +60,14 @@ KNOWN_AUTHORITY_HOSTS = frozenset(
 )
 DELEGATED_PERMISSIONS = ("Calendars.Read", "Mail.ReadWrite", "MailboxSettings.Read")
 THROTTLE_STATUSES = frozenset({429, 503, 504})
-# The server has not acted on a request it answered with one of these: safe to send it again.
-_NOT_ACTED = frozenset({429, 503})
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
 _BACKOFF_BASE = 1.0
 _BACKOFF_CAP = 60.0
-# A longer Retry-After than this is handed to the scheduler rather than slept through here.
-MAX_INLINE_WAIT = 300.0
+# A longer wait than this is handed to the scheduler rather than slept through here.
+MAX_INLINE_WAIT = 60.0
+WAITS_FILE = "graph-waits.json"
 
 Sleeper = Callable[[float], None]
-
-
-def tls_context(ca_file: Path | None) -> ssl.SSLContext:
-    """The trust store: ``ca_file``, else the usual environment variables, else the system's."""
-    if ca_file is not None:
-        try:
-            return ssl.create_default_context(cafile=str(ca_file))
-        except (OSError, ssl.SSLError) as exc:
-            raise ConfigError(f"ca_file {ca_file}: cannot load it as a CA bundle ({exc})") from None
-    for variable in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
-        bundle = os.environ.get(variable)
-        if bundle and Path(bundle).is_file():
-            return ssl.create_default_context(cafile=bundle)
-    directory = os.environ.get("SSL_CERT_DIR")
-    if directory and Path(directory).is_dir():
-        return ssl.create_default_context(capath=directory)
-    return ssl.create_default_context()
 
 
 def error_of(response: httpx.Response) -> tuple[str, str]:
@@ -101,6 +94,73 @@ def json_of(response: httpx.Response, what: str) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise TransientError(f"Graph answered {what} with unexpected JSON")
     return body
+
+
+def _scrub(text: str) -> str:
+    """A provider message without anything that looks like an address (it may echo a query)."""
+    return " ".join("…" if "@" in word else word for word in text.split())[:200]
+
+
+class MailboxWaits:
+    """When each mailbox may be asked again, as Graph's ``Retry-After`` said; kept in a file in the
+    state directory so that the next process honours it as well (wall-clock times)."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._until: dict[str, float] = {}
+        if path is not None and path.exists():
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+                self._until = {str(k): float(v) for k, v in data.items()}
+            except (OSError, ValueError, AttributeError) as exc:
+                log.warning("ignoring unreadable Graph wait file %s (%s)", path, exc)
+
+    def remaining(self, mailbox: str) -> float:
+        with self._lock:
+            return self._until.get(mailbox, 0.0) - time.time()
+
+    def wait(self, mailbox: str, seconds: float) -> None:
+        until = time.time() + seconds
+        with self._lock:
+            if until <= self._until.get(mailbox, 0.0):
+                return
+            self._until[mailbox] = until
+            now = time.time()
+            self._until = {k: v for k, v in self._until.items() if v > now}
+            snapshot = dict(self._until)
+            if self.path is not None:
+                try:
+                    _write_private(self.path, json.dumps(snapshot))
+                except OSError as exc:
+                    log.warning("cannot keep the Graph wait in %s (%s)", self.path, exc)
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically, readable by the service user only."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.chmod(temporary, 0o600)
+    os.replace(temporary, path)
+
+
+_WAITS: dict[str, MailboxWaits] = {}
+_WAITS_LOCK = threading.Lock()
+
+
+def mailbox_waits(state_dir: Path | None) -> MailboxWaits:
+    """The process-wide waits kept in ``state_dir`` (one object per directory)."""
+    key = str(state_dir)
+    with _WAITS_LOCK:
+        waits = _WAITS.get(key)
+        if waits is None:
+            waits = _WAITS[key] = MailboxWaits(state_dir / WAITS_FILE if state_dir else None)
+        return waits
 
 
 def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
@@ -185,13 +245,7 @@ class _FileTokenCache:
     def save(self) -> None:
         if not self.cache.has_state_changed:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.path.with_name(self.path.name + ".tmp")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(self.cache.serialize())
-        os.chmod(temporary, 0o600)
-        os.replace(temporary, self.path)
+        _write_private(self.path, self.cache.serialize())
         self.cache.has_state_changed = False
 
 
@@ -224,18 +278,43 @@ def _loads(persistence: Any) -> bool:
     return True
 
 
-class _Tokens:
-    """msal behind a lock: one token for every mailbox that shares the app."""
+def app_cache_path(options: GraphOptions, state_dir: Path | None) -> Path | None:
+    """Where an app-only sign-in's token cache is kept between processes (none without a state
+    directory). One file per authority, tenant and app: the tokens of one app registration."""
+    if state_dir is None:
+        return None
+    identity = (
+        f"{options.authority_host}|{options.tenant}|{options.client_id}|{options.graph_endpoint}"
+    )
+    digest = hashlib.sha256(identity.encode("utf-8")).hexdigest()[:16]
+    return state_dir / f"msal-app-{digest}.cache"
 
-    def __init__(self, options: GraphOptions, http: httpx.Client, cache_path: Path | None) -> None:
+
+class _Tokens:
+    """msal behind a lock: one token for every mailbox, source and sink that shares the app.
+
+    It owns its HTTP client (CA bundle, proxies as for Graph): it lives as long as the process,
+    whatever becomes of the Graph clients that use it.
+    """
+
+    def __init__(
+        self, options: GraphOptions, cache_path: Path | None, app_cache: Path | None = None
+    ) -> None:
         self.options = options
         self.authority = f"{options.authority_host}/{options.tenant}"
-        self._http = _MsalHttp(http)
+        self._client = httpx.Client(
+            verify=tls_context(options.ca_file),
+            trust_env=True,
+            timeout=options.timeout_seconds,
+            follow_redirects=False,
+        )
+        self._http = _MsalHttp(self._client)
         self._lock = threading.Lock()
         self._app: Any = None
         self._cache: Any = None
         self._save: Callable[[], None] = lambda: None
         self._cache_path = cache_path
+        self._app_cache = app_cache
 
     @property
     def scopes(self) -> list[str]:
@@ -270,11 +349,25 @@ class _Tokens:
         options = self.options
         try:
             if options.auth == "app":
+                # msal serves acquire_token_for_client from its cache while the token is valid;
+                # a serialized cache lets the next process do the same (msal's "token cache
+                # serialization" for confidential clients: one cache per app and tenant).
+                if self._app_cache is not None:
+                    try:
+                        file_cache = _FileTokenCache(self._app_cache)
+                    except ConfigError as exc:
+                        log.warning("starting with an empty token cache: %s", exc)
+                        self._app_cache.unlink(missing_ok=True)
+                        file_cache = _FileTokenCache(self._app_cache)
+                    self._cache, self._save = file_cache.cache, file_cache.save
+                else:
+                    self._cache = msal.SerializableTokenCache()
                 self._app = msal.ConfidentialClientApplication(
                     options.client_id,
                     client_credential=self._credential(),
                     authority=self.authority,
                     http_client=self._http,
+                    token_cache=self._cache,
                     **self._discovery(),
                 )
             else:
@@ -389,6 +482,7 @@ class GraphClient:
         options: GraphOptions,
         cache_path: Path | None = None,
         *,
+        state_dir: Path | None = None,
         sleep: Sleeper = time.sleep,
         jitter: Callable[[], float] = random.random,
     ) -> None:
@@ -403,7 +497,10 @@ class GraphClient:
             follow_redirects=False,
             limits=httpx.Limits(max_connections=512, max_keepalive_connections=512),
         )
-        self.tokens = _Tokens(options, self._http, cache_path)
+        self.tokens = shared_tokens(options, cache_path, state_dir)
+        self.waits = mailbox_waits(state_dir)
+        # The waits are per app and mailbox (Outlook's limits are): one key space per app.
+        self._wait_prefix = f"{options.graph_endpoint}|{options.tenant}|{options.client_id}|"
         self._slots: dict[str, threading.BoundedSemaphore] = {}
         self._slots_lock = threading.Lock()
         self.users = 0
@@ -435,6 +532,39 @@ class GraphClient:
         delay: float = min(_BACKOFF_CAP, _BACKOFF_BASE * 2 ** (attempt - 1)) * (0.5 + self.jitter())
         return delay
 
+    def _honour_wait(self, mailbox: str, what: str) -> None:
+        """Block until Graph's last ``Retry-After`` for ``mailbox`` has elapsed, or hand a long
+        wait to the scheduler without sending anything."""
+        while True:
+            remaining = self.waits.remaining(self._wait_prefix + mailbox)
+            if remaining <= 0:
+                return
+            if remaining > MAX_INLINE_WAIT:
+                raise TransientError(
+                    f"{what}: Graph asked to wait; {remaining:.0f} s left before mailbox "
+                    f"{mailbox} may be asked again",
+                    retry_after=remaining,
+                )
+            log.info("graph: waiting %.1f s before asking mailbox %s again", remaining, mailbox)
+            self.sleep(remaining)
+
+    def _note_wait(self, response: httpx.Response, mailbox: str, what: str) -> float | None:
+        """Read ``Retry-After`` (capped at an hour) and make it the mailbox's wait."""
+        asked = retry_after_seconds(response.headers.get("Retry-After"))
+        if asked is None:
+            return None
+        wait = capped_retry_after(asked)
+        if wait < asked:
+            log.warning(
+                "graph %s for %s: Retry-After of %.0f s capped at %.0f s",
+                what,
+                mailbox,
+                asked,
+                MAX_RETRY_AFTER,
+            )
+        self.waits.wait(self._wait_prefix + mailbox, wait)
+        return wait
+
     def request(
         self,
         method: str,
@@ -449,16 +579,22 @@ class GraphClient:
     ) -> httpx.Response:
         """Send one Graph request for ``mailbox`` and return a 2xx response (or one in ``expect``).
 
-        ``permission`` names what a 403 means is missing. Throttling and server errors are retried
-        up to ``max_attempts``; a POST that may have been carried out raises ``AmbiguousError``.
+        ``permission`` names what a 403 means is missing. Throttling and server errors of
+        idempotent requests are retried up to ``max_attempts``; a POST that may have been carried
+        out raises ``AmbiguousError``. Errors follow the project's contract: ``TransientError``
+        (429, 5xx, timeouts; ``retry_after`` when Graph gave one), ``AuthError`` (403: the
+        permission to grant), ``PermanentError`` (the request refused: the call and Graph's code).
         """
         url = self.url(path_or_link)
         idempotent = method != "POST"
         what = f"{method} {url.split('?')[0].removeprefix(self.base)}"
+        if params:  # the query's shape, never its values (they may hold an address)
+            what += f" ({', '.join(sorted(params))})"
         fresh = False
         attempt = 0
         while True:
             attempt += 1
+            self._honour_wait(mailbox, what)
             token = self.tokens.token(mailbox, fresh=fresh)
             headers = [("Authorization", f"Bearer {token}"), ("Prefer", 'IdType="ImmutableId"')]
             headers += [("Prefer", value) for value in prefer]
@@ -480,13 +616,15 @@ class GraphClient:
                 sent = not isinstance(exc, _NOT_SENT)
                 if sent and not idempotent:
                     raise AmbiguousError(
-                        f"{what}: no answer after the request was sent ({exc})"
+                        f"{what}: no answer after the request was sent ({type(exc).__name__})"
                     ) from None
                 if attempt >= self.options.max_attempts:
-                    raise TransientError(f"{what}: {type(exc).__name__}: {exc}") from None
+                    raise TransientError(f"{what}: {type(exc).__name__}") from None
                 self.sleep(self._backoff(attempt))
                 continue
             status = response.status_code
+            # Retry-After first, whatever else the answer says: the wait holds for the mailbox.
+            wait = self._note_wait(response, mailbox, what) if status >= 300 else None
             if status < 300 or status in expect:
                 return response
             code, message = error_of(response)
@@ -498,24 +636,31 @@ class GraphClient:
                 continue
             if status == 403:
                 raise AuthError(self._forbidden(mailbox, permission, what, code, message))
-            if status in THROTTLE_STATUSES or (status >= 500 and idempotent):
-                if not idempotent and status not in _NOT_ACTED:
-                    raise AmbiguousError(f"{what}: Graph answered {status} {code}; outcome unknown")
-                wait = retry_after_seconds(response.headers.get("Retry-After"))
+            if status in THROTTLE_STATUSES or status >= 500:
+                if not idempotent:
+                    # Throttled or failing before or after Exchange acted: nobody can say which.
+                    raise AmbiguousError(
+                        f"{what}: Graph answered {status} {code}; outcome unknown", retry_after=wait
+                    )
                 if attempt >= self.options.max_attempts or (wait or 0) > MAX_INLINE_WAIT:
                     raise TransientError(
                         f"{what}: Graph answered {status} {code} {attempt} time(s)",
                         retry_after=wait,
                     )
-                delay = wait if wait is not None else self._backoff(attempt)
-                log.info(
-                    "graph throttled %s for %s (%d); waiting %.1f s", what, mailbox, status, delay
-                )
-                self.sleep(delay)
-                continue
-            if status >= 500:
-                raise TransientError(f"{what}: Graph answered {status} {code}")
-            raise PermanentError(f"{what}: Graph refused it ({status} {code}: {message[:200]})")
+                if wait is None:
+                    delay = self._backoff(attempt)
+                    log.info(
+                        "graph %s for %s answered %d; retrying in %.1f s",
+                        what,
+                        mailbox,
+                        status,
+                        delay,
+                    )
+                    self.sleep(delay)
+                continue  # a Retry-After is waited out by _honour_wait before the next attempt
+            raise PermanentError(
+                f"{what}: Graph refused it ({status} {code}: {_scrub(message)})".replace(": )", ")")
+            )
 
     def _unauthorised(self, mailbox: str, code: str) -> str:
         if self.options.auth == "delegated":
@@ -545,12 +690,12 @@ class GraphClient:
 
 _SHARED: dict[tuple[Any, ...], GraphClient] = {}
 _SHARED_LOCK = threading.Lock()
+_TOKENS: dict[tuple[Any, ...], _Tokens] = {}
+_TOKENS_LOCK = threading.Lock()
 
 
-def shared_client(options: GraphOptions, state_dir: Path | None) -> GraphClient:
-    """The client for this app registration, created on first use; call ``release`` when done."""
-    cache = token_cache_path(options, state_dir) if options.auth == "delegated" else None
-    key = (
+def _app_identity(options: GraphOptions) -> tuple[Any, ...]:
+    return (
         options.authority_host,
         options.tenant,
         options.client_id,
@@ -558,9 +703,33 @@ def shared_client(options: GraphOptions, state_dir: Path | None) -> GraphClient:
         options.client_secret,
         str(options.key_file),
         options.thumbprint,
-        options.graph_endpoint,
+        options.graph_endpoint,  # the scopes
         str(options.ca_file),
+    )
+
+
+def shared_tokens(
+    options: GraphOptions, cache_path: Path | None, state_dir: Path | None = None
+) -> _Tokens:
+    """The one msal application and token cache of this process for an app registration (and,
+    delegated, for one token cache file): a mailbox's source and sink, and every mailbox of the
+    app, sign in once."""
+    app_cache = app_cache_path(options, state_dir) if options.auth == "app" else None
+    key = (*_app_identity(options), str(cache_path), str(app_cache))
+    with _TOKENS_LOCK:
+        tokens = _TOKENS.get(key)
+        if tokens is None:
+            tokens = _TOKENS[key] = _Tokens(options, cache_path, app_cache)
+        return tokens
+
+
+def shared_client(options: GraphOptions, state_dir: Path | None) -> GraphClient:
+    """The client for this app registration, created on first use; call ``release`` when done."""
+    cache = token_cache_path(options, state_dir) if options.auth == "delegated" else None
+    key = (
+        *_app_identity(options),
         str(cache),
+        str(state_dir),
         options.max_in_flight,
         options.max_attempts,
         options.timeout_seconds,
@@ -568,7 +737,7 @@ def shared_client(options: GraphOptions, state_dir: Path | None) -> GraphClient:
     with _SHARED_LOCK:
         client = _SHARED.get(key)
         if client is None or client.closed:
-            client = _SHARED[key] = GraphClient(options, cache)
+            client = _SHARED[key] = GraphClient(options, cache, state_dir=state_dir)
         client.users += 1
         return client
 

@@ -7,6 +7,15 @@ Every draft carries the ``DraftKey`` digest as a single-value extended property,
 A ``DraftRef``'s fingerprint is a digest of what the recruiter can change (subject, body,
 recipients) as Graph stored it. Not the ``changeKey``: that also moves when we add our obsolete
 category or Outlook merely opens the draft, which would mistake our own hand for the recruiter's.
+
+What survives the recruiter's hand: the immutable id does (Graph documents that it stays while
+the item stays in the mailbox, Sent Items included), so ``draft_state`` decides by id alone. The
+key property, our ``X-`` header and our Message-ID are not promised to survive an edit in Outlook
+on the web or desktop; they are used only to find a draft whose create answer was lost.
+
+The recruiter's last contact with a candidate is read with ``$search`` over Sent Items
+(``recipients:`` covers To, Cc and Bcc) and matched here: Exchange refuses the lambda filter
+``toRecipients/any(…)`` that the filter documentation suggests (400 ErrorInvalidUrlQueryFilter).
 """
 
 from __future__ import annotations
@@ -22,7 +31,7 @@ from typing import Any
 from urllib.parse import quote
 
 from connectors.base import KEY_HEADER, ConnectorContext
-from connectors.microsoft.calendar import graph_time, parse_date_time_zone, parse_instant
+from connectors.microsoft.calendar import parse_date_time_zone, parse_instant
 from connectors.microsoft.client import GraphClient, json_of, release
 from connectors.microsoft.options import GRAPH_KEY_PROPERTY_GUID, SinkOptions
 from connectors.microsoft.zones import to_iana
@@ -47,6 +56,10 @@ KEY_PROPERTY = f"String {{{GRAPH_KEY_PROPERTY_GUID}}} Name RecruitmailKey"
 _FIELDS = (
     "id,isDraft,parentFolderId,subject,body,toRecipients,ccRecipients,createdDateTime,categories"
 )
+_CONTACT_FIELDS = "sentDateTime,toRecipients,ccRecipients,bccRecipients"
+CONTACT_PAGE = 25
+CONTACT_PAGES = 4  # $search returns the newest first: a few pages reach far back enough
+EDITED = "edited by the recruiter; left as it is"
 
 
 def _recipients(items: list[Any] | None) -> list[str]:
@@ -97,6 +110,7 @@ class GraphSink:
         self.client = client
         self.options = options
         self.user = (options.user or context.mailbox).strip()
+        self.country = context.country
         self.clock: Callable[[], float] = time.monotonic
         self._base = f"/users/{quote(self.user, safe='@')}"
         self._folders: dict[str, str] = {}
@@ -206,10 +220,13 @@ class GraphSink:
         return DraftRef(ref.remote_id, fingerprint(json_of(response, "the updated draft")))
 
     def mark_obsolete(self, ref: DraftRef) -> None:
-        """Add the obsolete category to a draft still in the mailbox; sent or gone ones stay as they are."""
+        """Add the obsolete category to a draft still as we wrote it; sent, deleted or gone ones
+        stay as they are, and an edited one raises ``PermanentError`` (the recruiter's hand wins)."""
         message = self._read(ref)
-        if message is None or message.get("isDraft") is False:
+        if message is None or self._state_of(message, ref) in (DraftState.SENT, DraftState.DELETED):
             return
+        if ref.fingerprint and fingerprint(message) != ref.fingerprint:
+            raise PermanentError(EDITED)
         categories = [str(c) for c in message.get("categories") or []]
         if self.options.obsolete_category in categories:
             return
@@ -222,22 +239,49 @@ class GraphSink:
         )
 
     def last_contact(self, address: str, since: datetime) -> datetime | None:
-        """The newest mail in Sent Items addressed (To) to ``address`` after ``since``."""
-        # The ordered property leads the filter: Graph refuses $orderby otherwise (InefficientFilter).
-        params = {
-            "$filter": (
-                f"sentDateTime ge {graph_time(since)} and "
-                f"toRecipients/any(r: r/emailAddress/address eq {_literal(normalise_address(address))})"
-            ),
-            "$orderby": "sentDateTime desc",
-            "$select": "sentDateTime",
-            "$top": "1",
+        """The newest mail in Sent Items to ``address`` (To, Cc or Bcc) sent after ``since``."""
+        wanted = normalise_address(address)
+        # KQL: the address as one quoted term; quotes and backslashes cannot be part of it.
+        term = wanted.replace('"', "").replace("\\", "")
+        params: dict[str, str] | None = {
+            "$search": f'"recipients:{term}"',
+            "$select": _CONTACT_FIELDS,
+            "$top": str(CONTACT_PAGE),
         }
-        response = self._get("/mailFolders/sentitems/messages", "Mail.ReadWrite", params)
-        if response.status_code == 404:
-            return None
-        found = json_of(response, "a sent-items search").get("value") or []
-        return parse_instant(str(found[0]["sentDateTime"])) if found else None
+        link = self._base + "/mailFolders/sentitems/messages"
+        newest: datetime | None = None
+        for _ in range(CONTACT_PAGES):
+            response = self.client.request(
+                "GET",
+                link,
+                mailbox=self.user,
+                permission="Mail.ReadWrite",
+                params=params,
+                expect=frozenset({404}),
+            )
+            if response.status_code == 404:
+                return None
+            page = json_of(response, "a sent-items search")
+            oldest: datetime | None = None
+            for message in page.get("value") or []:
+                try:
+                    sent = parse_instant(str(message["sentDateTime"]))
+                except (KeyError, TypeError, ValueError):
+                    continue
+                oldest = sent if oldest is None else min(oldest, sent)
+                addressed = {
+                    *_recipients(message.get("toRecipients")),
+                    *_recipients(message.get("ccRecipients")),
+                    *_recipients(message.get("bccRecipients")),
+                }
+                # $search matches words, not addresses: confirm the address here.
+                if sent > since and wanted in addressed and (newest is None or sent > newest):
+                    newest = sent
+            following = page.get("@odata.nextLink")
+            if newest is not None or not following or (oldest is not None and oldest <= since):
+                break
+            link, params = str(following), None
+        return newest
 
     def _mailbox_settings(self) -> dict[str, Any]:
         now = self.clock()
@@ -251,7 +295,7 @@ class GraphSink:
 
     def time_zone(self) -> str | None:
         """The mailbox's own time zone as an IANA name."""
-        return to_iana(str(self._mailbox_settings().get("timeZone") or ""))
+        return to_iana(str(self._mailbox_settings().get("timeZone") or ""), self.country)
 
     def out_of_office(self) -> list[Period]:
         """The scheduled automatic replies, as a period (an open-ended one has no known end)."""
@@ -259,8 +303,8 @@ class GraphSink:
         if str(replies.get("status") or "").lower() != "scheduled":
             return []
         try:
-            start = parse_date_time_zone(replies["scheduledStartDateTime"])
-            end = parse_date_time_zone(replies["scheduledEndDateTime"])
+            start = parse_date_time_zone(replies["scheduledStartDateTime"], self.country)
+            end = parse_date_time_zone(replies["scheduledEndDateTime"], self.country)
         except (KeyError, TypeError, ValueError, PermanentError) as exc:
             log.warning("mailbox %s: unreadable automatic-replies schedule (%s)", self.user, exc)
             return []

@@ -1,12 +1,28 @@
 """Windows time-zone names (as Exchange and Graph use them) mapped to IANA zone names.
 
-The table is the territory-"001" mapping of the Unicode CLDR ``windowsZones.xml``; Graph returns
-Windows names in ``start.timeZone`` and ``mailboxSettings.timeZone`` unless told otherwise.
+A Windows name covers several countries: CLDR's ``windowsZones.xml`` maps "W. Europe Standard
+Time" to Europe/Berlin for territory 001 (the default) but to Europe/Stockholm for SE and
+Europe/Oslo for NO. So the name is resolved with the company's country, from CLDR data that is
+installed and kept up to date with it:
+
+- ``tzlocal.windows_tz.tz_win`` (generated from CLDR ``windowsZones.xml``: every IANA zone of every
+  territory row, mapped to its Windows name) and
+- Babel's CLDR ``territory_zones`` (the IANA zones of each country).
+
+The zones of the country whose Windows name is the one asked for are exactly that country's row
+of ``windowsZones.xml``; the territory-001 zone wins when the country has it (DE, US), otherwise
+the country's own zone (SE, NO). Without the country, or when it has no zone under that name,
+the territory-001 table below decides. That table is CLDR's 001 column; Graph returns Windows
+names in ``start.timeZone`` and ``mailboxSettings.timeZone`` unless told otherwise.
 """
 
 from __future__ import annotations
 
+import logging
+from functools import cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+log = logging.getLogger(__name__)
 
 WINDOWS_TO_IANA: dict[str, str] = {
     "AUS Central Standard Time": "Australia/Darwin",
@@ -153,22 +169,56 @@ WINDOWS_TO_IANA: dict[str, str] = {
     "Yukon Standard Time": "America/Whitehorse",
 }
 
-_FOLDED = {name.casefold(): zone for name, zone in WINDOWS_TO_IANA.items()}
+_CANONICAL = {name.casefold(): name for name in WINDOWS_TO_IANA}
 
 
-def to_iana(name: str | None) -> str | None:
-    """The IANA zone for a Windows or IANA zone name; ``None`` when neither is known."""
+@cache
+def _territory_rows() -> tuple[dict[str, str], dict[str, list[str]]]:
+    """CLDR's zone → Windows name and country → zones, from the installed packages."""
+    try:
+        from babel.core import get_global
+        from tzlocal.windows_tz import tz_win
+    except ImportError as exc:  # pragma: no cover - both come with our dependencies
+        log.warning(
+            "CLDR territory data unavailable (%s); Windows zones resolve as territory 001", exc
+        )
+        return {}, {}
+    zones: dict[str, list[str]] = {
+        str(k): [str(z) for z in v] for k, v in get_global("territory_zones").items()
+    }
+    return dict(tz_win), zones
+
+
+def for_country(windows_name: str, country: str | None) -> str | None:
+    """CLDR's IANA zone for ``windows_name`` in ``country`` (ISO 3166), else territory 001's."""
+    default = WINDOWS_TO_IANA.get(windows_name)
+    if country:
+        to_windows, territory_zones = _territory_rows()
+        row = [
+            zone
+            for zone in territory_zones.get(country.strip().upper(), [])
+            if to_windows.get(zone) == windows_name
+        ]
+        if row:
+            return default if default in row else row[0]
+    return default
+
+
+def to_iana(name: str | None, country: str | None = None) -> str | None:
+    """The IANA zone for a Windows or IANA zone name; ``None`` when neither is known.
+
+    ``country`` (ISO 3166, e.g. "SE") picks the country's zone for a Windows name that covers
+    several countries.
+    """
     if not name:
         return None
     cleaned = name.strip()
     # Exchange sometimes names UTC (and custom zones) in its own URI form.
     if cleaned.lower().startswith("tzone://microsoft/"):
         cleaned = cleaned[len("tzone://microsoft/") :]
-    if cleaned in WINDOWS_TO_IANA:
-        return WINDOWS_TO_IANA[cleaned]
-    folded = _FOLDED.get(cleaned.casefold())
-    if folded:
-        return folded
+    windows = cleaned if cleaned in WINDOWS_TO_IANA else _CANONICAL.get(cleaned.casefold())
+    if windows is not None:
+        return for_country(windows, country)
     if cleaned.upper() in ("UTC", "GMT", "Z", "ETC/UTC", "COORDINATED UNIVERSAL TIME"):
         return "UTC"
     try:

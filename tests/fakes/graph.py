@@ -444,7 +444,8 @@ class FakeGraph:
         event. Stored again under the same ``id``, it replaces the earlier one as a change."""
         with self.lock:
             box = self.box(mailbox)
-            key = str(resource.get("id") or f"raw-{len(box.raw)}-{uuid.uuid4().hex}")
+            given = resource.get("id") if isinstance(resource, dict) else None
+            key = str(given or f"raw-{len(box.raw)}-{uuid.uuid4().hex}")
             self.seq += 1
             box.raw[key] = (self.seq, resource)
             box.gone.pop(key, None)
@@ -1507,7 +1508,7 @@ def _raw_in_window(event: dict[str, Any], token: DeltaToken) -> bool:
     try:
         start = _parse_time(str(event["start"]["dateTime"]))
         end = _parse_time(str(event["end"]["dateTime"]))
-    except (KeyError, TypeError, ValueError, OverflowError):
+    except (KeyError, TypeError, ValueError, OverflowError, AttributeError):
         return True
     return start < token.end and end > token.start
 
