@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import stat
 import subprocess
@@ -45,6 +46,36 @@ def test_check_accepts_the_example_configuration() -> None:
     result = run_cli("--config", str(REPO / "config" / "recruitmail.example.toml"), "check")
     assert result.returncode == 0, result.stderr
     assert "valid" in result.stdout
+    assert re.search(
+        r"templates: 8 kinds × 2 languages × 3 samples \(full, sparse, hostile\) render "
+        r"cleanly \(\d+\.\d\d s\)",
+        result.stdout,
+    ), result.stdout
+
+
+def test_check_fails_a_kind_that_does_not_render_with_hostile_data(
+    setup: tuple[IcsMaildirBackend, Path],
+) -> None:
+    _, config = setup
+    overrides = config.parent / "templates" / "en"
+    overrides.mkdir(parents=True)
+    # Fine with friendly names; a 4,000-character name makes the subject block blow up.
+    (overrides / "thank_you.txt.j2").write_text(
+        '{% extends "_layout.txt.j2" %}\n'
+        "{% block subject %}Thanks {{ candidate.full_name * 100 }}{% endblock %}\n",
+        encoding="utf-8",
+    )
+    config.write_text(
+        config.read_text(encoding="utf-8").replace(
+            "[service]", f'[service]\ntemplates_dir = "{config.parent / "templates"}"'
+        ),
+        encoding="utf-8",
+    )
+    result = run_cli("--config", str(config), "check")
+    assert result.returncode == 2
+    assert "en/thank_you.txt.j2" in result.stderr and "hostile sample" in result.stderr
+    assert "sparse sample" not in result.stderr and "full sample" not in result.stderr
+    assert re.search(r"\d+\.\d\d s", result.stderr)
 
 
 def test_check_names_the_line_of_a_toml_syntax_error(tmp_path: Path) -> None:
