@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import email.policy
 import email.utils
+import errno
 import hashlib
 import logging
 import os
 import re
 import secrets
 import socket
+import stat
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,8 +24,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from connectors.base import KEY_HEADER, ConnectorContext
 from daemon.errors import ConfigError, PermanentError, TransientError
-from daemon.mime import to_bytes
-from daemon.models import DraftKey, DraftMessage, DraftRef, DraftState, normalise_address
+from daemon.mime import address_key, to_bytes
+from daemon.models import DraftKey, DraftMessage, DraftRef, DraftState
 
 log = logging.getLogger(__name__)
 
@@ -83,18 +86,24 @@ class _Folder:
         self.path = path
         self._seen: dict[tuple[str, int, int], _Entry] = {}
         self._by_key: dict[str, list[_Entry]] = {}
+        self._warned: set[tuple[str, str]] = set()
 
     def create(self, *, subfolder: bool) -> None:
         for part in (self.path, self.path / "cur", self.path / "new", self.path / "tmp"):
             part.mkdir(mode=0o700, parents=True, exist_ok=True)
+            _refuse_symlink(part, ConfigError)
         if subfolder:
             # Maildir++ marks subfolders so that Courier/Dovecot list them.
-            (self.path / "maildirfolder").touch(mode=0o600, exist_ok=True)
+            marker = self.path / "maildirfolder"
+            if not marker.is_symlink():
+                marker.touch(mode=0o600, exist_ok=True)
 
     def entries(self) -> list[_Entry]:
         found: dict[tuple[str, int, int], _Entry] = {}
+        _refuse_symlink(self.path, PermanentError)
         for sub in ("cur", "new"):
             try:
+                _refuse_symlink(self.path / sub, PermanentError)
                 listing = list(os.scandir(self.path / sub))
             except FileNotFoundError:
                 continue
@@ -102,6 +111,11 @@ class _Folder:
                 raise TransientError(f"{self.path / sub}: cannot list ({exc.strerror})") from None
             for item in listing:
                 if item.name.startswith("."):
+                    continue
+                if not item.is_file(follow_symlinks=False):
+                    # A FIFO would hang the pass, a device or a link could read anything: only
+                    # regular files are mail. Never opened; said once per name.
+                    self._not_mail(sub, item)
                     continue
                 # Files are replaced, never rewritten in place (clients rename; we write a new
                 # file and rename it over), so name and inode identify a version without a stat
@@ -123,6 +137,21 @@ class _Folder:
                     self._by_key.setdefault(key_id, []).append(known)
         return ordered
 
+    def _not_mail(self, sub: str, item: os.DirEntry[str]) -> None:
+        if (sub, item.name) in self._warned:
+            return
+        self._warned.add((sub, item.name))
+        try:
+            mode = item.stat(follow_symlinks=False).st_mode
+        except OSError:
+            mode = 0
+        log.warning(
+            "maildir: skipping %s in %s: %s, not a mail file",
+            item.name[:80],
+            self.path / sub,
+            _kind(mode),
+        )
+
     def keyed(self, key_id: str) -> list[_Entry]:
         """The entries whose name, key header or Message-ID carries ``key_id`` (a fresh listing)."""
         self.entries()
@@ -132,17 +161,14 @@ class _Folder:
 def _read_entry(path: Path) -> _Entry | None:
     base, _, info = path.name.partition(":")
     flags = info[2:] if info.startswith("2,") else ""
-    try:
-        with path.open("rb") as handle:
-            head = _header_block(handle.read(_MAX_HEADER_BYTES))
-    except FileNotFoundError:
+    data = _read(path, _MAX_HEADER_BYTES)
+    if data is None:
         return None
-    except OSError as exc:
-        raise TransientError(f"{path}: cannot read ({exc.strerror})") from None
+    head = _header_block(data)
     try:
         headers = BytesHeaderParser(policy=email.policy.compat32).parsebytes(head)
         recipients = frozenset(
-            normalise_address(address)
+            address_key(address)
             for _, address in email.utils.getaddresses(
                 [str(v) for v in (headers.get_all("To") or []) + (headers.get_all("Cc") or [])]
             )
@@ -321,7 +347,7 @@ class MaildirSink:
 
     def last_contact(self, address: str, since: datetime) -> datetime | None:
         """The newest Date of a mail in Sent addressed (To or Cc) to ``address`` after ``since``."""
-        wanted = normalise_address(address)
+        wanted = address_key(address)
         dates = [
             e.date
             for e in self._sent.entries()
@@ -353,41 +379,108 @@ class MaildirSink:
         return next((e for e in drafts if _carries(e, key_id)), None)
 
     def _write(self, data: bytes, base: str, target: Path) -> None:
-        """Write ``data`` to tmp/ and rename it onto ``target``: readers see old or new, never half."""
-        temporary = self._drafts.path / "tmp" / f"{base}.{secrets.token_hex(4)}"
+        """Write ``data`` to tmp/ and rename it onto ``target``: readers see old or new, never
+        half. Both folders are opened without following links (a symlinked Drafts, cur or tmp
+        is refused), and the file is created relative to them."""
+        name = f"{base}.{secrets.token_hex(4)}"
+        tmp = _open_folder(self._drafts.path / "tmp")
         try:
-            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(descriptor, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, target)
-        except OSError as exc:
-            temporary.unlink(missing_ok=True)
-            raise TransientError(
-                f"cannot write the draft into {self._drafts.path} ({exc.strerror})"
-            ) from None
-        _sync_directory(target.parent)
+            folder = _open_folder(target.parent)
+        except BaseException:
+            os.close(tmp)
+            raise
+        try:
+            try:
+                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                descriptor = os.open(name, flags, 0o600, dir_fd=tmp)
+                with os.fdopen(descriptor, "wb") as handle:
+                    handle.write(data)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.replace(name, target.name, src_dir_fd=tmp, dst_dir_fd=folder)
+            except OSError as exc:
+                with contextlib.suppress(OSError):
+                    os.unlink(name, dir_fd=tmp)
+                raise TransientError(
+                    f"cannot write the draft into {self._drafts.path} ({exc.strerror})"
+                ) from None
+            # Make the rename durable: a draft we reported as created must survive a power cut.
+            with contextlib.suppress(OSError):
+                os.fsync(folder)
+        finally:
+            os.close(folder)
+            os.close(tmp)
 
 
-def _read(path: Path) -> bytes | None:
+def _read(path: Path, limit: int = -1) -> bytes | None:
+    """A message file's bytes (at most ``limit``), or ``None`` when it is gone or is not a
+    regular file. Opened without following a link and without blocking on a FIFO."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
     try:
-        return path.read_bytes()
+        descriptor = os.open(path, flags)
     except FileNotFoundError:
         return None
     except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENXIO):  # a link, or a FIFO/socket nobody serves
+            log.warning("maildir: skipping %s: not a regular file", path.name[:80])
+            return None
         raise TransientError(f"{path}: cannot read ({exc.strerror})") from None
-
-
-def _sync_directory(path: Path) -> None:
-    """Make the rename durable: a draft we reported as created must survive a power cut."""
     try:
-        descriptor = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            log.warning("maildir: skipping %s: not a regular file", path.name[:80])
+            return None
+        with os.fdopen(descriptor, "rb", closefd=False) as handle:
+            return handle.read(limit)
+    except OSError as exc:
+        raise TransientError(f"{path}: cannot read ({exc.strerror})") from None
     finally:
         os.close(descriptor)
+
+
+def _kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISLNK, "a symbolic link"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a device"),
+        (stat.S_ISBLK, "a device"),
+        (stat.S_ISDIR, "a directory"),
+    ):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def _refuse_symlink(path: Path, error: type[ConfigError] | type[PermanentError]) -> None:
+    """A Maildir folder that is a symbolic link is refused: drafts would be written (and mail
+    read) wherever it points."""
+    if path.is_symlink():
+        raise error(
+            f"{path} is a symbolic link; refused (the Maildir folders Drafts, Sent, cur, new "
+            "and tmp must be real directories)"
+        )
+
+
+def _open_folder(path: Path) -> int:
+    """A descriptor of the directory ``path`` whose last two components are not links (the
+    folder and its cur/new/tmp), so that a link placed after the check is not followed."""
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    try:
+        parent = os.open(path.parent, flags)
+    except OSError as exc:
+        raise _folder_error(path.parent, exc) from None
+    try:
+        return os.open(path.name, flags, dir_fd=parent)
+    except OSError as exc:
+        raise _folder_error(path, exc) from None
+    finally:
+        os.close(parent)
+
+
+def _folder_error(path: Path, exc: OSError) -> Exception:
+    if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+        return PermanentError(
+            f"{path} is a symbolic link or not a directory; refused (the Maildir folders must "
+            "be real directories)"
+        )
+    return TransientError(f"{path}: cannot open ({exc.strerror})")

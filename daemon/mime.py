@@ -8,6 +8,7 @@ near the ``email`` package.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import unicodedata
 from datetime import datetime
@@ -16,9 +17,11 @@ from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime
 
+import idna
+
 from connectors.base import KEY_HEADER
 from daemon.errors import PermanentError
-from daemon.models import DraftMessage, Recipient
+from daemon.models import DraftMessage, Recipient, normalise_address, pseudonym
 
 MAX_HEADER_CHARS = 250
 
@@ -43,16 +46,61 @@ def _is_unsafe(ch: str) -> bool:
 
 
 def check_address(address: str) -> str:
-    """Return ``address`` when it is a plain, single mail address; else raise ``PermanentError``."""
+    """Return ``address`` when it is a plain, single mail address; else raise ``PermanentError``
+    (whose message never holds the address: it may be a candidate's)."""
     if not _ADDRESS.match(address) or any(_is_unsafe(ch) for ch in address):
-        raise PermanentError(f"not a usable mail address: {address!r}")
+        raise PermanentError(f"not a usable mail address ({pseudonym(address)})")
     return address
 
 
+def ascii_domain(domain: str) -> str:
+    """A domain as it goes into an address header: IDNA (punycode) labels, no final dot.
+
+    ``exämple.se`` becomes ``xn--exmple-cua.se``; the ``email`` package would otherwise write it
+    as an encoded word, which is not valid inside an address and which mail clients reject.
+    """
+    name = unicodedata.normalize("NFC", domain).strip().rstrip(".")
+    if name.isascii():
+        return name.lower()
+    try:
+        return idna.encode(name, uts46=True).decode("ascii")
+    except idna.IDNAError:
+        try:
+            return name.encode("idna").decode("ascii")  # IDNA 2003, for names 2008 refuses
+        except UnicodeError:
+            raise PermanentError(
+                f"not a usable mail domain ({pseudonym('x@' + name)}): it cannot be written as IDNA"
+            ) from None
+
+
+def address_key(address: str) -> str:
+    """One spelling of an address for comparing people across calendar and mailbox: the
+    project's normal form, without a final dot, with an IDNA domain read back as Unicode (so
+    ``anna@xn--exmple-cua.se.`` and ``Anna@exämple.se`` are the same person)."""
+    cleaned = normalise_address(address)
+    local, at, domain = cleaned.rpartition("@")
+    if not at:
+        return cleaned
+    domain = domain.rstrip(".")
+    if "xn--" in domain:
+        with contextlib.suppress(idna.IDNAError, UnicodeError):
+            domain = idna.decode(domain)
+    return f"{local}@{domain}"
+
+
 def _address(recipient: Recipient) -> Address:
-    addr = check_address(recipient.address)
+    addr = check_address(recipient.address.strip())
     local, _, domain = addr.rpartition("@")
-    return Address(display_name=clean_header(recipient.name, 120), username=local, domain=domain)
+    if not local.isascii():
+        # An internationalised local part needs SMTPUTF8 end to end; as an encoded word it would
+        # be an invalid address. Refused clearly rather than written broken.
+        raise PermanentError(
+            f"the address {pseudonym(addr)} has a non-ASCII local part, which drafts cannot carry"
+        )
+    # The display name stays Unicode: the email package writes it as a proper encoded word.
+    return Address(
+        display_name=clean_header(recipient.name, 120), username=local, domain=ascii_domain(domain)
+    )
 
 
 def build_message(message: DraftMessage, date: datetime | None = None) -> EmailMessage:

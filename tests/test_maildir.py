@@ -6,7 +6,9 @@ from __future__ import annotations
 import email
 import email.policy
 import hashlib
+import logging
 import mailbox
+import os
 import stat
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -20,7 +22,7 @@ import pytest
 import connectors
 from connectors.base import KEY_HEADER, ConnectorContext, KnowsLastContact, MailboxSink
 from connectors.maildir import OBSOLETE_KEYWORD, MaildirSink, SinkOptions, open_sink
-from daemon.errors import ConfigError
+from daemon.errors import ConfigError, PermanentError
 from daemon.models import DraftRef, DraftState
 from tests.contract.mailbox_sink import CANDIDATE, MAILBOX, MailboxSinkContract, draft_message
 
@@ -302,3 +304,82 @@ def test_uncreatable_maildir_is_a_configuration_error(tmp_path: Path) -> None:
     blocker.write_text("not a directory")
     with pytest.raises(ConfigError, match="cannot create the Maildir"):
         open_sink(SinkOptions(path=blocker / "Maildir"), context(tmp_path))
+
+
+# --- a Maildir others can write into: FIFOs, devices, links -----------------------------------
+
+
+def test_a_fifo_in_sent_is_skipped_with_a_reason_and_never_opened(
+    backend: MaildirBackend, caplog: pytest.LogCaptureFixture
+) -> None:
+    sink = backend.sink()
+    backend.add_sent(CANDIDATE, datetime(2026, 3, 2, 9, tzinfo=UTC))
+    os.mkfifo(backend.root / ".Sent" / "cur" / "1700000000.fifo.host:2,S")
+    with caplog.at_level(logging.WARNING, logger="connectors.maildir"):
+        # Opening the FIFO for reading would block here for good.
+        assert sink.last_contact(CANDIDATE, datetime(2026, 1, 1, tzinfo=UTC)) == datetime(
+            2026, 3, 2, 9, tzinfo=UTC
+        )
+        sink.last_contact(CANDIDATE, datetime(2026, 1, 1, tzinfo=UTC))
+    warnings = [r.getMessage() for r in caplog.records if "a FIFO" in r.getMessage()]
+    assert len(warnings) == 1  # said once, not on every pass
+
+
+def test_a_symlinked_message_file_is_not_read(backend: MaildirBackend, tmp_path: Path) -> None:
+    sink = backend.sink()
+    outside = tmp_path / "outside.eml"
+    outside.write_bytes(
+        f"To: {CANDIDATE}\nDate: Mon, 02 Mar 2026 09:00:00 +0000\nSubject: x\n\nx\n".encode()
+    )
+    (backend.root / ".Sent" / "cur" / "1700000000.link.host:2,S").symlink_to(outside)
+    assert sink.last_contact(CANDIDATE, datetime(2026, 1, 1, tzinfo=UTC)) is None
+
+
+@pytest.mark.parametrize("folder", [".Drafts", ".Drafts/cur", ".Drafts/tmp", ".Sent", ".Sent/new"])
+def test_a_symlinked_maildir_folder_is_refused(tmp_path: Path, folder: str) -> None:
+    root = tmp_path / "Maildir"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    for sub in ("cur", "new", "tmp"):
+        (elsewhere / sub).mkdir()
+    (root / folder).parent.mkdir(parents=True, exist_ok=True)
+    (root / folder).symlink_to(elsewhere)
+    with pytest.raises(ConfigError, match="symbolic link"):
+        open_sink(SinkOptions(path=root), context(tmp_path))
+    assert not any(elsewhere.rglob("*rm-*"))
+
+
+def test_a_drafts_folder_replaced_by_a_link_later_is_not_written_through(
+    backend: MaildirBackend, tmp_path: Path
+) -> None:
+    sink = backend.sink()
+    cur = backend.root / ".Drafts" / "cur"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    cur.rmdir()
+    cur.symlink_to(elsewhere)
+    with pytest.raises(PermanentError, match="symbolic link"):
+        sink.create_draft(draft_message())
+    assert list(elsewhere.iterdir()) == []
+    assert list((backend.root / ".Drafts" / "tmp").iterdir()) == []
+
+
+def test_an_idn_candidate_is_written_with_an_idna_domain(backend: MaildirBackend) -> None:
+    sink = backend.sink()
+    sink.create_draft(draft_message(to_name="Åsa Öberg", to_address="asa@exämple.se"))
+    [path] = backend.draft_files()
+    raw = path.read_bytes()
+    assert b"<asa@xn--exmple-cua.se>" in raw
+    [draft] = backend.drafts()
+    [to] = draft["To"].addresses
+    assert (to.display_name, to.username, to.domain) == ("Åsa Öberg", "asa", "xn--exmple-cua.se")
+
+
+def test_last_contact_sees_idna_and_trailing_dot_spellings_as_the_same_person(
+    backend: MaildirBackend,
+) -> None:
+    sink = backend.sink()
+    backend.add_sent("asa@xn--exmple-cua.se.", datetime(2026, 3, 2, 9, tzinfo=UTC))
+    since = datetime(2026, 1, 1, tzinfo=UTC)
+    assert sink.last_contact("Asa@exämple.se", since) == datetime(2026, 3, 2, 9, tzinfo=UTC)
+    assert sink.last_contact("asa@exämple.se.", since) == datetime(2026, 3, 2, 9, tzinfo=UTC)
