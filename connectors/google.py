@@ -523,7 +523,14 @@ class _Caller:
                 self._sleep(delay)
                 attempt += 1
                 if status in SERVER_ERRORS and on_server_error is not None:
-                    found = on_server_error()
+                    try:
+                        found = on_server_error()
+                    except TransientError as lookup:
+                        raise AmbiguousError(
+                            f"google {what}: HTTP {status} and the look-up failed ({lookup}); "
+                            "look it up before trying again",
+                            retry_after=lookup.retry_after,
+                        ) from None
                     if found is not None:
                         return found
             except _Unanswered as exc:

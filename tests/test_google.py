@@ -20,9 +20,16 @@ import httplib2
 import pytest
 from googleapiclient import discovery
 
-from connectors import google
+from connectors import google, tls
 from connectors.base import KEY_HEADER, ConnectorContext
-from daemon.errors import AmbiguousError, AuthError, CursorExpired, PermanentError
+from daemon import limits
+from daemon.errors import (
+    AmbiguousError,
+    AuthError,
+    CursorExpired,
+    PermanentError,
+    TransientError,
+)
 from daemon.models import DraftKey, DraftRef, DraftState, MailKind, Period
 from tests.contract.calendar_source import (
     CANDIDATE as CAL_CANDIDATE,
@@ -49,6 +56,7 @@ from tests.contract.mailbox_sink import (
     parts,
 )
 from tests.fakes.google import GoogleFake
+from tests.fakes.graph import ThrowawayCA
 from tests.scenario import two_weeks
 from tests.scenario.spec import Who
 
@@ -849,3 +857,337 @@ def test_a_candidate_whose_welcome_was_sent_from_the_web_editor_hears_of_the_mov
     assert two_weeks.ANNA in str(notice.parsed["To"])
     text = notice.parsed.get_body(("plain",)).get_content()
     assert "10 december" in text and "13:00" in text, text
+
+
+# ---------------------------------------------------------------------------------------------
+# TLS: the one trust store (SSL_CERT_FILE and REQUESTS_CA_BUNDLE honoured alike)
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tls_fake(tmp_path: Path) -> Iterator[tuple[GoogleFake, ThrowawayCA]]:
+    ca = ThrowawayCA.create(tmp_path)
+    server = GoogleFake(page_limit=3, tls=(str(ca.cert_file), str(ca.key_file))).start()
+    server.add_user(MAILBOX)
+    try:
+        yield server, ca
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("variable", ["SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"])
+def test_the_ca_bundle_variables_are_honoured(
+    tls_fake: tuple[GoogleFake, ThrowawayCA],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    variable: str,
+) -> None:
+    fake, ca = tls_fake
+    assert fake.url.startswith("https://")
+    for name in tls.BUNDLE_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    path, _ = key_file(fake, tmp_path, [google.CALENDAR_EVENTS_READONLY, google.GMAIL_COMPOSE])
+    source_options = google.SourceOptions(**options(fake, path))
+    # Without the variable the fake's certificate is not trusted: the sign-in fails.
+    with pytest.raises(TransientError, match="CERTIFICATE_VERIFY_FAILED|certificate verify"):
+        google.open_source(source_options, context(tmp_path)).sync(None, CONTRACT_WINDOW)
+    monkeypatch.setenv(variable, str(ca.ca_file))
+    fake.put(MAILBOX, interview())
+    result = google.open_source(source_options, context(tmp_path)).sync(None, CONTRACT_WINDOW)
+    assert [e.ical_uid for e in result.events] == ["interview-1@example.se"]
+    sink = google.open_sink(google.SinkOptions(**options(fake, path)), context(tmp_path))
+    assert sink.draft_state(sink.create_draft(draft_message())) is DraftState.PENDING
+
+
+def test_a_configured_ca_file_wins_over_the_variables(
+    tls_fake: tuple[GoogleFake, ThrowawayCA], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake, ca = tls_fake
+    (tmp_path / "other").mkdir()
+    other = ThrowawayCA.create(tmp_path / "other")
+    monkeypatch.setenv("SSL_CERT_FILE", str(other.ca_file))
+    path, _ = key_file(fake, tmp_path, [google.CALENDAR_EVENTS_READONLY])
+    opts = google.SourceOptions(**options(fake, path, ca_file=ca.ca_file))
+    assert google.open_source(opts, context(tmp_path)).sync(None, CONTRACT_WINDOW).full
+
+
+# ---------------------------------------------------------------------------------------------
+# Auxiliary look-ups follow the error contract
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class VirtualTime:
+    """The sleeper and the fake's clock in one: sleeping advances time, nobody waits."""
+
+    now: float = 1_000_000.0
+    waits: list[float] = field(default_factory=list)
+
+    def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        self.now += seconds
+
+    def clock(self) -> float:
+        return self.now
+
+
+def sink_with(fake: GoogleFake, tmp_path: Path, time_: VirtualTime, **extra: Any) -> Any:
+    opts = google.SinkOptions(**options(fake, Path("/nonexistent"), **extra))
+    path, _ = key_file(fake, tmp_path, google.gmail_scopes(opts))
+    opts = google.SinkOptions(**options(fake, path, **extra))
+    return google.open_sink(opts, context(tmp_path), sleep=time_)
+
+
+LOOKUPS = {
+    # name: (path part the fake fails, options, call, scope the message must name)
+    "last_contact": (
+        "/messages",
+        {"read_sent": True},
+        lambda sink: sink.last_contact(CANDIDATE, datetime(2026, 1, 1, tzinfo=UTC)),
+        "messages.list",
+        "gmail.metadata",
+    ),
+    "vacation": (
+        "/settings/vacation",
+        {"read_vacation": True},
+        lambda sink: sink.out_of_office(),
+        "settings.getVacation",
+        "gmail.settings.basic",
+    ),
+}
+
+
+@pytest.mark.parametrize("lookup", sorted(LOOKUPS))
+def test_a_missing_scope_is_an_auth_error_naming_scope_and_call(
+    fake: GoogleFake, tmp_path: Path, lookup: str
+) -> None:
+    part, extra, call, what, scope = LOOKUPS[lookup]
+    fake.fail_always(part, 403, "insufficientPermissions")
+    with pytest.raises(AuthError) as caught:
+        call(sink_with(fake, tmp_path, VirtualTime(), **extra))
+    text = str(caught.value)
+    assert what in text and google.SCOPE_PREFIX + scope in text and CANDIDATE not in text
+
+
+@pytest.mark.parametrize("lookup", sorted(LOOKUPS))
+def test_a_refused_request_shape_is_permanent_and_names_the_call(
+    fake: GoogleFake, tmp_path: Path, lookup: str
+) -> None:
+    part, extra, call, what, _ = LOOKUPS[lookup]
+    fake.fail_always(part, 400, "invalidArgument")
+    time_ = VirtualTime()
+    with pytest.raises(PermanentError) as caught:
+        call(sink_with(fake, tmp_path, time_, **extra))
+    assert what in str(caught.value) and "400" in str(caught.value)
+    assert CANDIDATE not in str(caught.value)
+    assert time_.waits == []  # a refusal is not retried
+
+
+@pytest.mark.parametrize("lookup", sorted(LOOKUPS))
+@pytest.mark.parametrize(
+    ("status", "reason"),
+    [(429, "rateLimitExceeded"), (403, "rateLimitExceeded"), (503, "backendError")],
+)
+def test_throttling_and_outages_are_transient_with_the_capped_retry_after(
+    fake: GoogleFake, tmp_path: Path, lookup: str, status: int, reason: str
+) -> None:
+    part, extra, call, what, _ = LOOKUPS[lookup]
+    time_ = VirtualTime()
+    fake.clock = time_.clock
+    sink = sink_with(fake, tmp_path, time_, **extra)
+    fake.fail_always(part, status, reason, retry_after=400 * 86400)  # "come back next year"
+    before = len(fake.api_requests())
+    with pytest.raises(TransientError) as caught:
+        call(sink)
+    assert caught.value.retry_after == 3600.0  # capped at an hour
+    assert len(fake.api_requests()) - before == 1  # not retried in-process for so long
+    assert fake.early_requests == 0
+
+
+def test_the_calendar_time_zone_follows_the_error_contract(
+    fake: GoogleFake, tmp_path: Path
+) -> None:
+    path, _ = key_file(fake, tmp_path, [google.CALENDAR_EVENTS_READONLY])
+    time_ = VirtualTime()
+    fake.clock = time_.clock
+
+    def zone() -> str | None:
+        opts = google.SourceOptions(**options(fake, path, max_attempts=2))
+        return google.open_source(opts, context(tmp_path), sleep=time_).time_zone()
+
+    fake.fail_always("/events", 403, "insufficientPermissions")
+    with pytest.raises(AuthError, match="calendar.events.readonly"):
+        zone()
+    fake.fail_always("/events", 400, "badRequest")
+    with pytest.raises(PermanentError, match="events.list"):
+        zone()
+    fake.fail_always("/events", 503, "backendError", retry_after=2)
+    with pytest.raises(TransientError) as caught:
+        zone()
+    assert caught.value.retry_after == 2 and fake.early_requests == 0
+    fake.clear_failures()
+    assert zone() == "Europe/Stockholm"
+
+
+# ---------------------------------------------------------------------------------------------
+# Retry-After: read first, waited in full, never a request before it elapsed
+# ---------------------------------------------------------------------------------------------
+
+
+def test_a_short_retry_after_is_waited_and_nothing_arrives_early(
+    calendar_backend: CalendarBackend,
+) -> None:
+    fake = calendar_backend.fake
+    time_ = VirtualTime()
+    fake.clock = time_.clock
+    for n in range(6):
+        day = local((2026, 4, 1 + n), "10:00")
+        calendar_backend.put(interview(f"i{n}@example.se", start=day, end=day + timedelta(hours=1)))
+    fake.inject_faults(0.4, seed=3, retry_after=20)
+    opts = google.SourceOptions(**options(fake, calendar_backend.key, max_backoff_seconds=30))
+    result = google.open_source(opts, context(calendar_backend.tmp_path), sleep=time_).sync(
+        None, CONTRACT_WINDOW
+    )
+    assert len(result.events) == 6 and fake.faults.injected > 0
+    assert len(time_.waits) == fake.faults.injected and min(time_.waits) >= 20
+    assert fake.early_requests == 0
+
+
+@pytest.mark.parametrize("retry_after", [5, 7200])
+def test_an_unclear_drafts_create_waits_for_retry_after_before_looking(
+    fake: GoogleFake, tmp_path: Path, retry_after: int
+) -> None:
+    """A 503 on drafts.create may have created the draft: look up, but only after Retry-After;
+    when Google asks for more than the backoff allows, hand back AmbiguousError with it."""
+    time_ = VirtualTime()
+    fake.clock = time_.clock
+    sink = sink_with(fake, tmp_path, time_, max_attempts=3)
+    fake.fail_always("/drafts", 503, "backendError", retry_after=retry_after)
+    with pytest.raises(AmbiguousError) as caught:
+        sink.create_draft(draft_message())
+    assert caught.value.retry_after == min(retry_after, 3600)
+    assert fake.early_requests == 0
+    assert all(w >= retry_after for w in time_.waits)
+    fake.clear_failures()
+    assert sink.find_draft(draft_message().key) is None  # the fake refused it: nothing there
+
+
+# ---------------------------------------------------------------------------------------------
+# One hostile event never fails the sync
+# ---------------------------------------------------------------------------------------------
+
+
+def raw_event(event_id: str, **fields: Any) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "kind": "calendar#event",
+        "id": event_id,
+        "status": "confirmed",
+        "iCalUID": f"{event_id}@example.se",
+        "summary": "Intervju",
+        "start": {"dateTime": "2026-03-12T14:00:00+01:00"},
+        "end": {"dateTime": "2026-03-12T15:00:00+01:00"},
+        "attendees": [{"email": CAL_CANDIDATE.address, "responseStatus": "accepted"}],
+    }
+    item.update(fields)
+    return item
+
+
+HOSTILE = {
+    "no-start": raw_event("nostart", start=None),
+    "start-is-a-number": raw_event("number", start=5),
+    "garbage-time": raw_event("garbage", start={"dateTime": "tomorrow at ten"}),
+    "year-one": raw_event(
+        "yearone",
+        start={"dateTime": "0001-01-01T00:00:00Z"},
+        end={"dateTime": "0001-01-01T01:00:00Z"},
+    ),
+    "ends-in-9999": raw_event("forever", end={"dateTime": "9999-12-31T23:59:59Z"}),
+    "too-many-attendees": raw_event(
+        "crowd", attendees=[{"email": f"p{n}@example.com"} for n in range(limits.MAX_ATTENDEES + 1)]
+    ),
+    "too-big": raw_event("big", description="x" * (limits.MAX_EVENT_BYTES + 1)),
+    "attendees-are-numbers": raw_event("numbers", attendees=[1, 2, 3]),
+    "bad-zone": raw_event(
+        "zone", start={"dateTime": "2026-03-12T14:00:00", "timeZone": "../../etc/passwd"}
+    ),
+    "no-id": {k: v for k, v in raw_event("x").items() if k != "id"},
+}
+
+
+def test_hostile_events_are_skipped_with_a_reason_and_the_rest_is_read(
+    calendar_backend: CalendarBackend,
+) -> None:
+    fake = calendar_backend.fake
+    source = calendar_backend.source()
+    first = source.sync(None, CONTRACT_WINDOW)
+    calendar_backend.put(interview())
+    for item in HOSTILE.values():
+        fake.put_raw_event(MAILBOX, item)
+    fake.put_raw_event(MAILBOX, raw_event("longsubject", summary="Å" * 20_000))
+    # By sync token Google returns every changed event, whatever its dates.
+    result = source.sync(first.cursor, CONTRACT_WINDOW)
+
+    uids = sorted(e.ical_uid for e in result.events)
+    # "bad-zone": an unknown zone name falls back to the calendar's zone: read, not skipped.
+    assert uids == ["interview-1@example.se", "longsubject@example.se", "zone@example.se"]
+    long = only(result.events, "longsubject@example.se")
+    assert len(long.subject) == limits.MAX_SUBJECT_CHARS
+    reasons = {s.event_id: s.reason for s in result.skipped}
+    assert reasons["yearone"] == limits.REASON_OUT_OF_RANGE
+    assert reasons["forever"] == limits.REASON_OUT_OF_RANGE
+    assert reasons["crowd"] == limits.REASON_TOO_MANY_ATTENDEES
+    assert reasons["big"] == limits.REASON_TOO_BIG
+    for unreadable in ("nostart", "number", "garbage", "numbers"):
+        assert reasons[unreadable] == google.REASON_UNREADABLE
+    assert reasons[""] == google.REASON_NO_ID
+    assert len(result.skipped) == len(HOSTILE) - 1
+    # Reasons are ours: no calendar text in them.
+    assert all("Intervju" not in s.reason and "@" not in s.reason for s in result.skipped)
+
+
+def test_a_full_sync_over_hostile_events_reads_the_rest(
+    calendar_backend: CalendarBackend,
+) -> None:
+    calendar_backend.put(interview())
+    for item in HOSTILE.values():
+        calendar_backend.fake.put_raw_event(MAILBOX, item)
+    result = calendar_backend.source().sync(None, CONTRACT_WINDOW)
+    assert sorted(e.ical_uid for e in result.events) == [
+        "interview-1@example.se",
+        "zone@example.se",
+    ]
+    assert {s.event_id for s in result.skipped} >= {"garbage", "crowd", "big", "forever"}
+
+
+@pytest.mark.parametrize(("visibility", "private"), [("private", True), ("confidential", True),
+                                                       ("default", False), ("public", False)])  # fmt: skip
+def test_private_and_confidential_events_are_marked_private(
+    calendar_backend: CalendarBackend, visibility: str, private: bool
+) -> None:
+    calendar_backend.fake.put_raw_event(MAILBOX, raw_event("secret", visibility=visibility))
+    [event] = calendar_backend.source().sync(None, CONTRACT_WINDOW).events
+    assert event.private is private
+
+
+def test_a_series_with_too_many_occurrences_is_cut(calendar_backend: CalendarBackend) -> None:
+    fake = calendar_backend.fake
+    start = datetime(2026, 3, 2, 8, tzinfo=UTC)
+    for n in range(limits.MAX_OCCURRENCES_PER_SERIES + 3):
+        moment = start + timedelta(minutes=15 * n)
+        fake.put_raw_event(
+            MAILBOX,
+            raw_event(
+                f"flood_{n}",
+                recurringEventId="flood",
+                start={"dateTime": moment.isoformat()},
+                end={"dateTime": (moment + timedelta(minutes=10)).isoformat()},
+            ),
+        )
+    opts = google.SourceOptions(**options(fake, calendar_backend.key, page_size=2500))
+    fake.page_limit = 2500
+    result = google.open_source(opts, context(calendar_backend.tmp_path)).sync(
+        None, CONTRACT_WINDOW
+    )
+    assert len(result.events) == limits.MAX_OCCURRENCES_PER_SERIES
+    assert {s.reason for s in result.skipped} == {limits.REASON_TOO_MANY_OCCURRENCES}
+    assert len(result.skipped) == 3
