@@ -6,6 +6,8 @@ import json
 import os
 import stat
 import threading
+import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -1191,3 +1193,166 @@ def test_a_series_with_too_many_occurrences_is_cut(calendar_backend: CalendarBac
     assert len(result.events) == limits.MAX_OCCURRENCES_PER_SERIES
     assert {s.reason for s in result.skipped} == {limits.REASON_TOO_MANY_OCCURRENCES}
     assert len(result.skipped) == 3
+
+
+# ---------------------------------------------------------------------------------------------
+# The fake refuses what Google refuses (docs/providers/google.md, "Every call and its refusals")
+# ---------------------------------------------------------------------------------------------
+
+CAL = "/calendar/v3/calendars/primary/events"
+GM = "/gmail/v1/users/me"
+COMPOSE = [google.GMAIL_COMPOSE]
+METADATA = [google.GMAIL_COMPOSE, google.GMAIL_METADATA]
+CALENDAR = [google.CALENDAR_EVENTS_READONLY]
+
+
+def ask(
+    fake: GoogleFake,
+    tmp_path: Path,
+    scopes: list[str],
+    method: str,
+    path: str,
+    query: dict[str, str] | None = None,
+    body: Any = None,
+) -> tuple[int, str, dict[str, Any]]:
+    """One request to the fake with a token for ``scopes`` got from its token endpoint;
+    returns (status, the first error reason or "", the JSON answer)."""
+    path_key, _ = key_file(fake, tmp_path, scopes)
+    info = json.loads(path_key.read_text())
+    creds = google.service_account.Credentials.from_service_account_info(
+        info, scopes=scopes
+    ).with_subject(MAILBOX)
+    creds.refresh(google_auth_httplib2.Request(httplib2.Http()))
+    url = fake.url.rstrip("/") + path
+    if query:
+        url += "?" + urllib.parse.urlencode(query)
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method)
+    request.add_header("Authorization", f"Bearer {creds.token}")
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request) as answer:
+            return answer.status, "", json.loads(answer.read())
+    except urllib.error.HTTPError as exc:
+        payload = json.loads(exc.read())
+        return exc.code, payload["error"]["errors"][0]["reason"], payload
+
+
+def sync_token(fake: GoogleFake, tmp_path: Path) -> str:
+    _, _, answer = ask(fake, tmp_path, CALENDAR, "GET", CAL, {"singleEvents": "true"})
+    return str(answer["nextSyncToken"])
+
+
+@pytest.mark.parametrize("mixed", ["timeMin", "timeMax", "q", "orderBy", "updatedMin", "iCalUID"])
+def test_fake_refuses_sync_token_with_a_filter(
+    fake: GoogleFake, tmp_path: Path, mixed: str
+) -> None:
+    values = {"timeMin": "2026-01-01T00:00:00Z", "timeMax": "2026-12-01T00:00:00Z", "q": "x",
+              "orderBy": "updated", "updatedMin": "2026-01-01T00:00:00Z", "iCalUID": "a@b"}  # fmt: skip
+    query = {"singleEvents": "true", "syncToken": sync_token(fake, tmp_path), mixed: values[mixed]}
+    assert ask(fake, tmp_path, CALENDAR, "GET", CAL, query)[:2] == (400, "invalid")
+
+
+def test_fake_refuses_an_expired_sync_token_with_410(fake: GoogleFake, tmp_path: Path) -> None:
+    token = sync_token(fake, tmp_path)
+    fake.expire_sync_tokens()
+    query = {"singleEvents": "true", "syncToken": token}
+    assert ask(fake, tmp_path, CALENDAR, "GET", CAL, query)[:2] == (410, "fullSyncRequired")
+
+
+def test_fake_refuses_a_sync_token_under_other_parameters(fake: GoogleFake, tmp_path: Path) -> None:
+    query = {"singleEvents": "false", "syncToken": sync_token(fake, tmp_path)}
+    assert ask(fake, tmp_path, CALENDAR, "GET", CAL, query)[0] == 400
+
+
+def test_fake_refuses_order_by_start_time_without_single_events(
+    fake: GoogleFake, tmp_path: Path
+) -> None:
+    query = {"orderBy": "startTime", "timeMin": "2026-01-01T00:00:00Z"}
+    assert ask(fake, tmp_path, CALENDAR, "GET", CAL, query)[:2] == (400, "invalid")
+    query["singleEvents"] = "true"
+    assert ask(fake, tmp_path, CALENDAR, "GET", CAL, query)[0] == 200
+
+
+def test_fake_refuses_a_time_bound_without_an_offset(fake: GoogleFake, tmp_path: Path) -> None:
+    query = {"singleEvents": "true", "timeMin": "2026-01-01T00:00:00"}
+    assert ask(fake, tmp_path, CALENDAR, "GET", CAL, query)[:2] == (400, "badRequest")
+
+
+def test_fake_refuses_max_results_below_one_and_caps_above_the_maximum(
+    fake: GoogleFake, tmp_path: Path
+) -> None:
+    assert ask(fake, tmp_path, CALENDAR, "GET", CAL, {"maxResults": "0"})[:2] == (400, "invalid")
+    assert ask(fake, tmp_path, CALENDAR, "GET", CAL, {"maxResults": "9999"})[0] == 200
+    for n in range(3):
+        fake.add_sent(MAILBOX, CANDIDATE, datetime(2026, 1, 1 + n, tzinfo=UTC))
+    status, _, answer = ask(fake, tmp_path, METADATA, "GET", f"{GM}/messages",
+                            {"labelIds": "SENT", "maxResults": "1000"})  # fmt: skip
+    assert status == 200 and len(answer["messages"]) == 3
+
+
+def test_fake_refuses_the_calendar_without_a_calendar_scope(
+    fake: GoogleFake, tmp_path: Path
+) -> None:
+    assert ask(fake, tmp_path, COMPOSE, "GET", CAL)[:2] == (403, "insufficientPermissions")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("GET", f"{GM}/messages", None),
+        ("GET", f"{GM}/messages/m1", None),
+        ("GET", f"{GM}/threads/t1", None),
+        ("GET", f"{GM}/labels", None),
+        ("POST", f"{GM}/labels", {"name": "recruitmail/obsolete"}),
+        ("POST", f"{GM}/messages/m1/modify", {"addLabelIds": ["STARRED"]}),
+        ("GET", f"{GM}/settings/vacation", None),
+    ],
+    ids=[
+        "messages.list",
+        "messages.get",
+        "threads.get",
+        "labels.list",
+        "labels.create",
+        "messages.modify",
+        "settings.getVacation",
+    ],  # fmt: skip
+)
+def test_fake_refuses_under_gmail_compose_alone(
+    fake: GoogleFake, tmp_path: Path, method: str, path: str, body: Any
+) -> None:
+    assert ask(fake, tmp_path, COMPOSE, method, path, body=body)[:2] == (
+        403,
+        "insufficientPermissions",
+    )
+
+
+def test_fake_refuses_q_and_bodies_under_gmail_metadata(fake: GoogleFake, tmp_path: Path) -> None:
+    sent = fake.add_sent(MAILBOX, CANDIDATE, datetime(2026, 1, 5, tzinfo=UTC))
+    query = {"q": "in:sent"}
+    assert ask(fake, tmp_path, METADATA, "GET", f"{GM}/messages", query)[:2] == (403, "forbidden")
+    for fmt in ("raw", "full"):
+        where = f"{GM}/messages/{sent.id}"
+        assert ask(fake, tmp_path, METADATA, "GET", where, {"format": fmt})[0] == 403
+        where = f"{GM}/threads/{sent.thread_id}"
+        assert ask(fake, tmp_path, METADATA, "GET", where, {"format": fmt})[0] == 403
+    allowed = {"format": "metadata", "metadataHeaders": "To"}
+    assert ask(fake, tmp_path, METADATA, "GET", f"{GM}/messages/{sent.id}", allowed)[0] == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ({"message": {"raw": "not+base64/url"}}, (400, "invalidArgument")),
+        ({"message": {}}, (400, "invalidArgument")),
+        ({"message": {"raw": google._b64(b"To: a@b.example\r\nSubject: x\r\n\r\nx"),
+                      "threadId": "18c0000000000001"}}, (404, "notFound")),
+    ],
+    ids=["raw-not-base64url", "no-raw", "unknown-thread"],
+)  # fmt: skip
+def test_fake_refuses_malformed_drafts(
+    fake: GoogleFake, tmp_path: Path, body: Any, expected: tuple[int, str]
+) -> None:
+    assert ask(fake, tmp_path, COMPOSE, "POST", f"{GM}/drafts", body=body)[:2] == expected
+    assert fake.drafts[MAILBOX] == {}
