@@ -13,6 +13,7 @@ import hashlib
 import ipaddress
 import json
 import logging
+import re
 import ssl
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -26,6 +27,8 @@ from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginEr
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from connectors.base import KEY_HEADER, ConnectorContext
+from connectors.tls import tls_context
+from daemon import limits
 from daemon.errors import (
     AmbiguousError,
     AuthError,
@@ -33,8 +36,8 @@ from daemon.errors import (
     PermanentError,
     TransientError,
 )
-from daemon.mime import to_bytes
-from daemon.models import DraftKey, DraftMessage, DraftRef, DraftState, normalise_address
+from daemon.mime import address_key, to_bytes
+from daemon.models import DraftKey, DraftMessage, DraftRef, DraftState
 from daemon.secrets import load_secret
 
 log = logging.getLogger(__name__)
@@ -195,11 +198,9 @@ class ImapSink:
         return load_secret(reference, f"mailbox {self._context.mailbox}: {what}")
 
     def _ssl_context(self) -> ssl.SSLContext:
-        ca = str(self._options.ca_file) if self._options.ca_file else None
-        try:
-            return ssl.create_default_context(cafile=ca)
-        except OSError as exc:
-            raise ConfigError(f"imap ca_file {ca}: cannot read it ({exc.strerror})") from None
+        # The one trust store of every connector: ca_file, else SSL_CERT_FILE /
+        # REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE / SSL_CERT_DIR, else the system's.
+        return tls_context(self._options.ca_file)
 
     def _connect(self) -> IMAPClient:
         opts = self._options
@@ -235,9 +236,10 @@ class ImapSink:
             text = str(exc)
             # IMAPClient wraps everything LOGIN raises, a dropped connection included: that is
             # an outage, not a wrong password.
-            if "[UNAVAILABLE]" in text or isinstance(exc.__context__, _DROPPED):
+            if _busy(text) or isinstance(exc.__context__, _DROPPED):
                 raise TransientError(
-                    f"IMAP login for {self._where}: server unavailable ({text})"
+                    f"IMAP login for {self._where}: server unavailable ({text[:200]})",
+                    retry_after=_retry_hint(text, opts.host),
                 ) from None
             raise AuthError(
                 f"IMAP login for {self._where} refused ({text}); check the username and the "
@@ -317,7 +319,14 @@ class ImapSink:
                     "IMAP connection to %s lost while %s; reconnecting", self._options.host, what
                 )
             except IMAPClientError as exc:
-                raise PermanentError(f"IMAP server refused {what}: {exc}") from None
+                text = str(exc)
+                if _busy(text):
+                    # RFC 5530 codes for "not now": a pass later, not a permanent refusal.
+                    raise TransientError(
+                        f"IMAP server {self._options.host} is busy while {what} ({text[:200]})",
+                        retry_after=_retry_hint(text, self._options.host),
+                    ) from None
+                raise PermanentError(f"IMAP server refused {what}: {text[:300]}") from None
         raise AssertionError("unreachable")
 
     def close(self) -> None:
@@ -493,7 +502,11 @@ class ImapSink:
 
     def last_contact(self, address: str, since: datetime) -> datetime | None:
         """Newest mail in Sent addressed (To or Cc) to ``address`` at or after ``since``."""
-        wanted = normalise_address(address)
+        wanted = address_key(address)
+        # Search by the local part only: servers disagree on how they match a domain written
+        # as IDNA or with a final dot (Dovecot finds neither spelling), and the recipients are
+        # compared exactly below.
+        term = wanted.rpartition("@")[0] or wanted
         if since.tzinfo is None:
             since = since.replace(tzinfo=UTC)
 
@@ -502,10 +515,10 @@ class ImapSink:
             if sent is None:
                 return None
             client.select_folder(sent, readonly=True)
-            charset = None if wanted.isascii() else "UTF-8"
+            charset = None if term.isascii() else "UTF-8"
             # SINCE compares dates only and TO is a substring match: both are refined below.
             uids = client.search(
-                ["OR", "TO", wanted, "CC", wanted, "SINCE", since.date()], charset=charset
+                ["OR", "TO", term, "CC", term, "SINCE", since.date()], charset=charset
             )
             if not uids:
                 return None
@@ -529,7 +542,7 @@ class ImapSink:
 def _recipients(item: dict[bytes, Any]) -> set[str]:
     headers = _header_block(item)
     values = headers.get_all("To", []) + headers.get_all("Cc", [])
-    return {normalise_address(addr) for _, addr in getaddresses(values) if addr}
+    return {address_key(addr) for _, addr in getaddresses(values) if addr}
 
 
 def _header_block(item: dict[bytes, Any]) -> Any:
@@ -553,6 +566,30 @@ def _when(item: dict[bytes, Any]) -> datetime | None:
     if isinstance(internal, datetime):
         return internal if internal.tzinfo else internal.replace(tzinfo=UTC)
     return None
+
+
+_BUSY_CODES = ("[UNAVAILABLE]", "[LIMIT]", "[INUSE]", "[THROTTLED]", "[OVERQUOTA]")
+_SECONDS = re.compile(r"(\d{1,20})\s*(?:s\b|sec\b|secs\b|seconds?\b)", re.IGNORECASE)
+
+
+def _busy(text: str) -> bool:
+    upper = text.upper()
+    return any(code in upper for code in _BUSY_CODES)
+
+
+def _retry_hint(text: str, host: str) -> float | None:
+    """Seconds to wait when the server's text names them ("try again in 30 seconds"), capped
+    at an hour (and logged when it asked for more); IMAP has no Retry-After of its own."""
+    match = _SECONDS.search(text)
+    if match is None:
+        return None
+    asked = float(match.group(1))
+    capped = limits.capped_retry_after(asked)
+    if capped < asked:
+        log.warning(
+            "IMAP server %s asked to wait %.0f seconds; waiting %.0f at most", host, asked, capped
+        )
+    return capped
 
 
 def _appenduid(response: Any) -> tuple[int, int] | None:

@@ -7,6 +7,8 @@ import email.policy
 import hashlib
 import json
 import socket
+import socketserver
+import ssl
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -20,6 +22,7 @@ from pydantic import ValidationError
 
 from connectors.base import KEY_HEADER, ConnectorContext
 from connectors.imap import ImapSink, SinkOptions, open_sink
+from daemon import limits
 from daemon.errors import AmbiguousError, AuthError, ConfigError, TransientError
 from daemon.models import DraftRef, DraftState
 from tests.contract.mailbox_sink import (
@@ -30,6 +33,7 @@ from tests.contract.mailbox_sink import (
     parts,
     with_key,
 )
+from tests.fakes.graph import ThrowawayCA
 from tests.servers import LOOPBACK, DovecotServer, dovecot_fixture  # noqa: F401
 
 pytestmark = pytest.mark.servers
@@ -400,3 +404,110 @@ def test_standard_ports_follow_the_security() -> None:
         ).effective_port
 
     assert (port("tls"), port("starttls"), port("plain")) == (993, 143, 143)
+
+
+# -- international addresses, busy servers, the trust store ------------------------------------
+
+
+def test_an_idn_draft_has_an_idna_domain_and_counts_as_contact_in_any_spelling(
+    mailbox_backend: DovecotMailbox,
+) -> None:
+    sink = mailbox_backend.sink()
+    sink.create_draft(draft_message(to_name="Åsa Öberg", to_address="asa@exämple.se"))
+    [raw] = mailbox_backend.raw_messages("Drafts")
+    assert b"<asa@xn--exmple-cua.se>" in raw
+    monday = datetime(2026, 3, 9, 8, 0, tzinfo=UTC)
+    mailbox_backend.add_sent("Åsa <asa@xn--exmple-cua.se.>", monday)
+    since = monday - timedelta(days=30)
+    assert sink.last_contact("Asa@exämple.se", since) == monday
+    assert sink.last_contact("asa@exämple.se.", since) == monday
+
+
+class BusyImap(socketserver.StreamRequestHandler):
+    """An IMAP server that greets, then answers every login with RFC 5530's UNAVAILABLE and a
+    wait of 95 years."""
+
+    def handle(self) -> None:
+        self.wfile.write(b"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] ready\r\n")
+        while line := self.rfile.readline():
+            tag, _, rest = line.decode("ascii", "replace").strip().partition(" ")
+            command = rest.split(" ", 1)[0].upper()
+            if command == "CAPABILITY":
+                self.wfile.write(f"* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\n{tag} OK done\r\n".encode())
+            elif command == "LOGIN":
+                self.wfile.write(
+                    f"{tag} NO [UNAVAILABLE] Try again in 3000000000 seconds\r\n".encode()
+                )
+            else:
+                self.wfile.write(f"* BYE\r\n{tag} OK bye\r\n".encode())
+                return
+
+
+@pytest.fixture
+def busy_imap(tmp_path: Path) -> Iterator[tuple[int, ThrowawayCA, threading.Event]]:
+    """A loopback IMAP-over-TLS server signed by a throwaway CA."""
+    ca = ThrowawayCA.create(tmp_path)
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(ca.cert_file, ca.key_file)
+
+    class Server(socketserver.ThreadingTCPServer):
+        daemon_threads = True
+        allow_reuse_address = True
+
+        def get_request(self) -> tuple[Any, Any]:
+            sock, address = self.socket.accept()
+            return tls.wrap_socket(sock, server_side=True), address
+
+        def handle_error(self, request: Any, client_address: Any) -> None:
+            pass  # a client that refuses our certificate
+
+    server = Server((LOOPBACK, 0), BusyImap)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield int(server.server_address[1]), ca, threading.Event()
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def busy_sink(port: int, tmp_path: Path) -> ImapSink:
+    secret = tmp_path / "pw"
+    secret.write_text("pw")
+    options = SinkOptions(
+        host=LOOPBACK,
+        port=port,
+        security="tls",
+        username="rut",
+        password=f"file:{secret}",
+        timeout=5,
+    )
+    context = ConnectorContext(
+        mailbox=MAILBOX,
+        mailbox_name="Rut",
+        time_zone="Europe/Stockholm",
+        company_domains=("example.se",),
+        state_dir=tmp_path,
+    )
+    return open_sink(options, context)
+
+
+@pytest.mark.parametrize("variable", ["SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"])
+def test_the_ca_named_by_the_usual_variables_is_trusted_and_a_long_wait_is_capped(
+    busy_imap: tuple[int, ThrowawayCA, threading.Event],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    variable: str,
+) -> None:
+    port, ca, _ = busy_imap
+    for name in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ConfigError, match="not trusted"):
+        busy_sink(port, tmp_path).find_draft(draft_message().key)
+    monkeypatch.setenv(variable, str(ca.ca_file))
+    sink = busy_sink(port, tmp_path)
+    with pytest.raises(TransientError) as caught:
+        sink.find_draft(draft_message().key)
+    sink.close()
+    assert caught.value.retry_after == limits.MAX_RETRY_AFTER
