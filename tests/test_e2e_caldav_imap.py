@@ -3,19 +3,13 @@
 
 from __future__ import annotations
 
-import email
-import email.policy
-import email.utils
 from collections.abc import Iterator
-from datetime import datetime
-from email.message import Message
 from pathlib import Path
 
-import httpx
 import pytest
-from imapclient import IMAPClient
 
 from tests.scenario import two_weeks
+from tests.scenario.caldav_imap_backend import RadicaleDovecotBackend
 from tests.scenario.runner import (
     Outcome,
     assert_consistent,
@@ -23,9 +17,7 @@ from tests.scenario.runner import (
     replay,
     status_output,
 )
-from tests.scenario.spec import EventSpec, one_ics
 from tests.servers import (  # noqa: F401
-    LOOPBACK,
     DovecotServer,
     RadicaleServer,
     radicale_fixture,
@@ -33,74 +25,7 @@ from tests.servers import (  # noqa: F401
 )
 
 pytestmark = [pytest.mark.servers, pytest.mark.slow]
-
-
-def parse(raw: bytes) -> Message:
-    return email.message_from_bytes(raw, policy=email.policy.default)
-
-
-class RadicaleDovecotBackend:
-    """The scenario's calendar in Radicale (written over HTTP), its mailbox in Dovecot."""
-
-    def __init__(self, radicale: RadicaleServer, dovecot: DovecotServer, root: Path) -> None:
-        self.radicale, self.dovecot = radicale, dovecot
-        self.cal_user, cal_password = radicale.add_user("lisa")
-        self.imap_user, self.imap_password = dovecot.add_user()
-        (root / "caldav-password").write_text(cal_password)
-        (root / "imap-password").write_text(self.imap_password)
-        self.root = root
-        self.http = httpx.Client(auth=(self.cal_user, cal_password), trust_env=False, timeout=10)
-        self.calendar = f"{radicale.url}{self.cal_user}/rekrytering/"
-        created = self.http.request("MKCALENDAR", self.calendar)
-        assert created.status_code == 201, created.text
-
-    def put(self, spec: EventSpec) -> None:
-        response = self.http.put(
-            f"{self.calendar}{spec.uid}.ics",
-            content=one_ics(spec),
-            headers={"Content-Type": "text/calendar; charset=utf-8"},
-        )
-        assert response.status_code in (201, 204), response.text
-
-    def delete(self, uid: str) -> None:
-        assert self.http.delete(f"{self.calendar}{uid}.ics").status_code in (200, 204)
-
-    def client(self) -> IMAPClient:
-        client = IMAPClient(LOOPBACK, self.dovecot.port, ssl=False, timeout=10)
-        client.login(self.imap_user, self.imap_password)
-        return client
-
-    def send_to(self, candidate: str, when: datetime) -> None:
-        """What a mail client does on Send: a dated copy lands in Sent, the draft leaves Drafts."""
-        with self.client() as client:
-            client.select_folder("Drafts")
-            uids = client.search(["TO", candidate, "NOT", "DELETED"])
-            newest = max(uids)
-            message = parse(bytes(client.fetch([newest], ["BODY.PEEK[]"])[newest][b"BODY[]"]))
-            del message["Date"]
-            message["Date"] = email.utils.format_datetime(when)
-            client.append("Sent", message.as_bytes(), flags=(b"\\Seen",), msg_time=when)
-            client.add_flags([newest], [b"\\Deleted"])
-            client.expunge()
-
-    def config(self) -> str:
-        return (
-            f'\n[mailboxes.source]\ntype = "caldav"\nurl = "{self.radicale.url}"\n'
-            f'username = "{self.cal_user}"\npassword = "file:{self.root / "caldav-password"}"\n'
-            f'\n[mailboxes.sink]\ntype = "imap"\nhost = "{LOOPBACK}"\nport = {self.dovecot.port}\n'
-            f'security = "plain"\nusername = "{self.imap_user}"\n'
-            f'password = "file:{self.root / "imap-password"}"\n'
-        )
-
-    def messages(self) -> list[Message]:
-        out = []
-        with self.client() as client:
-            for folder in ("Drafts", "Sent"):
-                client.select_folder(folder, readonly=True)
-                uids = client.search(["NOT", "DELETED"])
-                for item in client.fetch(uids, ["BODY.PEEK[]"]).values():
-                    out.append(parse(bytes(item[b"BODY[]"])))
-        return out
+__all__ = ["RadicaleDovecotBackend"]  # the reliability suite imports it from here
 
 
 @pytest.fixture(scope="module")

@@ -2,81 +2,22 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
-from dataclasses import replace
-from datetime import datetime
-from email.message import Message
 from pathlib import Path
 
 import pytest
 
 import connectors
-from connectors import google
 from tests.fakes.google import GoogleFake
 from tests.scenario import two_weeks
-from tests.scenario.runner import Outcome, assert_consistent, assert_drafted_exactly, parse, replay
-from tests.scenario.spec import EventSpec
+from tests.scenario.google_backend import USER, GoogleBackend
+from tests.scenario.runner import Outcome, assert_consistent, assert_drafted_exactly, replay
 
 pytestmark = pytest.mark.skipif(
     "google" not in connectors.PROVIDERS,
     reason='the provider registry has no "google" line yet (connectors/__init__.py)',
 )
-USER = two_weeks.RECRUITER.address
-
-
-class GoogleBackend:
-    """The scenario's calendar in the fake's Calendar, its mailbox in the fake's Gmail."""
-
-    def __init__(self, fake: GoogleFake, root: Path, expire_after_puts: int = 0) -> None:
-        self.fake = fake
-        self.expire_after_puts = expire_after_puts
-        self.puts = 0
-        fake.add_user(USER)
-        info, client_id = fake.create_service_account()
-        sink = google.SinkOptions(key_file=Path("k"), read_sent=True, label_obsolete=True)
-        fake.grant_delegation(client_id, google.all_scopes(sink))
-        self.key = root / "google-key.json"
-        self.key.write_text(json.dumps(info))
-        self.key.chmod(0o600)
-
-    def put(self, spec: EventSpec) -> None:
-        # Google Calendar has no categories; a recruiter marks the language in the description.
-        if "EN" in spec.categories:
-            spec = replace(spec, body=f"{spec.body}\nLanguage: en\n", categories=())
-        self.fake.put(USER, spec)
-        self.puts += 1
-        if self.puts == self.expire_after_puts:
-            self.fake.expire_sync_tokens()  # Google's 410 fullSyncRequired from here on
-
-    def delete(self, uid: str) -> None:
-        self.fake.delete(USER, uid)
-
-    def send_to(self, candidate: str, when: datetime) -> None:
-        with self.fake.lock:
-            mine = [
-                (m.internal_date, draft_id)
-                for draft_id, message_id in self.fake.drafts[USER].items()
-                for m in [self.fake.messages[USER][message_id]]
-                if candidate in str(m.parsed["To"])
-            ]
-        self.fake.send_draft(USER, max(mine)[1], when)
-
-    def config(self) -> str:
-        return (
-            f'\n[mailboxes.source]\ntype = "google"\nkey_file = "{self.key}"\n'
-            f'calendar_endpoint = "{self.fake.url}"\n'
-            f'\n[mailboxes.sink]\ntype = "google"\nkey_file = "{self.key}"\n'
-            f'gmail_endpoint = "{self.fake.url}"\nread_sent = true\nlabel_obsolete = true\n'
-        )
-
-    def messages(self) -> list[Message]:
-        with self.fake.lock:
-            return [
-                parse(m.raw)
-                for m in self.fake.messages[USER].values()
-                if m.labels & {"DRAFT", "SENT"}
-            ]
+__all__ = ["USER", "GoogleBackend"]  # the reliability suite imports them from here
 
 
 @pytest.fixture(scope="module")
@@ -103,8 +44,10 @@ def test_the_scenario_drafts_exactly_the_expected_mails(
 def test_every_draft_is_a_parseable_two_part_mail(
     full_run: tuple[GoogleBackend, Outcome, Path],
 ) -> None:
-    _, outcome, _ = full_run
+    backend, outcome, _ = full_run
     for key_id, (message,) in outcome.by_key.items():
+        if key_id in backend.edited.values():
+            continue  # sent from Gmail's web editor, which rebuilt it
         assert message["Message-ID"] == f"<rm-{key_id}@nordljus.se>"
         assert message["To"].addresses[0].addr_spec in two_weeks.CANDIDATES
         assert str(message["Subject"]).strip()

@@ -3,11 +3,7 @@ under throttling with an expired delta token mid-run, and with a create whose an
 
 from __future__ import annotations
 
-import email
-import email.policy
 from collections.abc import Iterator
-from datetime import datetime
-from email.message import Message
 from pathlib import Path
 
 import pytest
@@ -15,56 +11,14 @@ import pytest
 import connectors
 from tests.fakes.graph import FakeGraph
 from tests.scenario import two_weeks
+from tests.scenario.graph_backend import USER, GraphBackend
 from tests.scenario.runner import Outcome, assert_consistent, assert_drafted_exactly, replay
-from tests.scenario.spec import EventSpec
 
 pytestmark = pytest.mark.skipif(
     "microsoft" not in connectors.PROVIDERS,
     reason='the provider registry has no "microsoft" line yet (connectors/__init__.py)',
 )
-USER = two_weeks.RECRUITER.address
-
-
-class GraphBackend:
-    """The scenario's calendar and mailbox in the fake Microsoft 365 tenant."""
-
-    def __init__(self, fake: FakeGraph, expire_after_puts: int = 0) -> None:
-        self.fake = fake
-        self.expire_after_puts = expire_after_puts
-        self.puts = 0
-        fake.add_mailbox(USER, two_weeks.RECRUITER.name)
-
-    def put(self, spec: EventSpec) -> None:
-        self.fake.put_event(USER, spec)
-        self.puts += 1
-        if self.puts == self.expire_after_puts:
-            self.fake.expire_delta_tokens("410")
-
-    def delete(self, uid: str) -> None:
-        self.fake.delete_event(USER, uid)
-
-    def send_to(self, candidate: str, when: datetime) -> None:
-        mine = [m for m in self.fake.drafts(USER) if candidate in str(m.data["toRecipients"])]
-        newest = max(mine, key=lambda m: m.order)
-        self.fake.send_message(USER, newest.immutable_id)
-
-    def config(self) -> str:
-        table = "\n".join(f"{k} = {_toml(v)}" for k, v in self.fake.options(USER).items())
-        return (
-            f'\n[mailboxes.source]\ntype = "microsoft"\n{table}\n'
-            f'\n[mailboxes.sink]\ntype = "microsoft"\n{table}\n'
-        )
-
-    def messages(self) -> list[Message]:
-        return [
-            email.message_from_bytes(self.fake.mime(USER, m), policy=email.policy.default)
-            for m in self.fake.messages(USER)
-            if m.folder in ("drafts", "sentitems") and m.properties
-        ]
-
-
-def _toml(value: object) -> str:
-    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+__all__ = ["USER", "GraphBackend"]  # the reliability suite imports them from here
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +44,8 @@ def test_every_draft_is_an_outlook_draft_with_key_and_category(
 ) -> None:
     backend, outcome, _ = full_run
     for key_id, (message,) in outcome.by_key.items():
+        if key_id in backend.edited.values():
+            continue  # sent after an edit in Outlook on the web: Outlook rebuilt it
         assert message["Message-ID"] == f"<rm-{key_id}@nordljus.se>"
         assert message["To"].addresses[0].addr_spec in two_weeks.CANDIDATES
     for stored in backend.fake.messages(USER):

@@ -33,14 +33,20 @@ class ScenarioBackend(Protocol):
     def delete(self, uid: str) -> None:
         """Remove the event from the calendar (as a cancellation does)."""
 
-    def send_to(self, candidate: str, when: datetime) -> None:
-        """Send the newest draft addressed to ``candidate`` as the recruiter's client would, dated ``when``."""
+    def send_to(self, candidate: str, when: datetime, web_edit: bool = False) -> None:
+        """Send the newest draft addressed to ``candidate`` as the recruiter's client would, dated
+        ``when``; with ``web_edit``, after editing it in a client that rebuilds the message."""
+
+    def write_personal_mail(self, to: tuple[str, ...], cc: tuple[str, ...], when: datetime) -> None:
+        """A mail the recruiter wrote herself, in Sent, dated ``when``."""
 
     def config(self) -> str:
         """The ``[mailboxes.source]`` and ``[mailboxes.sink]`` TOML tables for this backend."""
 
     def messages(self) -> list[Message]:
-        """Every message recruitmail wrote (drafts, and drafts since sent), read independently."""
+        """Every message recruitmail wrote (drafts, and drafts since sent), read independently;
+        not the recruiter's own mails. A draft sent from a client that dropped our key header
+        gets it back from the backend, which remembers what it sent."""
 
 
 @dataclass
@@ -49,6 +55,8 @@ class Outcome:
     obsolete: set[tuple[str, str]] = field(default_factory=set)
     folded: set[tuple[str, str, date]] = field(default_factory=set)
     by_key: dict[str, list[Message]] = field(default_factory=dict)
+    mails: dict[tuple[str, str, date], Message] = field(default_factory=dict)
+    skipped: dict[tuple[str, str, date], str] = field(default_factory=dict)  # (…, due day): why
     unknown_keys: list[str] = field(default_factory=list)
     unfinished: list[str] = field(default_factory=list)
     exit_codes: list[int] = field(default_factory=list)
@@ -119,7 +127,9 @@ def apply(backend: ScenarioBackend, change: two_weeks.Change) -> None:
     elif change.action == "delete":
         backend.delete(change.uid)
     elif change.action == "send":
-        backend.send_to(change.candidate, change.at)
+        backend.send_to(change.candidate, change.at, web_edit=change.web_edit)
+    elif change.action == "mail":
+        backend.write_personal_mail(change.to, change.cc, change.at)
     else:
         raise ValueError(change.action)
 
@@ -148,10 +158,14 @@ def collect(backend: ScenarioBackend, workdir: Path, outcome: Outcome | None = N
         ):
             assert day is not None
             outcome.drafts.add((key.kind.value, key.candidate, day))
+            outcome.mails[(key.kind.value, key.candidate, day)] = outcome.by_key[key_id][0]
             if row.entry.state is LedgerState.OBSOLETE:
                 outcome.obsolete.add((key.kind.value, key.candidate))
         elif row.entry.state is LedgerState.FOLDED and day is not None:
             outcome.folded.add((key.kind.value, key.candidate, day))
+        elif row.entry.state is LedgerState.SKIPPED:
+            due_day = local_day(row.entry.due)
+            outcome.skipped[(key.kind.value, key.candidate, due_day)] = row.reason
     return outcome
 
 

@@ -10,7 +10,15 @@ What happens, in short:
 - Carl: interview on a Friday afternoon → the thank-you carries the weekend wish.
 - Dana: booked, then cancelled before the welcome was sent → the draft is marked obsolete.
 - Eva (name in decomposed Unicode): two interviews, the second on Friday the 18th.
-- Frans: no usable display name → neutral greeting.
+- Frans: no usable display name → neutral greeting. The recruiter writes to him herself on
+  Friday the 18th before nine → no weekend greeting that day, and the silence his status update
+  waits for starts again (it would fall after Christmas).
+- Carl: on Tue 15 the recruiter mails the panel with Carl in Cc → his status update, due Fri 18,
+  waits five working days from that mail: Tue 22.
+- Gustav: welcome drafted Tue 8; the recruiter edits it in the web editor and sends it (the
+  client may drop our header, property or Message-ID); the interview then moves from Mon 14 to
+  Tue 15 → a reschedule notice, not a second welcome. On Microsoft 365 his event, like every
+  event there, carries the Windows zone "W. Europe Standard Time" (Europe/Stockholm in Sweden).
 - Wed 23 Dec is the last working day before Christmas and before the recruiter's vacation:
   a vacation notice to everyone in process, with the holiday greeting folded in.
 """
@@ -33,8 +41,9 @@ CARL = "carl.nilsson@example.com"
 DANA = "dana.berg@example.net"
 EVA = "eva.oberg@example.com"
 FRANS = "frans@example.com"
+GUSTAV = "gustav.lund@example.com"
 
-CANDIDATES = (ANNA, BO, CARL, DANA, EVA, FRANS)
+CANDIDATES = (ANNA, BO, CARL, DANA, EVA, FRANS, GUSTAV)
 
 
 def d(day: int) -> date:
@@ -61,14 +70,19 @@ def interview(
 
 @dataclass(frozen=True)
 class Change:
-    """Something that happens at ``at``: an event is put (created or replaced) or deleted, or
-    the recruiter sends the newest draft addressed to ``candidate``."""
+    """Something that happens at ``at``: an event is put (created or replaced) or deleted; the
+    recruiter sends the newest draft addressed to ``candidate`` (after editing it in the web
+    editor when ``web_edit``); or she writes a mail of her own (``to``, ``cc``), which lands in
+    Sent."""
 
     at: datetime
-    action: str  # "put" | "delete" | "send"
+    action: str  # "put" | "delete" | "send" | "mail"
     spec: EventSpec | None = None
     uid: str = ""
     candidate: str = ""
+    web_edit: bool = False
+    to: tuple[str, ...] = ()
+    cc: tuple[str, ...] = ()
 
 
 ANNA_1 = interview("anna-1@nordljus.se", Who(ANNA, "Svensson, Anna"), 8, "10:00")
@@ -106,6 +120,10 @@ EVA_2 = interview(
     "eva-2@nordljus.se", Who(EVA, EVA_NAME), 18, "10:00", subject="Slutintervju Eva Öberg"
 )
 FRANS_1 = interview("frans-1@nordljus.se", Who(FRANS, FRANS), 15, "09:00")
+GUSTAV_1 = interview("gustav-1@nordljus.se", Who(GUSTAV, "Gustav Lund"), 14, "14:00")
+GUSTAV_1_MOVED = interview(
+    "gustav-1@nordljus.se", Who(GUSTAV, "Gustav Lund"), 15, "14:00", sequence=1
+)
 # Not an interview: an internal meeting with no candidate, and a weekly series the recruiter runs.
 TEAM = EventSpec(
     uid="team@nordljus.se",
@@ -126,11 +144,16 @@ CHANGES: tuple[Change, ...] = (
     Change(at(d(7), "11:00"), "put", DANA_1),
     Change(at(d(7), "12:00"), "send", candidate=BO),
     Change(at(d(8), "09:00"), "delete", uid=DANA_1.uid),
+    Change(at(d(8), "08:30"), "put", GUSTAV_1),
     Change(at(d(8), "15:00"), "put", BO_1_MOVED),
+    Change(at(d(8), "16:00"), "send", candidate=GUSTAV, web_edit=True),
     Change(at(d(9), "10:00"), "put", EVA_1),
+    Change(at(d(9), "11:00"), "put", GUSTAV_1_MOVED),
     Change(at(d(10), "12:00"), "put", ANNA_2),
     Change(at(d(14), "16:00"), "put", FRANS_1),
     Change(at(d(15), "10:00"), "put", EVA_2),
+    Change(at(d(15), "11:00"), "mail", to=(PANEL.address,), cc=(CARL,)),
+    Change(at(d(18), "08:00"), "mail", to=(FRANS,)),
 )
 
 _DAYS = [d(n) for n in range(7, 24)]
@@ -154,7 +177,9 @@ EXPECTED: frozenset[Draft] = frozenset(
         ("welcome", DANA, d(7)),
         ("thank_you", ANNA, d(8)),
         ("reschedule_notice", BO, d(8)),
+        ("welcome", GUSTAV, d(8)),
         ("welcome", EVA, d(9)),
+        ("reschedule_notice", GUSTAV, d(9)),
         ("interview_details", ANNA, d(10)),
         ("thank_you", BO, d(10)),
         ("weekend_greeting", ANNA, d(11)),
@@ -164,31 +189,37 @@ EXPECTED: frozenset[Draft] = frozenset(
         ("welcome", FRANS, d(14)),
         ("interview_details", EVA, d(15)),
         ("thank_you", FRANS, d(15)),
+        ("thank_you", GUSTAV, d(15)),
         ("thank_you", ANNA, d(16)),
         ("status_update", BO, d(17)),
         ("weekend_greeting", ANNA, d(18)),
         ("thank_you", EVA, d(18)),
-        ("weekend_greeting", FRANS, d(18)),
-        ("status_update", CARL, d(18)),
-        ("status_update", FRANS, d(22)),
+        ("weekend_greeting", GUSTAV, d(18)),
+        ("status_update", CARL, d(22)),
+        ("status_update", GUSTAV, d(22)),
         ("vacation_notice", ANNA, d(23)),
         ("vacation_notice", BO, d(23)),
         ("vacation_notice", CARL, d(23)),
         ("vacation_notice", EVA, d(23)),
         ("vacation_notice", FRANS, d(23)),
+        ("vacation_notice", GUSTAV, d(23)),
     }
 )
+# Changed by the recruiter's own mails (she wrote; the daemon holds back):
+# - ("weekend_greeting", FRANS, d(18)) is not drafted: she wrote to him that morning.
+# - ("status_update", FRANS, d(22)) is not drafted: his silence restarted on the 18th.
+# - ("status_update", CARL, d(18)) became d(22): the mail with Carl in Cc on the 15th.
 
 # With the outage: Thursday's and Friday's time-bound mails are skipped as stale; Eva's
-# thank-you is still within its two working days on Monday.
+# thank-you is still within its two working days on Monday. Carl's status update is not stale:
+# the recruiter's mail of the 15th moved it to Tuesday the 22nd, after the outage.
 EXPECTED_WITH_OUTAGE: frozenset[Draft] = (
     EXPECTED
     - {
         ("status_update", BO, d(17)),
         ("weekend_greeting", ANNA, d(18)),
         ("thank_you", EVA, d(18)),
-        ("weekend_greeting", FRANS, d(18)),
-        ("status_update", CARL, d(18)),
+        ("weekend_greeting", GUSTAV, d(18)),
     }
 ) | {("thank_you", EVA, d(21))}
 
@@ -205,6 +236,7 @@ EXPECTED_FOLDED: frozenset[tuple[str, str, date]] = frozenset(
         ("holiday_greeting", CARL, d(23)),
         ("holiday_greeting", EVA, d(23)),
         ("holiday_greeting", FRANS, d(23)),
+        ("holiday_greeting", GUSTAV, d(23)),
         ("status_update", ANNA, d(23)),
     }
 )
