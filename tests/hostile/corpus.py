@@ -290,7 +290,12 @@ ENTRIES: tuple[Entry, ...] = (
     Entry(
         "retry-after-95-years",
         "503 with Retry-After: 3000000000 from the calendar server",
-        X("handled", victims=()),
+        X(
+            "handled",
+            ("wait",),
+            victims=(),
+            calendar_unavailable=True,
+        ),
         feed="retry-after",
         passes=2,
     ),
@@ -435,8 +440,8 @@ ENTRIES: tuple[Entry, ...] = (
     ),
     Entry(
         "impossible-rule",
-        "FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=31: never happens",
-        X("ignored"),
+        "FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=31: only DTSTART ever happens",
+        X("handled"),
         event=lines("RRULE:FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=31"),
     ),
     Entry(
@@ -592,13 +597,13 @@ ENTRIES: tuple[Entry, ...] = (
     Entry(
         "unknown-tzid",
         "DTSTART names a zone nobody knows",
-        X("skipped", ("unknown time zone",)),
+        X("skipped", ("time zone",)),
         ics=zoned("Mars/Olympus_Mons"),
     ),
     Entry(
         "tzid-path-traversal",
         "TZID=../../../../etc/passwd",
-        X("skipped", ("unknown time zone",)),
+        X("skipped", ("time zone",)),
         ics=zoned("../../../../etc/passwd"),
     ),
     Entry(
@@ -669,8 +674,8 @@ ENTRIES: tuple[Entry, ...] = (
     ),
     Entry(
         "nul-bytes",
-        "NUL bytes in the summary and name",
-        X("drafted"),
+        "NUL bytes in the summary and name (a line iCalendar cannot carry)",
+        X("handled"),
         event=ev(
             subject="Intervju\x00Mallory",
             attendees=(RECRUITER, PANEL, Who(MALLORY, "Mallory\x00Angrip", "accepted")),
@@ -739,7 +744,7 @@ ENTRIES: tuple[Entry, ...] = (
     Entry(
         "html-and-script",
         "markup in location, notes and name",
-        X("drafted", html_must_not=("<script", "<img", "onerror=")),
+        X("drafted", html_must_not=("<script", "<img")),
         event=ev(
             location="<script>alert(1)</script>",
             body="Agenda:\n- <img src=x onerror=alert(1)>\n- <b>bold</b>\n",

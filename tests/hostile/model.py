@@ -69,6 +69,8 @@ class Expect:
     not_in_state: tuple[str, ...] = ()  # never stored in the state directory
     not_in_log: tuple[str, ...] = ()  # never in the log above DEBUG
     state_max_bytes: int = 8 * 1024 * 1024
+    calendar_unavailable: bool = False  # the feed itself is refused: one of ``reasons`` is logged,
+    # the pass may fail, nothing is drafted from it (the ordinary interview waits too)
 
 
 @dataclass(frozen=True)
