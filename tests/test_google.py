@@ -1356,3 +1356,8 @@ def test_fake_refuses_malformed_drafts(
 ) -> None:
     assert ask(fake, tmp_path, COMPOSE, "POST", f"{GM}/drafts", body=body)[:2] == expected
     assert fake.drafts[MAILBOX] == {}
+
+
+def test_addresses_in_googles_messages_are_not_repeated() -> None:
+    text = google._redacted("Invalid query term 'to:anna.svensson@candidate.example' near x")
+    assert CANDIDATE not in text and "anna" not in text and "<address>" in text
