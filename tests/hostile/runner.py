@@ -22,6 +22,7 @@ import threading
 import time
 import traceback
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from email.message import EmailMessage
@@ -164,8 +165,9 @@ class Feed:
 BOOM_LINE = '{% if candidate.first_name == "Boom" %}{{ candidate.no_such_field.here }}{% endif %}'
 
 
-def write_config(entry: Entry, root: Path, source: str) -> Path:
-    """The scenario's configuration with this entry's calendar and Maildir."""
+def write_config(entry: Entry, root: Path, tables: str) -> Path:
+    """The scenario's configuration with this entry's ``[mailboxes.source]`` and
+    ``[mailboxes.sink]`` ``tables``."""
     text = two_weeks.CONFIG.replace("{state_dir}", str(root / "state"))
     if entry.templates == "raises-for-boom":
         override = root / "templates"
@@ -180,7 +182,7 @@ def write_config(entry: Entry, root: Path, source: str) -> Path:
             "lookup_grace_seconds = 0\n",
             f'lookup_grace_seconds = 0\ntemplates_dir = "{override}"\n',
         )
-    text += source + f'\n[mailboxes.sink]\ntype = "maildir"\npath = "{root / "Maildir"}"\n'
+    text += tables
     path = root / "recruitmail.toml"
     path.write_text(text, encoding="utf-8")
     return path
@@ -314,34 +316,56 @@ def run_entry(entry: Entry, root: Path, *, hostile: bool = True, fresh: bool = F
     else:
         (root / "calendar.ics").write_bytes(good)
         source = f'\n[mailboxes.source]\ntype = "ics"\npath = "{root / "calendar.ics"}"\n'
-    config = write_config(entry, root, source)
+    sink = f'\n[mailboxes.sink]\ntype = "maildir"\npath = "{root / "Maildir"}"\n'
+    config = write_config(entry, root, source + sink)
     if hostile:
         set_trap(entry, root)
-    result = Result()
+    passes = entry.passes if hostile else 1
     try:
-        for number in range(entry.passes if hostile else 1):
-            if number:
-                repair(entry, root, feed)
-            now = entry.now + timedelta(minutes=61 * number)  # past a capped Retry-After
-            result.runs.append(
-                run_cli(config, "once", "--now", now.isoformat(), workdir=root, fresh=fresh)
-            )
+        result = run_passes(entry, root, config, passes, lambda: repair(entry, root, feed), fresh)
     finally:
         if feed is not None:
-            result.redirect_target_hits = feed.target_hits
             feed.stop()
-    result.drafts = read_drafts(root / "Maildir")
+    if feed is not None:
+        result.redirect_target_hits = feed.target_hits
+    elsewhere = root / "elsewhere"
+    if elsewhere.exists():
+        result.written_through_link = sorted(p.name for p in elsewhere.iterdir())
+    return finish(entry, root, config, result, read_drafts(root / "Maildir"))
+
+
+def run_passes(
+    entry: Entry,
+    root: Path,
+    config: Path,
+    passes: int,
+    between: Callable[[], None] = lambda: None,
+    fresh: bool = False,
+) -> Result:
+    """``once`` ``passes`` times, an hour and a minute apart (past a capped Retry-After)."""
+    result = Result()
+    for number in range(passes):
+        if number:
+            between()
+        now = entry.now + timedelta(minutes=61 * number)
+        result.runs.append(
+            run_cli(config, "once", "--now", now.isoformat(), workdir=root, fresh=fresh)
+        )
+    return result
+
+
+def finish(
+    entry: Entry, root: Path, config: Path, result: Result, drafts: list[EmailMessage]
+) -> Result:
+    """Add what the mailbox and the state directory hold (and ``status``, when the log does not
+    give the reason an entry expects)."""
+    result.drafts = drafts
     state = root / "state"
     files = [p for p in state.rglob("*") if p.is_file()] if state.exists() else []
     result.state_bytes = sum(p.stat().st_size for p in files)
     result.state_blob = b"".join(p.read_bytes() for p in files)
-    elsewhere = root / "elsewhere"
-    if elsewhere.exists():
-        result.written_through_link = sorted(p.name for p in elsewhere.iterdir())
-    result_status = ""
     if entry.expect.outcome == "skipped" and not _mentions(result.log, entry.expect.reasons):
-        result_status = run_cli(config, "status", workdir=root).log
-    result.status = result_status
+        result.status = run_cli(config, "status", workdir=root).log
     return result
 
 
