@@ -120,7 +120,10 @@ class Stage(Section):
 
 
 DEFAULT_SUBJECT_PATTERN = (
-    r"(?:anställnings|rekryterings|jobb)?intervju(?:n|er|erna)?"
+    # Swedish joins words: the compounds that are still candidate interviews are listed out
+    # (slutintervju, telefonintervju), so that kundintervju or referensintervju stay out.
+    r"(?:anställnings|rekryterings|jobb|slut|telefon|video|första|andra|tredje|sista|case)?"
+    r"intervju(?:n|er|erna)?"
     r"|(?:anställnings|rekryterings)?samtal(?:et)?"
     r"|(?:job\s+)?interviews?"
 )
