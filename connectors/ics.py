@@ -147,9 +147,9 @@ class IcsSource:
         fetched = self._fetch()
         # The same bytes over the same window give the same events: skip parsing and expanding
         # (most of an idle pass over a large calendar).
-        source = hashlib.sha256(
-            fetched.body + f"|{window.start.isoformat()}|{window.end.isoformat()}".encode()
-        ).hexdigest()
+        digest = hashlib.sha256(fetched.body)  # no copy of a large body
+        digest.update(f"|{window.start.isoformat()}|{window.end.isoformat()}".encode())
+        source = digest.hexdigest()
         if cursor is not None and previous is not None and _cursor_source(cursor) == source:
             return SyncResult(events=(), removed=(), cursor=cursor, full=False)
         parsed = read_ics(fetched.body, window, self._zone, self._where())
@@ -261,10 +261,10 @@ class IcsSource:
                 decoder = _Decoder(response.headers.get("Content-Encoding", ""), where)
                 body = bytearray()
                 for chunk in response.iter_raw():
-                    body += decoder.feed(chunk, limits.MAX_FEED_BYTES - len(body))
+                    decoder.feed(chunk, body)
                     if clock.monotonic() > deadline:
                         raise TransientError(f"{where}: the calendar server is sending too slowly")
-                body += decoder.flush(limits.MAX_FEED_BYTES - len(body))
+                decoder.finish(body)
                 return response, bytes(body)
         raise PermanentError(f"{where}: more than {MAX_REDIRECTS} redirects; not followed")
 
@@ -342,20 +342,22 @@ class _Decoder:
             f"{self._where}: the calendar is larger than {limits.MAX_FEED_BYTES} bytes"
         )
 
-    def feed(self, data: bytes, room: int) -> bytes:
-        """The decoded bytes of ``data``; ``PermanentError`` once more than ``room`` would come."""
+    def feed(self, data: bytes, body: bytearray) -> None:
+        """Append the decoded bytes of ``data`` to ``body``, at most a mebibyte at a time;
+        ``PermanentError`` as soon as ``body`` would pass ``limits.MAX_FEED_BYTES``."""
         if self._inflater is None:
-            if len(data) > room:
+            if len(body) + len(data) > limits.MAX_FEED_BYTES:
                 raise self._too_big()
-            return data
-        out = bytearray()
+            body += data
+            return
         pending = data
         try:
             while pending:
-                piece = self._inflater.decompress(pending, room - len(out) + 1)
-                out += piece
-                if len(out) > room:
+                room = limits.MAX_FEED_BYTES - len(body)
+                piece = self._inflater.decompress(pending, min(room + 1, _INFLATE_STEP))
+                if len(piece) > room:
                     raise self._too_big()
+                body += piece
                 if self._inflater.eof:
                     # Concatenated gzip members are one stream; anything else after the end is
                     # ignored.
@@ -368,18 +370,26 @@ class _Decoder:
             raise PermanentError(
                 f"{self._where}: the calendar server sent damaged {self._coding} data"
             ) from None
-        return bytes(out)
 
-    def flush(self, room: int) -> bytes:
+    def finish(self, body: bytearray) -> None:
+        """Append what the decompressor still holds (bounded like ``feed``)."""
         if self._inflater is None:
-            return b""
-        try:
-            rest = self._inflater.flush(max(room + 1, 1))
-        except zlib.error:
-            return b""
-        if len(rest) > room:
-            raise self._too_big()
-        return rest
+            return
+        while True:
+            room = limits.MAX_FEED_BYTES - len(body)
+            try:
+                rest = self._inflater.flush(min(room + 1, _INFLATE_STEP))
+            except zlib.error:
+                return
+            if len(rest) > room:
+                raise self._too_big()
+            body += rest
+            if len(rest) < min(room + 1, _INFLATE_STEP):
+                return
+
+
+_INFLATE_STEP = 1024 * 1024
+"""Decompressed bytes produced per call: the only transient copy a compressed answer costs."""
 
 
 def redact(url: str) -> str:
@@ -432,7 +442,9 @@ def _read_file(path: Path) -> bytes:
                 f"({info.st_size}); refused"
             )
         with os.fdopen(descriptor, "rb", closefd=False) as handle:
-            data = handle.read(limits.MAX_FEED_BYTES + 1)
+            data = handle.read(min(info.st_size, limits.MAX_FEED_BYTES) + 1)
+            if len(data) > info.st_size:  # it grew while being read: read the rest, bounded
+                data += handle.read(limits.MAX_FEED_BYTES + 1 - len(data))
     except OSError as exc:
         raise TransientError(f"{path}: cannot read the calendar file ({exc.strerror})") from None
     finally:
@@ -570,7 +582,7 @@ class _Raw:
 
 def check_calendar_bytes(data: bytes, where: str) -> None:
     """``PermanentError`` unless ``data`` looks like an iCalendar document (and not a web page)."""
-    head = data.lstrip(b"\xef\xbb\xbf \t\r\n")[:15].upper()
+    head = data[:256].lstrip(b"\xef\xbb\xbf \t\r\n")[:15].upper()  # a slice: no copy
     if not head.startswith(b"BEGIN:VCALENDAR"):
         start = data[:30].decode("utf-8", "replace")
         shown = " ".join(start.split())
