@@ -102,6 +102,7 @@ WINDOW_SLACK = timedelta(days=7)
 RATE_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded"})
 SERVER_ERRORS = frozenset({500, 502, 503, 504})
 SENT_LABEL = "SENT"
+MAX_DRAFT_PAGES = 20  # drafts.list pages (100 each) searched for a draft saved under a new id
 
 DIGEST_HEADER = "X-Recruitmail-Content"
 """Carries ``content_digest`` of the draft as written, so an adopted draft can be checked too."""
@@ -1215,13 +1216,15 @@ class GmailSink:
         Designed for the worst case, a draft the recruiter edited and sent from Gmail's web
         editor (our X- headers and our Message-ID may be gone): it counts as sent when a Sent
         mail in its thread carries its key or none of ours, or when a Sent mail carrying none
-        of our keys went to its recipient after it was created. Without a scope that reads Sent mail (``gmail.compose`` alone) a draft that
-        left Drafts cannot be told sent from deleted: it is taken as sent, so an interview
-        that moves still gets a reschedule notice (a reviewable draft) rather than silence.
+        of our keys went to its recipient after it was created. A draft an editor saved under
+        a new draft id is found again by its Message-ID or its thread (then it is edited).
+        Without a scope that reads Sent mail (``gmail.compose`` alone) a draft that left Drafts
+        cannot be told sent from deleted: it is taken as sent, so an interview that moves
+        still gets a reschedule notice (a reviewable draft) rather than silence.
         """
         mine = _Ref.parse(ref.remote_id)
         full = self._get_draft(mine.draft_id, "raw") if mine.draft_id else None
-        if full is None and mine.draft_id:
+        if full is None and mine.draft_id and mine.key_id:
             # The editor may have saved it under a new draft id: look for our Message-ID.
             found = self._draft_by_message_id(_message_id_of(mine.key_id, self._context.mailbox))
             if found is not None and str(found.get("id")) != mine.draft_id:
@@ -1230,14 +1233,19 @@ class GmailSink:
             raw = _unb64(str(full["message"]["raw"]))
             expected = ref.fingerprint or _written_digest(raw)
             return DraftState.PENDING if content_digest(raw) == expected else DraftState.EDITED
-        if not self._can_read_sent():
+        readable = self._can_read_sent()
+        if readable and mine.thread_id and self._sent_in_thread(mine):
+            return DraftState.SENT
+        if mine.draft_id and mine.thread_id and self._draft_in_thread(mine):
+            # Saved by an editor under a new draft id and a new Message-ID: still a draft, and
+            # no longer as we wrote it.
+            return DraftState.EDITED
+        if not readable:
             log.info(
                 "google: draft %s left Drafts; without gmail.metadata sent cannot be told from "
                 "deleted: taken as sent",
                 mine.draft_id or "?",
             )
-            return DraftState.SENT
-        if mine.thread_id and self._sent_in_thread(mine):
             return DraftState.SENT
         if mine.recipient and mine.created_ms:
             since = datetime.fromtimestamp(mine.created_ms / 1000, UTC)
@@ -1245,6 +1253,30 @@ class GmailSink:
             if newest is not None and newest > since:
                 return DraftState.SENT
         return DraftState.DELETED
+
+    def _draft_in_thread(self, mine: _Ref) -> bool:
+        """Whether a draft in ``mine``'s thread is ours (carries our key or none of ours)."""
+        page_token: str | None = None
+        for _ in range(MAX_DRAFT_PAGES):
+
+            def request(page_token: str | None = page_token) -> HttpRequest:
+                return self._users.drafts().list(userId="me", maxResults=100, pageToken=page_token)
+
+            listing = self._caller.call(request, "drafts.list")
+            for draft in listing.get("drafts") or []:
+                if (draft.get("message") or {}).get("threadId") != mine.thread_id:
+                    continue
+                got = self._get_draft(str(draft.get("id", "")), "metadata")
+                if got is None:
+                    continue
+                key = _header(got.get("message") or {}, KEY_HEADER)
+                message_id = _header(got.get("message") or {}, "message-id")
+                if key == mine.key_id or (not key and "<rm-" not in message_id):
+                    return True
+            page_token = listing.get("nextPageToken")
+            if not page_token:
+                break
+        return False
 
     def _sent_in_thread(self, mine: _Ref) -> bool:
         try:

@@ -1361,3 +1361,19 @@ def test_fake_refuses_malformed_drafts(
 def test_addresses_in_googles_messages_are_not_repeated() -> None:
     text = google._redacted("Invalid query term 'to:anna.svensson@candidate.example' near x")
     assert CANDIDATE not in text and "anna" not in text and "<address>" in text
+
+
+@pytest.mark.parametrize("profile", ["compose", "metadata", "modify"])
+def test_a_draft_saved_by_the_web_editor_under_a_new_id_is_edited_not_gone(
+    fake: GoogleFake, tmp_path: Path, profile: str
+) -> None:
+    box = MailboxBackend(fake, tmp_path, profile)
+    sink = box.sink()
+    other = sink.create_draft(draft_message("interview-2@example.se"))  # another draft of ours
+    ref = sink.create_draft(draft_message())
+    new_id = fake.edit_draft(MAILBOX, ref.remote_id.split(":")[0], web_edit=True)
+    assert new_id != ref.remote_id.split(":")[0]
+    assert sink.draft_state(ref) is DraftState.EDITED
+    assert sink.draft_state(other) is DraftState.PENDING
+    fake.send_draft(MAILBOX, new_id, web_edit=True)
+    assert sink.draft_state(ref) is DraftState.SENT

@@ -583,8 +583,12 @@ class GoogleFake:
             box = self.messages[user.lower()]
             return [box[m] for m in self.drafts[user.lower()].values()]
 
-    def edit_draft(self, user: str, draft_id: str) -> None:
-        """What Gmail's editor does: new content, a new message id, the same draft id."""
+    def edit_draft(self, user: str, draft_id: str, *, web_edit: bool = False) -> str:
+        """What Gmail's editor does: new content, a new message id, the same draft id.
+
+        ``web_edit``: the worst case reported for Gmail's web editor: the draft is saved under a
+        new draft id, with a new Message-ID (the thread stays). Returns the draft id now.
+        """
         with self.lock:
             user = user.lower()
             old = self.messages[user][self.drafts[user][draft_id]]
@@ -597,12 +601,19 @@ class GoogleFake:
             for name in ("From", "To", "Subject", "Message-ID", "In-Reply-To", "References"):
                 if mail.get(name):
                     out[name] = str(mail[name])
+            if web_edit:
+                del out["Message-ID"]
+                out["Message-ID"] = make_msgid(domain="mail.gmail.com")
             out.set_content(text)
             out.add_alternative(f"<div>{html.escape(text)}</div>", subtype="html")
             new = Message(self._new_id(), old.thread_id, out.as_bytes(), set(old.labels), _now())
             del self.messages[user][old.id]
             self.messages[user][new.id] = new
+            if web_edit:
+                del self.drafts[user][draft_id]
+                draft_id = f"r{next(self._ids) * 104729}"
             self.drafts[user][draft_id] = new.id
+            return draft_id
 
     def send_draft(
         self,
