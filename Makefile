@@ -51,6 +51,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/graph_idle.py
 	$(BIN)/python bench/google_idle.py
 	$(BIN)/python bench/scale.py
+	$(BIN)/python bench/hostile.py
 
 wheel: $(STAMP)
 	$(BIN)/python -m build --wheel --outdir dist .
