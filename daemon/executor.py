@@ -8,6 +8,8 @@ unknown is never retried blindly: the next pass looks the key up first, after a 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import threading
 from collections.abc import Callable
@@ -77,7 +79,6 @@ FALLBACKS = {
 NOTEWORTHY = frozenset({REASON_BAD_TIMES, REASON_NO_CANDIDATE})
 
 
-@dataclass
 class RecruiterWrote(PermanentError):
     """The recruiter wrote to the candidate themself: this greeting is not needed."""
 
@@ -128,6 +129,7 @@ class MailboxRunner:
         self._absences: tuple[datetime, list[Period]] | None = None
         self._directory: dict[str, PersonInfo | None] = {}
         self._refused: dict[str, datetime] = {}  # look-up → when the provider refused it for good
+        self._basis: str | None = None
         self._problems: set[str] | None = None  # topics recorded in state, loaded on first use
         self.wall: Callable[[], float] = epoch_seconds  # the real clock, for Retry-After only
 
@@ -305,7 +307,7 @@ class MailboxRunner:
                 today + timedelta(days=self.settings.service.window_future_days), time(0), zone
             ),
         )
-        cursor = self.state.cursor(self.box.address)
+        cursor = self.state.cursor(self.box.address, self.basis())
         try:
             try:
                 result = self.source.sync(cursor, window)
@@ -339,6 +341,7 @@ class MailboxRunner:
             result.full,
             now,
             result.skipped,
+            self.basis(),
         )
         crash_point("sync-after-commit")
         for reason, count in sorted(noteworthy.items()):  # said once, when the events arrive
@@ -358,6 +361,19 @@ class MailboxRunner:
                 log.info("mailbox %s: %d event(s) left out: %s", self.box.address, count, reason)
         report.synced_events = len(result.events) + len(result.removed)
         report.full_sync = result.full
+
+    def basis(self) -> str:
+        """A digest of the rules that decide which events are kept: when they change (a reload),
+        the stored cursor is not used and a full sync reads the calendar again."""
+        if self._basis is None:
+            rules = {
+                "detection": self.settings.detection.model_dump(mode="json"),
+                "domains": list(self.settings.company.domains),
+                "mailbox": self.box.address,
+            }
+            text = json.dumps(rules, sort_keys=True, ensure_ascii=False)
+            self._basis = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+        return self._basis
 
     def interviews(self) -> tuple[Interview, ...]:
         """The interviews in our copy of the calendar."""

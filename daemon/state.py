@@ -107,7 +107,8 @@ _MIGRATIONS: dict[int, str] = {
     CREATE TABLE secrets (
         name TEXT PRIMARY KEY,
         value BLOB NOT NULL
-    )
+    );
+    ALTER TABLE cursors ADD COLUMN basis TEXT NOT NULL DEFAULT ''
     """,
 }
 
@@ -223,12 +224,15 @@ class State:
 
     # -- calendar ------------------------------------------------------------------------
 
-    def cursor(self, mailbox: str) -> str | None:
+    def cursor(self, mailbox: str, basis: str = "") -> str | None:
+        """The mailbox's sync cursor, or ``None`` when there is none or it was taken under
+        another ``basis`` (the rules that decided which events to keep): then a full sync reads
+        the events that were left out again."""
         with self._lock:
             row = self._db.execute(
-                "SELECT cursor FROM cursors WHERE mailbox = ?", (mailbox,)
+                "SELECT cursor, basis FROM cursors WHERE mailbox = ?", (mailbox,)
             ).fetchone()
-        return row[0] if row else None
+        return row[0] if row and row[1] == basis else None
 
     def apply_sync(
         self,
@@ -239,6 +243,7 @@ class State:
         full: bool,
         now: datetime,
         skipped: tuple[SkippedEvent, ...] = (),
+        basis: str = "",
     ) -> None:
         """Merge one sync result and save its cursor, atomically (replays are harmless).
 
@@ -272,9 +277,10 @@ class State:
                 [(mailbox, e.event_id, event_to_json(e)) for e in events],
             )
             db.execute(
-                "INSERT INTO cursors (mailbox, cursor, synced_at) VALUES (?, ?, ?) "
-                "ON CONFLICT (mailbox) DO UPDATE SET cursor = excluded.cursor, synced_at = excluded.synced_at",
-                (mailbox, cursor, _iso(now)),
+                "INSERT INTO cursors (mailbox, cursor, synced_at, basis) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (mailbox) DO UPDATE SET cursor = excluded.cursor, "
+                "synced_at = excluded.synced_at, basis = excluded.basis",
+                (mailbox, cursor, _iso(now), basis),
             )
             crash_point("sync-before-commit")
 
