@@ -396,7 +396,13 @@ def _mentions(text: str, reasons: tuple[str, ...]) -> bool:
 def recipient(message: EmailMessage) -> str:
     to = message["To"]
     addresses = getattr(to, "addresses", ())
-    return addresses[0].addr_spec.lower() if addresses else ""
+    if not addresses:
+        return ""
+    local, _, domain = addresses[0].addr_spec.lower().rpartition("@")
+    if "xn--" in domain:  # an IDNA-encoded domain names the same person as its Unicode form
+        with contextlib.suppress(UnicodeError):
+            domain = domain.encode("ascii").decode("idna")
+    return f"{local}@{domain}"
 
 
 def parts(message: EmailMessage) -> tuple[str, str]:
