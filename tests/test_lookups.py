@@ -23,7 +23,7 @@ from daemon.planner import LedgerState
 from daemon.state import State
 from tests.fakes.graph import FakeGraph
 from tests.scenario import two_weeks
-from tests.scenario.graph_backend import USER, GraphBackend
+from tests.scenario.graph_backend import GraphBackend
 from tests.scenario.runner import write_config
 from tests.scenario.spec import STOCKHOLM, EventSpec, Who, at
 
