@@ -1,0 +1,199 @@
+"""The executor at its edges, through the real CLI on ICS + Maildir: a template that fails on one
+mail's data, what the state database keeps, a provider's Retry-After across processes, and the
+keyed pseudonyms of the logs."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+
+from daemon.cli import main
+from daemon.limits import MAX_RETRY_AFTER
+from daemon.models import pseudonym
+from daemon.planner import LedgerState
+from daemon.state import State
+from tests.reliability.icsserver import FaultyCalendarServer
+from tests.scenario import two_weeks
+from tests.scenario.default_backend import IcsMaildirBackend
+from tests.scenario.runner import write_config
+from tests.scenario.spec import EventSpec, Who, at, to_ics
+
+ROOT = Path(__file__).resolve().parent.parent
+ANNA = Who("anna.svensson@example.com", "Anna Svensson")
+BO = Who("bo.ek@example.org", "Bo Ek")
+MONDAY = at(date(2026, 12, 7), "09:00")
+
+
+def booking(uid: str, who: Who, hhmm: str, **extra: object) -> EventSpec:
+    start = at(date(2026, 12, 9), hhmm)
+    fields: dict[str, object] = {
+        "uid": uid,
+        "subject": f"Intervju: {who.name}",
+        "start": start,
+        "end": start + timedelta(hours=1),
+        "organizer": two_weeks.RECRUITER,
+        "attendees": (two_weeks.RECRUITER, two_weeks.PANEL, who),
+    }
+    fields.update(extra)
+    return EventSpec(**fields)  # type: ignore[arg-type]
+
+
+def once(config: Path, *, minutes: int = 0) -> int:
+    return main(
+        [
+            "--config",
+            str(config),
+            "once",
+            "--now",
+            (MONDAY + timedelta(minutes=minutes)).isoformat(),
+        ]
+    )
+
+
+def status(config: Path, *extra: str) -> str:
+    return subprocess.run(
+        [sys.executable, "-m", "daemon", "--config", str(config), "status", "--offline", *extra],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    ).stdout
+
+
+def ledger(config: Path) -> dict[str, LedgerState]:
+    state = State.in_dir(config.parent / "state")
+    try:
+        return {r.entry.key.candidate: r.entry.state for r in state.all_ledger()}
+    finally:
+        state.close()
+
+
+def test_a_template_failing_on_one_mail_holds_only_that_mail(tmp_path: Path) -> None:
+    """A branch only Bo's data reaches raises: Bo's welcome is held (and shown), Anna's is
+    drafted; once the template is fixed, the next pass drafts Bo's."""
+    backend = IcsMaildirBackend(tmp_path)
+    backend.put(booking("anna@nordljus.se", ANNA, "10:00"))
+    backend.put(booking("bo@nordljus.se", BO, "13:00"))
+    templates = tmp_path / "templates"
+    shutil.copytree(ROOT / "templates", templates)
+    welcome = templates / "sv" / "welcome.txt.j2"
+    original = welcome.read_text(encoding="utf-8")
+    welcome.write_text(
+        original.replace(
+            "{% block body %}",
+            '{% block body %}{% if candidate.first_name == "Bo" %}{{ no_such_thing.x }}{% endif %}',
+            1,
+        ),
+        encoding="utf-8",
+    )
+    config = write_config(backend, tmp_path)
+    config.write_text(
+        config.read_text(encoding="utf-8").replace(
+            "[service]\n", f'[service]\ntemplates_dir = "{templates}"\n', 1
+        ),
+        encoding="utf-8",
+    )
+
+    assert once(config) == 0
+
+    assert ledger(config) == {ANNA.address: LedgerState.DRAFTED}
+    shown = status(config)
+    assert f"! held welcome for {pseudonym(BO.address)}" in shown
+    assert "template failed" in shown
+
+    welcome.write_text(original, encoding="utf-8")
+    assert once(config, minutes=10) == 0
+
+    assert ledger(config) == {ANNA.address: LedgerState.DRAFTED, BO.address: LedgerState.DRAFTED}
+    assert "held welcome" not in status(config)
+
+
+def test_the_state_keeps_interviews_only_and_never_a_private_event(tmp_path: Path) -> None:
+    backend = IcsMaildirBackend(tmp_path)
+    lunch = booking("lunch@nordljus.se", ANNA, "12:00", subject="Lunch med Volvo-gänget")
+    private = booking(
+        "private@nordljus.se", BO, "15:00", subject="Intervju: Läkarbesök – psykiatri"
+    )
+    interview = booking("anna@nordljus.se", ANNA, "10:00")
+    calendar = to_ics([interview, lunch, private]).decode("utf-8")
+    marked = calendar.replace(
+        "UID:private@nordljus.se\r\n", "UID:private@nordljus.se\r\nCLASS:PRIVATE\r\n"
+    )
+    assert marked != calendar
+    backend.ics.write_text(marked, encoding="utf-8")
+    config = write_config(backend, tmp_path)
+
+    assert once(config) == 0
+
+    database = config.parent / "state" / "recruitmail.sqlite"
+    with sqlite3.connect(database) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        stored = [row[0] for row in db.execute("SELECT data FROM events")]
+    assert len(stored) == 1 and "anna@nordljus.se" in stored[0]
+    raw = database.read_bytes()
+    assert "Läkarbesök".encode() not in raw
+    assert b"Volvo" not in raw
+    assert ledger(config) == {ANNA.address: LedgerState.DRAFTED}
+
+
+@pytest.mark.parametrize(
+    ("asked", "held_at_most"), [("120", 120.0), ("3000000000", MAX_RETRY_AFTER)]
+)
+def test_a_retry_after_holds_the_next_process_too(
+    tmp_path: Path, asked: str, held_at_most: float
+) -> None:
+    """503 with Retry-After: the next `once`, a new process a moment later, sends no request;
+    a Retry-After of 95 years is capped at an hour."""
+    backend = IcsMaildirBackend(tmp_path)
+    backend.put(booking("anna@nordljus.se", ANNA, "10:00"))
+    with FaultyCalendarServer(backend.ics) as server:
+        config = write_config(backend, tmp_path)
+        text = config.read_text(encoding="utf-8")
+        start = text.index("[mailboxes.source]")
+        end = text.index("[mailboxes.sink]")
+        config.write_text(
+            text[:start]
+            + f'[mailboxes.source]\ntype = "ics"\nurl = "{server.url}"\n\n'
+            + text[end:],
+            encoding="utf-8",
+        )
+        server.inject(f"503+{asked}")
+
+        assert once(config) == 1
+        assert once(config, minutes=5) == 1
+
+        assert len(server.requests) == 1
+    state = State.in_dir(config.parent / "state")
+    try:
+        left = state.hold_until(two_weeks.RECRUITER.address) - time.time()
+    finally:
+        state.close()
+    assert 0 < left <= held_at_most
+    assert ledger(config) == {}
+
+
+def test_log_pseudonyms_are_keyed_per_install(tmp_path: Path) -> None:
+    """Nobody without the state database can confirm a guessed address against a log line."""
+    address = "anna.svensson@example.com"
+    plain = "cand-" + hashlib.sha256(address.encode()).hexdigest()[:8]
+    first = State.in_dir(tmp_path / "one")
+    mine = pseudonym(address)
+    first.close()
+    second = State.in_dir(tmp_path / "two")
+    theirs = pseudonym(address)
+    second.close()
+    again = State.in_dir(tmp_path / "one")
+    same = pseudonym(address)
+    again.close()
+
+    assert mine != plain and theirs != plain
+    assert mine != theirs
+    assert same == mine
