@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import socket
 import sys
 import threading
@@ -199,9 +200,15 @@ def _extras(record: logging.LogRecord) -> dict[str, Any]:
     return {k: v for k, v in vars(record).items() if k not in _RECORD_FIELDS}
 
 
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
+
+
 def _flatten(text: str) -> str:
-    # One event per line: a traceback split over lines would become many journal entries.
-    return text.replace("\\", "\\\\").replace("\r", "\\r").replace("\n", "\\n")
+    # One event per line: a traceback split over lines would become many journal entries. Other
+    # control, line-separator and bidi characters (from calendar text in an error message) are
+    # written as escapes, so that a log line can neither end early nor paint the terminal.
+    text = text.replace("\\", "\\\\").replace("\r", "\\r").replace("\n", "\\n")
+    return _UNPRINTABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 class TextFormatter(logging.Formatter):

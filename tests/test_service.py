@@ -216,6 +216,18 @@ def test_text_logs_under_journald_have_a_priority_and_no_timestamp() -> None:
 
 
 @pytest.mark.usefixtures("restore_root_logger")
+def test_calendar_text_in_a_log_line_cannot_end_it_or_paint_the_terminal() -> None:
+    out = io.StringIO()
+    setup_logging("INFO", "text", stream=out, environ={"JOURNAL_STREAM": "8:12345"})
+    hostile = "Intervju\x1b[2J\u2028<3>ERROR forged\u202egnp.exe"
+    logging.getLogger("recruitmail.sync").warning("rejected: %s", hostile)
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 1
+    assert "\x1b" not in lines[0] and "\u2028" not in lines[0] and "\u202e" not in lines[0]
+    assert "\\u001b[2J\\u2028<3>ERROR forged\\u202egnp.exe" in lines[0]
+
+
+@pytest.mark.usefixtures("restore_root_logger")
 def test_text_logs_on_a_terminal_carry_a_timestamp(tmp_path: Path) -> None:
     with (tmp_path / "log").open("w+") as out:
         # JOURNAL_STREAM points at another file: this is not the journal (e.g. a child process).
