@@ -75,6 +75,8 @@ FALLBACKS = {
     TIME_ZONE: "the configured time zone (mailbox, else company) is used",
 }
 
+REASON_UNREADABLE = "it could not be read (the log at DEBUG has the details)"
+
 # Reasons an interview-looking event is not used that an administrator may want to know about.
 NOTEWORTHY = frozenset({REASON_BAD_TIMES, REASON_NO_CANDIDATE})
 
@@ -323,7 +325,7 @@ class MailboxRunner:
         dropped: list[str] = []
         noteworthy: dict[str, int] = {}
         for event in result.events:
-            found = recognise(event, self.box, self.settings)
+            found = self.recognise(event)
             if isinstance(found, Rejection) or event.private:
                 dropped.append(event.event_id)
                 if isinstance(found, Rejection) and found.reason in NOTEWORTHY:
@@ -362,6 +364,19 @@ class MailboxRunner:
         report.synced_events = len(result.events) + len(result.removed)
         report.full_sync = result.full
 
+    def recognise(self, event: Event) -> list[Interview] | Rejection:
+        """``recognise``, isolated: an event it cannot read never stops the others."""
+        try:
+            return recognise(event, self.box, self.settings)
+        except Exception as exc:  # noqa: BLE001 - one event's data must not stop the mailbox
+            log.warning(
+                "mailbox %s: an event could not be read (%s); it is left out",
+                self.box.address,
+                type(exc).__name__,
+            )
+            log.debug("mailbox %s: event %r", self.box.address, event.event_id, exc_info=True)
+            return Rejection(event.event_id, REASON_UNREADABLE)
+
     def basis(self) -> str:
         """A digest of the rules that decide which events are kept: when they change (a reload),
         the stored cursor is not used and a full sync reads the calendar again."""
@@ -380,7 +395,7 @@ class MailboxRunner:
         found: list[Interview] = []
         unused: list[str] = []
         for event in self.state.events(self.box.address):
-            recognised = recognise(event, self.box, self.settings)
+            recognised = self.recognise(event)
             if isinstance(recognised, Rejection) or event.private:
                 unused.append(event.event_id)  # e.g. stored by an older version
             else:
@@ -568,13 +583,19 @@ class MailboxRunner:
                     "the recruiter already wrote to the candidate since it became due"
                 )
         facts = self.facts(mail, snapshot, now)
-        context = compose.build_context(mail, self.box, self.settings, calendar, now, facts)
-        rendered = self.renderer.render(
-            mail.kind.value, compose.language_of(mail, self.box), context
-        )
-        message = compose.build_message(
-            mail, self.box, rendered.subject, rendered.text, rendered.html, facts
-        )
+        try:
+            context = compose.build_context(mail, self.box, self.settings, calendar, now, facts)
+            rendered = self.renderer.render(
+                mail.kind.value, compose.language_of(mail, self.box), context
+            )
+            message = compose.build_message(
+                mail, self.box, rendered.subject, rendered.text, rendered.html, facts
+            )
+        except RecruitmailError:
+            raise
+        except Exception as exc:  # a bug on one mail's data holds that mail, not the mailbox
+            log.debug("composing %s failed", mail.key.id, exc_info=True)
+            raise RenderError(f"composing the mail failed ({type(exc).__name__})") from None
 
         existing = self.state.ledger_row(mail.key)
         if existing is not None and existing.ambiguous and existing.last_attempt is not None:
