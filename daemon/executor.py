@@ -231,7 +231,8 @@ class MailboxRunner:
                 return configured
             else:
                 self.clear_problem(OUT_OF_OFFICE)
-        return configured + [p for p in self._absences[1] if p not in configured]
+        known = self._absences[1] if self._absences else []
+        return configured + [p for p in known if p not in configured]
 
     def person(self, address: str, now: datetime) -> PersonInfo | None:
         if not isinstance(self.sink, KnowsPeople) or self.settings.person(address) is not None:
