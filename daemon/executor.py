@@ -222,8 +222,8 @@ class MailboxRunner:
                 self._absences = (now, self.sink.out_of_office())
             except TransientError as exc:
                 self.note_problem(OUT_OF_OFFICE, exc, now)
-                known = self._absences
-                if known is None or not timedelta(0) <= now - known[0] <= STALE_ABSENCES:
+                last = self._absences
+                if last is None or not timedelta(0) <= now - last[0] <= STALE_ABSENCES:
                     raise  # planning as if the recruiter were in could draft the wrong mails
             except (PermanentError, AuthError) as exc:
                 self.note_problem(OUT_OF_OFFICE, exc, now)
@@ -231,8 +231,8 @@ class MailboxRunner:
                 return configured
             else:
                 self.clear_problem(OUT_OF_OFFICE)
-        known = self._absences[1] if self._absences else []
-        return configured + [p for p in known if p not in configured]
+        scheduled: list[Period] = self._absences[1] if self._absences is not None else []
+        return configured + [p for p in scheduled if p not in configured]
 
     def person(self, address: str, now: datetime) -> PersonInfo | None:
         if not isinstance(self.sink, KnowsPeople) or self.settings.person(address) is not None:
