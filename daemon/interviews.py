@@ -58,6 +58,8 @@ _LINK_SCHEMES = frozenset(
 )
 _ADDRESSISH = re.compile(r"@|://|\bwww\.|\b[\w-]+\.[a-z]{2,}\b", re.IGNORECASE)
 _DANGLING = " \t,;:–—-|/"
+# Printable Latin text (with åäö, é, ü…) and line breaks: nothing in it needs removing.
+_PLAIN = re.compile(r"[\n\x20-\x7e\u00a1-\u00ac\u00ae-\u024f\u2010-\u2027\u2030-\u205e]*")
 # Direction marks, embeddings, overrides and isolates become a space (they separate what they
 # reorder); other invisible format characters (zero-width, soft hyphen, tags) are removed.
 _BIDI_CONTROLS = frozenset(
@@ -108,6 +110,10 @@ def safe_text(raw: str, *, multiline: bool = False) -> str:
     through it.
     """
     text = unicodedata.normalize("NFC", raw or "")
+    if _PLAIN.fullmatch(text):  # the common case: nothing to remove, only spaces to tidy
+        if not multiline:
+            return " ".join(text.split())
+        return "\n".join(" ".join(line.split()) for line in text.split("\n")).strip("\n")
     out = []
     for ch in text:
         if ch == "\n" or ch in "\u2028\u2029":
