@@ -24,6 +24,8 @@ import httpx
 import icalendar
 import icalendar.timezone
 import recurring_ical_events
+from dateutil.rrule import rrulestr
+from icalendar.prop import vRecur
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from connectors.base import ConnectorContext
@@ -691,6 +693,59 @@ def _sub_daily(rule: dict[str, list[str]]) -> bool:
     return per_day > 1
 
 
+def _rule_problem(component: icalendar.cal.Component) -> str:
+    """Why the RRULEs of ``component`` are refused before expansion, or "".
+
+    The rule library searches for the next match step by step and checks the end of a rule only
+    on matches: ``INTERVAL=0`` never advances, and a rule no day can satisfy (``FREQ=DAILY;
+    BYMONTH=2;BYMONTHDAY=30``) is searched day by day up to the year 9999 (seconds per event).
+    """
+    rules: list[Any] = []
+    for name in ("RRULE", "EXRULE"):
+        value = component.get(name)
+        if value is not None:
+            rules.extend(value if isinstance(value, list) else [value])
+    for rule in rules:
+        for value in rule.get("INTERVAL", []):
+            if not isinstance(value, int) or value < 1:
+                return "its recurrence rule cannot be read (INTERVAL)"
+        if _never_matches(rule):
+            return "its recurrence rule matches no day"
+    return ""
+
+
+_DAY_FILTERS = ("BYMONTH", "BYMONTHDAY", "BYYEARDAY", "BYWEEKNO", "BYDAY")
+
+
+def _rule_text(parts: dict[str, Any]) -> str:
+    recur: Any = vRecur(parts)
+    return str(recur.to_ical().decode("ascii", "replace"))
+
+
+def _never_matches(rule: Any) -> bool:
+    """Whether no day at all satisfies the rule's day filters, tried as a yearly rule (a superset:
+    ordinals and BYSETPOS left out) over the last thirty years the rule library knows, which
+    hold every combination of leap year and weekday. A few milliseconds."""
+    parts = {str(k).upper(): v for k, v in rule.items()}
+    if not any(name in parts for name in _DAY_FILTERS):
+        return False
+    probe = ["FREQ=YEARLY", "COUNT=1"]
+    for name in _DAY_FILTERS:
+        if name not in parts:
+            continue
+        values = _rule_text({name: parts[name]}).partition("=")[2]
+        if name == "BYDAY":
+            values = ",".join(v.lstrip("+-0123456789") for v in values.split(","))
+        probe.append(f"{name}={values}")
+    if "WKST" in parts:
+        probe.append(_rule_text({"WKST": parts["WKST"]}))
+    try:
+        found = list(rrulestr(";".join(probe), dtstart=datetime(9970, 1, 1)))
+    except (ValueError, TypeError, OverflowError, IndexError):
+        return True  # the filters themselves cannot be read
+    return not found
+
+
 def _zone_problem(data: bytes, raw: _Raw) -> str:
     """Why a VTIMEZONE is ignored, or ""."""
     if raw.end - raw.start > limits.MAX_EVENT_BYTES:
@@ -889,7 +944,12 @@ def read_ics(
                 problem = "it cannot be read (a malformed line)"
             else:
                 uid = _uid(component) if str(component.get("UID", "")).strip() else uid
-                problem = _problem(component) or _range_problem(component)
+                try:
+                    problem = (
+                        _problem(component) or _range_problem(component) or _rule_problem(component)
+                    )
+                except Exception:  # noqa: BLE001 - a property the parser kept but cannot read
+                    problem = "it cannot be read (a malformed value)"
                 if not problem and component.errors:
                     # The parser kept going past lines it could not read; the times are sound,
                     # so the event stays, but someone should look at the feed.
@@ -1013,6 +1073,9 @@ def _problem(component: icalendar.cal.Component) -> str:
         values[name] = value
     if "DTSTART" not in values:
         return "it has no DTSTART"
+    duration = getattr(component.get("DURATION"), "dt", None)
+    if isinstance(duration, timedelta) and duration < timedelta(0):
+        return "it ends before it starts"
     start, end = values["DTSTART"], values.get("DTEND")
     if end is not None:
         if isinstance(start, datetime) != isinstance(end, datetime):

@@ -1008,3 +1008,51 @@ def test_an_https_link_trusts_the_ca_named_by_the_usual_variables(
     [event] = trusted.sync(None, WINDOW).events
     trusted.close()
     assert event.ical_uid == "good"
+
+
+@pytest.mark.parametrize(
+    ("lines", "reason"),
+    [
+        (("RRULE:FREQ=DAILY;INTERVAL=0",), "its recurrence rule cannot be read (INTERVAL)"),
+        (
+            ("EXRULE:FREQ=WEEKLY;INTERVAL=0", "RRULE:FREQ=DAILY"),
+            "its recurrence rule cannot be read (INTERVAL)",
+        ),
+        (("RRULE:FREQ=DAILY;BYMONTH=2;BYMONTHDAY=30",), "its recurrence rule matches no day"),
+        (
+            ("RRULE:FREQ=DAILY;BYMONTH=4;BYMONTHDAY=31;COUNT=3",),
+            "its recurrence rule matches no day",
+        ),
+        (("DURATION:-PT1H",), "it ends before it starts"),
+    ],
+)
+def test_a_rule_the_expansion_would_search_forever_is_skipped(
+    tmp_path: Path, lines: tuple[str, ...], reason: str
+) -> None:
+    hostile = "\n".join(
+        ["BEGIN:VEVENT", "UID:forever", "SUMMARY:Intervju", "DTSTART:20260310T100000Z"]
+        + ([] if lines[0].startswith("DURATION") else ["DTEND:20260310T110000Z"])
+        + [*lines, "END:VEVENT"]
+    )
+    result = sync_file(tmp_path, calendar(hostile, GOOD))
+    assert [e.ical_uid for e in result.events] == ["good"]
+    assert reasons(result) == {"forever": reason}
+
+
+def test_a_leap_day_series_is_read(tmp_path: Path) -> None:
+    leap = vevent(
+        "leap",
+        "DTSTART:20240229T100000Z",
+        "DTEND:20240229T110000Z",
+        "RRULE:FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=29",
+    )
+    four_years = Period(WINDOW.start, WINDOW.start + timedelta(days=4 * 366))
+    [event] = sync_file(tmp_path, calendar(leap), window=four_years).events
+    assert event.start == datetime(2028, 2, 29, 10, tzinfo=UTC)
+
+
+def test_an_unreadable_start_is_skipped_and_the_rest_read(tmp_path: Path) -> None:
+    garbage = vevent("garbage", "DTSTART:notadate", "DTEND:20260310T110000Z")
+    result = sync_file(tmp_path, calendar(garbage, GOOD))
+    assert [e.ical_uid for e in result.events] == ["good"]
+    assert list(reasons(result)) == ["garbage"]
