@@ -308,9 +308,21 @@ ENTRIES: tuple[Entry, ...] = (
     ),
     Entry(
         "hundred-megabyte-description",
-        "a 100 MB DESCRIPTION in a local ICS file",
-        X("skipped", TOO_BIG, state_max_bytes=2 * 1024 * 1024),
+        "a 100 MB DESCRIPTION in a local ICS file: over the whole-calendar budget (64 MiB)",
+        X(
+            "handled",
+            (f"larger than {limits.MAX_FEED_BYTES} bytes",),
+            calendar_unavailable=True,
+            state_max_bytes=2 * 1024 * 1024,
+        ),
         ics=lambda: big_description(100 * 1024 * 1024),
+        heavy=True,
+    ),
+    Entry(
+        "forty-megabyte-description",
+        "a 40 MB DESCRIPTION: under the calendar budget, far over the event budget",
+        X("skipped", TOO_BIG, state_max_bytes=2 * 1024 * 1024),
+        ics=lambda: big_description(40 * 1024 * 1024),
         heavy=True,
     ),
     Entry(
