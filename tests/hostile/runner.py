@@ -382,7 +382,7 @@ def read_drafts(maildir: Path) -> list[EmailMessage]:
                         path.read_bytes(), policy=email.policy.default
                     )
                     if message["X-Recruitmail-Key"] is not None:
-                        out.append(message)  # type: ignore[arg-type]
+                        out.append(message)
     return out
 
 
@@ -410,8 +410,8 @@ def parts(message: EmailMessage) -> tuple[str, str]:
     text = message.get_body(("plain",))
     html = message.get_body(("html",))
     return (
-        str(text.get_content()) if text is not None else "",  # type: ignore[attr-defined]
-        str(html.get_content()) if html is not None else "",  # type: ignore[attr-defined]
+        str(text.get_content()) if text is not None else "",
+        str(html.get_content()) if html is not None else "",
     )
 
 

@@ -15,12 +15,13 @@ from daemon import limits
 from daemon.errors import TransientError
 from daemon.models import Period
 from tests.hostile.corpus import ENTRIES, by_name
+from tests.hostile.model import Entry
 from tests.hostile.runner import Feed, run_entry, verdict
 from tests.hostile.translate import calendar
 
 
 @pytest.mark.parametrize("entry", ENTRIES, ids=[e.name for e in ENTRIES])
-def test_hostile_calendar(entry, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_hostile_calendar(entry: Entry, tmp_path: Path) -> None:
     result = run_entry(entry, tmp_path)
     assert verdict(entry, result) == [], entry.what
 

@@ -41,14 +41,14 @@ def spec(ev: Ev) -> EventSpec:
 
 
 @contextmanager
-def microsoft(root: Path) -> Iterator[tuple[Any, Callable[[Ev], None]]]:
+def microsoft(root: Path) -> Iterator[tuple[Any, Callable[[Ev], object]]]:
     with FakeGraph(root) as fake:
         backend = GraphBackend(fake)
         yield backend, lambda ev: fake.put_raw_event(USER, graph_event(ev, USER))
 
 
 @contextmanager
-def google(root: Path) -> Iterator[tuple[Any, Callable[[Ev], None]]]:
+def google(root: Path) -> Iterator[tuple[Any, Callable[[Ev], object]]]:
     fake = GoogleFake().start()
     try:
         backend = GoogleBackend(fake, root)
@@ -57,7 +57,9 @@ def google(root: Path) -> Iterator[tuple[Any, Callable[[Ev], None]]]:
         fake.stop()
 
 
-PROVIDERS: dict[str, Callable[[Path], AbstractContextManager[tuple[Any, Callable[[Ev], None]]]]] = {
+PROVIDERS: dict[
+    str, Callable[[Path], AbstractContextManager[tuple[Any, Callable[[Ev], object]]]]
+] = {
     "microsoft": microsoft,
     "google": google,
 }
