@@ -88,10 +88,12 @@ class _Folder:
         self._by_key: dict[str, list[_Entry]] = {}
         self._warned: set[tuple[str, str]] = set()
 
-    def create(self, *, subfolder: bool) -> None:
+    def create(self, *, subfolder: bool | None) -> None:
+        """Make the folder and its cur/new/tmp; ``subfolder`` None for the Maildir root."""
         for part in (self.path, self.path / "cur", self.path / "new", self.path / "tmp"):
             part.mkdir(mode=0o700, parents=True, exist_ok=True)
-            _refuse_symlink(part, ConfigError)
+            if subfolder is not None:  # the root itself may be a link an administrator made
+                _refuse_symlink(part, ConfigError)
         if subfolder:
             # Maildir++ marks subfolders so that Courier/Dovecot list them.
             marker = self.path / "maildirfolder"
@@ -240,7 +242,7 @@ class MaildirSink:
         self._drafts = _Folder(root / options.drafts_folder)
         self._sent = _Folder(root / options.sent_folder)
         try:
-            _Folder(root).create(subfolder=False)
+            _Folder(root).create(subfolder=None)
             self._drafts.create(subfolder=options.drafts_folder.startswith("."))
             self._sent.create(subfolder=options.sent_folder.startswith("."))
         except OSError as exc:

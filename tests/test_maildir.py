@@ -383,3 +383,12 @@ def test_last_contact_sees_idna_and_trailing_dot_spellings_as_the_same_person(
     since = datetime(2026, 1, 1, tzinfo=UTC)
     assert sink.last_contact("Asa@exämple.se", since) == datetime(2026, 3, 2, 9, tzinfo=UTC)
     assert sink.last_contact("asa@exämple.se.", since) == datetime(2026, 3, 2, 9, tzinfo=UTC)
+
+
+def test_a_maildir_root_that_is_a_link_is_accepted(tmp_path: Path) -> None:
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "Maildir").symlink_to(real)
+    sink = open_sink(SinkOptions(path=tmp_path / "Maildir"), context(tmp_path))
+    sink.create_draft(draft_message())
+    assert len(list((real / ".Drafts" / "cur").iterdir())) == 1
