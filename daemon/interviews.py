@@ -35,6 +35,7 @@ REASON_EXTERNAL_ORGANISER = "organised outside the company"
 REASON_NOT_ACCEPTED = "organised outside the company and not accepted by the recruiter"
 REASON_LINK_HOST = "meeting link left out: host not on the list"
 REASON_LINK_SCHEME = "meeting link left out: not an https link"
+REASON_LINK_MALFORMED = "meeting link left out: not a single well-formed link"
 
 
 def reason_too_many_candidates(limit: int) -> str:
@@ -176,13 +177,15 @@ def meeting_link(url: str, settings: Settings) -> tuple[str, str]:
     url = safe_text(url)
     if not url:
         return "", ""
+    if " " in url:  # two links glued together, or a bidi trick turned into a space
+        return "", REASON_LINK_MALFORMED
     try:
         parts = urlsplit(url)
         host = (parts.hostname or "").rstrip(".")
         port = parts.port
     except ValueError:
         return "", REASON_LINK_HOST
-    if parts.scheme.lower() != "https" or " " in url:
+    if parts.scheme.lower() != "https":
         return "", REASON_LINK_SCHEME
     if not host or parts.username is not None or port not in (None, 443):
         return "", REASON_LINK_HOST
