@@ -14,7 +14,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from daemon import __version__, compose
-from daemon.errors import ConfigError, RecruitmailError
+from daemon.errors import ConfigError, RecruitmailError, RenderError, TransientError
 from daemon.executor import PassReport
 from daemon.models import DraftKey, DraftState, MailKind, normalise_address, pseudonym
 from daemon.planner import LedgerState, plan
@@ -83,7 +83,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
     if on_disk:
         on_disk.close()
     out_dir = Path(args.html) if args.html else None
-    count = 0
+    count = held = 0
     for index, box in enumerate(settings.mailboxes):
         if _only(args) and box.address != _only(args):
             continue
@@ -93,9 +93,16 @@ def cmd_preview(args: argparse.Namespace) -> int:
             snapshot = runner.snapshot(now, calendar)
             decided = plan(snapshot, now, settings, calendar)
             for mail in decided.drafts:
-                facts = runner.facts(mail, snapshot, now)
-                context = compose.build_context(mail, box, settings, calendar, now, facts)
-                rendered = renderer.render(mail.kind.value, compose.language_of(mail, box), context)
+                try:
+                    facts = runner.facts(mail, snapshot, now)
+                    context = compose.build_context(mail, box, settings, calendar, now, facts)
+                    rendered = renderer.render(
+                        mail.kind.value, compose.language_of(mail, box), context
+                    )
+                except (RenderError, TransientError) as exc:  # this mail only; the others go on
+                    held += 1
+                    print(f"!!! {box.address} → {mail.candidate}: {mail.kind.value} held: {exc}")
+                    continue
                 count += 1
                 carried = (
                     f" (+ {', '.join(k.kind.value for k in mail.folded)})" if mail.folded else ""
@@ -115,6 +122,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
     state.close()
     print(
         f"{count} draft(s) would be created."
+        + (f" {held} held (see above)." if held else "")
         + (f" HTML parts in {out_dir}/" if out_dir and count else "")
     )
     return 0

@@ -37,7 +37,14 @@ from daemon.errors import (
     TransientError,
 )
 from daemon.faults import crash_point
-from daemon.interviews import REASON_BAD_TIMES, REASON_NO_CANDIDATE, Interview, Rejection, recognise
+from daemon.interviews import (
+    REASON_BAD_TIMES,
+    REASON_NO_CANDIDATE,
+    REASON_NOT_ACCEPTED,
+    Interview,
+    Rejection,
+    recognise,
+)
 from daemon.limits import capped_retry_after
 from daemon.models import DraftKey, DraftState, Event, Period, PersonInfo, pseudonym
 from daemon.planner import (
@@ -78,7 +85,7 @@ FALLBACKS = {
 REASON_UNREADABLE = "it could not be read (the log at DEBUG has the details)"
 
 # Reasons an interview-looking event is not used that an administrator may want to know about.
-NOTEWORTHY = frozenset({REASON_BAD_TIMES, REASON_NO_CANDIDATE})
+NOTEWORTHY = frozenset({REASON_BAD_TIMES, REASON_NO_CANDIDATE, REASON_NOT_ACCEPTED})
 
 
 class RecruiterWrote(PermanentError):
@@ -597,6 +604,15 @@ class MailboxRunner:
         except Exception as exc:  # a bug on one mail's data holds that mail, not the mailbox
             log.debug("composing %s failed", mail.key.id, exc_info=True)
             raise RenderError(f"composing the mail failed ({type(exc).__name__})") from None
+        for reason in context.get("left_out", ()):
+            # Said so the recruiter's administrator knows why a link or a name is missing.
+            log.info(
+                "%s %s for %s: %s",
+                self.box.address,
+                mail.kind.value,
+                pseudonym(mail.candidate),
+                reason,
+            )
 
         existing = self.state.ledger_row(mail.key)
         if existing is not None and existing.ambiguous and existing.last_attempt is not None:
