@@ -316,9 +316,11 @@ class Renderer:
             )
         return "".join(parts)
 
-    def check(self, languages: Iterable[str] = SAMPLE_LANGUAGES) -> list[str]:
+    def check(
+        self, languages: Iterable[str] = SAMPLE_LANGUAGES, samples: Iterable[str] = SAMPLES
+    ) -> list[str]:
         """Render every kind and language with the full, the sparse and the hostile sample data
-        (``daemon.samples``); list the problems.
+        (``daemon.samples``; or only the ``samples`` named); list the problems.
 
         Each problem is one human message, ``file:line: what``. An empty list means the templates
         are fine. Also reports files in the override directory that recruitmail would never use.
@@ -327,7 +329,7 @@ class Renderer:
         for language in languages:
             problems.extend(self._unused_overrides(language))
             for kind in MailKind:
-                for sample in SAMPLES:
+                for sample in samples:
                     context = (
                         hostile_context(kind.value, language)
                         if sample == "hostile"
