@@ -20,9 +20,9 @@ from tests.hostile.corpus import ENTRIES
 from tests.hostile.model import Entry, Ev
 from tests.hostile.runner import finish, run_passes, verdict, write_config
 from tests.hostile.translate import google_event, graph_event, ordinary
+from tests.scenario.google_backend import USER, GoogleBackend
+from tests.scenario.graph_backend import GraphBackend
 from tests.scenario.spec import EventSpec
-from tests.test_e2e_google import USER, GoogleBackend
-from tests.test_e2e_microsoft import GraphBackend
 
 
 def spec(ev: Ev) -> EventSpec:
