@@ -211,6 +211,7 @@ def test_pages_are_followed_and_every_page_repeats_the_prefer_headers(
         assert 'outlook.timezone="UTC"' in page.prefer
         assert "odata.maxpagesize=2" in page.prefer
         assert 'IdType="ImmutableId"' in page.prefer
+    assert fake.violations == []
 
 
 @pytest.mark.parametrize("form", ["410", "syncStateNotFound", "resyncRequired"])
@@ -806,48 +807,192 @@ def test_long_fields_are_cut_to_their_budgets(
     assert len(event.body) == limits.MAX_BODY_CHARS
 
 
-def test_the_fake_refuses_what_graph_refuses(
+KEY_ID = "String {8f1d6b0e-2c4a-4f57-9a83-6e0c5b7d2a41} Name RecruitmailKey"
+WINDOW = {"startDateTime": "2026-03-01T00:00:00Z", "endDateTime": "2026-04-01T00:00:00Z"}
+SENT = "/mailFolders/sentitems/messages"
+JSON = {"Content-Type": "application/json"}
+BATCH_GET = {"method": "GET", "url": f"/users/{MAILBOX}/mailboxSettings"}
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A request shape real Graph refuses, and the answer it gives (status, error code)."""
+
+    method: str
+    path: str  # after /v1.0/users/{mailbox}, or from /v1.0 when it starts with "$"
+    params: dict[str, str]
+    status: int
+    code: str
+    headers: dict[str, str] = field(default_factory=dict)
+    body: Any = None
+    auth: bool = True
+
+
+# Each row is one line of the table in docs/providers/microsoft.md.
+REFUSALS = {
+    "to-recipients-lambda-filter": Refusal(
+        "GET",
+        SENT,
+        {"$filter": "toRecipients/any(r: r/emailAddress/address eq 'anna@candidate.example')"},
+        400,
+        "ErrorInvalidUrlQueryFilter",
+    ),
+    "cc-recipients-lambda-filter": Refusal(
+        "GET",
+        "/messages",
+        {"$filter": "ccRecipients/any(r: r/emailAddress/address eq 'anna@candidate.example')"},
+        400,
+        "ErrorInvalidUrlQueryFilter",
+    ),
+    "search-with-filter": Refusal(
+        "GET", SENT, {"$search": '"recipients:anna@x.example"', "$filter": "isDraft eq false"},
+        400, "ErrorInvalidUrlQuery",
+    ),
+    "search-with-orderby": Refusal(
+        "GET", SENT, {"$search": '"recipients:anna@x.example"', "$orderby": "sentDateTime desc"},
+        400, "ErrorInvalidUrlQuery",
+    ),
+    "search-with-skip": Refusal(
+        "GET", SENT, {"$search": '"recipients:anna@x.example"', "$skip": "10"},
+        400, "ErrorInvalidUrlQuery",
+    ),
+    "orderby-not-leading-the-filter": Refusal(
+        "GET", "/messages", {"$filter": "isDraft eq true", "$orderby": "sentDateTime desc"},
+        400, "InefficientFilter",
+    ),
+    "extended-property-filter-without-value": Refusal(
+        "GET", "/messages",
+        {"$filter": f"singleValueExtendedProperties/Any(ep: ep/id eq '{KEY_ID}')"},
+        400, "ErrorInvalidUrlQueryFilter",
+    ),
+    "top-over-1000": Refusal("GET", "/messages", {"$top": "1001"}, 400, "ErrorInvalidUrlQuery"),
+    "delta-without-window": Refusal("GET", "/calendarView/delta", {}, 400, "ErrorInvalidParameter"),
+    "delta-with-select": Refusal(
+        "GET", "/calendarView/delta", {**WINDOW, "$select": "subject"}, 400, "ErrorInvalidUrlQuery"
+    ),
+    "delta-with-filter": Refusal(
+        "GET", "/calendarView/delta", {**WINDOW, "$filter": "isCancelled eq false"},
+        400, "ErrorInvalidUrlQuery",
+    ),
+    "delta-with-expand": Refusal(
+        "GET", "/calendarView/delta", {**WINDOW, "$expand": "attachments"},
+        400, "ErrorInvalidUrlQuery",
+    ),
+    "delta-with-orderby": Refusal(
+        "GET", "/calendarView/delta", {**WINDOW, "$orderby": "start/dateTime"},
+        400, "ErrorInvalidUrlQuery",
+    ),
+    "delta-with-top": Refusal(
+        "GET", "/calendarView/delta", {**WINDOW, "$top": "5"}, 400, "ErrorInvalidUrlQuery"
+    ),
+    "delta-by-post": Refusal("POST", "/calendarView/delta", WINDOW, 405, "Request_BadRequest"),
+    "no-bearer-token": Refusal(
+        "GET", "/calendarView/delta", WINDOW, 401, "InvalidAuthenticationToken", auth=False
+    ),
+    "create-without-json": Refusal(
+        "POST", "/messages", {}, 415, "UnsupportedMediaType", {"Content-Type": "text/plain"}, "x"
+    ),
+    "create-with-a-non-x-header": Refusal(
+        "POST", "/messages", {}, 400, "InvalidInternetMessageHeader", JSON,
+        {"subject": "Hej", "internetMessageHeaders": [{"name": "Bcc", "value": "evil@x"}]},
+    ),
+    "create-with-a-malformed-property-id": Refusal(
+        "POST", "/messages", {}, 400, "ErrorInvalidProperty", JSON,
+        {"subject": "Hej", "singleValueExtendedProperties": [{"id": "RecruitmailKey", "value": "k"}]},
+    ),
+    "batch-over-20": Refusal(
+        "POST", "$batch", {}, 400, "BadRequest", JSON,
+        {"requests": [{**BATCH_GET, "id": str(n)} for n in range(21)]},
+    ),
+    "batch-body-without-content-type": Refusal(
+        "POST", "$batch", {}, 400, "BadRequest", JSON,
+        {"requests": [{"id": "1", "method": "POST", "url": f"/users/{MAILBOX}/messages",
+                       "body": {"subject": "Hej"}}]},
+    ),
+}  # fmt: skip
+
+
+@pytest.fixture
+def raw_graph(
     fake: FakeGraph, tmp_path: Path, opened: Opened
-) -> None:
-    """The fake is only worth its strictness: requests real Graph rejects are rejected."""
-    source = source_of(fake, tmp_path, opened)
-    token = source.client.tokens.token(MAILBOX)
-    users = f"{fake.base}/v1.0/users/{MAILBOX}"
-    auth = {"Authorization": f"Bearer {token}"}
-    key_id = "String {8f1d6b0e-2c4a-4f57-9a83-6e0c5b7d2a41} Name RecruitmailKey"
-    window = {"startDateTime": "2026-03-01T00:00:00Z", "endDateTime": "2026-04-01T00:00:00Z"}
-    refused = [
-        ("GET", f"{users}/calendarView/delta", {}, window),  # no auth header
-        ("GET", f"{users}/calendarView/delta", auth, {}),  # no window on the initial round
-        ("GET", f"{users}/calendarView/delta", auth, {**window, "$select": "subject"}),
-        ("GET", f"{users}/calendarView/delta", auth, {**window, "$top": "5"}),
-        ("POST", f"{users}/calendarView/delta", auth, window),
-        (
-            "GET",
-            f"{users}/messages",
-            auth,
-            {"$filter": f"singleValueExtendedProperties/Any(ep: ep/id eq '{key_id}')"},
-        ),
-        (
-            "GET",
-            f"{users}/messages",
-            auth,
-            {"$filter": "isDraft eq true", "$orderby": "sentDateTime desc"},
-        ),
-        ("GET", f"{users}/messages", auth, {"$search": '"anna"', "$filter": "isDraft eq true"}),
-    ]
+) -> Iterator[tuple[httpx.Client, str]]:
+    """An httpx client with a valid app token, as a test sends raw requests to the fake."""
+    token = source_of(fake, tmp_path, opened).client.tokens.token(MAILBOX)
     with httpx.Client(
-        verify=ssl.create_default_context(cafile=str(fake.ca_file)), trust_env=False
+        verify=ssl.create_default_context(cafile=str(fake.ca_file)),
+        trust_env=False,
+        headers={"Authorization": f"Bearer {token}"},
     ) as client:
-        for method, url, headers, params in refused:
-            response = client.request(method, url, headers=headers, params=params)
-            assert response.status_code >= 400, (method, url, params)
-        not_json = client.post(
-            f"{users}/messages", headers={**auth, "Content-Type": "text/plain"}, content=b"x"
+        yield client, token
+
+
+@pytest.mark.parametrize("case", sorted(REFUSALS))
+def test_the_fake_refuses_what_graph_refuses(
+    fake: FakeGraph, raw_graph: tuple[httpx.Client, str], case: str
+) -> None:
+    """The fake is only worth its strictness: requests real Graph rejects are rejected, with the
+    status and error code Graph gives."""
+    client, _ = raw_graph
+    refusal = REFUSALS[case]
+    base = f"{fake.base}/v1.0/"
+    url = (
+        base + refusal.path
+        if refusal.path.startswith("$")
+        else f"{base}users/{MAILBOX}{refusal.path}"
+    )
+    headers = dict(refusal.headers)
+    if not refusal.auth:
+        client.headers.pop("Authorization")
+    content = refusal.body if isinstance(refusal.body, str) or refusal.body is None else None
+    response = client.request(
+        refusal.method,
+        url,
+        params=refusal.params,
+        headers=headers,
+        content=content,
+        json=None if content is not None or refusal.body is None else refusal.body,
+    )
+    assert (response.status_code, response.json()["error"]["code"]) == (
+        refusal.status,
+        refusal.code,
+    )
+
+
+def test_the_fake_accepts_the_shapes_the_connector_uses(
+    fake: FakeGraph, raw_graph: tuple[httpx.Client, str]
+) -> None:
+    client, _ = raw_graph
+    users = f"{fake.base}/v1.0/users/{MAILBOX}"
+    assert client.get(f"{users}/calendarView/delta()", params=WINDOW).status_code == 200
+    search = {"$search": '"recipients:anna@x.example"', "$select": "sentDateTime", "$top": "25"}
+    assert client.get(f"{users}{SENT}", params=search).status_code == 200
+    led = {"$filter": "sentDateTime ge 2026-01-01T00:00:00Z", "$orderby": "sentDateTime desc"}
+    assert client.get(f"{users}{SENT}", params=led).status_code == 200
+    batch = client.post(
+        f"{fake.base}/v1.0/$batch",
+        json={"requests": [{**BATCH_GET, "id": str(n)} for n in range(20)]},
+    )
+    assert batch.status_code == 200
+    assert sorted(int(r["id"]) for r in batch.json()["responses"]) == list(range(20))
+
+
+def test_a_delta_page_without_the_rounds_time_zone_is_recorded(
+    fake: FakeGraph, raw_graph: tuple[httpx.Client, str]
+) -> None:
+    """Graph does not refuse a follow-up page without the time-zone Prefer; it silently answers
+    in UTC. The fake records it, and the connector never does it."""
+    client, _ = raw_graph
+    for n in range(3):
+        start = local((2026, 3, 10 + n), "10:00")
+        fake.put_event(
+            MAILBOX, interview(f"z{n}@example.se", start=start, end=start + dt.timedelta(hours=1))
         )
-        assert not_json.status_code >= 400
-        allowed = client.get(f"{users}/calendarView/delta()", headers=auth, params=window)
-        assert allowed.status_code == 200
+    prefer = {"Prefer": 'outlook.timezone="W. Europe Standard Time", odata.maxpagesize=1'}
+    first = client.get(
+        f"{fake.base}/v1.0/users/{MAILBOX}/calendarView/delta", params=WINDOW, headers=prefer
+    )
+    client.get(first.json()["@odata.nextLink"], headers={"Prefer": "odata.maxpagesize=1"})
+    assert len(fake.violations) == 1 and "outlook.timezone" in fake.violations[0]
 
 
 # --- sign-in variants and endpoints ---------------------------------------------------------------

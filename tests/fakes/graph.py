@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import email.message
 import hashlib
 import html
 import ipaddress
@@ -232,6 +233,7 @@ class Session:
 
     items: list[dict[str, Any]]
     token: DeltaToken
+    zone: str = "UTC"  # the outlook.timezone the round began with
 
 
 @dataclass
@@ -934,6 +936,8 @@ class FakeGraph:
 
         parts = [unquote(p) for p in path.split("/")[2:]]  # after /v1.0
         method = handler.command
+        if parts == ["$batch"]:
+            return self._batch(handler, body)
         if len(parts) < 2 or parts[0] != "users":
             raise GraphFault(
                 400, "BadRequest", f"Resource not found for the segment '{'/'.join(parts)}'."
@@ -977,6 +981,58 @@ class FakeGraph:
             self._need(method, "GET", "MailboxSettings.Read")
             return 200, _project(box.settings, query), {}
         raise GraphFault(400, "BadRequest", f"Resource not found for the segment '{rest[0]}'.")
+
+    def _batch(self, handler: _Handler, body: bytes) -> tuple[int, Any, dict[str, str]]:
+        """JSON batching: at most 20 requests; the outer answer is 200 whatever the inner ones
+        say; an inner request with a body needs its own Content-Type."""
+        if handler.command != "POST":
+            raise GraphFault(405, "Request_BadRequest", "$batch accepts POST only.")
+        data = _json_body(body)
+        requests = data.get("requests")
+        if not isinstance(requests, list) or not requests:
+            raise GraphFault(400, "BadRequest", "A batch needs a non-empty 'requests' array.")
+        if len(requests) > 20:
+            raise GraphFault(
+                400, "BadRequest", "The number of requests in a batch is limited to 20."
+            )
+        answers = []
+        for inner in requests:
+            url = str(inner.get("url") or "")
+            headers = email.message.Message()
+            headers["Authorization"] = handler.headers.get("Authorization", "")
+            for name, value in (inner.get("headers") or {}).items():
+                headers[name] = str(value)
+            payload = b""
+            if "body" in inner:
+                if "Content-Type" not in headers:
+                    raise GraphFault(
+                        400, "BadRequest", "Content-Type header is required for a request body."
+                    )
+                payload = json.dumps(inner["body"]).encode("utf-8")
+            split = urlsplit("/v1.0/" + url.lstrip("/"))
+            path = unquote(split.path)
+            match = re.match(r"^/v1\.0/users/([^/]+)", path)
+            mailbox = unquote(match.group(1)).lower() if match else ""
+            prefer = tuple(p.strip() for p in (headers.get_all("Prefer") or []) if p.strip())
+            shim = _InnerRequest(str(inner.get("method") or "GET").upper(), headers)
+            try:
+                status, answer, extra = self._graph(
+                    shim,  # type: ignore[arg-type]
+                    path,
+                    parse_qs(split.query, keep_blank_values=True),
+                    prefer,
+                    payload,
+                    mailbox,
+                    mailbox,
+                )
+            except GraphFault as fault:
+                status, extra = fault.status, fault.headers
+                answer = {"error": {"code": fault.code, "message": fault.message}}
+            answers.append(
+                {"id": inner.get("id"), "status": status, "headers": extra, "body": answer}
+            )
+        answers.reverse()  # answers come in any order: callers match them by id
+        return 200, {"responses": answers}, {}
 
     def _need(self, method: str, allowed: str, permission: str) -> None:
         if method != allowed:
@@ -1034,6 +1090,12 @@ class FakeGraph:
                         {"Location": ""},
                     )
                 session, offset = entry
+                if zone != session.zone:
+                    # Graph does not refuse it: the page silently comes in another zone.
+                    self.violations.append(
+                        f"calendarView delta page without the round's Prefer outlook.timezone "
+                        f"({session.zone!r} at first, {zone!r} now)"
+                    )
             elif "$deltatoken" in query:
                 token = self._delta.get(query["$deltatoken"][0])
                 if token is None or token.mailbox != box.address:
@@ -1041,6 +1103,7 @@ class FakeGraph:
                 if token.expired:
                     self._expired(box, token)
                 session, offset = self._round(box, token), 0
+                session.zone = zone
             else:
                 if "startDateTime" not in query or "endDateTime" not in query:
                     raise GraphFault(
@@ -1057,6 +1120,7 @@ class FakeGraph:
                     )
                 empty = DeltaToken(box.address, start, end, 0, frozenset())
                 session, offset = self._round(box, empty), 0
+                session.zone = zone
             page = [self._render(box, item, zone) for item in session.items[offset : offset + size]]
             link = f"{self.base}/v1.0/users/{quote(box.address)}/calendarView/delta"
             answer: dict[str, Any] = {
@@ -1477,6 +1541,14 @@ class FakeGraph:
 
 
 # --- helpers -------------------------------------------------------------------------------------
+
+
+@dataclass
+class _InnerRequest:
+    """What ``_graph`` reads of a request, for the requests inside a ``$batch``."""
+
+    command: str
+    headers: Any
 
 
 class _Drop(Exception):
