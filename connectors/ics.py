@@ -767,6 +767,47 @@ def _known_zone(tzid: str) -> bool:
         return False
 
 
+_SERIES_LINE = re.compile(
+    rb"^(?:RRULE|RDATE|EXRULE|RECURRENCE-ID)[;:]", re.MULTILINE | re.IGNORECASE
+)
+_DATE_VALUE = re.compile(rb"(\d{4})(\d{2})(\d{2})")
+_DATE_LINES = {
+    name: re.compile(rb"^" + name + rb"(?:;[^:\r\n]*)?:", re.MULTILINE | re.IGNORECASE)
+    for name in (b"DTSTART", b"DTEND")
+}
+_MARGIN = timedelta(days=2)
+"""More than any UTC offset: a date read without its zone is still on the right side."""
+
+
+def _line_date(data: bytes, raw: _Raw, name: bytes) -> date | None:
+    """The calendar date of the first ``name`` property of a component, read from the bytes
+    (``DTSTART;TZID=…:20260310T100000`` → 2026-03-10), or None."""
+    match = _DATE_LINES[name].search(data, raw.start, raw.end)
+    if match is None:
+        return None
+    value = _DATE_VALUE.match(data, match.end(), min(raw.end, match.end() + 8))
+    if value is None:
+        return None
+    try:
+        return date(int(value.group(1)), int(value.group(2)), int(value.group(3)))
+    except ValueError:
+        return None
+
+
+def _outside(data: bytes, raw: _Raw, window: Period) -> bool:
+    """A single event (no series, no override) that starts after the window or ends before it,
+    by its dates alone: it cannot have an occurrence in the window, so it is not parsed."""
+    if _SERIES_LINE.search(data, raw.start, raw.end):
+        return False
+    start = _line_date(data, raw, b"DTSTART")
+    if start is None:
+        return False
+    if start > (window.end + _MARGIN).date():
+        return True
+    end = _line_date(data, raw, b"DTEND")
+    return end is not None and end < (window.start - _MARGIN).date()
+
+
 def _event_precheck(data: bytes, raw: _Raw, ignored_zones: set[str]) -> str:
     """Why a VEVENT is skipped before it is parsed (size, attendees, rules, zone), or ""."""
     if raw.end - raw.start > limits.MAX_EVENT_BYTES:
@@ -936,6 +977,8 @@ def read_ics(
         if budget.spent():
             bad[uid] = limits.REASON_PASS_BUDGET
             continue
+        if _outside(data, raw, window):
+            continue  # a single event far from the window: never parsed (most of a long history)
         problem = _event_precheck(data, raw, ignored_zones)
         if not problem:
             try:

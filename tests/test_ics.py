@@ -1056,3 +1056,22 @@ def test_an_unreadable_start_is_skipped_and_the_rest_read(tmp_path: Path) -> Non
     result = sync_file(tmp_path, calendar(garbage, GOOD))
     assert [e.ical_uid for e in result.events] == ["good"]
     assert list(reasons(result)) == ["garbage"]
+
+
+def test_single_events_far_outside_the_window_are_not_read_at_all(tmp_path: Path) -> None:
+    # Years of history before the window: never read, so even one over a budget costs nothing
+    # (and is not reported: it would never have been in the window).
+    old = [
+        vevent(
+            f"old-{n}",
+            f"DTSTART:2019{1 + n:02d}10T100000Z",
+            f"DTEND:2019{1 + n:02d}10T110000Z",
+            *attendees(201),
+        )
+        for n in range(5)
+    ]
+    later = vevent("later", "DTSTART:20300310T100000Z", "DTEND:20300310T110000Z")
+    spanning = vevent("spanning", "DTSTART;VALUE=DATE:20260201", "DTEND;VALUE=DATE:20260305")
+    result = sync_file(tmp_path, calendar(*old, later, spanning, GOOD))
+    assert sorted(e.ical_uid for e in result.events) == ["good", "spanning"]
+    assert result.skipped == ()
