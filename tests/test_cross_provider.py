@@ -140,23 +140,23 @@ def when_phrases(message: Message) -> tuple[tuple[str, ...], tuple[str, ...]]:
     "pair", [ICS, MICROSOFT, GOOGLE, pytest.param(CALDAV, marks=pytest.mark.servers)]
 )
 def test_the_pair_drafts_the_scenarios_mails(replays: Replays, pair: str) -> None:
-    assert problems(replays[pair]) == []
+    found = problems(replays[pair])
+    assert found == [], f"{pair}:\n" + "\n".join(found)
 
 
 @pytest.mark.servers
 def test_all_four_pairs_draft_the_same_mails(replays: Replays) -> None:
     """The same (kind, candidate, local day) set on every provider, and it is ``EXPECTED``:
     weekend and holiday greetings and status updates included."""
-    drafts = {pair: replays[pair].drafts for pair in PAIRS}
-    differences = {
-        pair: {
-            "missing": sorted(two_weeks.EXPECTED - found),
-            "extra": sorted(found - two_weeks.EXPECTED),
-        }
-        for pair, found in drafts.items()
-        if found != two_weeks.EXPECTED
-    }
-    assert differences == {}
+    differences = []
+    for pair in PAIRS:
+        outcome = replays[pair]
+        for draft in sorted(two_weeks.EXPECTED - outcome.drafts):
+            why = outcome.skipped.get(draft, "never drafted")
+            differences.append(f"{pair}: missing {draft} ({why})")
+        for draft in sorted(outcome.drafts - two_weeks.EXPECTED):
+            differences.append(f"{pair}: extra {draft}")
+    assert differences == [], "\n".join(differences)
     kinds = {kind for kind, _, _ in two_weeks.EXPECTED}
     assert {"weekend_greeting", "status_update", "reschedule_notice", "vacation_notice"} <= kinds
 
@@ -173,7 +173,10 @@ def test_each_mail_names_the_same_time_and_zone_on_every_pair(replays: Replays) 
         }
         if len(set(named.values())) > 1:
             disagreements[draft] = named
-    assert disagreements == {}
+    assert disagreements == {}, "\n".join(
+        f"{draft}: " + "; ".join(f"{pair} {named}" for pair, named in by_pair.items())
+        for draft, by_pair in disagreements.items()
+    )
 
 
 @pytest.mark.parametrize(
@@ -192,7 +195,7 @@ def test_interview_times_are_named_in_swedish_time(replays: Replays, pair: str) 
         # Mails about the interview must name its time in Swedish time; others may name none.
         if (kind in NAMES_THE_TIME and not (times and swedish)) or (zones and not swedish):
             wrong[draft] = (times, zones)
-    assert wrong == {}
+    assert wrong == {}, "\n".join(f"{pair} {draft}: {named}" for draft, named in wrong.items())
 
 
 @pytest.mark.parametrize(

@@ -58,6 +58,7 @@ class RadicaleDovecotBackend:
         with self.client() as client:
             client.select_folder("Drafts")
             uids = client.search(["TO", candidate, "NOT", "DELETED"])
+            assert uids, f"no draft to {candidate} to send at {when}"
             newest = max(uids)
             message = parse(bytes(client.fetch([newest], ["BODY.PEEK[]"])[newest][b"BODY[]"]))
             del message["Date"]

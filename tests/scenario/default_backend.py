@@ -58,6 +58,7 @@ class IcsMaildirBackend:
         file name of its own. The Message-ID is kept: a Maildir holds no other trace of the
         draft (losing that too is the Microsoft 365 and Google fakes' worst case)."""
         mine = [p for p in self.files(".Drafts") if candidate in str(parse(p.read_bytes())["To"])]
+        assert mine, f"no draft to {candidate} to send at {when}"
         newest = max(mine, key=lambda p: p.stat().st_mtime_ns)
         message = parse(newest.read_bytes())
         key = str(message[KEY_HEADER] or "")

@@ -57,6 +57,7 @@ class GoogleBackend:
                 for m in [self.fake.messages[USER][message_id]]
                 if candidate in str(m.parsed["To"])
             ]
+        assert mine, f"no draft to {candidate} to send at {when}"
         _, draft_id, draft = max(mine, key=lambda item: (item[0], item[1]))
         if web_edit:
             key = str(draft.parsed[KEY_HEADER] or "")

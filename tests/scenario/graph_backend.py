@@ -40,6 +40,7 @@ class GraphBackend:
 
     def send_to(self, candidate: str, when: datetime, web_edit: bool = False) -> None:
         mine = [m for m in self.fake.drafts(USER) if candidate in str(m.data["toRecipients"])]
+        assert mine, f"no draft to {candidate} to send at {when}"
         newest = max(mine, key=lambda m: m.order)
         if web_edit:
             key = str(_parse(self.fake.mime(USER, newest))[KEY_HEADER] or "")

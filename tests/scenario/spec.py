@@ -51,6 +51,9 @@ class EventSpec:
     exdates: tuple[datetime, ...] = ()
     moved: tuple[Moved, ...] = field(default_factory=tuple)
     sequence: int = 0
+    # The TZID an iCalendar file names the times in, when not the IANA name: Outlook publishes
+    # calendars with Windows names such as "W. Europe Standard Time" (and a VTIMEZONE of that id).
+    tzid: str = ""
 
 
 _PARTSTAT = {
@@ -68,6 +71,9 @@ def _vevent(spec: EventSpec, start: datetime | date, end: datetime | date) -> ic
     ev.add("summary", spec.subject)
     ev.add("dtstart", start)
     ev.add("dtend", end)
+    if spec.tzid and isinstance(start, datetime):
+        ev["dtstart"].params["TZID"] = spec.tzid
+        ev["dtend"].params["TZID"] = spec.tzid
     ev.add("sequence", spec.sequence)
     if spec.body:
         ev.add("description", spec.body)
@@ -121,7 +127,7 @@ def to_ics(specs: list[EventSpec] | tuple[EventSpec, ...], name: str = "Recruiti
     for spec in specs:
         for ev in vevents(spec):
             cal.add_component(ev)
-    cal.add_missing_timezones()
+    cal.add_missing_timezones()  # also one for each ``tzid``, from the times' own zone
     return cal.to_ical()
 
 

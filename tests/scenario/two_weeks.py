@@ -17,8 +17,10 @@ What happens, in short:
   waits five working days from that mail: Tue 22.
 - Gustav: welcome drafted Tue 8; the recruiter edits it in the web editor and sends it (the
   client may drop our header, property or Message-ID); the interview then moves from Mon 14 to
-  Tue 15 → a reschedule notice, not a second welcome. On Microsoft 365 his event, like every
-  event there, carries the Windows zone "W. Europe Standard Time" (Europe/Stockholm in Sweden).
+  Tue 15 → a reschedule notice, not a second welcome. His event names its times in the Windows
+  zone "W. Europe Standard Time" as Outlook publishes it (the iCalendar TZID for ICS and CalDAV;
+  on Microsoft 365 every event and the mailbox carry that name): for a Swedish company that is
+  Europe/Stockholm, and his mails must name Swedish time.
 - Wed 23 Dec is the last working day before Christmas and before the recruiter's vacation:
   a vacation notice to everyone in process, with the holiday greeting folded in.
 """
@@ -120,9 +122,18 @@ EVA_2 = interview(
     "eva-2@nordljus.se", Who(EVA, EVA_NAME), 18, "10:00", subject="Slutintervju Eva Öberg"
 )
 FRANS_1 = interview("frans-1@nordljus.se", Who(FRANS, FRANS), 15, "09:00")
-GUSTAV_1 = interview("gustav-1@nordljus.se", Who(GUSTAV, "Gustav Lund"), 14, "14:00")
+# Gustav's event names its times the way Outlook does, with a Windows zone id.
+WINDOWS_ZONE = "W. Europe Standard Time"
+GUSTAV_1 = interview(
+    "gustav-1@nordljus.se", Who(GUSTAV, "Gustav Lund"), 14, "14:00", tzid=WINDOWS_ZONE
+)
 GUSTAV_1_MOVED = interview(
-    "gustav-1@nordljus.se", Who(GUSTAV, "Gustav Lund"), 15, "14:00", sequence=1
+    "gustav-1@nordljus.se",
+    Who(GUSTAV, "Gustav Lund"),
+    15,
+    "14:00",
+    sequence=1,
+    tzid=WINDOWS_ZONE,
 )
 # Not an interview: an internal meeting with no candidate, and a weekly series the recruiter runs.
 TEAM = EventSpec(
