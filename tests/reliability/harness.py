@@ -309,3 +309,11 @@ class Chain:
                 f"exited {result.code}:\n{result.stderr[-3000:]}"
             )
         self.report.clean_seconds.append(result.seconds)
+
+
+def wait_out_retry_after(state: State) -> None:
+    """As the scheduler does: no pass before a Retry-After the provider gave is over (the next
+    pass would be refused at once, sending nothing)."""
+    wait = state.hold_until(two_weeks.RECRUITER.address) - time.time()
+    if wait > 0:
+        time.sleep(wait)

@@ -34,7 +34,14 @@ from daemon.runtime import run_once, validate
 from daemon.settings import load_settings
 from daemon.state import State
 from tests.reliability import budget
-from tests.reliability.harness import CHANGES, EXPECTED, ROOT, RecruiterMaildir, inspect
+from tests.reliability.harness import (
+    CHANGES,
+    EXPECTED,
+    ROOT,
+    RecruiterMaildir,
+    inspect,
+    wait_out_retry_after,
+)
 from tests.reliability.icsserver import STATUS_FAULTS, FaultyCalendarServer
 from tests.scenario import two_weeks
 from tests.scenario.runner import apply, write_config
@@ -155,7 +162,9 @@ def fault_replay(root: Path, seed: int, maildir_faults: bool = True) -> FaultRep
                     # First, so that it meets the instant's drafts (a later fault would not).
                     kinds.insert(0, rng.choice(("maildir-tmp", "maildir-cur")))
                 for fault in kinds:
+                    wait_out_retry_after(state)
                     faulted_pass(backend, server, settings, renderer, state, instant, fault, report)
+                wait_out_retry_after(state)
                 before = len(server.requests)
                 outcome = run_once(settings, state, renderer, instant)
                 report.passes += 1
