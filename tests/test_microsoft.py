@@ -628,6 +628,21 @@ def test_an_unclear_create_is_followed_by_no_early_request(
     assert len(recorder.waits) == 1
 
 
+def test_a_create_answered_429_is_sent_again_after_the_wait(
+    fake: FakeGraph, tmp_path: Path, opened: Opened
+) -> None:
+    """Graph documents a throttled request as failed: after the wait, the same create is sent
+    again (no look-up needed), and exactly one draft exists."""
+    sink = sink_of(fake, tmp_path, opened)
+    sink.client.sleep = SleepRecorder()
+    fake.fail_next("/messages", 429, "TooManyRequests", retry_after=1)
+    ref = sink.create_draft(draft_message())
+    posts = [r for r in fake.graph_requests() if r.method == "POST"]
+    assert [r.status for r in posts] == [429, 201]
+    assert [m.immutable_id for m in fake.drafts(MAILBOX)] == [ref.remote_id]
+    assert fake.early_requests() == []
+
+
 def test_a_long_retry_after_ends_the_call_without_a_request(
     fake: FakeGraph, tmp_path: Path, opened: Opened
 ) -> None:

@@ -12,8 +12,10 @@ with it, capped at an hour, and becomes a *wait* for that mailbox: no request to
 before it has elapsed, whichever call, source or sink, pass or process (the waits are kept in the
 state directory too). A short wait is slept through; a long one ends the call with
 ``TransientError(retry_after=…)`` for the scheduler. A request that may have reached the server
-without a clear answer (a create answered 429/503, or a timeout after sending) is never repeated
-blindly: it raises ``AmbiguousError`` and the caller looks the key up first.
+without a clear answer (a create answered 5xx, or a timeout after sending) is never repeated
+blindly: it raises ``AmbiguousError`` (with the ``retry_after`` Graph gave) and the caller looks the
+key up first. A create answered 429 was refused unprocessed (Graph's throttling guidance: "the
+requests fail"), so it is sent again once the wait is over.
 """
 
 from __future__ import annotations
@@ -637,8 +639,9 @@ class GraphClient:
             if status == 403:
                 raise AuthError(self._forbidden(mailbox, permission, what, code, message))
             if status in THROTTLE_STATUSES or status >= 500:
-                if not idempotent:
-                    # Throttled or failing before or after Exchange acted: nobody can say which.
+                if not idempotent and status != 429:
+                    # Failing before or after Exchange acted: nobody can say which. (A 429 is
+                    # documented as failed: "Returns 429 Too Many Requests and the requests fail".)
                     raise AmbiguousError(
                         f"{what}: Graph answered {status} {code}; outcome unknown", retry_after=wait
                     )
