@@ -64,18 +64,22 @@ class Outcome:
 
 def assert_consistent(outcome: Outcome) -> None:
     """Exactly one mail per drafted key, no mail the ledger does not know, nothing half-done."""
-    assert all(code == 0 for code in outcome.exit_codes)
-    assert outcome.unknown_keys == []
-    assert outcome.unfinished == []
+    failed = [number for number, code in enumerate(outcome.exit_codes) if code != 0]
+    assert failed == [], f"passes that failed (instant numbers): {failed}"
+    assert outcome.unknown_keys == [], f"mails the ledger does not know: {outcome.unknown_keys}"
+    assert outcome.unfinished == [], f"ledger rows left attempting: {outcome.unfinished}"
     duplicates = {k: len(v) for k, v in outcome.by_key.items() if len(v) != 1}
-    assert duplicates == {}
+    assert duplicates == {}, f"keys with more than one mail: {duplicates}"
 
 
 def assert_drafted_exactly(outcome: Outcome, expected: frozenset[tuple[str, str, date]]) -> None:
     """Consistent (see above), and the drafts are ``expected``: nothing missing, nothing extra."""
     assert_consistent(outcome)
-    assert sorted(outcome.drafts - expected) == []
-    assert sorted(expected - outcome.drafts) == []
+    missing = [
+        (d, outcome.skipped.get(d, "never drafted")) for d in sorted(expected - outcome.drafts)
+    ]
+    extra = sorted(outcome.drafts - expected)
+    assert (missing, extra) == ([], []), f"missing (with why): {missing}; extra: {extra}"
 
 
 def status_output(workdir: Path) -> subprocess.CompletedProcess[str]:
