@@ -800,8 +800,8 @@ def _outside(data: bytes, raw: _Raw, window: Period) -> bool:
     if _SERIES_LINE.search(data, raw.start, raw.end):
         return False
     start = _line_date(data, raw, b"DTSTART")
-    if start is None:
-        return False
+    if start is None or not limits.EARLIEST.date() <= start < limits.LATEST.date():
+        return False  # absurd dates are read, so that the event is reported as skipped
     if start > (window.end + _MARGIN).date():
         return True
     end = _line_date(data, raw, b"DTEND")
