@@ -488,8 +488,6 @@ class MailboxRunner:
                     pseudonym(mail.candidate),
                     exc,
                 )
-                if exc.retry_after:
-                    raise  # the provider asked us to wait: no further request this pass
             except RenderError as exc:
                 # A template that fails on one mail's data holds that mail (it is tried again
                 # every pass while it is valid, so a fixed template drafts it); the rest flow.
@@ -530,8 +528,6 @@ class MailboxRunner:
                     pseudonym(mail.candidate),
                     exc,
                 )
-                if exc.retry_after:
-                    raise  # read before anything else: no request before it elapses
 
     def mark_obsolete(self, entry: LedgerEntry, reason: str, now: datetime) -> None:
         key = entry.key
