@@ -8,7 +8,6 @@ near the ``email`` package.
 
 from __future__ import annotations
 
-import contextlib
 import re
 import unicodedata
 from datetime import datetime
@@ -74,18 +73,10 @@ def ascii_domain(domain: str) -> str:
 
 
 def address_key(address: str) -> str:
-    """One spelling of an address for comparing people across calendar and mailbox: the
-    project's normal form, without a final dot, with an IDNA domain read back as Unicode (so
-    ``anna@xn--exmple-cua.se.`` and ``Anna@exämple.se`` are the same person)."""
-    cleaned = normalise_address(address)
-    local, at, domain = cleaned.rpartition("@")
-    if not at:
-        return cleaned
-    domain = domain.rstrip(".")
-    if "xn--" in domain:
-        with contextlib.suppress(idna.IDNAError, UnicodeError):
-            domain = idna.decode(domain)
-    return f"{local}@{domain}"
+    """One spelling of an address for comparing people across calendar and mailbox (so
+    ``anna@xn--exmple-cua.se.`` and ``Anna@exämple.se`` are the same person): the project's
+    normal form, which already reads an IDNA domain back as Unicode and drops a final dot."""
+    return normalise_address(address)
 
 
 def _address(recipient: Recipient) -> Address:

@@ -6,6 +6,7 @@ nothing provider-specific travels further.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import hashlib
 import hmac
@@ -21,8 +22,16 @@ def normalise_address(address: str) -> str:
     if cleaned.lower().startswith("mailto:"):
         cleaned = cleaned[len("mailto:") :]
     cleaned = unicodedata.normalize("NFC", cleaned).lower()
-    # "anna@example.se." is the same mailbox as "anna@example.se" (a fully qualified domain).
-    return cleaned.rstrip(".") if "@" in cleaned else cleaned
+    local, at, domain = cleaned.rpartition("@")
+    if not at:
+        return cleaned
+    # "anna@example.se." is the same mailbox as "anna@example.se" (a fully qualified domain),
+    # and "xn--exmple-cua.se" is "exämple.se" as a provider may spell it.
+    domain = domain.rstrip(".")
+    if "xn--" in domain:
+        with contextlib.suppress(UnicodeError):  # not a valid IDNA name: kept as written
+            domain = unicodedata.normalize("NFC", domain.encode("ascii").decode("idna")).lower()
+    return f"{local}@{domain}"
 
 
 class Response(enum.StrEnum):
