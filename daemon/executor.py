@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from time import time as epoch_seconds
+from typing import TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from connectors.base import (
@@ -62,6 +63,7 @@ from daemon.state import State
 from daemon.workdays import WorkCalendar
 
 log = logging.getLogger("recruitmail.executor")
+Found = TypeVar("Found")
 
 KNOWLEDGE_TTL = timedelta(hours=1)
 REFUSED_RETRY = timedelta(hours=1)
@@ -244,37 +246,37 @@ class MailboxRunner:
     def person(self, address: str, now: datetime) -> PersonInfo | None:
         if not isinstance(self.sink, KnowsPeople) or self.settings.person(address) is not None:
             return None
-        if address not in self._directory:
-            if self.refused_recently(DIRECTORY, now):
-                return None
-            try:
-                self._directory[address] = self.sink.lookup_person(address)
-            except TransientError as exc:
-                self.note_problem(DIRECTORY, exc, now)
-                raise LookupDeferred(
-                    f"the directory look-up failed for now ({exc})", retry_after=exc.retry_after
-                ) from None
-            except (PermanentError, AuthError) as exc:
-                self.note_problem(DIRECTORY, exc, now)
-                return None
-            self.clear_problem(DIRECTORY)
-        return self._directory[address]
+        if address in self._directory:
+            return self._directory[address]
+        sink = self.sink
+        found = self.look_up(DIRECTORY, lambda: sink.lookup_person(address), now)
+        if DIRECTORY not in self._refused:  # a refusal is asked again later, not remembered
+            self._directory[address] = found
+        return found
 
     def last_contact(self, address: str, since: datetime, now: datetime) -> datetime | None:
         """When the recruiter last wrote to ``address`` after ``since`` (None: not known to)."""
-        if not isinstance(self.sink, KnowsLastContact) or self.refused_recently(LAST_CONTACT, now):
+        if not isinstance(self.sink, KnowsLastContact):
+            return None
+        sink = self.sink
+        return self.look_up(LAST_CONTACT, lambda: sink.last_contact(address, since), now)
+
+    def look_up(self, topic: str, call: Callable[[], Found], now: datetime) -> Found | None:
+        """An auxiliary look-up a mail depends on: ``None`` when refused for good (the mail goes
+        on with the fallback); ``LookupDeferred`` when it failed for now (the mail waits)."""
+        if self.refused_recently(topic, now):
             return None
         try:
-            found = self.sink.last_contact(address, since)
+            found = call()
         except TransientError as exc:
-            self.note_problem(LAST_CONTACT, exc, now)
+            self.note_problem(topic, exc, now)
             raise LookupDeferred(
-                f"the last-contact look-up failed for now ({exc})", retry_after=exc.retry_after
+                f"the {topic} look-up failed for now ({exc})", retry_after=exc.retry_after
             ) from None
         except (PermanentError, AuthError) as exc:
-            self.note_problem(LAST_CONTACT, exc, now)
+            self.note_problem(topic, exc, now)
             return None
-        self.clear_problem(LAST_CONTACT)
+        self.clear_problem(topic)
         return found
 
     # -- the pass ------------------------------------------------------------------------
