@@ -16,7 +16,7 @@ import logging
 import re
 import ssl
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.parser import BytesHeaderParser
 from email.utils import getaddresses, parsedate_to_datetime
 from pathlib import Path
@@ -516,9 +516,12 @@ class ImapSink:
                 return None
             client.select_folder(sent, readonly=True)
             charset = None if term.isascii() else "UTF-8"
-            # SINCE compares dates only and TO is a substring match: both are refined below.
+            # SENTSINCE compares the Date: header's day (SINCE would compare the day the server
+            # stored the mail, which an APPEND by another client may not set); a day earlier
+            # covers the header's own time zone. TO is a substring match: both refined below.
             uids = client.search(
-                ["OR", "TO", term, "CC", term, "SINCE", since.date()], charset=charset
+                ["OR", "TO", term, "CC", term, "SENTSINCE", (since - timedelta(days=1)).date()],
+                charset=charset,
             )
             if not uids:
                 return None

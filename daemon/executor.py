@@ -47,11 +47,12 @@ from daemon.interviews import (
     recognise,
 )
 from daemon.limits import capped_retry_after
-from daemon.models import DraftKey, DraftState, Event, Period, PersonInfo, pseudonym
+from daemon.models import DraftKey, DraftState, Event, MailKind, Period, PersonInfo, pseudonym
 from daemon.planner import (
     LedgerEntry,
     Plan,
     PlannedMail,
+    Skip,
     Snapshot,
     entries_needing_state,
     plan,
@@ -453,6 +454,8 @@ class MailboxRunner:
         report: PassReport,
     ) -> None:
         for skip in decided.skips:
+            if self.postponed(skip, now):
+                continue
             crash_point("skip-before-commit")
             self.state.record_skip(skip.key, skip.due, skip.reason, now)
             self.clear_problem(held_topic(skip.key))
@@ -530,6 +533,26 @@ class MailboxRunner:
                     pseudonym(mail.candidate),
                     exc,
                 )
+
+    def postponed(self, skip: Skip, now: datetime) -> bool:
+        """Whether a stale status update was in fact moved by the recruiter's own mail (read
+        now, as the service was not running when it became due): then it is not skipped, and
+        the next pass plans it from that mail."""
+        if skip.key.kind is not MailKind.STATUS_UPDATE or skip.no_contact_since is None:
+            return False
+        try:
+            contact = self.last_contact(skip.key.candidate, skip.no_contact_since, now)
+        except LookupDeferred:
+            return True  # decided on a later pass, when Sent mail can be read
+        if contact is None or contact <= skip.no_contact_since:
+            return False
+        self.state.record_contact(self.box.address, skip.key.candidate, contact)
+        log.info(
+            "%s status update for %s postponed: the recruiter wrote since",
+            self.box.address,
+            pseudonym(skip.key.candidate),
+        )
+        return True
 
     def mark_obsolete(self, entry: LedgerEntry, reason: str, now: datetime) -> None:
         key = entry.key

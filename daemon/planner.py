@@ -109,6 +109,7 @@ class Skip:
     key: DraftKey
     due: datetime
     reason: str
+    no_contact_since: datetime | None = None  # a status update the recruiter's mail may postpone
 
 
 @dataclass(frozen=True)
@@ -204,7 +205,9 @@ class _Planner:
             return
         if self.now >= mail.valid_until:
             if mail.due.date() >= self.lookback_start or mail.kind.is_announcement:
-                self.skips.append(Skip(mail.key, mail.due, _stale_reason(mail)))
+                self.skips.append(
+                    Skip(mail.key, mail.due, _stale_reason(mail), mail.no_contact_since)
+                )
             return
         out.append(_Candidate(mail))
 
