@@ -10,6 +10,7 @@ import re
 import stat
 import time as clock
 import zlib
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
@@ -970,6 +971,13 @@ def read_ics(
 
     bad: dict[str, str] = {}  # UID -> reason
     by_uid: dict[str, list[icalendar.cal.Component]] = {}
+    # A series with more overrides than its occurrence budget is skipped before any is parsed.
+    components = Counter(
+        _first_value(_UID_LINE, data, raw) or "(no UID)" for raw in raws if raw.name == "VEVENT"
+    )
+    for uid, count in components.items():
+        if count > limits.MAX_OCCURRENCES_PER_SERIES:
+            bad[uid] = limits.REASON_TOO_MANY_OCCURRENCES
     for raw in (r for r in raws if r.name == "VEVENT"):
         uid = _first_value(_UID_LINE, data, raw) or "(no UID)"
         if uid in bad:
