@@ -17,7 +17,7 @@ from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from email.utils import parsedate_to_datetime
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from urllib.parse import urljoin, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -439,15 +439,15 @@ def _read_file(path: Path) -> bytes:
         info = os.fstat(descriptor)
         if not stat.S_ISREG(info.st_mode):
             raise PermanentError(f"{path}: not a regular file; give an .ics file")
-        if info.st_size > limits.MAX_FEED_BYTES:
-            raise PermanentError(
-                f"{path}: the calendar file is larger than {limits.MAX_FEED_BYTES} bytes "
-                f"({info.st_size}); refused"
-            )
         with os.fdopen(descriptor, "rb", closefd=False) as handle:
-            data = handle.read(min(info.st_size, limits.MAX_FEED_BYTES) + 1)
-            if len(data) > info.st_size:  # it grew while being read: read the rest, bounded
-                data += handle.read(limits.MAX_FEED_BYTES + 1 - len(data))
+            if info.st_size > limits.MAX_FEED_BYTES:
+                # One huge invitation must not cost the calendar: read it as a stream, keeping
+                # only the head of each oversized event (enough to skip it with its reason).
+                data = _without_oversized_events(handle, path)
+            else:
+                data = handle.read(info.st_size + 1)
+                if len(data) > info.st_size:  # it grew while being read: the rest, bounded
+                    data += handle.read(limits.MAX_FEED_BYTES + 1 - len(data))
     except OSError as exc:
         raise TransientError(f"{path}: cannot read the calendar file ({exc.strerror})") from None
     finally:
@@ -457,6 +457,43 @@ def _read_file(path: Path) -> bytes:
             f"{path}: the calendar file is larger than {limits.MAX_FEED_BYTES} bytes; refused"
         )
     return data
+
+
+_READ_PIECE = 64 * 1024
+
+
+def _without_oversized_events(handle: IO[bytes], path: Path) -> bytes:
+    """A calendar file larger than the feed budget, with every event over
+    ``limits.MAX_EVENT_BYTES`` cut to its first ``MAX_EVENT_BYTES + 1`` bytes: still over the
+    event budget, so it is skipped with its reason while every other event is read. Memory stays
+    within the feed budget whatever the file holds (lines are read in bounded pieces)."""
+    out = bytearray()
+    event: bytearray | None = None  # the VEVENT being read, while it is one
+    at_line_start = True
+    while piece := handle.readline(_READ_PIECE):
+        head = piece[:12].upper() if at_line_start else b""
+        at_line_start = piece.endswith(b"\n")
+        if event is None:
+            if head.startswith(b"BEGIN:VEVENT"):
+                event = bytearray(piece)
+            else:
+                out += piece
+        elif head.startswith(b"END:VEVENT"):
+            out += event
+            if not event.endswith(b"\n"):
+                out += b"\r\n"
+            out += piece
+            event = None
+        elif len(event) <= limits.MAX_EVENT_BYTES:
+            event += piece[: limits.MAX_EVENT_BYTES + 1 - len(event)]
+        if len(out) > limits.MAX_FEED_BYTES:
+            raise PermanentError(
+                f"{path}: the calendar file is larger than {limits.MAX_FEED_BYTES} bytes even "
+                "without its oversized events; refused"
+            )
+    if event is not None:
+        out += event  # a file that ends inside an event: the parser says so
+    return bytes(out)
 
 
 def _zone(name: str) -> ZoneInfo:

@@ -885,6 +885,26 @@ def test_a_calendar_file_over_the_feed_budget_is_refused_unread(tmp_path: Path) 
         source.sync(None, WINDOW)
 
 
+def test_one_huge_event_in_a_file_over_the_feed_budget_costs_only_itself(
+    tmp_path: Path,
+) -> None:
+    """A 100 MB invitation in a local file: read as a stream, only that event is skipped."""
+    huge = vevent("huge", "DTSTART:20260310T120000Z", "DTEND:20260310T130000Z", "DESCRIPTION:x")
+    head, _, tail = calendar(huge, GOOD).partition(b"DESCRIPTION:x\r\n")
+    folded = b" " + b"y" * 74 + b"\r\n"  # one DESCRIPTION folded over 1.4 million lines
+    file = tmp_path / "calendar.ics"
+    with file.open("wb") as handle:
+        handle.write(head + b"DESCRIPTION:x\r\n")
+        handle.write(folded * (100 * 1024 * 1024 // len(folded) + 1))
+        handle.write(tail)
+    assert file.stat().st_size > limits.MAX_FEED_BYTES
+
+    result = open_source(SourceOptions(path=file), context(tmp_path)).sync(None, WINDOW)
+
+    assert [e.ical_uid for e in result.events] == ["good"]
+    assert reasons(result) == {"huge": limits.REASON_TOO_BIG}
+
+
 def test_a_fifo_as_calendar_file_is_refused_without_hanging(tmp_path: Path) -> None:
     fifo = tmp_path / "calendar.ics"
     os.mkfifo(fifo)

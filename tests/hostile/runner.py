@@ -239,8 +239,22 @@ def run_cli(
         if fresh:
             env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1"}
             env.pop("RECRUITMAIL_CONFIG", None)
+            # The child starts as a fork of this process, and ru_maxrss survives exec: it would
+            # count this process's memory (the corpus it built). The new interpreter reports
+            # its own peak (VmHWM, which exec resets) into a file as it exits.
+            peak_file = workdir / f"peak-{time.monotonic_ns()}"
+            launcher = (
+                "import atexit, runpy, sys\n"
+                "def peak():\n"
+                "    for line in open('/proc/self/status'):\n"
+                "        if line.startswith('VmHWM:'):\n"
+                f"            open({str(peak_file)!r}, 'w').write(line.split()[1])\n"
+                "atexit.register(peak)\n"
+                "sys.argv[0] = 'recruitmail'\n"
+                "runpy.run_module('daemon', run_name='__main__')\n"
+            )
             child = subprocess.Popen(  # noqa: S603
-                [sys.executable, "-m", "daemon", *argv],
+                [sys.executable, "-c", launcher, *argv],
                 cwd=ROOT,
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -274,7 +288,11 @@ def run_cli(
     log = out.read_bytes().decode("utf-8", "replace")
     out.unlink()
     code = os.waitstatus_to_exitcode(status)
-    return Run(code, seconds, usage.ru_maxrss / 1024, timed_out.is_set(), log)
+    peak_kib = float(usage.ru_maxrss)
+    if fresh and peak_file.exists():
+        peak_kib = float(peak_file.read_text() or peak_kib)
+        peak_file.unlink()
+    return Run(code, seconds, peak_kib / 1024, timed_out.is_set(), log)
 
 
 def _child(output: int, argv: list[str]) -> None:
