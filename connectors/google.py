@@ -468,12 +468,21 @@ def _is_throttled(status: int, reason: str) -> bool:
 class _Caller:
     """Runs API requests: backoff on throttling and outages, one error vocabulary out."""
 
-    def __init__(self, options: GoogleOptions, grant: _Grant, sleep: Sleeper, rng: random.Random):
+    def __init__(
+        self,
+        options: GoogleOptions,
+        grant: _Grant,
+        sleep: Sleeper,
+        rng: random.Random,
+        monotonic: Callable[[], float] = time.monotonic,
+    ):
         self._options = options
         self._grant = grant
         self._sleep = sleep
+        self._monotonic = monotonic  # the clock ``sleep`` advances
         self._rng = rng
         self.requests = 0  # API requests made (token grants excluded): the bench reads it
+        self._not_before = 0.0  # monotonic time before which Google asked us not to call
 
     def backoff(self, attempt: int, retry_after: float | None) -> float:
         """Capped exponential backoff with full jitter; the server's Retry-After is a floor
@@ -483,6 +492,19 @@ class _Caller:
         if retry_after is not None:
             delay = max(delay, retry_after)
         return delay
+
+    def _wait_for_retry_after(self, what: str) -> None:
+        """No request before a Retry-After that an earlier call gave up on has elapsed: a short
+        one is waited here, a long one ends this call without sending anything."""
+        remaining = self._not_before - self._monotonic()
+        if remaining <= 0:
+            return
+        if remaining > self._options.max_backoff_seconds:
+            raise TransientError(
+                f"google {what}: Google asked us to wait; {remaining:.0f} s left",
+                retry_after=remaining,
+            )
+        self._sleep(remaining)
 
     def call(
         self,
@@ -496,6 +518,7 @@ class _Caller:
         ``on_server_error`` runs before retrying after a 5xx answer to a request that changes
         state (it may have been carried out); a non-``None`` result is returned instead.
         """
+        self._wait_for_retry_after(what)
         attempt = 0
         while True:
             try:
@@ -513,6 +536,8 @@ class _Caller:
                     or (wait is not None and wait > self._options.max_backoff_seconds)
                 )
                 if give_up:
+                    if wait is not None:  # the next call (another mail's) waits for it too
+                        self._not_before = max(self._not_before, self._monotonic() + wait)
                     mapped = self._mapped(status, reason, message, what, wait)
                     if retryable and status in SERVER_ERRORS and on_server_error is not None:
                         # The write may have been carried out: the caller must look it up
@@ -1065,12 +1090,13 @@ class GmailSink:
         sleep: Sleeper = time.sleep,
         rng: random.Random | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._options = options
         self._context = context
         self._scopes = gmail_scopes(options)
         grant = _grant(options, context, self._scopes)
-        self._caller = _Caller(options, grant, sleep, rng or random.Random())
+        self._caller = _Caller(options, grant, sleep, rng or random.Random(), monotonic)
         endpoint = _endpoint(options.gmail_endpoint, DEFAULT_GMAIL_ENDPOINT)
         self._service = _build("gmail", "v1", endpoint, grant, options)
         self._clock = clock
@@ -1605,9 +1631,10 @@ def open_sink(
     *,
     sleep: Sleeper = time.sleep,
     rng: random.Random | None = None,
+    monotonic: Callable[[], float] = time.monotonic,
 ) -> GmailSink:
-    """The Gmail draft sink of one mailbox."""
-    return GmailSink(options, context, sleep=sleep, rng=rng)
+    """The Gmail draft sink of one mailbox (``sleep`` and ``monotonic``: one clock, for tests)."""
+    return GmailSink(options, context, sleep=sleep, rng=rng, monotonic=monotonic)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -292,10 +292,14 @@ class MailboxRunner:
         try:
             return self.run_pass(now)
         except TransientError as exc:
-            if exc.retry_after:
-                seconds = capped_retry_after(exc.retry_after)
-                self.state.hold(self.box.address, self.wall() + seconds)
+            self.hold_for(exc)
             raise
+
+    def hold_for(self, exc: TransientError) -> None:
+        """Remember a provider's Retry-After past this pass and process. The pass itself goes on:
+        the connector waits it out (or refuses) before its own next request."""
+        if exc.retry_after:
+            self.state.hold(self.box.address, self.wall() + capped_retry_after(exc.retry_after))
 
     def run_pass(self, now: datetime) -> PassReport:
         report = PassReport(self.box.address)
@@ -493,6 +497,7 @@ class MailboxRunner:
                     pseudonym(mail.candidate),
                     exc,
                 )
+                self.hold_for(exc)
             except RenderError as exc:
                 # A template that fails on one mail's data holds that mail (it is tried again
                 # every pass while it is valid, so a fixed template drafts it); the rest flow.
@@ -533,6 +538,7 @@ class MailboxRunner:
                     pseudonym(mail.candidate),
                     exc,
                 )
+                self.hold_for(exc)
 
     def postponed(self, skip: Skip, now: datetime) -> bool:
         """Whether a stale status update was in fact moved by the recruiter's own mail (read

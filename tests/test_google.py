@@ -937,7 +937,7 @@ def sink_with(fake: GoogleFake, tmp_path: Path, time_: VirtualTime, **extra: Any
     opts = google.SinkOptions(**options(fake, Path("/nonexistent"), **extra))
     path, _ = key_file(fake, tmp_path, google.gmail_scopes(opts))
     opts = google.SinkOptions(**options(fake, path, **extra))
-    return google.open_sink(opts, context(tmp_path), sleep=time_)
+    return google.open_sink(opts, context(tmp_path), sleep=time_, monotonic=time_.clock)
 
 
 LOOKUPS = {
@@ -1071,7 +1071,13 @@ def test_an_unclear_drafts_create_waits_for_retry_after_before_looking(
     assert fake.early_requests == 0
     assert all(w >= retry_after for w in time_.waits)
     fake.clear_failures()
-    assert sink.find_draft(draft_message().key) is None  # the fake refused it: nothing there
+    if retry_after > 32:  # longer than the backoff cap: the look-up is refused, nothing is sent
+        with pytest.raises(TransientError) as waiting:
+            sink.find_draft(draft_message().key)
+        assert waiting.value.retry_after is not None and waiting.value.retry_after > 32
+    else:
+        assert sink.find_draft(draft_message().key) is None  # the fake refused it: nothing there
+    assert fake.early_requests == 0
 
 
 # ---------------------------------------------------------------------------------------------

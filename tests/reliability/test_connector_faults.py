@@ -391,7 +391,8 @@ def test_provider_faults_never_duplicate_lose_or_crash(scratch: Path) -> None:
             f"{connector}: {sum(r.passes for r in mine)} passes, "
             f"{sum(faults[connector].values())} faults {dict(sorted(faults[connector].items()))}, "
             f"handled as {dict(failures[connector])}, absorbed in {sum(r.absorbed for r in mine)} "
-            f"passes, max in flight {max(r.max_in_flight for r in mine) or 'not recorded'}"
+            f"passes, max in flight {max(r.max_in_flight for r in mine) or 'not recorded'}, "
+            f"{sum(r.early for r in mine)} requests before a Retry-After was over"
         )
     for connector in CONNECTORS:
         assert sum(faults[connector].values()) >= targets[connector], connector
