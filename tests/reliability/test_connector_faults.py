@@ -110,10 +110,13 @@ class GraphFaults(Injector):
         self.fake = backend.fake
         self.seen = 0
         self.typical = 0.2
+        self.untried = [k for k, _ in self.KINDS if k.endswith("+ra")]
 
     def inject(self, drafting: bool) -> str:
         kind = self.rng.choices([k for k, _ in self.KINDS], [w for _, w in self.KINDS])[0]
-        if drafting and self.rng.random() < 0.5:
+        if self.untried:  # every kind at least once per replay, however rare its weight
+            kind = self.untried.pop()
+        elif drafting and self.rng.random() < 0.5:
             kind = "reset-after-commit"
         self.seen = len(self.fake.requests)
         if kind.endswith("+ra"):
