@@ -12,6 +12,7 @@ import email.policy
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from email.message import Message
@@ -118,10 +119,26 @@ def replay(
     for instant in instants:
         while pending and pending[0].at <= instant:
             apply(backend, pending.pop(0))
+        wait_out_retry_after(workdir / "state")
         outcome.exit_codes.append(
             main(["--config", str(config), "once", "--now", instant.isoformat()])
         )
     return collect(backend, workdir, outcome)
+
+
+def wait_out_retry_after(state_dir: Path) -> None:
+    """As the daemon's scheduler (or a cron interval) would: no pass before a Retry-After the
+    provider gave is over. The instants are replayed back to back in real time, and a pass run
+    too early is refused at once, sending nothing."""
+    if not (state_dir / "recruitmail.sqlite").exists():
+        return
+    state = State.in_dir(state_dir)
+    try:
+        wait = state.hold_until(two_weeks.RECRUITER.address) - time.time()
+    finally:
+        state.close()
+    if wait > 0:
+        time.sleep(wait)
 
 
 def apply(backend: ScenarioBackend, change: two_weeks.Change) -> None:
