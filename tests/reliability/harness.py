@@ -33,7 +33,12 @@ from daemon.planner import LedgerState
 from daemon.state import State
 from tests.scenario import two_weeks
 from tests.scenario.default_backend import IcsMaildirBackend
-from tests.scenario.runner import ScenarioBackend, apply, collect, write_config
+from tests.scenario.runner import (
+    ScenarioBackend,
+    apply,
+    collect,
+    write_config,
+)
 from tests.scenario.spec import at
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -309,11 +314,3 @@ class Chain:
                 f"exited {result.code}:\n{result.stderr[-3000:]}"
             )
         self.report.clean_seconds.append(result.seconds)
-
-
-def wait_out_retry_after(state: State) -> None:
-    """As the scheduler does: no pass before a Retry-After the provider gave is over (the next
-    pass would be refused at once, sending nothing)."""
-    wait = state.hold_until(two_weeks.RECRUITER.address) - time.time()
-    if wait > 0:
-        time.sleep(wait)

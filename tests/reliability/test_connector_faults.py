@@ -36,10 +36,9 @@ from tests.reliability.harness import (
     EXPECTED,
     RecruiterBackend,
     inspect,
-    wait_out_retry_after,
 )
 from tests.scenario import two_weeks
-from tests.scenario.runner import apply, write_config
+from tests.scenario.runner import apply, wait_out_retry_after, write_config
 
 CONNECTORS = ("microsoft", "google", "imap")
 # None of the injected faults is a wrong password or a refusal for good: a pass may end only as

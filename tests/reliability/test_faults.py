@@ -40,11 +40,10 @@ from tests.reliability.harness import (
     ROOT,
     RecruiterMaildir,
     inspect,
-    wait_out_retry_after,
 )
 from tests.reliability.icsserver import STATUS_FAULTS, FaultyCalendarServer
 from tests.scenario import two_weeks
-from tests.scenario.runner import apply, write_config
+from tests.scenario.runner import apply, wait_out_retry_after, write_config
 
 # Up to this many faulted passes before the clean one, at each of the scenario's 85 instants.
 MAX_FAULTS_PER_INSTANT = 16

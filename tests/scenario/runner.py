@@ -119,24 +119,23 @@ def replay(
     for instant in instants:
         while pending and pending[0].at <= instant:
             apply(backend, pending.pop(0))
-        wait_out_retry_after(workdir / "state")
+        if (workdir / "state" / "recruitmail.sqlite").exists():
+            state = State.in_dir(workdir / "state")
+            try:
+                wait_out_retry_after(state)
+            finally:
+                state.close()
         outcome.exit_codes.append(
             main(["--config", str(config), "once", "--now", instant.isoformat()])
         )
     return collect(backend, workdir, outcome)
 
 
-def wait_out_retry_after(state_dir: Path) -> None:
+def wait_out_retry_after(state: State) -> None:
     """As the daemon's scheduler (or a cron interval) would: no pass before a Retry-After the
-    provider gave is over. The instants are replayed back to back in real time, and a pass run
-    too early is refused at once, sending nothing."""
-    if not (state_dir / "recruitmail.sqlite").exists():
-        return
-    state = State.in_dir(state_dir)
-    try:
-        wait = state.hold_until(two_weeks.RECRUITER.address) - time.time()
-    finally:
-        state.close()
+    provider gave is over. Passes are run back to back in real time here, and one run too early
+    is refused at once, sending nothing."""
+    wait = state.hold_until(two_weeks.RECRUITER.address) - time.time()
     if wait > 0:
         time.sleep(wait)
 
