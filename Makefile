@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m daemon.demo --out demo-output
+	$(BIN)/python -m recruitmail.daemon.demo --out demo-output
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -15,10 +15,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import connectors  # noqa: E402
-from connectors import google  # noqa: E402
-from connectors.base import ConnectorContext  # noqa: E402
-from daemon.models import Period  # noqa: E402
+from recruitmail.connectors import google  # noqa: E402
+
+from recruitmail import connectors  # noqa: E402
+from recruitmail.contracts.connector import ConnectorContext  # noqa: E402
+from recruitmail.contracts.models import Period  # noqa: E402
 from tests.fakes.google import GoogleFake  # noqa: E402
 from tests.scenario import two_weeks  # noqa: E402
 
@@ -47,7 +48,7 @@ def source_only(fake: GoogleFake, key: Path, root: Path) -> float:
 
 
 def through_the_cli(fake: GoogleFake, key: Path, root: Path) -> float:
-    from daemon.cli import main
+    from recruitmail.daemon.cli import main
 
     config = root / "recruitmail.toml"
     config.write_text(

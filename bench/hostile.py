@@ -1,7 +1,7 @@
 """What each hostile calendar of the corpus costs one ``recruitmail once`` pass, next to a clean one.
 
 For every entry of ``tests/hostile/corpus.py``: the wall time and peak memory (RSS, from the
-child's own resource usage) of a fresh ``python -m daemon once`` process over the entry's calendar,
+child's own resource usage) of a fresh ``python -m recruitmail once`` process over the entry's calendar,
 beside the same figures for the clean calendar (the ordinary interview alone, median of three). An entry
 more than 2 s or 50 MB above the clean pass is flagged; a pass that had not ended after 240 s was
 killed (its figures are then a lower bound). No assertions: this prints figures.

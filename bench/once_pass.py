@@ -133,7 +133,7 @@ def one_pass(config_path: Path, profile: bool) -> tuple[float, float, str]:
     command = [
         sys.executable,
         "-m",
-        "daemon",
+        "recruitmail",
         "--config",
         str(config_path),
         "once",
@@ -141,7 +141,7 @@ def one_pass(config_path: Path, profile: bool) -> tuple[float, float, str]:
         NOW.isoformat(),
     ]
     if profile:
-        command[1:3] = ["-m", "pyinstrument", "-m", "daemon"]
+        command[1:3] = ["-m", "pyinstrument", "-m", "recruitmail"]
     started = time.perf_counter()
     child = subprocess.Popen(
         command,

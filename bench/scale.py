@@ -55,10 +55,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from daemon.runtime import validate  # noqa: E402
-from daemon.scheduler import Service  # noqa: E402
-from daemon.service import Metrics, Notifier, setup_logging  # noqa: E402
-from daemon.settings import load_settings  # noqa: E402
+from recruitmail.daemon.runtime import validate  # noqa: E402
+from recruitmail.daemon.scheduler import Service  # noqa: E402
+from recruitmail.daemon.service import Metrics, Notifier, setup_logging  # noqa: E402
+from recruitmail.daemon.settings import load_settings  # noqa: E402
+
 from tests.scenario import two_weeks  # noqa: E402
 from tests.scenario.spec import STOCKHOLM, EventSpec, Who  # noqa: E402
 

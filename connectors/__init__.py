@@ -12,16 +12,16 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from connectors.base import CalendarSource, ConnectorContext, MailboxSink
-from daemon.errors import ConfigError
+from recruitmail.contracts.connector import CalendarSource, ConnectorContext, MailboxSink
+from recruitmail.contracts.errors import ConfigError
 
 PROVIDERS: dict[str, str] = {
-    "ics": "connectors.ics",
-    "maildir": "connectors.maildir",
-    "microsoft": "connectors.microsoft",
-    "google": "connectors.google",
-    "caldav": "connectors.caldav",
-    "imap": "connectors.imap",
+    "ics": "recruitmail.connectors.ics",
+    "maildir": "recruitmail.connectors.maildir",
+    "microsoft": "recruitmail.connectors.microsoft",
+    "google": "recruitmail.connectors.google",
+    "caldav": "recruitmail.connectors.caldav",
+    "imap": "recruitmail.connectors.imap",
 }
 
 

@@ -33,20 +33,20 @@ from caldav.davclient import DAVClient
 from caldav.elements import dav
 from caldav.lib import error as dav_error
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from recruitmail.connectors.ics import Parsed, PassBudget, check_url, read_ics
+from recruitmail.connectors.tls import ca_bundle
 
-from connectors.base import ConnectorContext
-from connectors.ics import Parsed, PassBudget, check_url, read_ics
-from connectors.tls import ca_bundle
-from daemon import limits
-from daemon.errors import (
+from recruitmail.contracts import limits
+from recruitmail.contracts.connector import ConnectorContext
+from recruitmail.contracts.errors import (
     AuthError,
     ConfigError,
     CursorExpired,
     PermanentError,
     TransientError,
 )
-from daemon.models import Event, Period, SkippedEvent, SyncResult
-from daemon.secrets import load_secret
+from recruitmail.contracts.models import Event, Period, SkippedEvent, SyncResult
+from recruitmail.contracts.secrets import load_secret
 
 log = logging.getLogger(__name__)
 

@@ -54,11 +54,11 @@ from googleapiclient import discovery
 from googleapiclient.errors import HttpError
 from googleapiclient.http import HttpRequest
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from recruitmail.connectors.tls import ca_bundle
 
-from connectors.base import KEY_HEADER, ConnectorContext
-from connectors.tls import ca_bundle
-from daemon import limits
-from daemon.errors import (
+from recruitmail.contracts import limits
+from recruitmail.contracts.connector import KEY_HEADER, ConnectorContext
+from recruitmail.contracts.errors import (
     AmbiguousError,
     AuthError,
     ConfigError,
@@ -66,8 +66,8 @@ from daemon.errors import (
     PermanentError,
     TransientError,
 )
-from daemon.mime import to_bytes
-from daemon.models import (
+from recruitmail.contracts.mime import to_bytes
+from recruitmail.contracts.models import (
     Attendee,
     DraftKey,
     DraftMessage,
@@ -80,7 +80,7 @@ from daemon.models import (
     SyncResult,
     normalise_address,
 )
-from daemon.secrets import load_secret
+from recruitmail.contracts.secrets import load_secret
 
 log = logging.getLogger(__name__)
 

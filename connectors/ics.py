@@ -28,13 +28,19 @@ import recurring_ical_events
 from dateutil.rrule import rrulestr
 from icalendar.prop import vRecur
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from recruitmail.connectors.tls import tls_context
 
-from connectors.base import ConnectorContext
-from connectors.tls import tls_context
-from daemon import limits
-from daemon.errors import AuthError, ConfigError, CursorExpired, PermanentError, TransientError
-from daemon.models import Attendee, Event, Period, Response, SkippedEvent, SyncResult
-from daemon.secrets import load_secret
+from recruitmail.contracts import limits
+from recruitmail.contracts.connector import ConnectorContext
+from recruitmail.contracts.errors import (
+    AuthError,
+    ConfigError,
+    CursorExpired,
+    PermanentError,
+    TransientError,
+)
+from recruitmail.contracts.models import Attendee, Event, Period, Response, SkippedEvent, SyncResult
+from recruitmail.contracts.secrets import load_secret
 
 log = logging.getLogger(__name__)
 

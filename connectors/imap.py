@@ -25,20 +25,20 @@ from typing import Any, Literal, TypeVar
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from recruitmail.connectors.tls import tls_context
 
-from connectors.base import KEY_HEADER, ConnectorContext
-from connectors.tls import tls_context
-from daemon import limits
-from daemon.errors import (
+from recruitmail.contracts import limits
+from recruitmail.contracts.connector import KEY_HEADER, ConnectorContext
+from recruitmail.contracts.errors import (
     AmbiguousError,
     AuthError,
     ConfigError,
     PermanentError,
     TransientError,
 )
-from daemon.mime import address_key, to_bytes
-from daemon.models import DraftKey, DraftMessage, DraftRef, DraftState
-from daemon.secrets import load_secret
+from recruitmail.contracts.mime import address_key, to_bytes
+from recruitmail.contracts.models import DraftKey, DraftMessage, DraftRef, DraftState
+from recruitmail.contracts.secrets import load_secret
 
 log = logging.getLogger(__name__)
 

@@ -22,10 +22,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from connectors.base import KEY_HEADER, ConnectorContext
-from daemon.errors import ConfigError, PermanentError, TransientError
-from daemon.mime import address_key, to_bytes
-from daemon.models import DraftKey, DraftMessage, DraftRef, DraftState
+from recruitmail.contracts.connector import KEY_HEADER, ConnectorContext
+from recruitmail.contracts.errors import ConfigError, PermanentError, TransientError
+from recruitmail.contracts.mime import address_key, to_bytes
+from recruitmail.contracts.models import DraftKey, DraftMessage, DraftRef, DraftState
 
 log = logging.getLogger(__name__)
 

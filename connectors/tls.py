@@ -11,7 +11,7 @@ import os
 import ssl
 from pathlib import Path
 
-from daemon.errors import ConfigError
+from recruitmail.contracts.errors import ConfigError
 
 BUNDLE_VARIABLES = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 

@@ -13,17 +13,24 @@ from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from daemon import __version__, compose
-from daemon.errors import ConfigError, RecruitmailError, RenderError, TransientError
-from daemon.executor import PassReport
-from daemon.models import DraftKey, DraftState, MailKind, normalise_address, pseudonym
-from daemon.planner import LedgerState, plan
-from daemon.render import Renderer
-from daemon.runtime import context_for, describe, open_runner, run_once, validate
-from daemon.samples import SAMPLE_LANGUAGES, SAMPLES
-from daemon.service import setup_logging
-from daemon.settings import Settings, config_path, load_settings
-from daemon.state import Problem, State
+from recruitmail.daemon import __version__, compose
+from recruitmail.daemon.executor import PassReport
+from recruitmail.daemon.planner import LedgerState, plan
+from recruitmail.daemon.render import Renderer
+from recruitmail.daemon.runtime import context_for, describe, open_runner, run_once, validate
+from recruitmail.daemon.samples import SAMPLE_LANGUAGES, SAMPLES
+from recruitmail.daemon.service import setup_logging
+from recruitmail.daemon.settings import Settings, config_path, load_settings
+from recruitmail.daemon.state import Problem, State
+
+from recruitmail.contracts.errors import ConfigError, RecruitmailError, RenderError, TransientError
+from recruitmail.contracts.models import (
+    DraftKey,
+    DraftState,
+    MailKind,
+    normalise_address,
+    pseudonym,
+)
 
 log = logging.getLogger("recruitmail")
 
@@ -49,7 +56,7 @@ def _setup(args: argparse.Namespace) -> Settings:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from daemon.scheduler import run
+    from recruitmail.daemon.scheduler import run
 
     return run(Path(args.config) if args.config else None)
 
@@ -292,7 +299,7 @@ def cmd_login(args: argparse.Namespace) -> int:
     options = box.source if box.source.type == args.provider else box.sink
     if options.type != args.provider:
         raise ConfigError(f"mailbox {box.address} does not use the {args.provider} provider")
-    module = importlib.import_module(f"connectors.{args.provider}")
+    module = importlib.import_module(f"recruitmail.connectors.{args.provider}")
     login = getattr(
         module, "device_code_login" if args.provider == "microsoft" else "installed_app_login"
     )

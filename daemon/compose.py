@@ -14,8 +14,7 @@ from typing import Any
 
 from babel.dates import format_date, format_datetime, get_timezone_location
 from babel.units import format_unit
-
-from daemon.interviews import (
+from recruitmail.daemon.interviews import (
     Interview,
     links_in,
     meeting_link,
@@ -23,10 +22,11 @@ from daemon.interviews import (
     usable_name,
     without_links,
 )
-from daemon.models import DraftMessage, MailKind, Period, PersonInfo, Recipient
-from daemon.planner import PlannedMail
-from daemon.settings import Mailbox, Settings, Stage
-from daemon.workdays import Holiday, WorkCalendar
+from recruitmail.daemon.planner import PlannedMail
+from recruitmail.daemon.settings import Mailbox, Settings, Stage
+from recruitmail.daemon.workdays import Holiday, WorkCalendar
+
+from recruitmail.contracts.models import DraftMessage, MailKind, Period, PersonInfo, Recipient
 
 _LOCALES = {"sv": "sv_SE", "en": "en_GB"}
 _WHEN = {"sv": "EEEE d MMMM 'kl.' HH:mm", "en": "EEEE d MMMM 'at' HH:mm"}

@@ -19,26 +19,9 @@ from time import time as epoch_seconds
 from typing import TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from connectors.base import (
-    CalendarSource,
-    KnowsLastContact,
-    KnowsOutOfOffice,
-    KnowsPeople,
-    KnowsTimeZone,
-    MailboxSink,
-)
-from daemon import compose
-from daemon.errors import (
-    AmbiguousError,
-    AuthError,
-    CursorExpired,
-    PermanentError,
-    RecruitmailError,
-    RenderError,
-    TransientError,
-)
-from daemon.faults import crash_point
-from daemon.interviews import (
+from recruitmail.daemon import compose
+from recruitmail.daemon.faults import crash_point
+from recruitmail.daemon.interviews import (
     REASON_BAD_TIMES,
     REASON_NO_CANDIDATE,
     REASON_NOT_ACCEPTED,
@@ -46,9 +29,7 @@ from daemon.interviews import (
     Rejection,
     recognise,
 )
-from daemon.limits import capped_retry_after
-from daemon.models import DraftKey, DraftState, Event, MailKind, Period, PersonInfo, pseudonym
-from daemon.planner import (
+from recruitmail.daemon.planner import (
     LedgerEntry,
     Plan,
     PlannedMail,
@@ -57,11 +38,39 @@ from daemon.planner import (
     entries_needing_state,
     plan,
 )
-from daemon.render import Renderer
-from daemon.service import Metrics
-from daemon.settings import Mailbox, Settings
-from daemon.state import State
-from daemon.workdays import WorkCalendar
+from recruitmail.daemon.render import Renderer
+from recruitmail.daemon.service import Metrics
+from recruitmail.daemon.settings import Mailbox, Settings
+from recruitmail.daemon.state import State
+from recruitmail.daemon.workdays import WorkCalendar
+
+from recruitmail.contracts.connector import (
+    CalendarSource,
+    KnowsLastContact,
+    KnowsOutOfOffice,
+    KnowsPeople,
+    KnowsTimeZone,
+    MailboxSink,
+)
+from recruitmail.contracts.errors import (
+    AmbiguousError,
+    AuthError,
+    CursorExpired,
+    PermanentError,
+    RecruitmailError,
+    RenderError,
+    TransientError,
+)
+from recruitmail.contracts.limits import capped_retry_after
+from recruitmail.contracts.models import (
+    DraftKey,
+    DraftState,
+    Event,
+    MailKind,
+    Period,
+    PersonInfo,
+    pseudonym,
+)
 
 log = logging.getLogger("recruitmail.executor")
 Found = TypeVar("Found")

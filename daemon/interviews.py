@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from datetime import UTC
 from urllib.parse import urlsplit
 
-from daemon import limits
-from daemon.models import Attendee, Event, Response
-from daemon.settings import Mailbox, Settings
+from recruitmail.daemon.settings import Mailbox, Settings
+
+from recruitmail.contracts import limits
+from recruitmail.contracts.models import Attendee, Event, Response
 
 MAX_SECTION_CHARS = 4000
 

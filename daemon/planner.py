@@ -14,10 +14,11 @@ from datetime import UTC, date, datetime, time, timedelta
 from functools import cached_property
 from typing import Any
 
-from daemon.interviews import Interview
-from daemon.models import DraftKey, DraftState, MailKind, Period
-from daemon.settings import WEEKDAYS, Mailbox, Settings
-from daemon.workdays import HolidayRun, WorkCalendar
+from recruitmail.daemon.interviews import Interview
+from recruitmail.daemon.settings import WEEKDAYS, Mailbox, Settings
+from recruitmail.daemon.workdays import HolidayRun, WorkCalendar
+
+from recruitmail.contracts.models import DraftKey, DraftState, MailKind, Period
 
 
 class LedgerState(enum.StrEnum):

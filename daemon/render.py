@@ -20,11 +20,11 @@ from typing import Any
 import jinja2
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
+from recruitmail.daemon.samples import SAMPLE_LANGUAGES, SAMPLES, hostile_context, sample_context
 
-from daemon.errors import ConfigError, RenderError
-from daemon.mime import clean_header
-from daemon.models import MailKind
-from daemon.samples import SAMPLE_LANGUAGES, SAMPLES, hostile_context, sample_context
+from recruitmail.contracts.errors import ConfigError, RenderError
+from recruitmail.contracts.mime import clean_header
+from recruitmail.contracts.models import MailKind
 
 MAX_PART_BYTES = 256 * 1024
 """No rendered part may be larger (UTF-8): calendar text must not be able to inflate a mail."""

@@ -14,14 +14,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
-import connectors
-from connectors.base import ConnectorContext
-from daemon.errors import ConfigError, RecruitmailError
-from daemon.executor import MailboxRunner, PassReport
-from daemon.render import Renderer
-from daemon.service import Metrics
-from daemon.settings import Mailbox, Settings
-from daemon.state import State
+from recruitmail.daemon.executor import MailboxRunner, PassReport
+from recruitmail.daemon.render import Renderer
+from recruitmail.daemon.service import Metrics
+from recruitmail.daemon.settings import Mailbox, Settings
+from recruitmail.daemon.state import State
+
+from recruitmail import connectors
+from recruitmail.contracts.connector import ConnectorContext
+from recruitmail.contracts.errors import ConfigError, RecruitmailError
 
 log = logging.getLogger("recruitmail")
 

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 from babel.dates import format_date, format_time, format_timedelta
 
-from daemon.models import MailKind
+from recruitmail.contracts.models import MailKind
 
 SAMPLE_ZONE = ZoneInfo("Europe/Stockholm")
 SAMPLE_LANGUAGES = ("sv", "en")

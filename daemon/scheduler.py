@@ -20,12 +20,10 @@ from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
-
-from daemon.errors import ConfigError, RecruitmailError, TransientError
-from daemon.executor import MailboxRunner
-from daemon.render import Renderer
-from daemon.runtime import describe, open_runner, validate
-from daemon.service import (
+from recruitmail.daemon.executor import MailboxRunner
+from recruitmail.daemon.render import Renderer
+from recruitmail.daemon.runtime import describe, open_runner, validate
+from recruitmail.daemon.service import (
     Heartbeat,
     Metrics,
     Notifier,
@@ -34,8 +32,10 @@ from daemon.service import (
     setup_logging,
     watchdog_interval,
 )
-from daemon.settings import Settings, load_settings
-from daemon.state import State
+from recruitmail.daemon.settings import Settings, load_settings
+from recruitmail.daemon.state import State
+
+from recruitmail.contracts.errors import ConfigError, RecruitmailError, TransientError
 
 log = logging.getLogger("recruitmail.service")
 

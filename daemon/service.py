@@ -14,9 +14,10 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import IO, Any
 
-from daemon.errors import ConfigError
-from daemon.models import pseudonym
-from daemon.settings import Service
+from recruitmail.daemon.settings import Service
+
+from recruitmail.contracts.errors import ConfigError
+from recruitmail.contracts.models import pseudonym
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +201,9 @@ def _extras(record: logging.LogRecord) -> dict[str, Any]:
     return {k: v for k, v in vars(record).items() if k not in _RECORD_FIELDS}
 
 
-_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
+_UNPRINTABLE = re.compile(
+    r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200b-\u200f\u202a-\u202e\u2066-\u2069]"
+)
 
 
 def _flatten(text: str) -> str:

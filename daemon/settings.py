@@ -17,8 +17,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from daemon.errors import ConfigError
-from daemon.models import normalise_address
+from recruitmail.contracts.errors import ConfigError
+from recruitmail.contracts.models import normalise_address
 
 DEFAULT_CONFIG_PATH = Path("/etc/recruitmail/recruitmail.toml")
 LANGUAGES = ("sv", "en")

@@ -21,9 +21,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from daemon.errors import ConfigError
-from daemon.faults import crash_point
-from daemon.models import (
+from recruitmail.daemon.faults import crash_point
+from recruitmail.daemon.planner import LedgerEntry, LedgerState
+
+from recruitmail.contracts.errors import ConfigError
+from recruitmail.contracts.models import (
     Attendee,
     DraftKey,
     DraftRef,
@@ -34,7 +36,6 @@ from daemon.models import (
     SkippedEvent,
     install_pseudonym_key,
 )
-from daemon.planner import LedgerEntry, LedgerState
 
 SCHEMA_VERSION = 2
 

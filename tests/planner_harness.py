@@ -17,9 +17,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from daemon.interviews import Interview, Rejection, recognise
-from daemon.models import Attendee, DraftState, Event, MailKind, Period, Response
-from daemon.planner import (
+from recruitmail.daemon.interviews import Interview, Rejection, recognise
+from recruitmail.daemon.planner import (
     LedgerEntry,
     LedgerState,
     Plan,
@@ -28,9 +27,11 @@ from daemon.planner import (
     entries_needing_state,
     plan,
 )
-from daemon.settings import Settings
-from daemon.state import event_from_json, event_to_json
-from daemon.workdays import WorkCalendar
+from recruitmail.daemon.settings import Settings
+from recruitmail.daemon.state import event_from_json, event_to_json
+from recruitmail.daemon.workdays import WorkCalendar
+
+from recruitmail.contracts.models import Attendee, DraftState, Event, MailKind, Period, Response
 from tests.scenario import two_weeks
 from tests.scenario.spec import STOCKHOLM
 

@@ -16,12 +16,12 @@ from typing import Any
 import httpx
 import pytest
 from pydantic import ValidationError
+from recruitmail.connectors.caldav import CalDavSource, SourceOptions, open_source
 
-from connectors.base import ConnectorContext
-from connectors.caldav import CalDavSource, SourceOptions, open_source
-from daemon import limits
-from daemon.errors import AuthError, ConfigError, CursorExpired, TransientError
-from daemon.models import Period
+from recruitmail.contracts import limits
+from recruitmail.contracts.connector import ConnectorContext
+from recruitmail.contracts.errors import AuthError, ConfigError, CursorExpired, TransientError
+from recruitmail.contracts.models import Period
 from tests.contract.calendar_source import (
     CONTRACT_WINDOW,
     CalendarSourceContract,

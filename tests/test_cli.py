@@ -12,8 +12,8 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from recruitmail.daemon.cli import main
 
-from daemon.cli import main
 from tests.scenario import two_weeks
 from tests.scenario.default_backend import IcsMaildirBackend
 from tests.scenario.runner import write_config
@@ -33,7 +33,7 @@ def setup(tmp_path: Path) -> tuple[IcsMaildirBackend, Path]:
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "daemon", *args],
+        [sys.executable, "-m", "recruitmail", *args],
         capture_output=True,
         text=True,
         cwd=REPO,

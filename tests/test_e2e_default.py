@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from connectors.base import KEY_HEADER
+from recruitmail.contracts.connector import KEY_HEADER
 from tests.scenario import two_weeks
 from tests.scenario.default_backend import IcsMaildirBackend
 from tests.scenario.runner import (

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-import connectors
+from recruitmail import connectors
 from tests.fakes.google import GoogleFake
 from tests.scenario import two_weeks
 from tests.scenario.google_backend import USER, GoogleBackend

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-import connectors
+from recruitmail import connectors
 from tests.fakes.graph import FakeGraph
 from tests.scenario import two_weeks
 from tests.scenario.graph_backend import USER, GraphBackend

@@ -14,12 +14,12 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
+from recruitmail.daemon.cli import main
+from recruitmail.daemon.planner import LedgerState
+from recruitmail.daemon.state import State
 
-from daemon.cli import main
-from daemon.limits import MAX_RETRY_AFTER
-from daemon.models import pseudonym
-from daemon.planner import LedgerState
-from daemon.state import State
+from recruitmail.contracts.limits import MAX_RETRY_AFTER
+from recruitmail.contracts.models import pseudonym
 from tests.reliability.icsserver import FaultyCalendarServer
 from tests.scenario import two_weeks
 from tests.scenario.default_backend import IcsMaildirBackend
@@ -60,7 +60,16 @@ def once(config: Path, *, minutes: int = 0) -> int:
 
 def status(config: Path, *extra: str) -> str:
     return subprocess.run(
-        [sys.executable, "-m", "daemon", "--config", str(config), "status", "--offline", *extra],
+        [
+            sys.executable,
+            "-m",
+            "recruitmail",
+            "--config",
+            str(config),
+            "status",
+            "--offline",
+            *extra,
+        ],
         capture_output=True,
         text=True,
         check=True,

@@ -21,18 +21,18 @@ import google_auth_httplib2
 import httplib2
 import pytest
 from googleapiclient import discovery
+from recruitmail.connectors import google, tls
 
-from connectors import google, tls
-from connectors.base import KEY_HEADER, ConnectorContext
-from daemon import limits
-from daemon.errors import (
+from recruitmail.contracts import limits
+from recruitmail.contracts.connector import KEY_HEADER, ConnectorContext
+from recruitmail.contracts.errors import (
     AmbiguousError,
     AuthError,
     CursorExpired,
     PermanentError,
     TransientError,
 )
-from daemon.models import DraftKey, DraftRef, DraftState, MailKind, Period
+from recruitmail.contracts.models import DraftKey, DraftRef, DraftState, MailKind, Period
 from tests.contract.calendar_source import (
     CANDIDATE as CAL_CANDIDATE,
 )
@@ -841,7 +841,7 @@ def cli_config(fake: GoogleFake, root: Path, read_sent: bool) -> Path:
 def test_a_candidate_whose_welcome_was_sent_from_the_web_editor_hears_of_the_move(
     fake: GoogleFake, tmp_path: Path, read_sent: bool, new_subject: str | None
 ) -> None:
-    from daemon.cli import main
+    from recruitmail.daemon.cli import main
 
     user = two_weeks.RECRUITER.address
     config = cli_config(fake, tmp_path, read_sent)

@@ -20,14 +20,20 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from recruitmail.connectors import ics
+from recruitmail.connectors.ics import SourceOptions, open_source
 
-import connectors
-from connectors import ics
-from connectors.base import CalendarSource, ConnectorContext
-from connectors.ics import SourceOptions, open_source
-from daemon import limits
-from daemon.errors import AuthError, ConfigError, CursorExpired, PermanentError, TransientError
-from daemon.models import Event, Period, Response, SyncResult
+from recruitmail import connectors
+from recruitmail.contracts import limits
+from recruitmail.contracts.connector import CalendarSource, ConnectorContext
+from recruitmail.contracts.errors import (
+    AuthError,
+    ConfigError,
+    CursorExpired,
+    PermanentError,
+    TransientError,
+)
+from recruitmail.contracts.models import Event, Period, Response, SyncResult
 from tests.contract.calendar_source import (
     CANDIDATE,
     CONTRACT_WINDOW,
@@ -430,7 +436,7 @@ def test_malformed_calendar_line_is_named_and_the_events_still_come(
 ) -> None:
     data = calendar(vevent("a", "DTSTART:20260310T100000Z", "DTEND:20260310T110000Z"))
     broken = data.replace(b"PRODID:-//Example//Feed//EN", b"this line is not iCalendar at all")
-    with caplog.at_level(logging.WARNING, logger="connectors.ics"):
+    with caplog.at_level(logging.WARNING, logger="recruitmail.connectors.ics"):
         [event] = read(tmp_path, broken)
     assert event.ical_uid == "a"
     assert any("line 3" in r.getMessage() for r in caplog.records)
@@ -448,7 +454,7 @@ def test_unreadable_line_inside_an_event_keeps_the_event(
     data = calendar(
         vevent("kept", "DTSTART:20260310T100000Z", "DTEND:20260310T110000Z", "not a content line")
     )
-    with caplog.at_level(logging.WARNING, logger="connectors.ics"):
+    with caplog.at_level(logging.WARNING, logger="recruitmail.connectors.ics"):
         [event] = read(tmp_path, data)
     assert event.ical_uid == "kept"
     assert any("lines that cannot be read" in r.getMessage() for r in caplog.records)
@@ -477,7 +483,7 @@ def test_one_broken_event_is_skipped_and_named(
         ),
         vevent("good-2", "DTSTART:20260311T100000Z", "DTEND:20260311T110000Z", anna),
     )
-    with caplog.at_level(logging.DEBUG, logger="connectors.ics"):
+    with caplog.at_level(logging.DEBUG, logger="recruitmail.connectors.ics"):
         result = sync_file(tmp_path, data)
     assert sorted(e.ical_uid for e in result.events) == ["good-1", "good-2"]
     skipped = {s.event_id: s.reason for s in result.skipped}

@@ -19,12 +19,12 @@ from typing import Any
 import pytest
 from imapclient import IMAPClient
 from pydantic import ValidationError
+from recruitmail.connectors.imap import ImapSink, SinkOptions, open_sink
 
-from connectors.base import KEY_HEADER, ConnectorContext
-from connectors.imap import ImapSink, SinkOptions, open_sink
-from daemon import limits
-from daemon.errors import AmbiguousError, AuthError, ConfigError, TransientError
-from daemon.models import DraftRef, DraftState
+from recruitmail.contracts import limits
+from recruitmail.contracts.connector import KEY_HEADER, ConnectorContext
+from recruitmail.contracts.errors import AmbiguousError, AuthError, ConfigError, TransientError
+from recruitmail.contracts.models import DraftRef, DraftState
 from tests.contract.mailbox_sink import (
     CANDIDATE,
     MAILBOX,

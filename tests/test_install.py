@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import shutil
 import subprocess
@@ -21,11 +22,13 @@ PREFIX = "/opt/recruitmail"
 
 # What the wheel is built from: the files pyproject.toml packages, copied so that the build never
 # writes into the working tree.
-SOURCES = ("pyproject.toml", "README.md", "LICENSE", "daemon", "connectors", "templates", "config")
+SOURCES = ("pyproject.toml", "README.md", "LICENSE", "recruitmail", "daemon", "connectors")
+SOURCES += ("templates", "config")
 
 # Our own project, and the installer's own tools, must come from the new environment.
-NOT_SHARED = ("daemon", "connectors", "recruitmail-", "__editable__", "pip", "setuptools", "wheel")
+NOT_SHARED = ("recruitmail", "recruitmail-", "__editable__", "pip", "setuptools", "wheel")
 NOT_SHARED += ("_distutils_hack", "pkg_resources", "__pycache__")
+NOT_SHARED += ("daemon", "python_daemon")  # the test beside python-daemon installs its own copy
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +122,7 @@ def test_install_then_uninstall_in_a_staging_root(
 
     # The code that runs is the wheel's, inside the staging root, not the working tree.
     where = subprocess.run(
-        [str(venv / "bin" / "python"), "-c", "import daemon; print(daemon.__file__)"],
+        [str(venv / "bin" / "python"), "-c", "import recruitmail.daemon as d; print(d.__file__)"],
         env=offline_env,
         cwd=staging,  # outside the working tree, whose daemon/ would otherwise come first
         capture_output=True,
@@ -217,3 +220,75 @@ def test_install_without_a_wheel_says_how_to_build_one(
     assert result.returncode == 1
     assert "no such wheel" in result.stderr
     assert not (staging / PREFIX.lstrip("/")).exists()
+
+
+def test_the_wheel_owns_one_import_name_and_installs_beside_python_daemon(
+    wheel: Path, offline_env: dict[str, str], tmp_path: Path
+) -> None:
+    """``python-daemon`` owns the import name ``daemon``; recruitmail owns only ``recruitmail``."""
+    try:
+        other = importlib.metadata.distribution("python-daemon")
+    except importlib.metadata.PackageNotFoundError:
+        missing("python-daemon (the dev extra installs it)")
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    python = str(venv / "bin" / "python")
+    site = Path(
+        subprocess.run(
+            [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        ).stdout.strip()
+    )
+    # python-daemon first, as its own wheel would lay it out: its files and its dist-info.
+    for file in other.files or []:
+        source = Path(str(other.locate_file(file)))
+        if source.suffix == ".pyc" or not source.is_file():
+            continue
+        target = site / file
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target)
+    theirs = (site / "daemon" / "__init__.py").read_bytes()
+
+    installed = subprocess.run(
+        [python, "-m", "pip", "install", "--no-deps", str(wheel)],
+        env=offline_env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    assert (site / "daemon" / "__init__.py").read_bytes() == theirs, "python-daemon was overwritten"
+
+    both = subprocess.run(
+        [
+            python,
+            "-c",
+            "import daemon, recruitmail.daemon.cli as cli; "
+            "print(daemon.DaemonContext.__module__, cli.__file__)",
+        ],
+        env=offline_env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert both.returncode == 0, both.stderr
+    theirs_module, ours = both.stdout.split()
+    assert theirs_module == "daemon.daemon"
+    assert Path(ours).is_relative_to(site / "recruitmail")
+
+    shown = subprocess.run(
+        [python, "-m", "pip", "show", "-f", "recruitmail"],
+        env=offline_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert shown.returncode == 0, shown.stderr
+    files = shown.stdout.split("Files:", 1)[1].split()
+    top = {Path(name).parts[0] for name in files if not name.startswith("..")}
+    top = {name for name in top if not name.endswith((".dist-info", ".data"))}
+    assert top == {"recruitmail"}, f"top-level entries besides recruitmail: {sorted(top)}"

@@ -13,9 +13,8 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 import pytest
-
-from daemon import compose
-from daemon.interviews import (
+from recruitmail.daemon import compose
+from recruitmail.daemon.interviews import (
     REASON_EXCLUDED,
     REASON_EXTERNAL_ORGANISER,
     REASON_NOT_ACCEPTED,
@@ -29,11 +28,12 @@ from daemon.interviews import (
     usable_name,
     without_links,
 )
-from daemon.models import Attendee, DraftKey, Event, MailKind, PersonInfo, Response
-from daemon.planner import PlannedMail
-from daemon.render import Renderer
-from daemon.settings import Settings
-from daemon.workdays import WorkCalendar
+from recruitmail.daemon.planner import PlannedMail
+from recruitmail.daemon.render import Renderer
+from recruitmail.daemon.settings import Settings
+from recruitmail.daemon.workdays import WorkCalendar
+
+from recruitmail.contracts.models import Attendee, DraftKey, Event, MailKind, PersonInfo, Response
 from tests.planner_harness import PANEL, RECRUITER, ROOM, at, interview, make_settings, person
 from tests.scenario.spec import STOCKHOLM
 

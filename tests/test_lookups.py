@@ -16,11 +16,11 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from recruitmail.daemon.cli import main
+from recruitmail.daemon.planner import LedgerState
+from recruitmail.daemon.state import State
 
-import connectors
-from daemon.cli import main
-from daemon.planner import LedgerState
-from daemon.state import State
+from recruitmail import connectors
 from tests.fakes.graph import FakeGraph
 from tests.scenario import two_weeks
 from tests.scenario.graph_backend import GraphBackend
@@ -103,7 +103,7 @@ def drafted(config: Path) -> dict[tuple[str, date], LedgerState]:
 
 def status(config: Path) -> str:
     return subprocess.run(
-        [sys.executable, "-m", "daemon", "--config", str(config), "status", "--offline"],
+        [sys.executable, "-m", "recruitmail", "--config", str(config), "status", "--offline"],
         capture_output=True,
         text=True,
         check=True,

@@ -18,12 +18,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from recruitmail.connectors.maildir import OBSOLETE_KEYWORD, MaildirSink, SinkOptions, open_sink
 
-import connectors
-from connectors.base import KEY_HEADER, ConnectorContext, KnowsLastContact, MailboxSink
-from connectors.maildir import OBSOLETE_KEYWORD, MaildirSink, SinkOptions, open_sink
-from daemon.errors import ConfigError, PermanentError
-from daemon.models import DraftRef, DraftState
+from recruitmail import connectors
+from recruitmail.contracts.connector import (
+    KEY_HEADER,
+    ConnectorContext,
+    KnowsLastContact,
+    MailboxSink,
+)
+from recruitmail.contracts.errors import ConfigError, PermanentError
+from recruitmail.contracts.models import DraftRef, DraftState
 from tests.contract.mailbox_sink import CANDIDATE, MAILBOX, MailboxSinkContract, draft_message
 
 
@@ -315,7 +320,7 @@ def test_a_fifo_in_sent_is_skipped_with_a_reason_and_never_opened(
     sink = backend.sink()
     backend.add_sent(CANDIDATE, datetime(2026, 3, 2, 9, tzinfo=UTC))
     os.mkfifo(backend.root / ".Sent" / "cur" / "1700000000.fifo.host:2,S")
-    with caplog.at_level(logging.WARNING, logger="connectors.maildir"):
+    with caplog.at_level(logging.WARNING, logger="recruitmail.connectors.maildir"):
         # Opening the FIFO for reading would block here for good.
         assert sink.last_contact(CANDIDATE, datetime(2026, 1, 1, tzinfo=UTC)) == datetime(
             2026, 3, 2, 9, tzinfo=UTC

@@ -24,9 +24,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 from pydantic import ValidationError
-
-from connectors.base import ConnectorContext, KnowsLastContact, KnowsOutOfOffice, KnowsPeople
-from connectors.microsoft import (
+from recruitmail.connectors.microsoft import (
     GraphCalendarSource,
     GraphSink,
     SinkOptions,
@@ -35,10 +33,23 @@ from connectors.microsoft import (
     open_sink,
     open_source,
 )
-from connectors.microsoft.calendar import event_from_graph, html_to_text
-from daemon import limits
-from daemon.errors import AmbiguousError, AuthError, CursorExpired, PermanentError, TransientError
-from daemon.models import DraftRef, DraftState, Period
+from recruitmail.connectors.microsoft.calendar import event_from_graph, html_to_text
+
+from recruitmail.contracts import limits
+from recruitmail.contracts.connector import (
+    ConnectorContext,
+    KnowsLastContact,
+    KnowsOutOfOffice,
+    KnowsPeople,
+)
+from recruitmail.contracts.errors import (
+    AmbiguousError,
+    AuthError,
+    CursorExpired,
+    PermanentError,
+    TransientError,
+)
+from recruitmail.contracts.models import DraftRef, DraftState, Period
 from tests.contract.calendar_source import (
     CONTRACT_WINDOW,
     RECRUITER,
@@ -1176,7 +1187,16 @@ class CliMailbox:
 
 def once(config: Path, now: dt.datetime) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "daemon", "--config", str(config), "once", "--now", now.isoformat()],
+        [
+            sys.executable,
+            "-m",
+            "recruitmail",
+            "--config",
+            str(config),
+            "once",
+            "--now",
+            now.isoformat(),
+        ],
         capture_output=True,
         text=True,
         cwd=Path(__file__).resolve().parent.parent,

@@ -8,8 +8,8 @@ from email.message import EmailMessage
 
 import pytest
 
-from daemon.errors import PermanentError
-from daemon.mime import address_key, ascii_domain, check_address, to_bytes
+from recruitmail.contracts.errors import PermanentError
+from recruitmail.contracts.mime import address_key, ascii_domain, check_address, to_bytes
 from tests.contract.mailbox_sink import draft_message
 
 

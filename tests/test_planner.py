@@ -13,17 +13,17 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
-
-from daemon.interviews import (
+from recruitmail.daemon.interviews import (
     REASON_BAD_TIMES,
     REASON_NO_CANDIDATE,
     Rejection,
     first_name,
     recognise,
 )
-from daemon.models import Attendee, DraftKey, Event, MailKind, Period, Response
-from daemon.planner import LedgerEntry, LedgerState, Plan
-from daemon.workdays import WorkCalendar
+from recruitmail.daemon.planner import LedgerEntry, LedgerState, Plan
+from recruitmail.daemon.workdays import WorkCalendar
+
+from recruitmail.contracts.models import Attendee, DraftKey, Event, MailKind, Period, Response
 from tests.planner_harness import (
     RECRUITER,
     Sim,

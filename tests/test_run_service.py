@@ -307,7 +307,7 @@ class Daemon:
         )
         with self.log.open("wb") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "daemon", "run", "--config", str(self.config)],
+                [sys.executable, "-m", "recruitmail", "run", "--config", str(self.config)],
                 cwd=self.root,
                 env=env,
                 stdin=subprocess.DEVNULL,

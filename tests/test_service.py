@@ -13,10 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from daemon.errors import ConfigError
-from daemon.models import pseudonym
-from daemon.service import (
+from recruitmail.daemon.service import (
     Heartbeat,
     Metrics,
     Notifier,
@@ -25,7 +22,10 @@ from daemon.service import (
     setup_logging,
     watchdog_interval,
 )
-from daemon.settings import Service
+from recruitmail.daemon.settings import Service
+
+from recruitmail.contracts.errors import ConfigError
+from recruitmail.contracts.models import pseudonym
 
 # --------------------------------------------------------------------------------------------
 # sd_notify: the test plays the service manager with its own datagram socket.

@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from recruitmail.daemon.render import MAX_PART_BYTES, TEMPLATE_FILES, Renderer, default_template_dir
+from recruitmail.daemon.samples import sample_context
 
-from daemon.errors import ConfigError, RenderError
-from daemon.models import MailKind
-from daemon.render import MAX_PART_BYTES, TEMPLATE_FILES, Renderer, default_template_dir
-from daemon.samples import sample_context
+from recruitmail.contracts.errors import ConfigError, RenderError
+from recruitmail.contracts.models import MailKind
 from tests.template_checks import CLOSING, EMPTY_ELEMENT, glitches, visible_text
 
 KINDS = [kind.value for kind in MailKind]

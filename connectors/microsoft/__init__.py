@@ -12,12 +12,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from connectors.base import ConnectorContext
-from connectors.microsoft.calendar import GraphCalendarSource
-from connectors.microsoft.client import GraphClient, shared_client, token_cache_path
-from connectors.microsoft.mail import KEY_PROPERTY, GraphSink
-from connectors.microsoft.options import GraphOptions, SinkOptions, SourceOptions
-from daemon.errors import ConfigError
+from recruitmail.connectors.microsoft.calendar import GraphCalendarSource
+from recruitmail.connectors.microsoft.client import GraphClient, shared_client, token_cache_path
+from recruitmail.connectors.microsoft.mail import KEY_PROPERTY, GraphSink
+from recruitmail.connectors.microsoft.options import GraphOptions, SinkOptions, SourceOptions
+
+from recruitmail.contracts.connector import ConnectorContext
+from recruitmail.contracts.errors import ConfigError
 
 __all__ = [
     "KEY_PROPERTY",

@@ -21,13 +21,20 @@ from typing import Any
 from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo
 
-from connectors.base import ConnectorContext
-from connectors.microsoft.client import GraphClient, error_of, json_of, release
-from connectors.microsoft.options import SourceOptions
-from connectors.microsoft.zones import to_iana
-from daemon import limits
-from daemon.errors import AuthError, ConfigError, CursorExpired, PermanentError, TransientError
-from daemon.models import Attendee, Event, Period, Response, SkippedEvent, SyncResult
+from recruitmail.connectors.microsoft.client import GraphClient, error_of, json_of, release
+from recruitmail.connectors.microsoft.options import SourceOptions
+from recruitmail.connectors.microsoft.zones import to_iana
+
+from recruitmail.contracts import limits
+from recruitmail.contracts.connector import ConnectorContext
+from recruitmail.contracts.errors import (
+    AuthError,
+    ConfigError,
+    CursorExpired,
+    PermanentError,
+    TransientError,
+)
+from recruitmail.contracts.models import Attendee, Event, Period, Response, SkippedEvent, SyncResult
 
 log = logging.getLogger(__name__)
 

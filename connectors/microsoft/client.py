@@ -36,12 +36,18 @@ from typing import Any
 
 import httpx
 import msal
+from recruitmail.connectors.microsoft.options import GraphOptions
+from recruitmail.connectors.tls import tls_context
 
-from connectors.microsoft.options import GraphOptions
-from connectors.tls import tls_context
-from daemon.errors import AmbiguousError, AuthError, ConfigError, PermanentError, TransientError
-from daemon.limits import MAX_RETRY_AFTER, capped_retry_after
-from daemon.secrets import load_secret
+from recruitmail.contracts.errors import (
+    AmbiguousError,
+    AuthError,
+    ConfigError,
+    PermanentError,
+    TransientError,
+)
+from recruitmail.contracts.limits import MAX_RETRY_AFTER, capped_retry_after
+from recruitmail.contracts.secrets import load_secret
 
 log = logging.getLogger(__name__)
 # httpx logs every URL at INFO, and a Sent Items query carries a candidate's address in its

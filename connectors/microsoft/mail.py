@@ -30,14 +30,15 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
-from connectors.base import KEY_HEADER, ConnectorContext
-from connectors.microsoft.calendar import parse_date_time_zone, parse_instant
-from connectors.microsoft.client import GraphClient, json_of, release
-from connectors.microsoft.options import GRAPH_KEY_PROPERTY_GUID, SinkOptions
-from connectors.microsoft.zones import to_iana
-from daemon.errors import PermanentError
-from daemon.mime import check_address, clean_header
-from daemon.models import (
+from recruitmail.connectors.microsoft.calendar import parse_date_time_zone, parse_instant
+from recruitmail.connectors.microsoft.client import GraphClient, json_of, release
+from recruitmail.connectors.microsoft.options import GRAPH_KEY_PROPERTY_GUID, SinkOptions
+from recruitmail.connectors.microsoft.zones import to_iana
+
+from recruitmail.contracts.connector import KEY_HEADER, ConnectorContext
+from recruitmail.contracts.errors import PermanentError
+from recruitmail.contracts.mime import check_address, clean_header
+from recruitmail.contracts.models import (
     DraftKey,
     DraftMessage,
     DraftRef,

@@ -28,8 +28,8 @@ from typing import Any
 
 import pytest
 
-from daemon.errors import CursorExpired
-from daemon.models import Event, Period, Response
+from recruitmail.contracts.errors import CursorExpired
+from recruitmail.contracts.models import Event, Period, Response
 from tests.scenario.spec import STOCKHOLM, EventSpec, Moved, Who
 
 CONTRACT_WINDOW = Period(

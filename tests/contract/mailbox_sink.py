@@ -30,9 +30,9 @@ from typing import Any
 
 import pytest
 
-from connectors.base import KEY_HEADER, KnowsLastContact
-from daemon.errors import PermanentError
-from daemon.models import DraftKey, DraftMessage, DraftState, MailKind, Recipient
+from recruitmail.contracts.connector import KEY_HEADER, KnowsLastContact
+from recruitmail.contracts.errors import PermanentError
+from recruitmail.contracts.models import DraftKey, DraftMessage, DraftState, MailKind, Recipient
 
 MAILBOX = "rekryterare@example.se"
 CANDIDATE = "anna.svensson@candidate.example"

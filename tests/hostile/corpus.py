@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from daemon import limits
+from recruitmail.contracts import limits
 from tests.hostile.model import (
     MALLORY,
     PANEL,

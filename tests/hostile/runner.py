@@ -1,6 +1,6 @@
 """Run one corpus entry through the real CLI on ICS + Maildir, and judge what came out.
 
-Each pass is ``python -m daemon --config … once --now …`` in a child process with an
+Each pass is ``python -m recruitmail --config … once --now …`` in a child process with an
 address-space limit and a hang guard, so that a calendar which still explodes fails its own entry
 instead of the machine. The child's own resource usage (``wait4``) gives the benchmark its figures.
 """
@@ -29,7 +29,8 @@ from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from daemon import cli
+from recruitmail.daemon import cli
+
 from tests.hostile.model import ORDINARY, Entry
 from tests.hostile.translate import calendar
 from tests.scenario import two_weeks
@@ -229,7 +230,7 @@ def run_cli(
     """``recruitmail --config config ARGS`` in a child process; its own time and peak RSS.
 
     The child is forked from this process and calls ``daemon.cli.main`` (the imports are paid
-    once per test run); ``fresh=True`` starts ``python -m daemon`` instead, for figures that
+    once per test run); ``fresh=True`` starts ``python -m recruitmail`` instead, for figures that
     must not include this process's memory (the benchmark).
     """
     out = workdir / f"cli-{time.monotonic_ns()}.log"
@@ -251,7 +252,7 @@ def run_cli(
                 f"            open({str(peak_file)!r}, 'w').write(line.split()[1])\n"
                 "atexit.register(peak)\n"
                 "sys.argv[0] = 'recruitmail'\n"
-                "runpy.run_module('daemon', run_name='__main__')\n"
+                "runpy.run_module('recruitmail', run_name='__main__')\n"
             )
             child = subprocess.Popen(  # noqa: S603
                 [sys.executable, "-c", launcher, *argv],

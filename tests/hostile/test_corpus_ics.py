@@ -8,12 +8,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from recruitmail.connectors.ics import SourceOptions, open_source
 
-from connectors.base import ConnectorContext
-from connectors.ics import SourceOptions, open_source
-from daemon import limits
-from daemon.errors import TransientError
-from daemon.models import Period
+from recruitmail.contracts import limits
+from recruitmail.contracts.connector import ConnectorContext
+from recruitmail.contracts.errors import TransientError
+from recruitmail.contracts.models import Period
 from tests.hostile.corpus import ENTRIES, by_name
 from tests.hostile.model import Entry
 from tests.hostile.runner import Feed, run_entry, verdict

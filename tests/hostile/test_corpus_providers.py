@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-import connectors
+from recruitmail import connectors
 from tests.fakes.google import GoogleFake
 from tests.fakes.graph import FakeGraph
 from tests.hostile.corpus import ENTRIES

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import cast
 
-from connectors.base import KEY_HEADER
+from recruitmail.contracts.connector import KEY_HEADER
 from tests.fakes.google import GoogleFake
 from tests.fakes.graph import FakeGraph
 from tests.reliability.harness import RecruiterBackend, RecruiterMaildir, _parse

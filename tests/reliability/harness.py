@@ -1,4 +1,4 @@
-"""The crash harness: the reference scenario through ``python -m daemon once`` as a subprocess,
+"""The crash harness: the reference scenario through ``python -m recruitmail once`` as a subprocess,
 killed with SIGKILL (at the named crash points, or by the parent after a random delay), rerun, and
 checked at the end against the mailbox, the ledger and ``two_weeks.EXPECTED``.
 
@@ -27,10 +27,11 @@ from pathlib import Path
 from random import Random
 from typing import Protocol
 
-from connectors.base import KEY_HEADER
-from daemon.faults import POINTS
-from daemon.planner import LedgerState
-from daemon.state import State
+from recruitmail.daemon.faults import POINTS
+from recruitmail.daemon.planner import LedgerState
+from recruitmail.daemon.state import State
+
+from recruitmail.contracts.connector import KEY_HEADER
 from tests.scenario import two_weeks
 from tests.scenario.default_backend import IcsMaildirBackend
 from tests.scenario.runner import (
@@ -97,14 +98,23 @@ class Pass:
 def run_pass(
     config: Path, now: datetime, *, crash_at: str | None = None, kill_after: float | None = None
 ) -> Pass:
-    """``python -m daemon --config CONFIG once --now NOW``; SIGKILLed after ``kill_after`` s."""
+    """``python -m recruitmail --config CONFIG once --now NOW``; SIGKILLed after ``kill_after`` s."""
     env = {k: v for k, v in os.environ.items() if k != "RECRUITMAIL_CRASH_AT"}
     env["PYTHONPATH"] = str(ROOT)
     if crash_at:
         env["RECRUITMAIL_CRASH_AT"] = crash_at
     started = time.monotonic()
     process = subprocess.Popen(
-        [sys.executable, "-m", "daemon", "--config", str(config), "once", "--now", now.isoformat()],
+        [
+            sys.executable,
+            "-m",
+            "recruitmail",
+            "--config",
+            str(config),
+            "once",
+            "--now",
+            now.isoformat(),
+        ],
         cwd=ROOT,
         env=env,
         stdin=subprocess.DEVNULL,

@@ -29,10 +29,10 @@ from pathlib import Path
 from random import Random
 
 import pytest
+from recruitmail.daemon.runtime import run_once, validate
+from recruitmail.daemon.settings import load_settings
+from recruitmail.daemon.state import State
 
-from daemon.runtime import run_once, validate
-from daemon.settings import load_settings
-from daemon.state import State
 from tests.reliability import budget
 from tests.reliability.harness import (
     CHANGES,
@@ -286,7 +286,7 @@ def test_the_daemon_waits_for_retry_after_before_polling_again(scratch: Path) ->
         log = scratch / "daemon.log"
         with log.open("wb") as out:
             daemon = subprocess.Popen(
-                [sys.executable, "-m", "daemon", "run", "--config", str(config)],
+                [sys.executable, "-m", "recruitmail", "run", "--config", str(config)],
                 cwd=scratch,
                 env=env,
                 stdin=subprocess.DEVNULL,

@@ -26,12 +26,12 @@ from zoneinfo import ZoneInfo
 import pytest
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
+from recruitmail.connectors.ics import SourceOptions, open_source
 
-from connectors.base import ConnectorContext
-from connectors.ics import SourceOptions, open_source
-from daemon import limits
-from daemon.errors import RecruitmailError
-from daemon.models import Attendee, Event, Period, Response, SkippedEvent, SyncResult
+from recruitmail.contracts import limits
+from recruitmail.contracts.connector import ConnectorContext
+from recruitmail.contracts.errors import RecruitmailError
+from recruitmail.contracts.models import Attendee, Event, Period, Response, SkippedEvent, SyncResult
 from tests.hostile.translate import ics_text, ordinary, vevent
 from tests.planner_harness import Sim
 from tests.reliability import budget

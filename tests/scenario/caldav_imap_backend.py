@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 from imapclient import IMAPClient
 
-from connectors.base import KEY_HEADER
+from recruitmail.contracts.connector import KEY_HEADER
 from tests.scenario.default_backend import edited, parse, personal_mail
 from tests.scenario.spec import EventSpec, one_ics
 from tests.servers import LOOPBACK, DovecotServer, RadicaleServer

@@ -10,7 +10,7 @@ from datetime import datetime
 from email.message import EmailMessage, Message
 from pathlib import Path
 
-from connectors.base import KEY_HEADER
+from recruitmail.contracts.connector import KEY_HEADER
 from tests.scenario.spec import EventSpec, to_ics
 
 WEB_EDIT_SIGNATURE = "Hälsningar, Lisa"

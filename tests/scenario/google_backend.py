@@ -8,8 +8,9 @@ from datetime import datetime
 from email.message import Message
 from pathlib import Path
 
-from connectors import google
-from connectors.base import KEY_HEADER
+from recruitmail.connectors import google
+
+from recruitmail.contracts.connector import KEY_HEADER
 from tests.fakes.google import GoogleFake
 from tests.scenario import two_weeks
 from tests.scenario.default_backend import parse, personal_mail

@@ -7,7 +7,7 @@ import email.policy
 from datetime import datetime
 from email.message import Message
 
-from connectors.base import KEY_HEADER
+from recruitmail.contracts.connector import KEY_HEADER
 from tests.fakes.graph import FakeGraph
 from tests.scenario import two_weeks
 from tests.scenario.spec import EventSpec

@@ -19,10 +19,11 @@ from email.message import Message
 from pathlib import Path
 from typing import Protocol
 
-from connectors.base import KEY_HEADER
-from daemon.cli import main
-from daemon.planner import LedgerState
-from daemon.state import State
+from recruitmail.daemon.cli import main
+from recruitmail.daemon.planner import LedgerState
+from recruitmail.daemon.state import State
+
+from recruitmail.contracts.connector import KEY_HEADER
 from tests.scenario import two_weeks
 from tests.scenario.spec import STOCKHOLM, EventSpec
 
@@ -86,7 +87,14 @@ def assert_drafted_exactly(outcome: Outcome, expected: frozenset[tuple[str, str,
 def status_output(workdir: Path) -> subprocess.CompletedProcess[str]:
     """``recruitmail status`` for the scenario's configuration, run as a new process."""
     return subprocess.run(
-        [sys.executable, "-m", "daemon", "--config", str(workdir / "recruitmail.toml"), "status"],
+        [
+            sys.executable,
+            "-m",
+            "recruitmail",
+            "--config",
+            str(workdir / "recruitmail.toml"),
+            "status",
+        ],
         capture_output=True,
         text=True,
         check=True,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from daemon.models import Event
+from recruitmail.contracts.models import Event
 
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 """Events that start before this are not real appointments (DTSTART in year 1)."""

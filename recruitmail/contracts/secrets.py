@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from daemon.errors import ConfigError
+from recruitmail.contracts.errors import ConfigError
 
 
 def load_secret(reference: str, what: str) -> str:

@@ -18,9 +18,9 @@ from email.utils import format_datetime
 
 import idna
 
-from connectors.base import KEY_HEADER
-from daemon.errors import PermanentError
-from daemon.models import DraftMessage, Recipient, normalise_address, pseudonym
+from recruitmail.contracts.connector import KEY_HEADER
+from recruitmail.contracts.errors import PermanentError
+from recruitmail.contracts.models import DraftMessage, Recipient, normalise_address, pseudonym
 
 MAX_HEADER_CHARS = 250
 

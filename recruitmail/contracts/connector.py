@@ -22,7 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from daemon.models import (
+from recruitmail.contracts.models import (
     DraftKey,
     DraftMessage,
     DraftRef,
