@@ -10,8 +10,32 @@ from zoneinfo import ZoneInfo
 
 import holidays as holidays_lib
 
-# Days that are not official public holidays but on which Swedish workplaces close.
-_DE_FACTO_CATEGORY = "de_facto"
+# Which of the holidays package's categories count as days off, per country (``public`` elsewhere).
+# An extra category may be narrowed to the days that are whole days off, by their English name:
+# Denmark's "optional" category also holds 1 May and Grundlovsdag, which most offices only close
+# in the afternoon (a half day is a working day here: the morning's mail still goes out).
+# Finland's "workday" and "unofficial" categories are flag days people work on, so they stay out.
+_DAYS_OFF: dict[str, tuple[tuple[str, frozenset[str] | None], ...]] = {
+    "SE": (("public", None), ("de_facto", None)),  # midsommarafton, julafton, nyårsafton
+    "DK": (("public", None), ("optional", frozenset({"christmas eve", "new year's eve"}))),
+}
+
+# Eves on which workplaces close that the package carries in no category for the country:
+# julaften/nyttårsaften in Norway, Heiligabend/Silvester in Germany (TVöD § 6 (3) frees both days;
+# most offices close). Finland's juhannusaatto and jouluaatto are in its "public" category.
+_EVES: dict[str, tuple[tuple[int, int, dict[str, str]], ...]] = {
+    "NO": (
+        (12, 24, {"en": "Christmas Eve", "nb": "Julaften"}),
+        (12, 31, {"en": "New Year's Eve", "nb": "Nyttårsaften"}),
+    ),
+    "DE": (
+        (12, 24, {"en": "Christmas Eve", "de": "Heiligabend"}),
+        (12, 31, {"en": "New Year's Eve", "de": "Silvester"}),
+    ),
+}
+
+# Our language codes and the holidays package's names for them (Norwegian bokmål is "no").
+_PACKAGE_LANGUAGES = {"en": "en_US", "sv": "sv", "nb": "no", "da": "da", "fi": "fi", "de": "de"}
 
 # Which holiday a run of days off is "about", by the English name the holidays package gives.
 _HOLIDAY_KEYS = (
@@ -24,7 +48,13 @@ _HOLIDAY_KEYS = (
     ("whit", "pentecost"),
     ("pentecost", "pentecost"),
     ("national day", "national_day"),
+    ("constitution day", "national_day"),  # Norway's 17 May, Denmark's Grundlovsdag
+    ("independence day", "national_day"),  # Finland's 6 December
+    ("german unity day", "national_day"),
+    ("maundy thursday", "easter"),
     ("may day", "may_day"),
+    ("labor day", "may_day"),
+    ("workers' day", "may_day"),
     ("all saints", "all_saints"),
     ("epiphany", "epiphany"),
 )
@@ -55,8 +85,17 @@ class HolidayRun:
 class WorkCalendar:
     """Which days are working days for a company: weekends, public holidays, eves, closures."""
 
-    def __init__(self, country: str, zone: ZoneInfo, closure_days: Iterable[date] = ()) -> None:
+    def __init__(
+        self,
+        country: str,
+        zone: ZoneInfo,
+        closure_days: Iterable[date] = (),
+        subdivision: str | None = None,
+    ) -> None:
         self.country = country.upper()
+        # A state or region whose own holidays count too (Germany's Länder: "BY" adds
+        # Fronleichnam and Allerheiligen); None keeps the nationwide holidays only.
+        self.subdivision = subdivision or None
         self.zone = zone
         self.closure_days = frozenset(closure_days)
         self._years: set[int] = set()
@@ -67,26 +106,74 @@ class WorkCalendar:
             return
         self._years.add(year)
         names: dict[str, dict[date, str]] = {}
-        for language in ("en_US", "sv"):
-            try:
-                table = holidays_lib.country_holidays(
-                    self.country, years=year, language=language, categories=self._categories
+        for language, package_language in self._languages:
+            table: dict[date, str] = {}
+            for category, only in self._categories:
+                found = holidays_lib.country_holidays(
+                    self.country,
+                    subdiv=self.subdivision,
+                    years=year,
+                    language=package_language,
+                    categories=(category,),
                 )
-            except NotImplementedError:
-                continue
-            names[language[:2]] = dict(table.items())
+                for day, name in found.items():
+                    if only is None or day in self._english_days(year, category, only):
+                        table.setdefault(day, name)
+            names[language] = table
+        for month, day_of_month, eve_names in _EVES.get(self.country, ()):
+            day = date(year, month, day_of_month)
+            for language, table in names.items():
+                if day not in table and language in eve_names:
+                    table[day] = eve_names[language]
         for day, english in names.get("en", {}).items():
             key = next((k for needle, k in _HOLIDAY_KEYS if needle in english.lower()), "other")
             per_language = {lang: table[day] for lang, table in names.items() if day in table}
             self._days_off[day] = Holiday(day=day, key=key, names=per_language)
 
+    def _english_days(self, year: int, category: str, wanted: frozenset[str]) -> set[date]:
+        found = holidays_lib.country_holidays(
+            self.country,
+            subdiv=self.subdivision,
+            years=year,
+            language="en_US",
+            categories=(category,),
+        )
+        return {day for day, name in found.items() if name.lower() in wanted}
+
     @cached_property
-    def _categories(self) -> tuple[str, ...]:
+    def _supported(self) -> holidays_lib.HolidayBase | None:
         try:
-            supported = holidays_lib.country_holidays(self.country).supported_categories
+            found = holidays_lib.country_holidays(self.country)
         except NotImplementedError:
-            return ("public",)
-        return tuple(c for c in ("public", _DE_FACTO_CATEGORY) if c in supported)
+            return None  # a country the package does not know: weekends and closures only
+        if self.subdivision is not None and self.subdivision not in found.subdivisions:
+            raise ValueError(
+                f"{self.country} has no subdivision {self.subdivision!r}: "
+                f"use one of {', '.join(found.subdivisions) or 'none'}"
+            )
+        return found
+
+    @cached_property
+    def _languages(self) -> tuple[tuple[str, str], ...]:
+        """(our code, the package's code) for each language the package names this country's
+        holidays in, English first; Finland's Swedish names are the package's ``sv_FI``."""
+        if self._supported is None:
+            return ()
+        offered = set(self._supported.supported_languages)
+        pairs = []
+        for code, name in _PACKAGE_LANGUAGES.items():
+            regional = f"{code}_{self.country}"
+            if name in offered or regional in offered:
+                pairs.append((code, name if name in offered else regional))
+        return tuple(pairs)
+
+    @cached_property
+    def _categories(self) -> tuple[tuple[str, frozenset[str] | None], ...]:
+        if self._supported is None:
+            return ()
+        offered = set(self._supported.supported_categories)
+        wanted = _DAYS_OFF.get(self.country, (("public", None),))
+        return tuple((category, only) for category, only in wanted if category in offered)
 
     def holiday(self, day: date) -> Holiday | None:
         """The public holiday (or de-facto day off such as Midsommarafton) on ``day``, if any."""
