@@ -6,9 +6,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from functools import cached_property
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-import holidays as holidays_lib
+if TYPE_CHECKING:
+    import holidays as holidays_lib
 
 # Which of the holidays package's categories count as days off, per country (``public`` elsewhere).
 # An extra category may be narrowed to the days that are whole days off, by their English name:
@@ -105,6 +107,8 @@ class WorkCalendar:
         if year in self._years:
             return
         self._years.add(year)
+        import holidays as holidays_lib  # here: ~0.2 s that only commands which plan need
+
         names: dict[str, dict[date, str]] = {}
         for language, package_language in self._languages:
             table: dict[date, str] = {}
@@ -131,6 +135,8 @@ class WorkCalendar:
             self._days_off[day] = Holiday(day=day, key=key, names=per_language)
 
     def _english_days(self, year: int, category: str, wanted: frozenset[str]) -> set[date]:
+        import holidays as holidays_lib  # see _load
+
         found = holidays_lib.country_holidays(
             self.country,
             subdiv=self.subdivision,
@@ -142,6 +148,8 @@ class WorkCalendar:
 
     @cached_property
     def _supported(self) -> holidays_lib.HolidayBase | None:
+        import holidays as holidays_lib  # see _load
+
         try:
             found = holidays_lib.country_holidays(self.country)
         except NotImplementedError:
