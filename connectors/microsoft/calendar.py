@@ -5,6 +5,15 @@ window into the link, so when the requested window reaches past the synced one a
 starts (reaching ``slide_days`` further, so that this happens rarely). An idle mailbox costs one
 request: the delta link, answered with no changes.
 
+Many idle mailboxes of one app can be asked in JSON batches (``GraphCalendarSource.probe_many``):
+each source's next delta link goes into a ``$batch`` of up to 20, and the page that comes back is
+kept for that source's next ``sync``, which uses it only if it is the answer to exactly the link
+that sync would follow, instead of asking again. A change is never missed: the kept page is the
+page a direct request would have returned at that moment, and its delta link covers what happens
+after. An expired token answered inside the batch is the same ``CursorExpired`` (a full resync);
+a throttled one holds only its own mailbox (its ``Retry-After`` becomes that mailbox's wait) and
+its sync asks directly once the wait is over.
+
 Every event is read on its own: one that is malformed (a bad dateTime, an unknown zone), absurd
 (year 9999, 50,000 attendees) or too large (a 10 MB body) becomes a ``SkippedEvent`` with the
 reason, and the others still come through. Windows zone names resolve with the company's country.
@@ -15,13 +24,23 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
+import time as clock
+from collections.abc import Hashable, Sequence
 from datetime import UTC, datetime, time, timedelta
 from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo
 
-from recruitmail.connectors.microsoft.client import GraphClient, error_of, json_of, release
+from recruitmail.connectors.microsoft.client import (
+    BATCH_LIMIT,
+    BatchGet,
+    GraphClient,
+    error_of,
+    json_of,
+    release,
+)
 from recruitmail.connectors.microsoft.options import SourceOptions
 from recruitmail.connectors.microsoft.zones import to_iana
 
@@ -60,6 +79,13 @@ _RESPONSES = {
 _FRACTION = re.compile(r"(\.\d{1,6})\d*")
 _PRIVATE = frozenset({"private", "confidential"})
 REASON_UNREADABLE = "it cannot be read (malformed dates, time zone or fields)"
+CURSOR_REFRESH_SECONDS = 3600.0
+"""While nothing changes, a sync hands back the cursor it was given (the state need not be
+written), and keeps following the newest delta link itself; at least this often the newest link
+becomes the cursor, so that a restart resumes from a recent one."""
+_KEPT_STATUSES = frozenset({200, 400, 404, 409, 410})  # what a direct sync reads itself
+PREFETCH_TTL_SECONDS = 60.0
+"""A delta page fetched ahead (``GraphCalendarSource.probe_many``) older than this is not used."""
 
 
 def graph_time(value: datetime) -> str:
@@ -269,24 +295,115 @@ class GraphCalendarSource:
         self._base = f"/users/{quote(self.user, safe='@')}"
         self._series: dict[str, str] = {}
         self._closed = False
+        self._lock = threading.Lock()
+        self._given: str | None = None  # the cursor the last sync handed back
+        self._given_at = 0.0  # when that cursor's link was the newest (monotonic)
+        self._link: str | None = None  # the newest delta link, equivalent to ``_given``
+        self._ahead: tuple[str, float, Any] | None = None  # (link, fetched at, response)
+
+    # -- JSON batching over many mailboxes -------------------------------------------------
+
+    def probe_group(self) -> Hashable | None:
+        """What this source can be batched with (sources sharing one client), or ``None`` when
+        it has nothing to ask ahead: no delta link yet, closed, or not signed in app-only."""
+        if self._closed or self._link is None or self.client.options.auth != "app":
+            return None
+        return ("microsoft", id(self.client))
+
+    @classmethod
+    def probe_many(cls, sources: Sequence[GraphCalendarSource]) -> dict[str, int]:
+        """Ask each source's next delta link ahead, 20 to a ``$batch`` per shared client, and keep
+        each answer for that source's next ``sync``. Returns how many sources came back
+        ``changed``, ``unchanged``, ``refused`` (an expired token, a missing permission: the sync
+        says so), and ``direct`` (left out or throttled: the sync asks on its own)."""
+        counts = {"changed": 0, "unchanged": 0, "refused": 0, "direct": 0}
+        groups: dict[int, list[GraphCalendarSource]] = {}
+        for source in sources:
+            if source.probe_group() is not None:
+                groups.setdefault(id(source.client), []).append(source)
+            else:
+                counts["direct"] += 1
+        for members in groups.values():
+            for start in range(0, len(members), BATCH_LIMIT):
+                chunk = members[start : start + BATCH_LIMIT]
+                asked = {str(n): (s, s._link) for n, s in enumerate(chunk) if s._link}
+                answers = chunk[0].client.batch(
+                    [
+                        BatchGet(key, s.user, link, s._prefer())
+                        for key, (s, link) in asked.items()
+                        if link
+                    ]
+                )
+                for key, (source, link) in asked.items():
+                    outcome = source._keep(link, answers.get(key)) if link else "direct"
+                    counts[outcome] += 1
+        return counts
+
+    def _keep(self, link: str, response: Any) -> str:
+        """Keep a batched answer to ``link`` for the next sync; say what it was."""
+        if response is None or response.status_code not in _KEPT_STATUSES:
+            return "direct"  # throttled, failing, or a sign-in matter: the sync asks itself
+        with self._lock:
+            self._ahead = (link, clock.monotonic(), response)
+        if response.status_code >= 400:
+            return "refused"
+        try:
+            page = response.json()
+        except ValueError:
+            return "changed"
+        quiet = not page.get("value") and not page.get("@odata.nextLink")
+        return "unchanged" if quiet else "changed"
+
+    def _take_ahead(self, link: str) -> Any:
+        """The answer fetched ahead for exactly ``link``, once, while it is fresh."""
+        with self._lock:
+            ahead, self._ahead = self._ahead, None
+        if ahead is None or ahead[0] != link:
+            return None
+        if clock.monotonic() - ahead[1] > PREFETCH_TTL_SECONDS:
+            return None
+        return ahead[2]
+
+    def _prefer(self) -> tuple[str, ...]:
+        return ('outlook.timezone="UTC"', f"odata.maxpagesize={self.options.page_size}")
+
+    # -- sync --------------------------------------------------------------------------------
 
     def sync(self, cursor: str | None, window: Period) -> SyncResult:
         """Changes since ``cursor``, or the whole window (plus ``slide_days``) when it is ``None``."""
         if cursor is not None:
             link, synced = decode_cursor(cursor)
             if synced.start <= window.start and window.end <= synced.end:
-                return self._follow(link, synced, full=False)
+                known = cursor == self._given and self._link is not None
+                result = self._follow(
+                    self._link if known and self._link else link, synced, full=False
+                )
+                return self._hand_back(cursor, result, known)
             log.info("calendar window of %s moved past the synced one: full sync", self.user)
         synced = Period(window.start, window.end + timedelta(days=self.options.slide_days))
         params = {"startDateTime": graph_time(synced.start), "endDateTime": graph_time(synced.end)}
         first = f"{self._base}/calendarView/delta?{urlencode(params)}"
-        return self._follow(first, synced, full=True)
+        return self._hand_back(None, self._follow(first, synced, full=True), False)
+
+    def _hand_back(self, cursor: str | None, result: SyncResult, known: bool) -> SyncResult:
+        """The cursor to store: the one given while nothing changed (for up to an hour), else the
+        newest; remember the newest link either way."""
+        link, _ = decode_cursor(result.cursor)
+        quiet = not (result.events or result.removed or result.skipped or result.full)
+        fresh = clock.monotonic() - self._given_at < CURSOR_REFRESH_SECONDS
+        with self._lock:
+            self._link = link
+            if cursor is not None and quiet and known and fresh:
+                return SyncResult((), (), cursor, False, ())
+            self._given, self._given_at = result.cursor, clock.monotonic()
+        return result
 
     def _follow(self, link: str, window: Period, *, full: bool) -> SyncResult:
         changes: dict[str, Event | SkippedEvent | None] = {}
-        prefer = ('outlook.timezone="UTC"', f"odata.maxpagesize={self.options.page_size}")
+        prefer = self._prefer()
+        ahead = self._take_ahead(link)
         while True:
-            response = self.client.request(
+            response = ahead or self.client.request(
                 "GET",
                 link,
                 mailbox=self.user,
@@ -294,6 +411,7 @@ class GraphCalendarSource:
                 prefer=prefer,
                 expect=frozenset({400, 404, 409, 410}),
             )
+            ahead = None
             if response.status_code >= 400:
                 self._refused(response)
             page = json_of(response, "a calendar delta page")

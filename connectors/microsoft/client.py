@@ -30,6 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -74,8 +75,21 @@ _BACKOFF_CAP = 60.0
 # A longer wait than this is handed to the scheduler rather than slept through here.
 MAX_INLINE_WAIT = 60.0
 WAITS_FILE = "graph-waits.json"
+BATCH_LIMIT = 20
+"""Requests in one JSON batch (learn.microsoft.com/graph/json-batching, "Batch size limitations")."""
 
 Sleeper = Callable[[float], None]
+
+
+@dataclass(frozen=True)
+class BatchGet:
+    """One GET to send inside a ``$batch``: ``key`` names its answer, ``link`` is a path or a link
+    Graph gave (absolute), ``prefer`` the request's own ``Prefer`` preferences."""
+
+    key: str
+    mailbox: str
+    link: str
+    prefer: tuple[str, ...] = ()
 
 
 def error_of(response: httpx.Response) -> tuple[str, str]:
@@ -519,13 +533,16 @@ class GraphClient:
         self.closed = True
         self._http.close()
 
-    @contextmanager
-    def _slot(self, mailbox: str) -> Iterator[None]:
+    def _slot_of(self, mailbox: str) -> threading.BoundedSemaphore:
         with self._slots_lock:
             slot = self._slots.get(mailbox)
             if slot is None:
                 slot = self._slots[mailbox] = threading.BoundedSemaphore(self.options.max_in_flight)
-        with slot:
+            return slot
+
+    @contextmanager
+    def _slot(self, mailbox: str) -> Iterator[None]:
+        with self._slot_of(mailbox):
             yield
 
     def url(self, path_or_link: str) -> str:
@@ -670,6 +687,98 @@ class GraphClient:
             raise PermanentError(
                 f"{what}: Graph refused it ({status} {code}: {_scrub(message)})".replace(": )", ")")
             )
+
+    def relative(self, path_or_link: str) -> str:
+        """A Graph URL relative to the version, as a request inside ``$batch`` must be written."""
+        return self.url(path_or_link).removeprefix(self.base)
+
+    def batch(self, requests: Sequence[BatchGet]) -> dict[str, httpx.Response]:
+        """Send up to 20 GETs in one ``POST /$batch``; return each answer by its ``key``.
+
+        Only what can be asked right now is sent: a mailbox still under a ``Retry-After``, or with
+        all of its ``max_in_flight`` slots taken, is left out. Each request holds one slot of its
+        mailbox while the batch is out (each counts against that mailbox's limits on its own);
+        an inner ``Retry-After`` becomes that mailbox's wait, and only that mailbox's. Nothing is
+        retried here: a request left out, refused or throttled, and every request of a batch that
+        failed as a whole, is simply missing from the answer, and its caller asks directly as it
+        would have without the batch. Only app-only sign-in batches (one token for all mailboxes).
+        """
+        if self.options.auth != "app" or not requests:
+            return {}
+        if len(requests) > BATCH_LIMIT:
+            raise ValueError(f"a Graph batch holds at most {BATCH_LIMIT} requests")
+        taken: list[threading.BoundedSemaphore] = []
+        sent: list[BatchGet] = []
+        try:
+            for item in requests:
+                if self.waits.remaining(self._wait_prefix + item.mailbox) > 0:
+                    continue
+                slot = self._slot_of(item.mailbox)
+                if slot.acquire(blocking=False):
+                    taken.append(slot)
+                    sent.append(item)
+            if not sent:
+                return {}
+            return self._send_batch(sent)
+        finally:
+            for slot in taken:
+                slot.release()
+
+    def _send_batch(self, sent: list[BatchGet]) -> dict[str, httpx.Response]:
+        body = {
+            "requests": [
+                {
+                    "id": str(index),
+                    "method": "GET",
+                    "url": self.relative(item.link),
+                    "headers": {"Prefer": ", ".join(('IdType="ImmutableId"', *item.prefer))},
+                }
+                for index, item in enumerate(sent)
+            ]
+        }
+        content = json.dumps(body).encode("utf-8")
+        fresh = False
+        while True:
+            token = self.tokens.token(sent[0].mailbox, fresh=fresh)
+            headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+            try:
+                response = self._http.post(f"{self.base}/$batch", headers=headers, content=content)
+            except httpx.HTTPError as exc:
+                log.info("graph $batch of %d: %s; asking directly", len(sent), type(exc).__name__)
+                return {}
+            if response.status_code == 401 and not fresh:
+                fresh = True
+                continue
+            break
+        if response.status_code != 200:
+            code, _ = error_of(response)
+            log.info(
+                "graph $batch of %d: %d %s; asking directly", len(sent), response.status_code, code
+            )
+            return {}
+        try:
+            answers = response.json().get("responses") or []
+        except (ValueError, AttributeError):
+            log.info("graph $batch of %d: unreadable answer; asking directly", len(sent))
+            return {}
+        out: dict[str, httpx.Response] = {}
+        for answer in answers:
+            try:
+                item = sent[int(answer["id"])]
+                status = int(answer["status"])
+                inner_headers = {str(k): str(v) for k, v in (answer.get("headers") or {}).items()}
+                inner = httpx.Response(
+                    status,
+                    headers=inner_headers,
+                    json=answer.get("body"),
+                    request=httpx.Request("GET", self.url(item.link)),
+                )
+            except (KeyError, IndexError, TypeError, ValueError):
+                continue
+            if status >= 300:
+                self._note_wait(inner, item.mailbox, "GET in $batch")
+            out[item.key] = inner
+        return out
 
     def _unauthorised(self, mailbox: str, code: str) -> str:
         if self.options.auth == "delegated":

@@ -30,6 +30,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from email.headerregistry import Address
@@ -79,6 +80,8 @@ EXT_PROPERTY_ID = re.compile(
     r"^String \{[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}\} Name \S+$"
 )
 WELL_KNOWN = ("drafts", "sentitems", "deleteditems", "inbox")
+BATCH_LIMIT = 20
+BATCH_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
 _RESPONSE_TO_GRAPH = {
     "accepted": "accepted",
     "tentative": "tentativelyAccepted",
@@ -249,6 +252,7 @@ class Recorded:
     prefer: tuple[str, ...]
     not_before: float | None = None
     status: int = 0
+    batched: bool = False  # one of the requests inside a ``$batch``
 
     @property
     def early(self) -> bool:
@@ -297,6 +301,7 @@ class FakeGraph:
         self.app_public_key: Any = None
         self.device_user: str | None = None
         self.latency = 0.0
+        self.batch_inner_latency = 0.0  # service time of each request inside a $batch
         self.seq = 0
         self._tokens: dict[str, str | None] = {}  # access token -> delegated user (None: app)
         self._refresh: dict[str, str] = {}
@@ -692,44 +697,54 @@ class FakeGraph:
         split = urlsplit(handler.path)
         query = parse_qs(split.query, keep_blank_values=True)
         path = unquote(split.path)
-        prefer = tuple(
-            part.strip()
-            for value in handler.headers.get_all("Prefer") or []
-            for part in value.split(",")
-            if part.strip()
-        )
-        match = re.match(r"^/v1\.0/users/([^/]+)", path)
-        mailbox = unquote(match.group(1)).lower() if match else ""
+        prefer = _prefer_values(handler.headers.get_all("Prefer") or [])
+        mailbox = _mailbox_of(path)
         record = Recorded(handler.command, path, query, mailbox, time.monotonic(), 0, prefer)
         body = handler.read_body()
-        wait_key = mailbox
-        with self.lock:
-            # Outlook throttles per app and mailbox: after a Retry-After, every request to that
-            # mailbox is early until it has elapsed, whatever its path.
-            record.not_before = self._not_before.get(mailbox) if mailbox else None
         with self._flight(record):
             if self.latency:
                 time.sleep(self.latency)
             try:
                 if path.startswith("/v1.0/"):
-                    status, payload, headers = self._graph(
-                        handler, path, query, prefer, body, wait_key, mailbox
-                    )
+                    status, payload, headers = self._answer(handler, record, body)
                 else:
-                    status, payload, headers = self._identity(handler.command, path, body)
-            except GraphFault as fault:
-                status, headers = fault.status, fault.headers
-                payload = {"error": {"code": fault.code, "message": fault.message}}
-                wait = headers.get("Retry-After")
-                if wait and mailbox:
-                    with self.lock:
-                        self._not_before[mailbox] = time.monotonic() + float(wait)
+                    try:
+                        status, payload, headers = self._identity(handler.command, path, body)
+                    except GraphFault as fault:
+                        status, payload, headers = self._fault(fault, "")
             except _Drop:
                 record.status = -1
                 handler.drop()
                 return
             record.status = status
             handler.answer(status, payload, headers)
+
+    def _answer(
+        self, handler: _Handler | _InnerRequest, record: Recorded, body: bytes
+    ) -> tuple[int, Any, dict[str, str]]:
+        """One Graph request, direct or inside a ``$batch``: the same checks, faults and waits."""
+        with self.lock:
+            # Outlook throttles per app and mailbox: after a Retry-After, every request to that
+            # mailbox is early until it has elapsed, whatever its path.
+            record.not_before = self._not_before.get(record.mailbox) if record.mailbox else None
+        try:
+            return self._graph(
+                handler, record.path, record.query, record.prefer, body, record.mailbox,
+                record.mailbox,
+            )  # fmt: skip
+        except GraphFault as fault:
+            return self._fault(fault, record.mailbox)
+
+    def _fault(self, fault: GraphFault, mailbox: str) -> tuple[int, Any, dict[str, str]]:
+        wait = fault.headers.get("Retry-After")
+        if wait and mailbox:
+            with self.lock:
+                self._not_before[mailbox] = time.monotonic() + float(wait)
+        return (
+            fault.status,
+            {"error": {"code": fault.code, "message": fault.message}},
+            fault.headers,
+        )
 
     def _identity(self, method: str, path: str, body: bytes) -> tuple[int, Any, dict[str, str]]:
         prefix = f"/{self.tenant}"
@@ -983,56 +998,110 @@ class FakeGraph:
         raise GraphFault(400, "BadRequest", f"Resource not found for the segment '{rest[0]}'.")
 
     def _batch(self, handler: _Handler, body: bytes) -> tuple[int, Any, dict[str, str]]:
-        """JSON batching: at most 20 requests; the outer answer is 200 whatever the inner ones
-        say; an inner request with a body needs its own Content-Type."""
+        """JSON batching as documented (learn.microsoft.com/graph/json-batching) and as Graph is
+        reported to refuse it: at most 20 requests; ids unique, compared without case; URLs
+        relative to the version (``/users/…``), an absolute one is refused; a known method; a body
+        needs its own Content-Type; ``dependsOn`` names earlier requests, and a request whose
+        dependency failed answers 424. A malformed batch is refused whole with 400; a parseable
+        one answers 200 whatever its requests say.
+
+        Each request goes through the same handling as a direct one: recorded on its own (it
+        counts against its mailbox's limits individually), the same refusals, injected faults and
+        throttling, a 429 with its own ``Retry-After`` that holds only that mailbox. Outlook runs
+        at most four of a batch's requests at a time (throttling-limits, "Outlook service limits
+        for JSON batching"); ``batch_inner_latency`` models each one's service time."""
         if handler.command != "POST":
             raise GraphFault(405, "Request_BadRequest", "$batch accepts POST only.")
         data = _json_body(body)
         requests = data.get("requests")
         if not isinstance(requests, list) or not requests:
             raise GraphFault(400, "BadRequest", "A batch needs a non-empty 'requests' array.")
-        if len(requests) > 20:
+        if len(requests) > BATCH_LIMIT:
             raise GraphFault(
                 400, "BadRequest", "The number of requests in a batch is limited to 20."
             )
-        answers = []
+        seen: set[str] = set()
         for inner in requests:
-            url = str(inner.get("url") or "")
-            headers = email.message.Message()
-            headers["Authorization"] = handler.headers.get("Authorization", "")
-            for name, value in (inner.get("headers") or {}).items():
-                headers[name] = str(value)
-            payload = b""
-            if "body" in inner:
-                if "Content-Type" not in headers:
-                    raise GraphFault(
-                        400, "BadRequest", "Content-Type header is required for a request body."
-                    )
-                payload = json.dumps(inner["body"]).encode("utf-8")
-            split = urlsplit("/v1.0/" + url.lstrip("/"))
-            path = unquote(split.path)
-            match = re.match(r"^/v1\.0/users/([^/]+)", path)
-            mailbox = unquote(match.group(1)).lower() if match else ""
-            prefer = tuple(p.strip() for p in (headers.get_all("Prefer") or []) if p.strip())
-            shim = _InnerRequest(str(inner.get("method") or "GET").upper(), headers)
-            try:
-                status, answer, extra = self._graph(
-                    shim,  # type: ignore[arg-type]
-                    path,
-                    parse_qs(split.query, keep_blank_values=True),
-                    prefer,
-                    payload,
-                    mailbox,
-                    mailbox,
+            if not isinstance(inner, dict):
+                raise GraphFault(400, "BadRequest", "Invalid batch payload format.")
+            rid, url = inner.get("id"), inner.get("url")
+            if not isinstance(rid, str) or not rid or not isinstance(url, str) or not url:
+                raise GraphFault(400, "BadRequest", "Invalid batch payload format.")
+            if rid.lower() in seen:
+                raise GraphFault(
+                    400, "BadRequest", f"Request Id {rid} has to be unique in a batch."
                 )
-            except GraphFault as fault:
-                status, extra = fault.status, fault.headers
-                answer = {"error": {"code": fault.code, "message": fault.message}}
-            answers.append(
-                {"id": inner.get("id"), "status": status, "headers": extra, "body": answer}
-            )
-        answers.reverse()  # answers come in any order: callers match them by id
-        return 200, {"responses": answers}, {}
+            seen.add(rid.lower())
+            if re.match(r"^[a-z][a-z0-9+.-]*://", url, re.IGNORECASE):
+                raise GraphFault(400, "BadRequest", "Invalid batch payload format.")
+            if str(inner.get("method") or "").upper() not in BATCH_METHODS:
+                raise GraphFault(400, "BadRequest", "Invalid batch payload format.")
+            if "body" in inner and not _has_header(inner.get("headers"), "Content-Type"):
+                raise GraphFault(
+                    400, "BadRequest", "Content-Type header is required for a request body."
+                )
+            depends = inner.get("dependsOn") or []
+            if not isinstance(depends, list) or any(
+                not isinstance(d, str) or d.lower() not in seen - {rid.lower()} for d in depends
+            ):
+                raise GraphFault(400, "BadRequest", "dependsOn names a request not before it.")
+        answers: dict[str, dict[str, Any]] = {}
+        failed: set[str] = set()
+        independent = [r for r in requests if not r.get("dependsOn")]
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            for inner, answer in zip(
+                independent, pool.map(lambda r: self._inner(handler, r), independent), strict=True
+            ):
+                answers[inner["id"].lower()] = answer
+        for inner in requests:
+            if inner.get("dependsOn"):
+                if any(d.lower() in failed for d in inner["dependsOn"]):
+                    answers[inner["id"].lower()] = {
+                        "id": inner["id"], "status": 424, "headers": {},
+                        "body": {"error": {"code": "FailedDependency",
+                                           "message": "A request this one depends on failed."}},
+                    }  # fmt: skip
+                else:
+                    answers[inner["id"].lower()] = self._inner(handler, inner)
+            if answers[inner["id"].lower()]["status"] >= 400:
+                failed.add(inner["id"].lower())
+        ordered = [answers[r["id"].lower()] for r in requests]
+        ordered.reverse()  # answers come in any order: callers match them by id
+        return 200, {"responses": ordered}, {}
+
+    def _inner(self, handler: _Handler, inner: dict[str, Any]) -> dict[str, Any]:
+        """One request of a batch, handled as a direct request would be."""
+        headers = email.message.Message()
+        headers["Authorization"] = handler.headers.get("Authorization", "")
+        for name, value in (inner.get("headers") or {}).items():
+            headers[name] = str(value)
+        payload = json.dumps(inner["body"]).encode("utf-8") if "body" in inner else b""
+        split = urlsplit("/v1.0/" + inner["url"].lstrip("/"))
+        path = unquote(split.path)
+        record = Recorded(
+            str(inner["method"]).upper(),
+            path,
+            parse_qs(split.query, keep_blank_values=True),
+            _mailbox_of(path),
+            time.monotonic(),
+            0,
+            _prefer_values(headers.get_all("Prefer") or []),
+            batched=True,
+        )
+        if record.path == "/v1.0/$batch":
+            status, answer, extra = 400, {"error": {"code": "BadRequest",
+                                                    "message": "A batch cannot hold a batch."}}, {}  # fmt: skip
+        else:
+            with self._flight(record):
+                if self.batch_inner_latency:
+                    time.sleep(self.batch_inner_latency)
+                status, answer, extra = self._answer(
+                    _InnerRequest(record.method, headers), record, payload
+                )
+        record.status = status
+        if isinstance(answer, bytes):
+            answer = base64.b64encode(answer).decode("ascii")
+        return {"id": inner["id"], "status": status, "headers": extra, "body": answer}
 
     def _need(self, method: str, allowed: str, permission: str) -> None:
         if method != allowed:
@@ -1553,6 +1622,20 @@ class _InnerRequest:
 
 class _Drop(Exception):
     """Close the connection without answering."""
+
+
+def _prefer_values(values: list[str]) -> tuple[str, ...]:
+    """Every ``Prefer`` preference of a request, however its headers split them."""
+    return tuple(part.strip() for value in values for part in value.split(",") if part.strip())
+
+
+def _mailbox_of(path: str) -> str:
+    match = re.match(r"^/v1\.0/users/([^/]+)", path)
+    return unquote(match.group(1)).lower() if match else ""
+
+
+def _has_header(headers: Any, name: str) -> bool:
+    return isinstance(headers, dict) and any(k.lower() == name.lower() for k in headers)
 
 
 def _prefer(values: tuple[str, ...]) -> dict[str, str]:
