@@ -22,7 +22,14 @@ from recruitmail.daemon.interviews import (
     usable_name,
     without_links,
 )
-from recruitmail.daemon.planner import PlannedMail
+from recruitmail.daemon.planner import (
+    PROMISE,
+    PROMISE_LATE,
+    PROMISE_MOVED_FROM,
+    PROMISE_REPEAT,
+    PlannedMail,
+    back_day,
+)
 from recruitmail.daemon.settings import Mailbox, Settings, Stage
 from recruitmail.daemon.workdays import Holiday, WorkCalendar
 
@@ -70,10 +77,7 @@ def build_context(
     texts = settings.company.texts.get(language) or next(
         iter(settings.company.texts.values()), None
     )
-    decided_from = interview.event.end if interview and interview.event.end <= now else now
-    decision_day = calendar.add_working_days(
-        calendar.local(decided_from).date(), stage.decision_working_days if stage else 5
-    )
+    promise = _promise(mail, calendar.local(now).date(), fmt)
     folded = mail.folded_kinds
     holiday = mail.holiday.holiday if mail.holiday else None
     folded_holiday = (
@@ -82,7 +86,11 @@ def build_context(
     absence = mail.absence or (
         _folded_absence(mail, facts) if MailKind.VACATION_NOTICE in folded else None
     )
-    vacation = _vacation(absence, box, settings, calendar, fmt, language) if absence else None
+    vacation = (
+        _vacation(absence, facts.absences, box, settings, calendar, fmt, language)
+        if absence
+        else None
+    )
     left_out: list[str] = []
     context = {
         "kind": mail.kind.value,
@@ -114,7 +122,10 @@ def build_context(
         if interview and _speaks_of_interview(mail.kind)
         else None,
         "next_steps": (stage.next_steps.get(language, "") if stage else ""),
-        "decision_date": fmt.day(decision_day),
+        "decision_date": promise["date"],
+        "decision_late": promise["late"],
+        "decision_repeat": promise["repeat"],
+        "decision_moved_from": promise["moved_from"],
         "holiday": _holiday(holiday, language) if holiday else None,
         "vacation": vacation if mail.kind is MailKind.VACATION_NOTICE else None,
         "also": {
@@ -155,6 +166,32 @@ def build_message(
         html=html,
         in_reply_to=facts.in_reply_to,
     )
+
+
+def _promise(mail: PlannedMail, today: date, fmt: _Formatter) -> dict[str, Any]:
+    """What the mail says about the decision, from what the planner decided (``PROMISE``).
+
+    Checked once more against the draft's own day: a day that is not ahead of it is never
+    named (the mail then speaks without a date).
+    """
+    day = _day_after(mail.context.get(PROMISE), today)
+    moved_from = _day_after(mail.context.get(PROMISE_MOVED_FROM), today)
+    return {
+        "date": fmt.day(day) if day else "",
+        "late": bool(mail.context.get(PROMISE_LATE)),
+        "repeat": bool(mail.context.get(PROMISE_REPEAT)) and day is not None,
+        "moved_from": fmt.day(moved_from) if moved_from else "",
+    }
+
+
+def _day_after(value: Any, today: date) -> date | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        day = date.fromisoformat(value)
+    except ValueError:
+        return None
+    return day if day > today else None
 
 
 def _speaks_of_interview(kind: MailKind) -> bool:
@@ -342,6 +379,7 @@ def _folded_absence(mail: PlannedMail, facts: Facts) -> Period | None:
 
 def _vacation(
     absence: Period,
+    absences: tuple[Period, ...],
     box: Mailbox,
     settings: Settings,
     calendar: WorkCalendar,
@@ -349,8 +387,7 @@ def _vacation(
     language: str,
 ) -> dict[str, Any]:
     first = calendar.local(absence.start).date()
-    last = calendar.local(absence.end - timedelta(microseconds=1)).date()
-    back = calendar.next_working_day(last)
+    back = back_day(calendar, (absence, *absences), absence)
     stand_in = settings.person(box.stand_in) if box.stand_in else None
     return {
         "first_day": fmt.day(first),

@@ -64,7 +64,12 @@ def local(day: date, hhmm: str) -> datetime:
     return datetime.combine(day, time(hours, minutes), ZONE)
 
 
-def fortnight(today: date) -> tuple[list[Step], list[datetime], date]:
+PASS_TIMES = ("07:00", "09:30", "12:30", "15:30", "18:00")
+
+
+def fortnight(
+    today: date, times: tuple[str, ...] = PASS_TIMES
+) -> tuple[list[Step], list[datetime], date]:
     """Bookings over two working weeks starting this week's Monday, and the instants to run at."""
     mon = monday_of(today)
     day = [mon + timedelta(days=n) for n in range(14)]  # day[0] Monday … day[11] Friday next week
@@ -116,7 +121,7 @@ def fortnight(today: date) -> tuple[list[Step], list[datetime], date]:
         ),
     ]
     working = [d for d in day if d.weekday() < 5]
-    instants = [local(d, t) for d in working for t in ("07:00", "09:30", "12:30", "15:30", "18:00")]
+    instants = [local(d, t) for d in working for t in times]
     vacation_start = day[11] + timedelta(days=3)  # the Monday after the fortnight
     return steps, instants, vacation_start
 
@@ -189,11 +194,16 @@ def config_text(out: Path, vacation_start: date) -> str:
     )
 
 
-def run(out: Path, today: date) -> int:
+def run(
+    out: Path, today: date, until: datetime | None = None, times: tuple[str, ...] = PASS_TIMES
+) -> int:
+    """The demo into ``out``; ``until`` and ``times`` shorten it (the tests read a part of it)."""
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    steps, instants, vacation_start = fortnight(today)
+    steps, instants, vacation_start = fortnight(today, times)
+    if until is not None:
+        instants = [i for i in instants if i <= until]
     config = out / "recruitmail.toml"
     config.write_text(config_text(out, vacation_start), encoding="utf-8")
     calendar: dict[str, DemoEvent] = {}
@@ -222,6 +232,17 @@ def run(out: Path, today: date) -> int:
             )
             return code
     return report(out)
+
+
+def drafts(maildir: Path) -> list[EmailMessage]:
+    """Every mail the demo left in Drafts and Sent, oldest file first."""
+    found = []
+    for folder in (".Drafts", ".Sent"):
+        for path in sorted((maildir / folder).glob("*/*")):
+            message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+            assert isinstance(message, EmailMessage)
+            found.append(message)
+    return found
 
 
 def report(out: Path) -> int:

@@ -20,6 +20,18 @@ from recruitmail.daemon.workdays import HolidayRun, WorkCalendar
 
 from recruitmail.contracts.models import DraftKey, DraftState, MailKind, Period
 
+# What a mail promised the candidate, kept in its ledger context so that later mails know it.
+PROMISE = "promise"
+"""The ISO day the mail promises the decision by; ``""`` when it names no day."""
+PROMISE_LATE = "promise_late"
+"""True when a day promised earlier has come without the decision (the mail says so)."""
+PROMISE_REPEAT = "promise_repeat"
+"""True when the mail repeats the day the previous mail promised (still ahead)."""
+PROMISE_MOVED_FROM = "promise_moved_from"
+"""The ISO day an earlier mail promised and this one moves (the recruiter will be away)."""
+PROMISE_HORIZON_DAYS = 60
+"""A decision further away than this is not promised by date: no one can vouch for it."""
+
 
 class LedgerState(enum.StrEnum):
     """Where a planned mail stands in our own ledger."""
@@ -369,11 +381,12 @@ class _Planner:
                 continue
             last = interviews[-1]
             occasion = last.event.occasion
+            # By the key, not the context: a status update folded into another mail has none.
             earlier = [
                 e
                 for e in self.entries_by_candidate.get(address, [])
                 if e.key.kind is MailKind.STATUS_UPDATE
-                and e.context.get("occasion") == occasion
+                and e.key.occasion.rpartition("#")[0] == occasion
                 and e.state.is_final
             ]
             number = len(earlier) + 1
@@ -537,8 +550,105 @@ class _Planner:
             # own mail, so it waits for the next day.
             folded = [c.mail.key for c in ready[1:] if not c.mail.kind.is_announcement]
             folded += [c.mail.key for c in later if self.may_fold_early(c.mail)]
-            drafts.append(_with_folded(main.mail, folded))
+            drafts.append(self.with_promise(_with_folded(main.mail, folded)))
         return drafts
+
+    # -- promises ------------------------------------------------------------------------
+
+    def with_promise(self, mail: PlannedMail) -> PlannedMail:
+        """``mail`` with what it promises about the decision in its context (see ``PROMISE``).
+
+        A thank-you promises a day from the stage's rule; a status update (or a vacation notice)
+        keeps the last promise while it is ahead, moves it when the recruiter will be away, and
+        when its day has come says so and gives a new day from the rule, once: a renewed
+        promise that is broken too gets no third date, only the honest wording.
+        """
+        promise: dict[str, Any] | None
+        if mail.kind is MailKind.THANK_YOU:
+            promise = self.thank_you_promise(mail)
+        elif mail.kind is MailKind.STATUS_UPDATE or (
+            mail.kind is MailKind.VACATION_NOTICE or MailKind.STATUS_UPDATE in mail.folded_kinds
+        ):
+            promise = self.renewed_promise(mail)
+        else:
+            promise = None
+        if promise is None:
+            return mail
+        return replace(mail, context={**mail.context, **promise})
+
+    def decision_working_days(self, interview: Interview | None) -> int:
+        stages = self.settings.stages
+        if not stages:
+            return 5
+        number = 1
+        if interview is not None:
+            mine = self.by_candidate.get(interview.candidate.address, [])
+            number = next(
+                (n for n, i in enumerate(mine, 1) if i.event.occasion == interview.event.occasion),
+                1,
+            )
+        return stages[min(number, len(stages)) - 1].decision_working_days
+
+    def thank_you_promise(self, mail: PlannedMail) -> dict[str, Any]:
+        assert mail.interview is not None
+        days = self.decision_working_days(mail.interview)
+        day = decision_day(
+            self.cal, self.s.absences, self.cal.local(mail.interview.event.end).date(), days
+        )
+        if day is not None and day <= self.today:
+            day = decision_day(self.cal, self.s.absences, self.today, days)
+        return {PROMISE: _iso_day(day)}
+
+    def renewed_promise(self, mail: PlannedMail) -> dict[str, Any] | None:
+        speaks_of_decision = mail.kind is MailKind.STATUS_UPDATE or (
+            MailKind.STATUS_UPDATE in mail.folded_kinds
+        )
+        days = self.decision_working_days(mail.interview)
+        previous = self.latest_promise(mail.candidate, mail.key)
+        if previous is None:
+            if not speaks_of_decision:
+                return None
+            return {PROMISE: _iso_day(decision_day(self.cal, self.s.absences, self.today, days))}
+        was_late = bool(previous.context.get(PROMISE_LATE))
+        promised = _parse_day(previous.context.get(PROMISE))
+        if promised is None:  # the last mail named no day: name one only if none was broken
+            if not speaks_of_decision:
+                return None
+            day = None if was_late else decision_day(self.cal, self.s.absences, self.today, days)
+            return {PROMISE: _iso_day(day), PROMISE_LATE: was_late}
+        if promised > self.today:
+            # Still ahead: keep it, unless an absence now known eats the days it counted on.
+            left = self.cal.working_days_between(
+                self.today + timedelta(days=1), promised + timedelta(days=1)
+            )
+            moved = decision_day(self.cal, self.s.absences, self.today, left)
+            if moved is None or moved > promised:
+                return {PROMISE: _iso_day(moved), PROMISE_MOVED_FROM: promised.isoformat()}
+            if not speaks_of_decision:
+                return None
+            return {PROMISE: promised.isoformat(), PROMISE_REPEAT: True}
+        # The promised day has come without a decision: say so, and renew the promise once.
+        day = None if was_late else decision_day(self.cal, self.s.absences, self.today, days)
+        return {PROMISE: _iso_day(day), PROMISE_LATE: True}
+
+    def latest_promise(self, address: str, exclude: DraftKey) -> LedgerEntry | None:
+        """The newest of our mails to ``address`` that said something about the decision and
+        may have reached the candidate."""
+        newest: LedgerEntry | None = None
+        for entry in self.entries_by_candidate.get(address, []):
+            if (
+                entry.key.id == exclude.id
+                or PROMISE not in entry.context
+                or not entry.is_live_draft
+                or entry.remote_state is DraftState.DELETED
+            ):
+                continue
+            if newest is None or (entry.done_at or entry.due, entry.key.id) > (
+                newest.done_at or newest.due,
+                newest.key.id,
+            ):
+                newest = entry
+        return newest
 
     def attempting(self, key: DraftKey) -> bool:
         entry = self.ledger.get(key.id)
@@ -580,6 +690,61 @@ def _stale_reason(mail: PlannedMail) -> str:
     if mail.kind.is_announcement:
         return "the interview had already started when it was first seen"
     return "its window had passed (the service was not running, or the candidate already had a mail that day)"
+
+
+def is_away(absences: Iterable[Period], calendar: WorkCalendar, day: date) -> bool:
+    """Whether the recruiter is away for any part of ``day``."""
+    for absence in absences:
+        first = calendar.local(absence.start).date()
+        last = calendar.local(absence.end - timedelta(microseconds=1)).date()
+        if first <= day <= last:
+            return True
+    return False
+
+
+def decision_day(
+    calendar: WorkCalendar, absences: Iterable[Period], start: date, working_days: int
+) -> date | None:
+    """The day ``working_days`` working days after ``start`` on which the recruiter is in, or
+    None when no day can be promised (no days configured, or further than the horizon)."""
+    if working_days <= 0:
+        return None
+    away = tuple(absences)
+    limit = start + timedelta(days=PROMISE_HORIZON_DAYS)
+    day = start
+    counted = 0
+    while counted < working_days:
+        day += timedelta(days=1)
+        if day > limit:
+            return None
+        if calendar.is_working_day(day) and not is_away(away, calendar, day):
+            counted += 1
+    return day
+
+
+def back_day(calendar: WorkCalendar, absences: Iterable[Period], absence: Period) -> date:
+    """The first working day after ``absence`` on which the recruiter is in again (an absence
+    right after this one counts too)."""
+    day = calendar.local(absence.end - timedelta(microseconds=1)).date()
+    away = tuple(absences)
+    limit = day + timedelta(days=PROMISE_HORIZON_DAYS * 6)
+    day = calendar.next_working_day(day)
+    while is_away(away, calendar, day) and day < limit:
+        day = calendar.next_working_day(day)
+    return day
+
+
+def _iso_day(day: date | None) -> str:
+    return day.isoformat() if day is not None else ""
+
+
+def _parse_day(value: Any) -> date | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        return None
 
 
 def instant(moment: datetime) -> str:

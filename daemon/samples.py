@@ -27,6 +27,8 @@ SAMPLES = ("full", "sparse", "hostile")
 _FIRST = datetime(2026, 12, 3, 14, 0, tzinfo=SAMPLE_ZONE)
 _SECOND = datetime(2026, 12, 10, 10, 0, tzinfo=SAMPLE_ZONE)
 _DECISION = datetime(2026, 12, 11, 12, 0, tzinfo=SAMPLE_ZONE)
+# The status update comes on the day the thank-you promised: it says so and gives a new day.
+_RENEWED = datetime(2026, 12, 18, 12, 0, tzinfo=SAMPLE_ZONE)
 _AWAY = datetime(2026, 12, 21, 8, 0, tzinfo=SAMPLE_ZONE)
 _BACK = datetime(2027, 1, 7, 8, 0, tzinfo=SAMPLE_ZONE)
 
@@ -199,6 +201,8 @@ def sample_context(kind: str, language: str, *, sparse: bool = False) -> dict[st
     also: dict[str, Any] = {"weekend": False, "thank_you": False, "holiday": None, "vacation": None}
     next_steps = ""
     decision_date = ""
+    decision_late = False
+    decision_moved_from = ""
 
     if mail_kind is MailKind.WELCOME:
         interview = _interview(language, _FIRST, 60, 1, sparse=sparse, place="onsite")
@@ -222,13 +226,17 @@ def sample_context(kind: str, language: str, *, sparse: bool = False) -> dict[st
         if not sparse:
             interview = _interview(language, _FIRST, 60, 1, sparse=False, place="onsite")
             next_steps = texts["next_steps"]
-            decision_date = format_day(_DECISION, language)
+            decision_date = format_day(_RENEWED, language)
+            decision_late = True
     elif mail_kind is MailKind.HOLIDAY_GREETING:
         holiday = _holiday(language, "midsummer" if sparse else "christmas")
     elif mail_kind is MailKind.VACATION_NOTICE:
         vacation = _vacation(language, sparse=sparse)
         if not sparse:
             also["holiday"] = _holiday(language, "christmas")
+            # The thank-you promised a day the vacation now eats: the notice moves it.
+            decision_moved_from = format_day(_AWAY + timedelta(days=2), language)
+            decision_date = format_day(_BACK + timedelta(days=5), language)
 
     return {
         "kind": mail_kind.value,
@@ -252,6 +260,9 @@ def sample_context(kind: str, language: str, *, sparse: bool = False) -> dict[st
         "interview": interview,
         "next_steps": next_steps,
         "decision_date": decision_date,
+        "decision_late": decision_late,
+        "decision_repeat": False,
+        "decision_moved_from": decision_moved_from,
         "holiday": holiday,
         "vacation": vacation,
         "also": also,
