@@ -136,6 +136,8 @@ def build_context(
         },
         # Why calendar data was kept out of this mail (for logs and status, not for the mail).
         "left_out": sorted(set(left_out)),
+        # What the recruiter may want to add before sending (never shown to the candidate).
+        "hints": _hints(mail),
     }
     cleaned: dict[str, Any] = safe_context(context)
     return cleaned
@@ -166,6 +168,20 @@ def build_message(
         html=html,
         in_reply_to=facts.in_reply_to,
     )
+
+
+SUMMARY_HINT = (
+    'no summary of the conversation: a line starting with "Sammanfattning:" or "Summary:" '
+    "in the interview's notes (the event's description) is quoted in the thank-you"
+)
+
+
+def _hints(mail: PlannedMail) -> list[str]:
+    """Suggestions for the recruiter, kept out of the mail so that none can be sent by mistake."""
+    hints = []
+    if mail.kind is MailKind.THANK_YOU and mail.interview and not mail.interview.summary.strip():
+        hints.append(SUMMARY_HINT)
+    return hints
 
 
 def _promise(mail: PlannedMail, today: date, fmt: _Formatter) -> dict[str, Any]:

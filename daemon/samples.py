@@ -267,6 +267,7 @@ def sample_context(kind: str, language: str, *, sparse: bool = False) -> dict[st
         "vacation": vacation,
         "also": also,
         "left_out": [],
+        "hints": [],
     }
 
 

@@ -19,6 +19,17 @@ GLITCHES: dict[str, re.Pattern[str]] = {
     "a label with nothing after it": re.compile(r"(?m)^[^\n:]{1,40}:[ \t]*(\n[ \t]*\n|\n?\Z)"),
 }
 
+# Text meant for the recruiter, not the candidate: a draft must be good to send as it stands.
+INSTRUCTIONS: dict[str, re.Pattern[str]] = {
+    "a bracketed note": re.compile(r"\[[^\[\]\n]*[^\W\d_][^\[\]\n]*\]"),
+    "a placeholder": re.compile(r"\b(?:TODO|TBD|FIXME|XXX|Lorem ipsum)\b|<[A-ZÅÄÖ_ ]{3,}>|_{3,}"),
+    "an instruction to the sender": re.compile(
+        r"innan du skickar|before sending|ta bort hakparenteserna|remove the brackets"
+        r"|skriv (?:två|några|en) |write (?:two|a few|one) ",
+        re.IGNORECASE,
+    ),
+}
+
 CLOSING = {"sv": "Vänliga hälsningar", "en": "Best regards"}
 
 
@@ -27,6 +38,16 @@ def glitches(text: str) -> list[str]:
     return [
         f"{name}: …{text[max(m.start() - 30, 0) : m.end() + 30]!r}…"
         for name, pattern in GLITCHES.items()
+        if (m := pattern.search(text))
+    ]
+
+
+def instructions(text: str) -> list[str]:
+    """Text in ``text`` that speaks to the recruiter (a bracketed note, a placeholder, an
+    instruction): a candidate must never read it."""
+    return [
+        f"{name}: …{text[max(m.start() - 30, 0) : m.end() + 30]!r}…"
+        for name, pattern in INSTRUCTIONS.items()
         if (m := pattern.search(text))
     ]
 

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import copy
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import pytest
 from recruitmail.daemon.render import MAX_PART_BYTES, TEMPLATE_FILES, Renderer, default_template_dir
-from recruitmail.daemon.samples import sample_context
+from recruitmail.daemon.samples import SAMPLE_LANGUAGES, sample_context
 
 from recruitmail.contracts.errors import ConfigError, RenderError
 from recruitmail.contracts.models import MailKind
-from tests.template_checks import CLOSING, EMPTY_ELEMENT, glitches, visible_text
+from tests.template_checks import CLOSING, EMPTY_ELEMENT, glitches, instructions, visible_text
 
 KINDS = [kind.value for kind in MailKind]
 LANGUAGES = ["sv", "en"]
@@ -139,20 +140,99 @@ def test_branding_lines_appear_only_when_configured(renderer: Renderer, language
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
-def test_thank_you_marks_the_summary_spot_unless_notes_have_one(
+def test_thank_you_quotes_the_notes_summary_and_reads_complete_without(
     renderer: Renderer, language: str
 ) -> None:
-    spot = {"sv": "[Sammanfattning:", "en": "[Summary:"}[language]
+    lead = {"sv": "Det här tog vi med oss från samtalet:", "en": "What we took away"}[language]
     context = sample_context("thank_you", language)
     with_summary = renderer.render("thank_you", language, context)
-    assert context["interview"]["summary"] in with_summary.text
-    assert spot not in with_summary.text and spot not in with_summary.html
+    assert lead in with_summary.text and context["interview"]["summary"] in with_summary.text
     assert context["next_steps"] in with_summary.text
     assert context["decision_date"] in with_summary.text
 
     context["interview"]["summary"] = ""
     without = renderer.render("thank_you", language, context)
-    assert spot in without.text and spot in visible_text(without.html)
+    for part in (without.text, visible_text(without.html)):
+        assert lead not in part and "[" not in part
+        assert instructions(part) == [] and glitches(part) == []
+    assert context["next_steps"] in without.text and context["decision_date"] in without.text
+
+
+def _every_sample(language: str) -> list[tuple[str, str, dict[str, Any]]]:
+    """(kind, name, context) for every kind with every sample context, and the thin cases a
+    recruiter meets: a thank-you without a summary, a status update with nothing to promise."""
+    out = []
+    for kind in KINDS:
+        for sparse in (False, True):
+            out.append(
+                (
+                    kind,
+                    "sparse" if sparse else "full",
+                    sample_context(kind, language, sparse=sparse),
+                )
+            )
+        bare = sample_context(kind, language)
+        if bare["interview"] is not None:
+            bare["interview"]["summary"] = ""
+        bare.update(next_steps="", decision_date="", decision_late=True, decision_moved_from="")
+        out.append((kind, "bare", bare))
+    return out
+
+
+@pytest.mark.parametrize("language", SAMPLE_LANGUAGES)
+def test_no_instruction_text_ever_reaches_a_candidate(renderer: Renderer, language: str) -> None:
+    found = []
+    for kind, name, context in _every_sample(language):
+        mail = renderer.render(kind, language, context)
+        for part_name, part in (
+            ("subject", mail.subject),
+            ("text", mail.text),
+            ("html", visible_text(mail.html)),
+        ):
+            found += [f"{language}/{kind} ({name}, {part_name}): {i}" for i in instructions(part)]
+    assert found == []
+
+
+def test_the_instruction_check_catches_what_a_recruiter_might_leave(renderer: Renderer) -> None:
+    assert instructions("Tack!\n[Sammanfattning: skriv två, tre meningar]\n")
+    assert instructions("Summary: <SUMMARY HERE>")
+    assert instructions("Write two or three sentences here before sending.")
+    assert instructions("Hej Anna! Vi ses (kl. 14:00) – 2 [1] mars.") == []
+
+
+def test_a_thank_you_without_a_summary_hints_the_recruiter_not_the_candidate() -> None:
+    from recruitmail.daemon import compose
+
+    from tests.planner_harness import Sim, at, interview
+
+    sim = Sim()
+    event = interview("a@x", "anna@example.com", at(date(2026, 11, 3), "10:00"))
+    for hhmm in ("11:00", "12:00"):
+        sim.poll([event], at(date(2026, 11, 3), hhmm))
+    (done,) = sim.drafted
+    context = compose.build_context(
+        done.mail, sim.box, sim.settings, sim.calendar, done.at, compose.Facts()
+    )
+    assert context["hints"] == [compose.SUMMARY_HINT]
+    mail = Renderer(None).render("thank_you", context["language"], context)
+    assert "Sammanfattning" not in mail.text and instructions(mail.text) == []
+
+    noted = interview(
+        "b@x",
+        "bo@example.com",
+        at(date(2026, 11, 4), "10:00"),
+        body="Sammanfattning: Vi pratade om ditt arbete med kartor.\n\nInterna anteckningar: stark.",
+    )
+    sim = Sim()
+    for hhmm in ("11:00", "12:00"):
+        sim.poll([noted], at(date(2026, 11, 4), hhmm))
+    (done,) = sim.drafted
+    context = compose.build_context(
+        done.mail, sim.box, sim.settings, sim.calendar, done.at, compose.Facts()
+    )
+    assert context["hints"] == []
+    text = Renderer(None).render("thank_you", "sv", context).text
+    assert "Vi pratade om ditt arbete med kartor." in text and "stark" not in text
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
