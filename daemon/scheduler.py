@@ -1,6 +1,12 @@
 """``recruitmail run``: one reconcile job per mailbox on APScheduler, with systemd integration.
 
-- One interval job per mailbox, coalescing, never two at once for the same mailbox.
+- One interval job per mailbox, coalescing, never two at once for the same mailbox. A pass that
+  waits for a worker longer than an interval still runs (no misfire grace): when a round over all
+  mailboxes takes longer than the interval, every mailbox still gets its pass in turn, in the order
+  they came due, instead of the same ones being dropped each time; this is logged once a round.
+- Calendars of passes waiting for a worker are asked ahead in batches where the source can
+  (``probe_group``/``probe_many``: Microsoft 365's JSON batching, 20 to a batch), by one prober
+  thread; a pass whose calendar is being asked waits for that answer instead of asking again.
 - SIGHUP reloads configuration and templates; a new configuration that fails validation is
   refused and the running one stays (logged, and reported in ``STATUS=``).
 - SIGTERM/SIGINT: the current draft step finishes, no new one starts, exit 0.
@@ -13,11 +19,14 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Callable, Hashable
+from concurrent.futures import ThreadPoolExecutor as Pool
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_SUBMITTED, JobSubmissionEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from recruitmail.daemon.executor import MailboxRunner
@@ -38,6 +47,21 @@ from recruitmail.daemon.state import State
 from recruitmail.contracts.errors import ConfigError, RecruitmailError, TransientError
 
 log = logging.getLogger("recruitmail.service")
+
+BATCH_SIZE = 20
+"""Calendars asked in one batch (Graph's JSON batching takes at most 20 requests)."""
+PROBE_THREADS = 8
+"""Batches in flight at once: each holds one request slot of each of its mailboxes."""
+CLAIM_WAIT_SECONDS = 60.0
+"""How long a pass waits for the batch asking its calendar before it asks on its own."""
+
+
+class _Behind(logging.Filter):
+    """APScheduler's line for a pass still waiting from the previous interval, one per mailbox
+    and interval; the service says it once a round instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "maximum number of running instances" not in record.getMessage()
 
 
 class Service:
@@ -73,6 +97,18 @@ class Service:
         self.count_lock = threading.Lock()
         self.last_pass: datetime | None = None
         self.problem = ""
+        # Passes submitted to a worker but not started (a count: the submission event and the
+        # pass itself may come in either order), calendars being asked ahead, and passes that
+        # were still waiting when their next interval came.
+        self.probing = threading.Condition()
+        self.waiting: dict[str, int] = {}
+        self.claims: dict[str, threading.Event] = {}
+        self.behind: set[str] = set()
+        self.probes = {"changed": 0, "unchanged": 0, "refused": 0, "direct": 0}
+        self.scheduler.add_listener(self._job_event, EVENT_JOB_SUBMITTED | EVENT_JOB_MAX_INSTANCES)
+        scheduler_log = logging.getLogger("apscheduler.scheduler")
+        if not any(isinstance(f, _Behind) for f in scheduler_log.filters):
+            scheduler_log.addFilter(_Behind())
 
     def _new_scheduler(self) -> BackgroundScheduler:
         workers = max(1, min(self.settings.service.workers, len(self.settings.mailboxes)))
@@ -82,7 +118,9 @@ class Service:
             job_defaults={
                 "coalesce": True,
                 "max_instances": 1,
-                "misfire_grace_time": self.settings.service.interval_seconds,
+                # However late, a waiting pass runs: with a grace time, the mailboxes at the end
+                # of a long queue would be dropped round after round.
+                "misfire_grace_time": None,
             },
         )
 
@@ -129,7 +167,95 @@ class Service:
             except Exception:  # noqa: BLE001 - closing must never take the daemon down
                 log.exception("mailbox %s: error while closing connectors", address)
 
+    # -- asking calendars ahead ---------------------------------------------------------------
+
+    def _job_event(self, event: JobSubmissionEvent) -> None:
+        """In the scheduler's thread: a pass was handed to the workers, or was still waiting."""
+        with self.probing:
+            if event.code == EVENT_JOB_MAX_INSTANCES:
+                self.behind.add(event.job_id)
+                return
+            self.waiting[event.job_id] = self.waiting.get(event.job_id, 0) + 1
+            self.probing.notify()
+
+    def _started(self, address: str) -> threading.Event | None:
+        """A pass starts: it is no longer waiting; the batch asking its calendar, if one is out."""
+        with self.probing:
+            count = self.waiting.get(address, 0) - 1
+            if count:
+                self.waiting[address] = count
+            else:
+                self.waiting.pop(address, None)
+            return self.claims.get(address)
+
+    def _claim(self) -> list[tuple[Callable[[list[Any]], dict[str, int]], list[str], list[Any]]]:
+        """Under ``probing``: the waiting passes whose calendars can be asked ahead, claimed, in
+        groups of at most ``BATCH_SIZE`` that share one connection (``probe_group``)."""
+        groups: dict[Hashable, tuple[Callable[[list[Any]], dict[str, int]], list[str], list[Any]]]
+        groups = {}
+        for address, count in self.waiting.items():
+            entry = self.runners.get(address)
+            if count <= 0 or address in self.claims or entry is None:
+                continue
+            source = entry[1].source
+            group = getattr(source, "probe_group", lambda: None)()
+            probe = getattr(type(source), "probe_many", None)
+            if group is None or probe is None:
+                continue
+            found = groups.setdefault(group, (probe, [], []))
+            found[1].append(address)
+            found[2].append(source)
+        chunks = []
+        for probe, addresses, sources in groups.values():
+            for start in range(0, len(addresses), BATCH_SIZE):
+                claim = threading.Event()
+                for address in addresses[start : start + BATCH_SIZE]:
+                    self.claims[address] = claim
+                chunks.append(
+                    (
+                        probe,
+                        addresses[start : start + BATCH_SIZE],
+                        sources[start : start + BATCH_SIZE],
+                    )
+                )
+        return chunks
+
+    def _probe(
+        self, probe: Callable[[list[Any]], dict[str, int]], addresses: list[str], sources: list[Any]
+    ) -> None:
+        try:
+            counts = probe(sources)
+            with self.count_lock:
+                for outcome, count in counts.items():
+                    self.probes[outcome] = self.probes.get(outcome, 0) + count
+        except Exception:  # noqa: BLE001 - asking ahead is an optimisation; the passes ask anyway
+            log.exception(
+                "asking %d calendar(s) ahead failed; their passes ask themselves", len(sources)
+            )
+        finally:
+            with self.probing:
+                claim = self.claims.get(addresses[0])
+                for address in addresses:
+                    self.claims.pop(address, None)
+            if claim is not None:
+                claim.set()
+
+    def prober(self) -> None:
+        """The thread that asks waiting passes' calendars ahead, in batches."""
+        with Pool(max_workers=PROBE_THREADS, thread_name_prefix="probe") as pool:
+            while not self.stop.is_set():
+                with self.probing:
+                    self.probing.wait(timeout=1.0)
+                    if not self.settings.service.batch_requests:
+                        continue
+                    chunks = self._claim()
+                for probe, addresses, sources in chunks:
+                    pool.submit(self._probe, probe, addresses, sources)
+
     def pass_for(self, address: str) -> None:
+        claim = self._started(address)
+        if claim is not None:
+            claim.wait(CLAIM_WAIT_SECONDS)  # its calendar is being asked in a batch right now
         with self.locks[address]:
             # Checked under the lock: a run queued before a stop or a reload must not start.
             if self.stop.is_set() or all(b.address != address for b in self.settings.mailboxes):
@@ -164,6 +290,19 @@ class Service:
         if job is not None and job.next_run_time is not None and job.next_run_time < earliest:
             job.modify(next_run_time=earliest)
             log.info("mailbox %s: next pass in %.0f s, as the provider asked", address, seconds)
+
+    def say_behind(self) -> None:
+        """Once a round: how many passes were still waiting when their next interval came."""
+        with self.probing:
+            behind, self.behind = len(self.behind), set()
+        if behind:
+            log.warning(
+                "%d mailbox(es) were still waiting for their previous pass when the next came due: "
+                "a round over all mailboxes takes longer than service.interval_seconds (%d s); "
+                "every mailbox still gets its pass in turn. Raise service.workers or the interval.",
+                behind,
+                self.settings.service.interval_seconds,
+            )
 
     def status_line(self) -> str:
         line = describe_status(len(self.settings.mailboxes), self.last_pass, self.drafts_created)
@@ -219,6 +358,8 @@ class Service:
     def serve_forever(self) -> int:
         self.schedule()
         self.scheduler.start()
+        prober = threading.Thread(target=self.prober, name="prober", daemon=True)
+        prober.start()
         self.notifier.ready(self.status_line())
         log.info(
             "recruitmail running: %d mailbox(es), a pass every %ds",
@@ -226,14 +367,21 @@ class Service:
             self.settings.service.interval_seconds,
         )
         tick = watchdog_interval() or 1.0
+        said = time.monotonic()
         while not self.stop.is_set():
             if self.reload_requested.is_set():
                 self.reload_requested.clear()
                 self.reload()
             self.heartbeat.beat()
+            if time.monotonic() - said >= self.settings.service.interval_seconds:
+                said = time.monotonic()
+                self.say_behind()
             self.stop.wait(min(tick, 1.0))
         self.notifier.stopping()
         log.info("stopping: finishing the current step")
+        with self.probing:
+            self.probing.notify_all()
+        prober.join()
         self.scheduler.shutdown(wait=True)
         for address in list(self.runners):
             self.close_runner(address)
