@@ -19,7 +19,7 @@ from babel.dates import format_date, format_time, format_timedelta
 from recruitmail.contracts.models import MailKind
 
 SAMPLE_ZONE = ZoneInfo("Europe/Stockholm")
-SAMPLE_LANGUAGES = ("sv", "en")
+SAMPLE_LANGUAGES = ("sv", "en", "nb", "da", "fi", "de")
 SAMPLES = ("full", "sparse", "hostile")
 """The sample data sets ``recruitmail check`` renders every kind and language with."""
 
@@ -36,7 +36,7 @@ _TEXTS: dict[str, dict[str, Any]] = {
     "sv": {
         "recruiter_title": "Rekryterare",
         "zone": "svensk tid",
-        "at": "kl.",
+        "when": "{day} kl. {time}",
         "stages": ("första intervjun", "andra intervjun"),
         "location": "Storgatan 12, Umeå – fråga efter mig i receptionen",
         "careers_url": "https://nordvik.example/karriar",
@@ -83,7 +83,7 @@ _TEXTS: dict[str, dict[str, Any]] = {
     "en": {
         "recruiter_title": "Recruiter",
         "zone": "Swedish time",
-        "at": "at",
+        "when": "{day} at {time}",
         "stages": ("first interview", "second interview"),
         "location": "Storgatan 12, Umeå – ask for me at the reception",
         "careers_url": "https://nordvik.example/careers",
@@ -127,12 +127,226 @@ _TEXTS: dict[str, dict[str, Any]] = {
         "holidays": {"christmas": "Christmas", "midsummer": "Midsummer"},
         "stand_in_role": "Recruiter",
     },
+    "nb": {
+        "recruiter_title": "Rekrutterer",
+        "zone": "svensk tid",
+        "when": "{day} kl. {time}",
+        "stages": ("første intervju", "andre intervju"),
+        "location": "Storgatan 12, Umeå – spør etter meg i resepsjonen",
+        "careers_url": "https://nordvik.example/karriere",
+        "panel": [
+            (
+                "Erik Johansson",
+                "Utviklingssjef",
+                "Har bygget opp plattformteamet vårt siden 2015 og prater gjerne arkitektur.",
+            ),
+            (
+                "Sara Ahmed",
+                "Seniorutvikler",
+                "Jobber med betalingstjenesten vår og er mentor for nye kolleger.",
+            ),
+            ("Maria Lind", "Rekrutterer", ""),
+        ],
+        "agenda": [
+            "Vi presenterer oss og forteller om teamet",
+            "Du forteller om deg selv og hva du ser etter",
+            "Noen spørsmål ut fra erfaringen din",
+            "Dine spørsmål til oss",
+        ],
+        "summary": (
+            "Vi snakket om årene dine i Sundsvall Energi, hvordan du bygde om faktureringsløpet "
+            "deres, og at du vil jobbe tettere på brukerne fremover."
+        ),
+        "next_steps": (
+            "Vi tar en prat i teamet, og går vi videre, inviterer jeg deg til et andre intervju "
+            "med to av dine kommende kolleger."
+        ),
+        "company": {
+            "history": (
+                "Nordvik startet i Umeå i 1998 og lager i dag energitjenester for hele Norden. "
+                "Visjonen vår er en hverdag der energien strekker til for alle."
+            ),
+            "values": "Åpenhet, omtanke og mot til å tenke nytt.",
+            "culture": "Frihet under ansvar, korte beslutningsveier og ledere som er der når det trengs.",
+            "social": "Afterwork annenhver fredag, en felles samling hver høst og innebandy på onsdager.",
+            "development": "Eget opplæringsbudsjett, mentorprogram og gode muligheter til å bytte team internt.",
+        },
+        "holidays": {"christmas": "Første juledag", "midsummer": "Sankthansaften"},
+        "stand_in_role": "Rekrutterer",
+    },
+    "da": {
+        "recruiter_title": "Rekrutteringskonsulent",
+        "zone": "svensk tid",
+        "when": "{day} kl. {time}",
+        "stages": ("første samtale", "anden samtale"),
+        "location": "Storgatan 12, Umeå – spørg efter mig i receptionen",
+        "careers_url": "https://nordvik.example/karriere",
+        "panel": [
+            (
+                "Erik Johansson",
+                "Udviklingschef",
+                "Har bygget vores platformsteam op siden 2015 og taler gerne arkitektur.",
+            ),
+            (
+                "Sara Ahmed",
+                "Seniorudvikler",
+                "Arbejder med vores betalingsløsning og er mentor for nye kolleger.",
+            ),
+            ("Maria Lind", "Rekrutteringskonsulent", ""),
+        ],
+        "agenda": [
+            "Vi præsenterer os selv og fortæller om teamet",
+            "Du fortæller om dig selv, og hvad du leder efter",
+            "Et par spørgsmål ud fra din erfaring",
+            "Dine spørgsmål til os",
+        ],
+        "summary": (
+            "Vi talte om dine år hos Sundsvall Energi, hvordan du byggede deres faktureringsflow "
+            "om, og at du gerne vil arbejde tættere på brugerne fremover."
+        ),
+        "next_steps": (
+            "Vi vender det i teamet, og går vi videre, inviterer jeg dig til en anden samtale "
+            "med to af dine kommende kolleger."
+        ),
+        "company": {
+            "history": (
+                "Nordvik startede i Umeå i 1998 og udvikler i dag energiløsninger til hele Norden. "
+                "Vores vision er en hverdag, hvor energien rækker til alle."
+            ),
+            "values": "Åbenhed, omsorg og modet til at tænke nyt.",
+            "culture": "Frihed under ansvar, korte beslutningsveje og ledere, der er der, når det gælder.",
+            "social": "Fredagsbar hver anden fredag, en fælles konference hvert efterår og floorball om onsdagen.",
+            "development": "Eget uddannelsesbudget, mentorprogram og gode muligheder for at skifte team internt.",
+        },
+        "holidays": {"christmas": "Juledag", "midsummer": "Sankthansaften"},
+        "stand_in_role": "Rekrutteringskonsulent",
+    },
+    "fi": {
+        "recruiter_title": "Rekrytoija",
+        "zone": "Ruotsin aikaa",
+        "when": "{day} klo {time}",
+        "stages": ("ensimmäinen haastattelu", "toinen haastattelu"),
+        "location": "Storgatan 12, Umeå – kysy minua vastaanotosta",
+        "careers_url": "https://nordvik.example/ura",
+        "panel": [
+            (
+                "Erik Johansson",
+                "Kehitysjohtaja",
+                "On rakentanut alustatiimiämme vuodesta 2015 ja puhuu mielellään arkkitehtuurista.",
+            ),
+            (
+                "Sara Ahmed",
+                "Senior-kehittäjä",
+                "Työskentelee maksupalvelumme parissa ja toimii mentorina uusille kollegoille.",
+            ),
+            ("Maria Lind", "Rekrytoija", ""),
+        ],
+        "agenda": [
+            "Esittäydymme ja kerromme tiimistä",
+            "Kerrot itsestäsi ja siitä, mitä etsit",
+            "Muutama kysymys kokemuksestasi",
+            "Sinun kysymyksesi meille",
+        ],
+        "summary": (
+            "Puhuimme vuosistasi Sundsvall Energillä, siitä miten uudistit heidän "
+            "laskutusprosessinsa, ja siitä että haluat jatkossa työskennellä lähempänä käyttäjiä."
+        ),
+        "next_steps": (
+            "Käymme tapaamisen läpi tiimin kanssa, ja jos jatkamme eteenpäin, kutsun sinut "
+            "toiseen haastatteluun kahden tulevan kollegasi kanssa."
+        ),
+        "company": {
+            "history": (
+                "Nordvik perustettiin Uumajassa vuonna 1998, ja nykyään rakennamme energiapalveluja "
+                "koko Pohjolaan. Visiomme on arki, jossa energiaa riittää kaikille."
+            ),
+            "values": "Avoimuus, välittäminen ja rohkeus ajatella uudella tavalla.",
+            "culture": "Vapautta ja vastuuta, lyhyet päätöksentekoketjut ja esihenkilöt, jotka ovat tukena silloin kun sitä tarvitaan.",
+            "social": "Afterworkit joka toinen perjantai, yhteinen konferenssi joka syksy ja salibandya keskiviikkoisin.",
+            "development": "Oma koulutusbudjetti, mentorointiohjelma ja aidot mahdollisuudet vaihtaa tiimiä talon sisällä.",
+        },
+        "holidays": {"christmas": "Joulupäivä", "midsummer": "Juhannusaatto"},
+        "stand_in_role": "Rekrytoija",
+    },
+    "de": {
+        "recruiter_title": "Recruiterin",
+        "zone": "schwedische Zeit",
+        "when": "{day}, {time} Uhr",
+        "stages": ("Erstes Kennenlernen", "Zweites Gespräch"),
+        "location": "Storgatan 12, Umeå – frag am Empfang einfach nach mir",
+        "careers_url": "https://nordvik.example/karriere",
+        "panel": [
+            (
+                "Erik Johansson",
+                "Leiter Entwicklung",
+                "Baut seit 2015 unser Plattformteam auf und spricht gern über Architektur.",
+            ),
+            (
+                "Sara Ahmed",
+                "Senior-Entwicklerin",
+                "Arbeitet an unserem Bezahldienst und ist Mentorin für neue Kolleginnen und Kollegen.",
+            ),
+            ("Maria Lind", "Recruiterin", ""),
+        ],
+        "agenda": [
+            "Wir stellen uns und das Team vor",
+            "Du erzählst von dir und davon, was du suchst",
+            "Ein paar Fragen zu deiner Erfahrung",
+            "Deine Fragen an uns",
+        ],
+        "summary": (
+            "Wir haben über deine Jahre bei Sundsvall Energi gesprochen, darüber, wie du dort "
+            "den Abrechnungsprozess neu aufgebaut hast, und dass du künftig näher an den "
+            "Nutzerinnen und Nutzern arbeiten möchtest."
+        ),
+        "next_steps": (
+            "Wir besprechen uns im Team, und wenn es weitergeht, lade ich dich zu einem zweiten "
+            "Gespräch mit zwei deiner künftigen Kolleginnen und Kollegen ein."
+        ),
+        "company": {
+            "history": (
+                "Nordvik wurde 1998 in Umeå gegründet und entwickelt heute Energiedienste für ganz "
+                "Skandinavien. Unsere Vision ist ein Alltag, in dem die Energie für alle reicht."
+            ),
+            "values": "Offenheit, Fürsorge und der Mut, neu zu denken.",
+            "culture": "Freiheit mit Verantwortung, kurze Entscheidungswege und Führungskräfte, die da sind, wenn es darauf ankommt.",
+            "social": "Afterwork jeden zweiten Freitag, eine gemeinsame Konferenz im Herbst und mittwochs Floorball.",
+            "development": "Ein eigenes Weiterbildungsbudget, ein Mentoring-Programm und echte Chancen, intern das Team zu wechseln.",
+        },
+        "holidays": {"christmas": "Erster Weihnachtstag", "midsummer": "Mittsommer"},
+        "stand_in_role": "Recruiter",
+    },
+}
+
+
+# How each language writes a day and a clock time: "torsdag 3. desember", "torsdag den 3. december",
+# "torstaina 3. joulukuuta" (Finnish dates stand where "on Thursday" would), "Donnerstag,
+# 3. Dezember"; Norwegian, Danish and Finnish write 14.00, German 14:00 (Uhr comes from the template).
+DAY_PATTERNS = {
+    "sv": "EEEE d MMMM",
+    "en": "EEEE d MMMM",
+    "nb": "EEEE d. MMMM",
+    "da": "EEEE 'den' d. MMMM",
+    "fi": "EEEE d. MMMM",
+    "de": "EEEE, d. MMMM",
+}
+TIME_PATTERNS = {
+    "sv": "HH:mm",
+    "en": "HH:mm",
+    "nb": "HH.mm",
+    "da": "HH.mm",
+    "fi": "HH.mm",
+    "de": "HH:mm",
 }
 
 
 def format_day(moment: datetime, language: str) -> str:
     """A day as the mails say it: ``torsdag 3 december`` / ``Thursday 3 December``."""
-    return format_date(moment, "EEEE d MMMM", locale=language)
+    return format_date(moment, DAY_PATTERNS.get(language, "EEEE d MMMM"), locale=language)
+
+
+def _clock(moment: datetime, language: str) -> str:
+    return format_time(moment, TIME_PATTERNS.get(language, "HH:mm"), locale=language)
 
 
 def _interview(
@@ -141,13 +355,13 @@ def _interview(
     texts = _TEXTS[language]
     end = start + timedelta(minutes=minutes)
     day = format_day(start, language)
-    time = format_time(start, "HH:mm", locale=language)
+    time = _clock(start, language)
     panel = [{"name": n, "role": r, "bio": b} for n, r, b in texts["panel"]]
     return {
-        "when": f"{day} {texts['at']} {time}",
+        "when": texts["when"].format(day=day, time=time),
         "date": day,
         "time": time,
-        "end_time": format_time(end, "HH:mm", locale=language),
+        "end_time": _clock(end, language),
         "zone": f"{texts['zone']} ({start.tzname()})",
         "duration": format_timedelta(end - start, locale=language),
         "location": "" if sparse or place == "online" else texts["location"],
@@ -184,7 +398,7 @@ def _vacation(language: str, *, sparse: bool) -> dict[str, Any]:
 
 
 def sample_context(kind: str, language: str, *, sparse: bool = False) -> dict[str, Any]:
-    """A complete, realistic context for ``kind`` in ``language`` (``sv`` or ``en``).
+    """A complete, realistic context for ``kind`` in ``language`` (one of ``SAMPLE_LANGUAGES``).
 
     Every name of docs/TEMPLATES.md is present; values that do not apply to the kind are ``None``
     or empty, as in production. Raises ``ValueError`` for an unknown kind or language.

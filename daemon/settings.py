@@ -21,7 +21,7 @@ from recruitmail.contracts.errors import ConfigError
 from recruitmail.contracts.models import normalise_address
 
 DEFAULT_CONFIG_PATH = Path("/etc/recruitmail/recruitmail.toml")
-LANGUAGES = ("sv", "en")
+LANGUAGES = ("sv", "en", "nb", "da", "fi", "de")
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 Localised = dict[str, str]
@@ -366,12 +366,7 @@ class Service(Section):
         Path("/var/lib/recruitmail"), description="Where the SQLite state lives."
     )
     interval_seconds: int = Field(
-        60,
-        ge=10,
-        le=86400,
-        description="Seconds between reconcile passes. An idle pass costs one small request per "
-        "mailbox (a delta or sync token), far inside every provider's limits, and a booking is "
-        "welcomed within about one interval: sooner than any scheduling tool's own mail.",
+        300, ge=10, le=86400, description="Seconds between reconcile passes."
     )
     templates_dir: Path | None = Field(
         None, description="Templates that override the defaults, file by file."
@@ -388,18 +383,7 @@ class Service(Section):
         le=90,
         description="How far back missed touchpoints are looked for (and skipped as stale).",
     )
-    workers: int = Field(
-        32,
-        ge=1,
-        le=64,
-        description="Mailboxes reconciled at the same time. A pass mostly waits for the "
-        "provider, so threads overlap that waiting; fewer mailboxes use fewer threads.",
-    )
-    batch_requests: bool = Field(
-        True,
-        description="Microsoft 365: ask the calendars of mailboxes whose passes are waiting "
-        "ahead, 20 to a JSON batch, instead of one request each.",
-    )
+    workers: int = Field(4, ge=1, le=64, description="Mailboxes reconciled at the same time.")
     pass_timeout_seconds: int = Field(
         600,
         ge=5,
@@ -439,6 +423,13 @@ class Settings(BaseSettings):
     touchpoints: Touchpoints = Touchpoints()
     service: Service = Service()
     mailboxes: list[Mailbox] = Field(description="The recruiters whose calendars are watched.")
+    languages: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            'The language of one candidate\'s mails, by address: "anna@example.ie" = "en". '
+            "Wins over categories, correspondence and the event's text."
+        ),
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -456,6 +447,16 @@ class Settings(BaseSettings):
     @classmethod
     def _people_keys(cls, value: dict[str, Person]) -> dict[str, Person]:
         return {normalise_address(k): v for k, v in value.items()}
+
+    @field_validator("languages")
+    @classmethod
+    def _language_overrides(cls, value: dict[str, str]) -> dict[str, str]:
+        for address, code in value.items():
+            if "@" not in address:
+                raise ValueError(f"{address!r} is not a mail address")
+            if code not in LANGUAGES:
+                raise ValueError(f"{address}: use one of {', '.join(LANGUAGES)}, not {code!r}")
+        return {normalise_address(a): code for a, code in value.items()}
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Settings:
