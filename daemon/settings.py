@@ -366,7 +366,12 @@ class Service(Section):
         Path("/var/lib/recruitmail"), description="Where the SQLite state lives."
     )
     interval_seconds: int = Field(
-        300, ge=10, le=86400, description="Seconds between reconcile passes."
+        60,
+        ge=10,
+        le=86400,
+        description="Seconds between reconcile passes. An idle pass costs one small request per "
+        "mailbox (a delta or sync token), far inside every provider's limits, and a booking is "
+        "welcomed within about one interval: sooner than any scheduling tool's own mail.",
     )
     templates_dir: Path | None = Field(
         None, description="Templates that override the defaults, file by file."
@@ -383,7 +388,18 @@ class Service(Section):
         le=90,
         description="How far back missed touchpoints are looked for (and skipped as stale).",
     )
-    workers: int = Field(4, ge=1, le=64, description="Mailboxes reconciled at the same time.")
+    workers: int = Field(
+        32,
+        ge=1,
+        le=64,
+        description="Mailboxes reconciled at the same time. A pass mostly waits for the "
+        "provider, so threads overlap that waiting; fewer mailboxes use fewer threads.",
+    )
+    batch_requests: bool = Field(
+        True,
+        description="Microsoft 365: ask the calendars of mailboxes whose passes are waiting "
+        "ahead, 20 to a JSON batch, instead of one request each.",
+    )
     pass_timeout_seconds: int = Field(
         600,
         ge=5,
