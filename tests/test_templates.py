@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -190,6 +191,44 @@ def test_no_instruction_text_ever_reaches_a_candidate(renderer: Renderer, langua
             ("html", visible_text(mail.html)),
         ):
             found += [f"{language}/{kind} ({name}, {part_name}): {i}" for i in instructions(part)]
+    assert found == []
+
+
+# Configured texts in casings a sentence might be tempted to change.
+AS_WRITTEN = (
+    ("Talent Acquisition Partner", "iOS-utvecklare", "Nordljus AB", "HR-chef"),
+    ("talent acquisition partner", "VP Engineering", "nordljus ab", "Rekryterare"),
+)
+
+
+def recased(text: str, written: str) -> list[str]:
+    """Occurrences of ``written`` in ``text`` whose case differs from how it was configured."""
+    pattern = re.compile(rf"(?<!\w){re.escape(written)}(?!\w)", re.IGNORECASE)
+    return [m.group(0) for m in pattern.finditer(text) if m.group(0) != written]
+
+
+@pytest.mark.parametrize("language", SAMPLE_LANGUAGES)
+def test_configured_texts_are_used_as_written(renderer: Renderer, language: str) -> None:
+    found = []
+    for title, role, company, stand_in_role in AS_WRITTEN:
+        for kind, name, context in _every_sample(language):
+            context["recruiter"]["title"] = title
+            context["company"]["name"] = company
+            if context["interview"] and context["interview"]["panel"]:
+                context["interview"]["panel"][0]["role"] = role
+                context["interview"]["panel"][-1]["role"] = title
+            for vacation in (context["vacation"], context["also"]["vacation"]):
+                if vacation and vacation["stand_in"]:
+                    vacation["stand_in"]["role"] = stand_in_role
+            mail = renderer.render(kind, language, context)
+            shown = (mail.subject, mail.text, visible_text(mail.html))
+            for written in (title, role, company, stand_in_role):
+                found += [
+                    f"{language}/{kind} ({name}): {written!r} shown as {other!r}"
+                    for part in shown
+                    for other in recased(part, written)
+                ]
+            assert title in mail.text or not context["recruiter"]["title"] or kind != "welcome"
     assert found == []
 
 
