@@ -1,38 +1,26 @@
-"""The ``recruitmail`` command line: run, once, preview, check, status, forget, close, login."""
+"""The ``recruitmail`` command line: run, once, preview, check, status, forget, close, login.
+
+Each command imports what it needs when it runs: ``--help``, ``--version`` and a mistyped
+argument answer without loading pydantic, Jinja2, Babel, holidays or a connector
+(``tests/test_startup.py``), and ``status`` does without the renderer.
+"""
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import logging
 import sys
-import time
-from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from zoneinfo import ZoneInfo
+from typing import TYPE_CHECKING
 
-from recruitmail.daemon import __version__, compose
-from recruitmail.daemon.executor import PassReport
-from recruitmail.daemon.planner import LedgerState, plan
-from recruitmail.daemon.render import Renderer
-from recruitmail.daemon.runtime import context_for, describe, open_runner, run_once, validate
-from recruitmail.daemon.samples import SAMPLE_LANGUAGES, SAMPLES
-from recruitmail.daemon.service import setup_logging
-from recruitmail.daemon.settings import Settings, config_path, load_settings
-from recruitmail.daemon.state import Problem, State
+from recruitmail.daemon import __version__
 
-from recruitmail.contracts.errors import ConfigError, RecruitmailError, RenderError, TransientError
-from recruitmail.contracts.models import (
-    DraftKey,
-    DraftState,
-    MailKind,
-    normalise_address,
-    pseudonym,
-)
+from recruitmail.contracts.errors import ConfigError, RecruitmailError
 
-log = logging.getLogger("recruitmail")
+if TYPE_CHECKING:
+    from recruitmail.daemon.settings import Settings
+    from recruitmail.daemon.state import Problem, State
 
 
 def parse_now(value: str | None) -> datetime:
@@ -49,6 +37,9 @@ def parse_now(value: str | None) -> datetime:
 
 
 def _setup(args: argparse.Namespace) -> Settings:
+    from recruitmail.daemon.service import setup_logging
+    from recruitmail.daemon.settings import load_settings
+
     settings = load_settings(args.config)
     level = "DEBUG" if getattr(args, "verbose", False) else settings.service.log_level
     setup_logging(level, settings.service.log_format)
@@ -62,6 +53,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_once(args: argparse.Namespace) -> int:
+    from recruitmail.daemon.runtime import describe, run_once, validate
+    from recruitmail.daemon.state import State
+
     settings = _setup(args)
     renderer = validate(settings)
     state = State.in_dir(settings.service.state_dir)
@@ -78,55 +72,38 @@ def cmd_once(args: argparse.Namespace) -> int:
 
 def cmd_preview(args: argparse.Namespace) -> int:
     """Sync and plan on a private copy of the state; render; write nothing to state or mailbox."""
+    if args.serve:
+        from recruitmail.daemon.gallery import serve
+
+        now = parse_now(args.now) if args.now else None
+        return serve(args.config, port=args.port, mailbox=_only(args), now=now)
+    from recruitmail.daemon.preview import due_mails
+    from recruitmail.daemon.runtime import validate
+
     settings = _setup(args)
     renderer = validate(settings)
-    now = parse_now(args.now)
-    on_disk = (
-        State.in_dir(settings.service.state_dir)
-        if (settings.service.state_dir / "recruitmail.sqlite").exists()
-        else None
-    )
-    state = on_disk.copy_in_memory() if on_disk else State(Path(":memory:"))
-    if on_disk:
-        on_disk.close()
     out_dir = Path(args.html) if args.html else None
     count = held = 0
-    for index, box in enumerate(settings.mailboxes):
-        if _only(args) and box.address != _only(args):
+    for due in due_mails(settings, renderer, parse_now(args.now), only=_only(args)):
+        if due.skipped:
+            print(
+                f"--- {due.mailbox} → {due.candidate}: {due.kind} would be skipped: {due.skipped}"
+            )
             continue
-        with open_runner(settings, index, state, renderer) as runner:
-            runner.sync(now, PassReport(box.address))
-            calendar = runner.calendar()
-            snapshot = runner.snapshot(now, calendar)
-            decided = plan(snapshot, now, settings, calendar)
-            for mail in decided.drafts:
-                try:
-                    facts = runner.facts(mail, snapshot, now)
-                    context = compose.build_context(mail, box, settings, calendar, now, facts)
-                    rendered = renderer.render(
-                        mail.kind.value, compose.language_of(mail, box), context
-                    )
-                except (RenderError, TransientError) as exc:  # this mail only; the others go on
-                    held += 1
-                    print(f"!!! {box.address} → {mail.candidate}: {mail.kind.value} held: {exc}")
-                    continue
-                count += 1
-                carried = (
-                    f" (+ {', '.join(k.kind.value for k in mail.folded)})" if mail.folded else ""
-                )
-                print(f"=== {box.address} → {mail.candidate}: {mail.kind.value}{carried}")
-                print(f"Subject: {rendered.subject}\n")
-                print(rendered.text.rstrip() + "\n")
-                if out_dir is not None:
-                    out_dir.mkdir(parents=True, exist_ok=True)
-                    (out_dir / f"{count:03d}-{mail.kind.value}.html").write_text(
-                        rendered.html, encoding="utf-8"
-                    )
-            for skip in decided.skips:
-                print(
-                    f"--- {box.address} → {skip.key.candidate}: {skip.key.kind.value} would be skipped: {skip.reason}"
-                )
-    state.close()
+        if due.rendered is None:
+            held += 1
+            print(f"!!! {due.mailbox} → {due.candidate}: {due.kind} held: {due.held}")
+            continue
+        count += 1
+        carried = f" (+ {', '.join(due.folded)})" if due.folded else ""
+        print(f"=== {due.mailbox} → {due.candidate}: {due.kind}{carried}")
+        print(f"Subject: {due.rendered.subject}\n")
+        print(due.rendered.text.rstrip() + "\n")
+        if out_dir is not None:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            (out_dir / f"{count:03d}-{due.kind}.html").write_text(
+                due.rendered.html, encoding="utf-8"
+            )
     print(
         f"{count} draft(s) would be created."
         + (f" {held} held (see above)." if held else "")
@@ -136,10 +113,21 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    import time
+
+    from recruitmail.daemon.executor import PassReport
+    from recruitmail.daemon.render import Renderer
+    from recruitmail.daemon.runtime import open_runner, template_cache_dir, validate
+    from recruitmail.daemon.samples import SAMPLE_LANGUAGES, SAMPLES
+    from recruitmail.daemon.settings import config_path, load_settings
+    from recruitmail.daemon.state import State
+
+    from recruitmail.contracts.models import DraftKey, MailKind
+
     settings = load_settings(args.config)
     # Every kind in every language, with full, sparse and hostile sample data (daemon/samples.py).
     started = time.monotonic()
-    problems = Renderer(settings.service.templates_dir).check()
+    problems = Renderer(settings.service.templates_dir, template_cache_dir(settings)).check()
     took = time.monotonic() - started
     renders = len(MailKind) * len(SAMPLE_LANGUAGES) * len(SAMPLES)
     if problems:
@@ -181,6 +169,14 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from collections import defaultdict
+    from zoneinfo import ZoneInfo
+
+    from recruitmail.daemon.planner import LedgerState
+    from recruitmail.daemon.state import State
+
+    from recruitmail.contracts.models import DraftState, normalise_address, pseudonym
+
     settings = _setup(args)
     state = State.in_dir(settings.service.state_dir)
     try:
@@ -243,8 +239,12 @@ def _print_health(health: dict[str, tuple[list[Problem], dict[str, int]]]) -> No
 
 def _refresh_remote_states(settings: Settings, state: State) -> None:
     """Ask each mailbox what became of our drafts (sent? edited? deleted?)."""
+    from recruitmail.daemon.planner import LedgerState
+    from recruitmail.daemon.runtime import open_sink
+
+    from recruitmail.contracts.models import DraftState
+
     now = datetime.now(UTC)
-    renderer = Renderer(settings.service.templates_dir)  # needed to build a runner, not used
     for index, box in enumerate(settings.mailboxes):
         rows = [
             r
@@ -256,10 +256,10 @@ def _refresh_remote_states(settings: Settings, state: State) -> None:
         if not rows:
             continue
         try:
-            with open_runner(settings, index, state, renderer) as runner:
+            with open_sink(settings, index) as sink:
                 for row in rows:
                     assert row.remote is not None
-                    state.set_remote_state(row.entry.key, runner.sink.draft_state(row.remote), now)
+                    state.set_remote_state(row.entry.key, sink.draft_state(row.remote), now)
         except RecruitmailError as exc:
             print(
                 f"{box.address}: could not refresh draft states ({exc}); showing what is known",
@@ -268,6 +268,10 @@ def _refresh_remote_states(settings: Settings, state: State) -> None:
 
 
 def cmd_forget(args: argparse.Namespace) -> int:
+    from recruitmail.daemon.state import State
+
+    from recruitmail.contracts.models import normalise_address
+
     settings = _setup(args)
     state = State.in_dir(settings.service.state_dir)
     try:
@@ -282,6 +286,10 @@ def cmd_forget(args: argparse.Namespace) -> int:
 
 
 def cmd_close(args: argparse.Namespace) -> int:
+    from recruitmail.daemon.state import State
+
+    from recruitmail.contracts.models import normalise_address
+
     settings = _setup(args)
     state = State.in_dir(settings.service.state_dir)
     try:
@@ -294,6 +302,11 @@ def cmd_close(args: argparse.Namespace) -> int:
 
 
 def cmd_login(args: argparse.Namespace) -> int:
+    import importlib
+
+    from recruitmail.daemon.runtime import context_for
+    from recruitmail.daemon.settings import load_settings
+
     settings = load_settings(args.config)
     box = settings.mailbox(args.mailbox) if args.mailbox else settings.mailboxes[0]
     options = box.source if box.source.type == args.provider else box.sink
@@ -309,6 +322,8 @@ def cmd_login(args: argparse.Namespace) -> int:
 
 
 def _only(args: argparse.Namespace) -> str | None:
+    from recruitmail.contracts.models import normalise_address
+
     value = getattr(args, "mailbox", None)
     return normalise_address(value) if value else None
 
@@ -350,6 +365,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--now", help="pretend it is this instant (ISO 8601)")
     p.add_argument("--mailbox", help="only this mailbox")
     p.add_argument("--html", metavar="DIR", help="also write each HTML part into DIR")
+    p.add_argument(
+        "--serve",
+        action="store_true",
+        help="serve a gallery of every kind and language on 127.0.0.1 (with --mailbox: that "
+        "recruiter's mails due next); it follows template and configuration edits",
+    )
+    p.add_argument(
+        "--port", type=int, default=8025, help="port of --serve (default 8025; 0: any free port)"
+    )
     p.set_defaults(func=cmd_preview)
     p = sub.add_parser("check", parents=[common], help="validate configuration and templates")
     p.add_argument(

@@ -4,11 +4,18 @@ Failures stay with one mail: whatever a template raises on a mail's data, and a 
 past ``MAX_PART_BYTES`` or a mail that takes longer than ``MAX_RENDER_SECONDS``, is a
 ``RenderError`` (the mail is held, the others are drafted). Only a template that cannot be
 loaded at all (missing, syntax) is a ``ConfigError``.
+
+Compiled templates are kept on disk (``TemplateCache``) so that a process does not compile every
+template again; an edited template is compiled afresh, since the cache checks each source.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import os
 import re
+import stat
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -25,6 +32,8 @@ from recruitmail.daemon.samples import SAMPLE_LANGUAGES, SAMPLES, hostile_contex
 from recruitmail.contracts.errors import ConfigError, RenderError
 from recruitmail.contracts.mime import clean_header
 from recruitmail.contracts.models import MailKind
+
+log = logging.getLogger("recruitmail")
 
 MAX_PART_BYTES = 256 * 1024
 """No rendered part may be larger (UTF-8): calendar text must not be able to inflate a mail."""
@@ -170,6 +179,88 @@ class _LanguageEnvironment(SandboxedEnvironment):
         return f"{directory}/{template}" if directory else template
 
 
+class TemplateCache(jinja2.FileSystemBytecodeCache):
+    """Compiled templates in a directory that several processes share.
+
+    Jinja2 names an entry by the template's name and file and keeps a checksum of its source in
+    it: an edited template misses and is compiled and stored again. An entry is written to a
+    temporary file and renamed into place, so two processes writing at once leave one whole
+    entry. An entry that cannot be read or written costs only the compile time, never a mail.
+    """
+
+    def __init__(self, directory: Path, environment: jinja2.Environment) -> None:
+        super().__init__(str(directory), f"{_compiled_code_fingerprint(environment)}-%s.cache")
+
+    def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        try:
+            super().load_bytecode(bucket)
+        except Exception:  # noqa: BLE001 - a damaged entry is a miss: compile again
+            bucket.reset()
+
+    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        try:
+            super().dump_bytecode(bucket)
+        except OSError as exc:
+            log.debug("template cache %s not written: %s", self.directory, exc)
+
+
+def _compiled_code_fingerprint(environment: jinja2.Environment) -> str:
+    """What shapes the code Jinja2 compiles a template to, beside its source.
+
+    The text and the HTML environment load the same files (layouts, macros) but compile them
+    differently (autoescaping; the sandbox routes calls and operators through its checks), so
+    each keeps its own entries; so does another Jinja2 version or option.
+    """
+    shape = (
+        jinja2.__version__,
+        type(environment).__qualname__,
+        environment.sandboxed,
+        environment.autoescape,
+        environment.optimized,
+        environment.is_async,
+        sorted(environment.extensions),
+        sorted(getattr(environment, "intercepted_binops", ())),
+        sorted(getattr(environment, "intercepted_unops", ())),
+        environment.block_start_string,
+        environment.block_end_string,
+        environment.variable_start_string,
+        environment.variable_end_string,
+        environment.comment_start_string,
+        environment.comment_end_string,
+        environment.line_statement_prefix,
+        environment.line_comment_prefix,
+        environment.trim_blocks,
+        environment.lstrip_blocks,
+        environment.newline_sequence,
+        environment.keep_trailing_newline,
+    )
+    return hashlib.sha256(repr(shape).encode()).hexdigest()[:16]
+
+
+def usable_cache_dir(directory: Path) -> Path | None:
+    """``directory``, made if its parent exists, when only this user can write into it.
+
+    Jinja2 loads cached entries as code, so a directory that someone else owns or may write
+    into is not used (None, with a warning); neither is one that cannot be made.
+    """
+    try:
+        directory.mkdir(mode=0o700, exist_ok=True)
+        info = directory.lstat()
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
+            log.warning(
+                "template cache %s is not a directory of this user; templates are compiled "
+                "in memory",
+                directory,
+            )
+            return None
+        if stat.S_IMODE(info.st_mode) != 0o700:
+            directory.chmod(0o700)
+    except OSError as exc:
+        log.debug("template cache %s not usable: %s", directory, exc)
+        return None
+    return directory
+
+
 def _template_location(tb: TracebackType | None) -> str:
     """``file:line`` of the innermost template frame of a (Jinja-rewritten) traceback."""
     where = ""
@@ -188,9 +279,12 @@ def _tidy_text(text: str) -> str:
 
 
 class Renderer:
-    """Renders touchpoints from ``override_dir`` (file by file) over the default templates."""
+    """Renders touchpoints from ``override_dir`` (file by file) over the default templates.
 
-    def __init__(self, override_dir: Path | None = None) -> None:
+    With ``cache_dir``, compiled templates are kept there for the next process (``TemplateCache``).
+    """
+
+    def __init__(self, override_dir: Path | None = None, cache_dir: Path | None = None) -> None:
         if override_dir is not None and not override_dir.is_dir():
             raise ConfigError(
                 f"service.templates_dir: {override_dir} is not a directory; "
@@ -212,6 +306,10 @@ class Renderer:
         self._budget = _Budget()
         self._text_env = _LanguageEnvironment(self._budget, autoescape=False, **options)
         self._html_env = _LanguageEnvironment(self._budget, autoescape=True, **options)
+        self.cache_dir = usable_cache_dir(cache_dir) if cache_dir is not None else None
+        if self.cache_dir is not None:
+            for env in (self._text_env, self._html_env):
+                env.bytecode_cache = TemplateCache(self.cache_dir, env)
 
     def render(self, kind: str, language: str, context: Mapping[str, Any]) -> RenderedMail:
         """Render ``kind`` in ``language`` with ``context`` (the names of docs/TEMPLATES.md).

@@ -1,28 +1,34 @@
 """Assemble the pieces for a configuration: renderer, state, and one runner per mailbox.
 
-Shared by ``once``, ``run``, ``preview`` and ``check``: the CLI and the scheduler never wire
-connectors themselves.
+Shared by ``once``, ``run``, ``preview``, ``check`` and ``status``: the CLI and the scheduler
+never wire connectors themselves. The executor and the renderer are imported by the functions
+that build them, so that ``status`` (which only opens sinks) loads neither Jinja2 nor Babel.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from recruitmail.daemon.executor import MailboxRunner, PassReport
-from recruitmail.daemon.render import Renderer
 from recruitmail.daemon.service import Metrics
 from recruitmail.daemon.settings import Mailbox, Settings
 from recruitmail.daemon.state import State
 
 from recruitmail import connectors
-from recruitmail.contracts.connector import ConnectorContext
+from recruitmail.contracts.connector import ConnectorContext, MailboxSink
 from recruitmail.contracts.errors import ConfigError, RecruitmailError
+
+if TYPE_CHECKING:
+    from recruitmail.daemon.executor import MailboxRunner, PassReport
+    from recruitmail.daemon.render import Renderer
 
 log = logging.getLogger("recruitmail")
 
@@ -33,18 +39,33 @@ def where(index: int, role: str) -> str:
 
 def validate(settings: Settings) -> Renderer:
     """Everything that can be checked without the network: connector options and templates."""
+    from recruitmail.daemon.render import Renderer
+
     for index, box in enumerate(settings.mailboxes):
         connectors.validate_options(
             box.source.type, "source", box.source.options(), where(index, "source")
         )
         connectors.validate_options(box.sink.type, "sink", box.sink.options(), where(index, "sink"))
-    renderer = Renderer(settings.service.templates_dir)
+    renderer = Renderer(settings.service.templates_dir, template_cache_dir(settings))
     # The hostile sample is `recruitmail check`'s: at start-up a template that fails on odd data
     # only holds that mail (RenderError), so the cheaper samples are enough to refuse a broken one.
     problems = renderer.check(samples=("full", "sparse"))
     if problems:
         raise ConfigError("templates do not render:\n  " + "\n  ".join(problems))
     return renderer
+
+
+def template_cache_dir(settings: Settings) -> Path:
+    """Where compiled templates are kept between processes.
+
+    systemd's ``CacheDirectory=`` (``$CACHE_DIRECTORY``) when the service runs under it, else
+    ``template-cache`` in the state directory; the directory is only made when its parent
+    exists (``render.usable_cache_dir``), so a command never creates a state directory for it.
+    """
+    systemd = os.environ.get("CACHE_DIRECTORY", "").split(":")[0]
+    if systemd:
+        return Path(systemd) / "templates"
+    return settings.service.state_dir / "template-cache"
 
 
 def context_for(settings: Settings, box: Mailbox) -> ConnectorContext:
@@ -69,6 +90,8 @@ def open_runner(
     observer: Metrics | None = None,
 ) -> Iterator[MailboxRunner]:
     """A runner for mailbox ``index`` with its connectors opened; closes them afterwards."""
+    from recruitmail.daemon.executor import MailboxRunner
+
     box = settings.mailboxes[index]
     context = context_for(settings, box)
     source = connectors.open_source(
@@ -87,6 +110,19 @@ def open_runner(
         )
     finally:
         source.close()
+        sink.close()
+
+
+@contextmanager
+def open_sink(settings: Settings, index: int) -> Iterator[MailboxSink]:
+    """The draft sink of mailbox ``index`` alone, opened; closed afterwards."""
+    box = settings.mailboxes[index]
+    sink = connectors.open_sink(
+        box.sink.type, box.sink.options(), context_for(settings, box), where(index, "sink")
+    )
+    try:
+        yield sink
+    finally:
         sink.close()
 
 

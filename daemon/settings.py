@@ -6,6 +6,7 @@ shows them all with examples. Loading raises ``ConfigError`` naming the file, th
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import tomllib
@@ -15,12 +16,13 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from recruitmail.contracts.errors import ConfigError
 from recruitmail.contracts.models import normalise_address
 
 DEFAULT_CONFIG_PATH = Path("/etc/recruitmail/recruitmail.toml")
+ENV_PREFIX = "RECRUITMAIL_"
+"""Environment variables ``RECRUITMAIL_<SECTION>__<KEY>`` override the file."""
 LANGUAGES = ("sv", "en", "nb", "da", "fi", "de")
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
@@ -275,6 +277,15 @@ class WeekendGreeting(Touchpoint):
 class HolidayGreeting(Touchpoint):
     min_days_off: int = Field(3, ge=2, le=30, description="A run of at least this many days off.")
     at: time = Field(time(9, 0), description="Local time it becomes due.")
+    after_contact_days: int = Field(
+        3,
+        ge=0,
+        le=30,
+        description=(
+            "Not drafted when the recruiter wrote to the candidate within this many days before "
+            "the greeting's day, or on that day (0: only that day counts)."
+        ),
+    )
 
 
 class VacationNotice(Touchpoint):
@@ -422,12 +433,10 @@ class Service(Section):
     )
 
 
-class Settings(BaseSettings):
+class Settings(BaseModel):
     """The whole configuration. Environment variables ``RECRUITMAIL_<SECTION>__<KEY>`` override the file."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="RECRUITMAIL_", env_nested_delimiter="__", extra="forbid", frozen=True
-    )
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     company: Company
     people: dict[str, Person] = Field(
@@ -446,18 +455,6 @@ class Settings(BaseSettings):
             "Wins over categories, correspondence and the event's text."
         ),
     )
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # The environment wins over the file, which arrives as init arguments.
-        return (env_settings, init_settings)
 
     @field_validator("people")
     @classmethod
@@ -530,10 +527,44 @@ def load_settings(path: str | Path | None = None) -> Settings:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{file}: TOML syntax error: {exc}") from None
     _resolve_relative_paths(data, file.parent)
+    model = _with_environment() if _overridden_by_environment() else Settings
     try:
-        return Settings(**data)
+        return model(**data)
     except ValidationError as exc:
         raise ConfigError(_describe(file, exc)) from None
+
+
+def _overridden_by_environment() -> bool:
+    """Whether a ``RECRUITMAIL_<SECTION>…`` variable names a part of the configuration."""
+    sections = tuple(f"{ENV_PREFIX}{name}".upper() for name in Settings.model_fields)
+    return any(variable.upper().startswith(sections) for variable in os.environ)
+
+
+@functools.cache
+def _with_environment() -> type[Settings]:
+    """``Settings`` with the environment over the file (pydantic-settings reads the variables)."""
+    # Imported here: pydantic-settings costs every command a quarter of a second of start-up,
+    # and only a configuration that the environment overrides needs it.
+    from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+    class EnvironmentSettings(Settings, BaseSettings):
+        model_config = SettingsConfigDict(
+            env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True
+        )
+
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            # The environment wins over the file, which arrives as init arguments.
+            return (env_settings, init_settings)
+
+    return EnvironmentSettings
 
 
 def _describe(file: Path, exc: ValidationError) -> str:

@@ -6,9 +6,19 @@ The one import name of the project. The repository keeps its working folders at 
 ``pyproject.toml``), so an installed recruitmail owns ``recruitmail`` and nothing else.
 """
 
-from importlib.metadata import PackageNotFoundError, version
+from __future__ import annotations
 
-try:
-    __version__ = version("recruitmail")
-except PackageNotFoundError:  # a source tree that was never installed
-    __version__ = "0+unknown"
+from typing import Any
+
+
+def __getattr__(name: str) -> Any:
+    # ``__version__`` reads the installed metadata when asked for: importing importlib.metadata
+    # costs every command's start-up some 40 ms, and only ``--version``-like callers need it.
+    if name != "__version__":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("recruitmail")
+    except PackageNotFoundError:  # a source tree that was never installed
+        return "0+unknown"

@@ -1,0 +1,213 @@
+"""Benchmark: what a ``recruitmail`` command costs before it does anything, against the floor.
+
+Runs, each in a fresh process, ``python -c pass`` (the floor: the interpreter and the virtual
+environment's start-up), ``recruitmail --help``, ``recruitmail --version``, ``recruitmail check``,
+``recruitmail status --offline`` and ``recruitmail once`` on a small idle calendar (an ICS file
+with a handful of events and a Maildir, as ``make demo`` uses; a first, untimed pass has already
+drafted what was due, so the timed passes find nothing to do). ``once`` runs a second time with
+an empty template cache, to show what compiling every template costs. The commands take turns,
+run after run, so that the load of the machine falls on all of them alike. Prints the median
+wall and CPU time of each, with its ratio to the floor; targets: ``--help`` under 150 ms and the
+idle ``once`` under 500 ms wall. Figures are printed, never asserted.
+
+    python bench/startup.py [--runs 10] [--keep DIR]
+
+Where the time of one command goes: ``python -X importtime -m recruitmail --help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+NOW = "2026-12-09T10:00:00+01:00"  # a Wednesday
+TARGETS_MS = {"recruitmail --help": 150.0, "recruitmail once (idle)": 500.0}
+
+CONFIG = """\
+[company]
+name = "Nordljus AB"
+domains = ["nordljus.se"]
+country = "SE"
+time_zone = "Europe/Stockholm"
+
+[service]
+state_dir = "{root}/state"
+log_level = "WARNING"
+
+[[mailboxes]]
+address = "lisa.ek@nordljus.se"
+name = "Lisa Ek"
+language = "sv"
+
+[mailboxes.source]
+type = "ics"
+path = "{root}/calendar.ics"
+
+[mailboxes.sink]
+type = "maildir"
+path = "{root}/Maildir"
+"""
+
+EVENT = """\
+BEGIN:VEVENT
+UID:{uid}@nordljus.se
+DTSTAMP:20261201T080000Z
+DTSTART;TZID=Europe/Stockholm:{start}
+DTEND;TZID=Europe/Stockholm:{end}
+SUMMARY:{subject}
+ORGANIZER;CN=Lisa Ek:mailto:lisa.ek@nordljus.se
+ATTENDEE;CN=Lisa Ek;PARTSTAT=ACCEPTED:mailto:lisa.ek@nordljus.se
+ATTENDEE;CN=Erik Holm;PARTSTAT=ACCEPTED:mailto:erik.holm@nordljus.se
+{guest}END:VEVENT
+"""
+
+
+def calendar() -> str:
+    """Two interviews (one past, one next week) and a few internal meetings around ``NOW``."""
+    events = [
+        ("intervju-anna", "20261207T100000", "20261207T110000", "Intervju", "anna@example.com"),
+        ("intervju-bo", "20261215T140000", "20261215T150000", "Intervju", "bo@example.org"),
+        ("teammote-1", "20261208T090000", "20261208T093000", "Teammöte", ""),
+        ("lunch-1", "20261209T120000", "20261209T130000", "Lunch", ""),
+        ("planering-1", "20261211T130000", "20261211T140000", "Planering", ""),
+    ]
+    body = "".join(
+        EVENT.format(
+            uid=uid,
+            start=start,
+            end=end,
+            subject=subject,
+            guest=f"ATTENDEE;CN=Kandidat;PARTSTAT=ACCEPTED:mailto:{guest}\n" if guest else "",
+        )
+        for uid, start, end, subject, guest in events
+    )
+    text = f"BEGIN:VCALENDAR\nVERSION:2.0\nPRODID:-//recruitmail//startup bench//EN\n{body}END:VCALENDAR\n"
+    return text.replace("\n", "\r\n")
+
+
+def workspace(root: Path) -> Path:
+    (root / "calendar.ics").write_bytes(calendar().encode("utf-8"))
+    for folder in ("cur", "new", "tmp"):
+        (root / "Maildir" / folder).mkdir(parents=True, exist_ok=True)
+    config = root / "recruitmail.toml"
+    config.write_text(CONFIG.format(root=root), encoding="utf-8")
+    return config
+
+
+def recruitmail_command() -> list[str]:
+    """The installed ``recruitmail`` script beside this Python, else ``python -m recruitmail``."""
+    script = Path(sys.executable).parent / "recruitmail"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "recruitmail"]
+
+
+@dataclass
+class Timings:
+    command: list[str]
+    fresh_cache: bool = False
+    walls: list[float] = field(default_factory=list)
+    cpus: list[float] = field(default_factory=list)
+    last_output: str = ""
+
+
+def run(timings: Timings, env: dict[str, str], scratch: Path) -> None:
+    """One run of the command in a fresh process: its wall time and its own CPU time."""
+    child_env = dict(env)
+    if timings.fresh_cache:
+        cache = Path(tempfile.mkdtemp(dir=scratch))
+        child_env["CACHE_DIRECTORY"] = str(cache)
+    started = time.perf_counter()
+    child = subprocess.Popen(
+        timings.command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=child_env,
+    )
+    output = child.stdout.read() if child.stdout else b""
+    # wait4 gives this child's own resource usage, not that of every child so far.
+    _, status, usage = os.wait4(child.pid, 0)
+    wall = time.perf_counter() - started
+    if child.stdout:
+        child.stdout.close()
+    if os.waitstatus_to_exitcode(status) != 0:
+        print(output.decode(errors="replace"), file=sys.stderr)
+        raise SystemExit(f"{' '.join(timings.command)} failed")
+    timings.walls.append(wall)
+    timings.cpus.append(usage.ru_utime + usage.ru_stime)
+    timings.last_output = output.decode(errors="replace")
+    if timings.fresh_cache:
+        shutil.rmtree(child_env["CACHE_DIRECTORY"], ignore_errors=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=10, help="runs of each command (median)")
+    parser.add_argument("--keep", type=Path, help="work in this directory and keep it")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = (args.keep or Path(tmp)).resolve()
+        root.mkdir(parents=True, exist_ok=True)
+        config = workspace(root)
+        # The environment a user's shell gives: no configuration overrides, no systemd cache.
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.upper().startswith("RECRUITMAIL_") and k != "CACHE_DIRECTORY"
+        }
+        recruitmail = recruitmail_command()
+        with_config = [*recruitmail, "--config", str(config)]
+        rows = {
+            "python -c pass (floor)": Timings([sys.executable, "-c", "pass"]),
+            "recruitmail --help": Timings([*recruitmail, "--help"]),
+            "recruitmail --version": Timings([*recruitmail, "--version"]),
+            "recruitmail check": Timings([*with_config, "check"]),
+            "recruitmail status --offline": Timings([*with_config, "status", "--offline"]),
+            "recruitmail once (idle)": Timings([*with_config, "once", "--now", NOW]),
+            "recruitmail once (idle), empty template cache": Timings(
+                [*with_config, "once", "--now", NOW], fresh_cache=True
+            ),
+        }
+        scratch = root / "scratch"
+        scratch.mkdir(exist_ok=True)
+        # The first pass drafts what is due and fills the template cache; it is not timed.
+        first = Timings([*with_config, "once", "--now", NOW])
+        run(first, env, scratch)
+        load_before = os.getloadavg()[0]
+        for _ in range(args.runs):
+            for timings in rows.values():
+                run(timings, env, scratch)
+        load_after = os.getloadavg()[0]
+
+        floor = rows["python -c pass (floor)"]
+        floor_wall, floor_cpu = statistics.median(floor.walls), statistics.median(floor.cpus)
+        print(f"command: {' '.join(recruitmail)}; calendar: {root / 'calendar.ics'}; --now {NOW}")
+        print(f"first pass (untimed): {first.last_output.strip()}")
+        print(
+            f"{args.runs} runs of each, medians; load average {load_before:.1f} → {load_after:.1f}"
+        )
+        print(f"{'':<46}{'wall':>9}{'CPU':>9}{'wall/floor':>12}{'CPU/floor':>11}   target")
+        for name, timings in rows.items():
+            wall, cpu = statistics.median(timings.walls), statistics.median(timings.cpus)
+            target = TARGETS_MS.get(name)
+            verdict = ""
+            if target is not None:
+                verdict = f"< {target:.0f} ms wall: {'ok' if wall * 1000 < target else 'OVER'}"
+            print(
+                f"{name:<46}{wall * 1000:>6.0f} ms{cpu * 1000:>6.0f} ms"
+                f"{wall / floor_wall:>11.1f}×{cpu / floor_cpu:>10.1f}×   {verdict}"
+            )
+        idle = rows["recruitmail once (idle)"].last_output.strip().splitlines()
+        print(f"idle pass said: {idle[-1] if idle else '(nothing)'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
