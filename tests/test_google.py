@@ -20,8 +20,11 @@ from typing import Any
 import google_auth_httplib2
 import httplib2
 import pytest
+from google.oauth2 import service_account
 from googleapiclient import discovery
 from recruitmail.connectors import google, tls
+from recruitmail.connectors.google.client import _redacted
+from recruitmail.connectors.google.headers import _b64
 
 from recruitmail.contracts import limits
 from recruitmail.contracts.connector import KEY_HEADER, ConnectorContext
@@ -472,7 +475,7 @@ def test_the_fake_fails_a_test_that_sends(backend: MailboxBackend) -> None:
     """The guard is real: a send request is recorded as a violation (then cleared here)."""
     ref = backend.sink().create_draft(draft_message())
     info = json.loads(backend.key.read_text())
-    creds = google.service_account.Credentials.from_service_account_info(
+    creds = service_account.Credentials.from_service_account_info(
         info, scopes=[google.GMAIL_COMPOSE]
     ).with_subject(MAILBOX)
     service = discovery.build(
@@ -508,7 +511,7 @@ def test_dropped_connection_after_create_gives_exactly_one_draft(
 def test_the_drop_duplicates_with_httplib2s_default_retry(backend: MailboxBackend) -> None:
     """Why the connector needs its own HTTP object: the default one re-sends the POST."""
     info = json.loads(backend.key.read_text())
-    creds = google.service_account.Credentials.from_service_account_info(
+    creds = service_account.Credentials.from_service_account_info(
         info, scopes=[google.GMAIL_COMPOSE]
     ).with_subject(MAILBOX)
     http = google_auth_httplib2.AuthorizedHttp(creds, http=httplib2.Http())
@@ -517,7 +520,7 @@ def test_the_drop_duplicates_with_httplib2s_default_retry(backend: MailboxBacken
         client_options={"api_endpoint": backend.fake.url},
     )  # fmt: skip
     backend.fake.drop_after_create(1, "fin")
-    raw = google._b64(b"To: a@candidate.example\r\nSubject: x\r\n\r\nhej\r\n")
+    raw = _b64(b"To: a@candidate.example\r\nSubject: x\r\n\r\nhej\r\n")
     service.users().drafts().create(userId="me", body={"message": {"raw": raw}}).execute()
     assert len(backend.drafts()) == 2
 
@@ -744,7 +747,7 @@ def test_the_fake_joins_a_thread_only_when_subject_and_references_match(
         head = f"To: {CANDIDATE}\r\nSubject: {subject}\r\n"
         if reply:
             head += "In-Reply-To: <rm-x@example.se>\r\nReferences: <rm-x@example.se>\r\n"
-        raw = google._b64((head + "\r\nhej\r\n").encode())
+        raw = _b64((head + "\r\nhej\r\n").encode())
         body = {"message": {"raw": raw, "threadId": thread}}
         return str(
             service.users().drafts().create(userId="me", body=body).execute()["message"]["threadId"]
@@ -758,7 +761,7 @@ def test_the_fake_joins_a_thread_only_when_subject_and_references_match(
 def gmail_client(box: MailboxBackend, scopes: list[str] | None = None) -> Any:
     """Google's own client library on the fake, signed in as the service account."""
     info = json.loads(box.key.read_text())
-    creds = google.service_account.Credentials.from_service_account_info(
+    creds = service_account.Credentials.from_service_account_info(
         info, scopes=scopes or google.gmail_scopes(box.opts)
     ).with_subject(MAILBOX)
     return discovery.build(
@@ -1225,9 +1228,9 @@ def ask(
     returns (status, the first error reason or "", the JSON answer)."""
     path_key, _ = key_file(fake, tmp_path, scopes)
     info = json.loads(path_key.read_text())
-    creds = google.service_account.Credentials.from_service_account_info(
-        info, scopes=scopes
-    ).with_subject(MAILBOX)
+    creds = service_account.Credentials.from_service_account_info(info, scopes=scopes).with_subject(
+        MAILBOX
+    )
     creds.refresh(google_auth_httplib2.Request(httplib2.Http()))
     url = fake.url.rstrip("/") + path
     if query:
@@ -1352,7 +1355,7 @@ def test_fake_refuses_q_and_bodies_under_gmail_metadata(fake: GoogleFake, tmp_pa
     [
         ({"message": {"raw": "not+base64/url"}}, (400, "invalidArgument")),
         ({"message": {}}, (400, "invalidArgument")),
-        ({"message": {"raw": google._b64(b"To: a@b.example\r\nSubject: x\r\n\r\nx"),
+        ({"message": {"raw": _b64(b"To: a@b.example\r\nSubject: x\r\n\r\nx"),
                       "threadId": "18c0000000000001"}}, (404, "notFound")),
     ],
     ids=["raw-not-base64url", "no-raw", "unknown-thread"],
@@ -1365,7 +1368,7 @@ def test_fake_refuses_malformed_drafts(
 
 
 def test_addresses_in_googles_messages_are_not_repeated() -> None:
-    text = google._redacted("Invalid query term 'to:anna.svensson@candidate.example' near x")
+    text = _redacted("Invalid query term 'to:anna.svensson@candidate.example' near x")
     assert CANDIDATE not in text and "anna" not in text and "<address>" in text
 
 
