@@ -429,6 +429,8 @@ class _Planner:
                     met = [i for i in interviews if week_start <= i.event.start < week_end]
                     if not met:
                         continue
+                    # It thanks for "the meeting this week": a mail the recruiter wrote to the
+                    # candidate since that meeting ended makes it redundant.
                     mail = PlannedMail(
                         key=self.key(
                             address, MailKind.WEEKEND_GREETING, f"{iso.year}-W{iso.week:02d}"
@@ -436,7 +438,7 @@ class _Planner:
                         due=self.cal.at(day, rule.at),
                         valid_until=week_end,
                         interview=met[-1],
-                        no_contact_since=self.cal.at(day, _midnight()),
+                        no_contact_since=min(met[-1].event.end, self.cal.at(day, _midnight())),
                     )
                     self.consider(mail, out)
             monday -= timedelta(days=7)
@@ -469,7 +471,10 @@ class _Planner:
                     due=self.cal.at(day, rule.at),
                     valid_until=self.cal.end_of_day(day),
                     interview=interview,
-                    no_contact_since=self.cal.at(day, _midnight()),
+                    # A mail the recruiter wrote in the last few days says enough.
+                    no_contact_since=self.cal.at(
+                        day - timedelta(days=rule.after_contact_days), _midnight()
+                    ),
                     holiday=run,
                 )
                 self.consider(mail, out)

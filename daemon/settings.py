@@ -286,6 +286,15 @@ class HolidayGreeting(Touchpoint):
             "the greeting's day, or on that day (0: only that day counts)."
         ),
     )
+    after_contact_days: int = Field(
+        3,
+        ge=0,
+        le=30,
+        description=(
+            "Not drafted when the recruiter wrote to the candidate within this many days before "
+            "the greeting's day, or on that day (0: only that day counts)."
+        ),
+    )
 
 
 class VacationNotice(Touchpoint):

@@ -872,3 +872,136 @@ def test_eves_are_days_off() -> None:
     assert not SWEDEN.is_working_day(d(12, 24))  # julafton
     assert not SWEDEN.is_working_day(d(12, 31))  # nyårsafton
     assert SWEDEN.is_working_day(d(4, 2))  # skärtorsdagen is a working day
+
+
+# -- greetings respect the recruiter's own mails -------------------------------------------------
+
+A_THU = interview("a-thu@nordljus.se", A, at(d(12, 10), "13:00"))  # Thu 10 Dec
+A_JUNE = interview("a-june@nordljus.se", A, at(d(6, 9), "10:00"))  # Tue 9 June
+QUIET = {
+    "thank_you": {"enabled": False},
+    "status_update": {"enabled": False},
+}
+
+
+@dataclass(frozen=True)
+class ContactCase:
+    """The recruiter wrote to Anna at ``writes``; is the greeting due at ``now`` drafted?"""
+
+    name: str
+    calendar: tuple[Event, ...]
+    writes: tuple[datetime, ...]
+    now: datetime
+    kind: str
+    drafted: bool
+    touchpoints: dict[str, Any] = field(default_factory=dict)
+
+
+FRIDAY = at(d(12, 11), "09:30")  # the weekend greeting for the week of Tue 8 Dec
+MIDSUMMER = at(d(6, 18), "09:30")  # the last working day before Midsommarafton
+CONTACT_CASES = [
+    ContactCase("weekend: no mail at all", (A_TUE,), (), FRIDAY, "weekend_greeting", True),
+    ContactCase(
+        "weekend: a mail after the meeting makes it redundant",
+        (A_TUE,),
+        (at(d(12, 9), "12:00"),),
+        FRIDAY,
+        "weekend_greeting",
+        False,
+    ),
+    ContactCase(
+        "weekend: a mail before the meeting does not count",
+        (A_TUE,),
+        (at(d(12, 7), "12:00"),),
+        FRIDAY,
+        "weekend_greeting",
+        True,
+    ),
+    ContactCase(
+        "weekend: a mail during the meeting does not count",
+        (A_TUE,),
+        (at(d(12, 8), "10:30"),),
+        FRIDAY,
+        "weekend_greeting",
+        True,
+    ),
+    ContactCase(
+        "weekend: a mail between two meetings does not cover the second",
+        (A_TUE, A_THU),
+        (at(d(12, 9), "12:00"),),
+        FRIDAY,
+        "weekend_greeting",
+        True,
+    ),
+    ContactCase(
+        "weekend: a mail after the last of two meetings",
+        (A_TUE, A_THU),
+        (at(d(12, 10), "16:00"),),
+        FRIDAY,
+        "weekend_greeting",
+        False,
+    ),
+    ContactCase(
+        "weekend: a mail on the greeting's own morning",
+        (A_TUE,),
+        (at(d(12, 11), "08:00"),),
+        FRIDAY,
+        "weekend_greeting",
+        False,
+    ),
+    ContactCase("holiday: no mail at all", (A_JUNE,), (), MIDSUMMER, "holiday_greeting", True),
+    ContactCase(
+        "holiday: a mail three days before (the default) makes it redundant",
+        (A_JUNE,),
+        (at(d(6, 15), "10:00"),),
+        MIDSUMMER,
+        "holiday_greeting",
+        False,
+    ),
+    ContactCase(
+        "holiday: a mail four days before does not count",
+        (A_JUNE,),
+        (at(d(6, 14), "23:00"),),
+        MIDSUMMER,
+        "holiday_greeting",
+        True,
+    ),
+    ContactCase(
+        "holiday: with 0 days, a mail the day before does not count",
+        (A_JUNE,),
+        (at(d(6, 17), "16:00"),),
+        MIDSUMMER,
+        "holiday_greeting",
+        True,
+        {"holiday_greeting": {"after_contact_days": 0}},
+    ),
+    ContactCase(
+        "holiday: with 0 days, a mail that morning does",
+        (A_JUNE,),
+        (at(d(6, 18), "08:00"),),
+        MIDSUMMER,
+        "holiday_greeting",
+        False,
+        {"holiday_greeting": {"after_contact_days": 0}},
+    ),
+    ContactCase(
+        "holiday: with 7 days, a mail the Friday before does",
+        (A_JUNE,),
+        (at(d(6, 12), "16:00"),),
+        MIDSUMMER,
+        "holiday_greeting",
+        False,
+        {"holiday_greeting": {"after_contact_days": 7}},
+    ),
+]
+
+
+@pytest.mark.parametrize("case", CONTACT_CASES, ids=[c.name for c in CONTACT_CASES])
+def test_greetings_respect_the_recruiters_own_mails(case: ContactCase) -> None:
+    sim = Sim(make_settings({"touchpoints": {**QUIET, **case.touchpoints}}, {"vacations": []}))
+    for moment in case.writes:
+        sim.write(A, moment)
+    sim.poll(case.calendar, case.now)
+    drafted = (case.kind, A) in sim.rows(LedgerState.DRAFTED)
+    skipped = (case.kind, A) in sim.rows(LedgerState.SKIPPED)
+    assert (drafted, skipped) == (case.drafted, not case.drafted)
