@@ -29,6 +29,10 @@ PROMISE_REPEAT = "promise_repeat"
 """True when the mail repeats the day the previous mail promised (still ahead)."""
 PROMISE_MOVED_FROM = "promise_moved_from"
 """The ISO day an earlier mail promised and this one moves (the recruiter will be away)."""
+PROMISE_FROM = "promise_from"
+"""The ISO day the promised day was counted from (a later mail counts again from it)."""
+PROMISE_DAYS = "promise_days"
+"""How many working days in the promised day was counted."""
 PROMISE_HORIZON_DAYS = 60
 """A decision further away than this is not promised by date: no one can vouch for it."""
 
@@ -594,15 +598,20 @@ class _Planner:
             )
         return stages[min(number, len(stages)) - 1].decision_working_days
 
+    def counted(self, start: date, days: int) -> dict[str, Any]:
+        """A promise of the decision ``days`` working days in after ``start``, with its basis
+        (so that a later mail can tell whether an absence it learns of moves the day)."""
+        day = decision_day(self.cal, self.s.absences, start, days)
+        return {PROMISE: _iso_day(day), PROMISE_FROM: start.isoformat(), PROMISE_DAYS: days}
+
     def thank_you_promise(self, mail: PlannedMail) -> dict[str, Any]:
         assert mail.interview is not None
         days = self.decision_working_days(mail.interview)
-        day = decision_day(
-            self.cal, self.s.absences, self.cal.local(mail.interview.event.end).date(), days
-        )
+        promise = self.counted(self.cal.local(mail.interview.event.end).date(), days)
+        day = _parse_day(promise[PROMISE])
         if day is not None and day <= self.today:
-            day = decision_day(self.cal, self.s.absences, self.today, days)
-        return {PROMISE: _iso_day(day)}
+            promise = self.counted(self.today, days)
+        return promise
 
     def renewed_promise(self, mail: PlannedMail) -> dict[str, Any] | None:
         speaks_of_decision = mail.kind is MailKind.STATUS_UPDATE or (
@@ -611,30 +620,40 @@ class _Planner:
         days = self.decision_working_days(mail.interview)
         previous = self.latest_promise(mail.candidate, mail.key)
         if previous is None:
-            if not speaks_of_decision:
-                return None
-            return {PROMISE: _iso_day(decision_day(self.cal, self.s.absences, self.today, days))}
+            return self.counted(self.today, days) if speaks_of_decision else None
         was_late = bool(previous.context.get(PROMISE_LATE))
         promised = _parse_day(previous.context.get(PROMISE))
         if promised is None:  # the last mail named no day: name one only if none was broken
             if not speaks_of_decision:
                 return None
-            day = None if was_late else decision_day(self.cal, self.s.absences, self.today, days)
-            return {PROMISE: _iso_day(day), PROMISE_LATE: was_late}
+            if was_late:
+                return {PROMISE: "", PROMISE_LATE: True}
+            return self.counted(self.today, days)
         if promised > self.today:
-            # Still ahead: keep it, unless an absence now known eats the days it counted on.
-            left = self.cal.working_days_between(
-                self.today + timedelta(days=1), promised + timedelta(days=1)
-            )
-            moved = decision_day(self.cal, self.s.absences, self.today, left)
-            if moved is None or moved > promised:
-                return {PROMISE: _iso_day(moved), PROMISE_MOVED_FROM: promised.isoformat()}
+            # Still ahead: keep it, unless an absence learnt of since eats the days it counted
+            # on (counted again from the same start, the day can only move later).
+            basis = {
+                k: previous.context[k]
+                for k in (PROMISE_FROM, PROMISE_DAYS)
+                if k in previous.context
+            }
+            start = _parse_day(basis.get(PROMISE_FROM))
+            count = basis.get(PROMISE_DAYS)
+            if start is not None and isinstance(count, int):
+                again = decision_day(self.cal, self.s.absences, start, count)
+                if again is None or again > promised:
+                    return {
+                        PROMISE: _iso_day(again),
+                        PROMISE_MOVED_FROM: promised.isoformat(),
+                        **basis,
+                    }
             if not speaks_of_decision:
                 return None
-            return {PROMISE: promised.isoformat(), PROMISE_REPEAT: True}
+            return {PROMISE: promised.isoformat(), PROMISE_REPEAT: True, **basis}
         # The promised day has come without a decision: say so, and renew the promise once.
-        day = None if was_late else decision_day(self.cal, self.s.absences, self.today, days)
-        return {PROMISE: _iso_day(day), PROMISE_LATE: True}
+        if was_late:
+            return {PROMISE: "", PROMISE_LATE: True}
+        return {**self.counted(self.today, days), PROMISE_LATE: True}
 
     def latest_promise(self, address: str, exclude: DraftKey) -> LedgerEntry | None:
         """The newest of our mails to ``address`` that said something about the decision and

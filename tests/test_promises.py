@@ -160,6 +160,20 @@ def test_a_vacation_notice_moves_a_promise_its_absence_eats() -> None:
     assert context["vacation"]["back_day"] == "torsdag 10 december"
 
 
+def test_a_promise_that_counted_the_absence_already_is_kept_by_the_vacation_notice() -> None:
+    # Away Monday 7 to Friday 11 December, known from the start: the thank-you of Tuesday 1
+    # December counts around it (2, 3, 4, 14, 15), and the notice on Friday 4 keeps that day.
+    sim = Sim(promise_settings(), absences=(away(date(2026, 12, 7), date(2026, 12, 11)),))
+    events = [interview("a@x", ANNA, at(date(2026, 12, 1), "10:00"))]
+    mails = run(sim, events, date(2026, 12, 1), 4, ("09:00", "12:00"))
+    ((thanks, _),) = of_kind(mails, MailKind.THANK_YOU)
+    ((notice, on),) = of_kind(mails, MailKind.VACATION_NOTICE)
+    assert thanks.context[PROMISE] == "2026-12-15"
+    assert PROMISE not in notice.context
+    text = RENDERER.render("vacation_notice", "sv", context_of(sim, notice, on)).text
+    assert "beskedet" not in text
+
+
 def test_no_date_is_promised_when_the_stage_promises_none() -> None:
     sim = Sim(promise_settings(decision_days=(0,)))
     events = [interview("a@x", ANNA, at(date(2026, 11, 2), "10:00"))]
@@ -319,7 +333,7 @@ def test_the_status_update_in_the_demo_keeps_its_word(tmp_path: Any) -> None:
     from recruitmail.daemon import demo
 
     monday = date(2026, 11, 30)
-    until = at(date(2026, 12, 10), "16:00")
+    until = at(date(2026, 12, 11), "16:00")
     assert demo.run(tmp_path, monday, until=until, times=("15:30",)) == 0
     mails = demo.drafts(tmp_path / "Maildir")
     (thanks,) = [m for m in mails if "bo.ek@" in str(m["To"]) and "Thank you" in str(m["Subject"])]
@@ -335,3 +349,6 @@ def test_the_status_update_in_the_demo_keeps_its_word(tmp_path: Any) -> None:
     # December, Christmas Eve to Boxing Day are off: Monday 28 December is the fifth day in.
     assert "You will hear from me by Monday 28 December at the latest instead." in text
     assert "10 December" not in text
+    # The next day's vacation notice knows the new day already counted the vacation: it keeps it.
+    (notice,) = [m for m in mails if "bo.ek@" in str(m["To"]) and "away" in str(m["Subject"])]
+    assert "answer I promised" not in notice.get_body(("plain",)).get_content()
