@@ -36,6 +36,8 @@ _OBSOLETE_LINES = (f"X-Keywords: {OBSOLETE_KEYWORD}", f"Keywords: {OBSOLETE_KEYW
 _NAME_KEY = re.compile(r"rm-([0-9a-f]{32})")
 _MESSAGE_ID_KEY = re.compile(r"<rm-([0-9a-f]{32})@")
 _MAX_HEADER_BYTES = 256 * 1024
+# What fsync of a directory answers on file systems that do not support it.
+_NO_DIRECTORY_FSYNC = frozenset({errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EBADF})
 
 
 class SinkOptions(BaseModel):
@@ -79,13 +81,30 @@ class _Entry:
         return "T" in self.flags
 
 
+# A listing taken less than this after its folder last changed may have missed a change made in
+# the same tick of the file system's clock (which need not advance between two changes): it is
+# taken again once this much time has passed since that change, as git does with its "racily
+# clean" index entries.
+_RACY_NS = 2_000_000_000
+
+
 class _Folder:
-    """A Maildir folder whose message headers are read once per file version and remembered."""
+    """A Maildir folder whose message headers are read once per file version and remembered.
+
+    The listing is an index kept in memory for the sink's life: it is taken again only when the
+    modification time of ``cur`` or ``new`` changed (a file was added, renamed or removed there
+    by anyone), or when it was taken too soon after such a change to be sure it saw it. The
+    sink's own creates are added to it directly. A file it names that is gone (a client renamed
+    or moved it) makes the caller ask for a fresh listing (``refresh``).
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._seen: dict[tuple[str, int, int], _Entry] = {}
         self._by_key: dict[str, list[_Entry]] = {}
+        self._ordered: list[_Entry] = []
+        self._stamp: tuple[tuple[int, int], ...] | None = None
+        self._racy_until = 0
         self._warned: set[tuple[str, str]] = set()
 
     def create(self, *, subfolder: bool | None) -> None:
@@ -100,7 +119,52 @@ class _Folder:
             if not marker.is_symlink():
                 marker.touch(mode=0o600, exist_ok=True)
 
-    def entries(self) -> list[_Entry]:
+    def _stamps(self) -> tuple[tuple[int, int], ...]:
+        """(modification time, inode) of cur and new: any entry added, renamed or removed in
+        either changes it."""
+        stamps = []
+        for sub in ("cur", "new"):
+            try:
+                info = os.stat(self.path / sub, follow_symlinks=False)
+            except OSError:
+                stamps.append((-1, -1))
+            else:
+                stamps.append((info.st_mtime_ns, info.st_ino))
+        return tuple(stamps)
+
+    def entries(self, *, fresh: bool = False) -> list[_Entry]:
+        """The folder's messages, from the index unless it may be stale (or ``fresh``)."""
+        stamp = self._stamps()
+        if fresh or stamp != self._stamp or 0 < self._racy_until <= time.time_ns():
+            self._list(stamp)
+        return self._ordered
+
+    def refresh(self) -> None:
+        """Forget the index: the next call lists the folder again."""
+        self._stamp = None
+
+    def added(self, entry: _Entry) -> None:
+        """Index a message this sink has just written (so its own creates need no listing)."""
+        stamp = self._stamps()
+        if self._stamp is None:
+            self._list(stamp)
+            return
+        self._stamp = stamp
+        self._ordered = sorted([*self._ordered, entry], key=lambda e: e.path.name)
+        self._index(entry)
+
+    def _index(self, entry: _Entry) -> None:
+        for key_id in {
+            entry.key_id,
+            _key_in_name(entry.base),
+            _key_in_message_id(entry.message_id),
+        }:
+            if key_id:
+                self._by_key.setdefault(key_id, []).append(entry)
+
+    def _list(self, stamp: tuple[tuple[int, int], ...]) -> None:
+        # The stamp is taken before listing: a change during the listing shows as a new stamp.
+        started = time.time_ns()
         found: dict[tuple[str, int, int], _Entry] = {}
         _refuse_symlink(self.path, PermanentError)
         for sub in ("cur", "new"):
@@ -121,23 +185,19 @@ class _Folder:
                     continue
                 # Files are replaced, never rewritten in place (clients rename; we write a new
                 # file and rename it over), so name and inode identify a version without a stat
-                # call per file; a pass looks up every key it drafts.
+                # call per file.
                 version = (f"{sub}/{item.name}", item.inode(), 0)
                 entry = self._seen.get(version) or _read_entry(Path(item.path))
                 if entry is not None:
                     found[version] = entry
         self._seen = found
-        ordered = sorted(found.values(), key=lambda e: e.path.name)
+        self._ordered = sorted(found.values(), key=lambda e: e.path.name)
         self._by_key = {}
-        for known in ordered:
-            for key_id in {
-                known.key_id,
-                _key_in_name(known.base),
-                _key_in_message_id(known.message_id),
-            }:
-                if key_id:
-                    self._by_key.setdefault(key_id, []).append(known)
-        return ordered
+        for known in self._ordered:
+            self._index(known)
+        self._stamp = stamp
+        newest = max((mtime for mtime, _ in stamp), default=0)
+        self._racy_until = newest + _RACY_NS if started - newest < _RACY_NS else 0
 
     def _not_mail(self, sub: str, item: os.DirEntry[str]) -> None:
         if (sub, item.name) in self._warned:
@@ -155,7 +215,7 @@ class _Folder:
         )
 
     def keyed(self, key_id: str) -> list[_Entry]:
-        """The entries whose name, key header or Message-ID carries ``key_id`` (a fresh listing)."""
+        """The entries whose name, key header or Message-ID carries ``key_id``."""
         self.entries()
         return self._by_key.get(key_id, [])
 
@@ -254,33 +314,99 @@ class MaildirSink:
         except (ZoneInfoNotFoundError, ValueError):
             self._zone = None
         # Maildir unique names end in the host name, with "/" and ":" escaped as the spec says.
+        self._unsynced: set[Path] = set()  # folders with renames not yet fsynced
         self._host = socket.gethostname().replace("/", r"\057").replace(":", r"\072") or "localhost"
 
     # --- MailboxSink ---------------------------------------------------------------------------
 
     def find_draft(self, key: DraftKey) -> DraftRef | None:
-        """The draft carrying ``key`` in Drafts (by file name, then by header), else in Sent."""
+        """The draft carrying ``key`` in Drafts (by file name, then by header), else in Sent.
+
+        Answered from the folders' indexes; when one names a file that is gone (a client
+        renamed or moved it since), both folders are listed again and the question asked again.
+        """
+        ref, stale = self._find(key)
+        if ref is None and stale:
+            self._drafts.refresh()
+            self._sent.refresh()
+            ref, _ = self._find(key)
+        return ref
+
+    def _find(self, key: DraftKey) -> tuple[DraftRef | None, bool]:
+        stale = False
         drafts = [e for e in self._drafts.keyed(key.id) if not e.trashed]
         by_name = [e for e in drafts if _key_in_name(e.base) == key.id]
         for entry in by_name + [e for e in drafts if _carries(e, key.id)]:
             ref = self._ref(entry)
             if ref is not None:
-                return ref
+                return ref, False
+            stale = True
         for entry in self._sent.keyed(key.id):
             if _carries(entry, key.id):
                 ref = self._ref(entry)
                 if ref is not None:
-                    return ref
-        return None
+                    return ref, False
+                stale = True
+        return None, stale
 
     def create_draft(self, message: DraftMessage) -> DraftRef:
-        """Write the draft into Drafts atomically (tmp/, then cur/ with the Draft flag)."""
+        """Write the draft into Drafts atomically (tmp/, then cur/ with the Draft flag).
+
+        The file is fsynced before it is renamed into place; the rename is made durable by
+        ``flush`` (one directory fsync for a batch of creates, see there), or by ``close``.
+        """
         data = self._render(message)
         now = time.time()
         base = f"{int(now)}.M{int(now % 1 * 1e6)}P{os.getpid()}rm-{message.key.id}-{secrets.token_hex(3)}.{self._host}"
-        self._write(data, base, self._drafts.path / "cur" / f"{base}:2,D")
+        target = self._drafts.path / "cur" / f"{base}:2,D"
+        self._write(data, base, target, durable=False)
+        self._drafts.added(
+            _Entry(
+                target,
+                base,
+                "D",
+                message.key.id,
+                message.message_id,
+                frozenset(),  # recipients and date are read from Sent only
+                None,
+            )
+        )
         log.info("maildir: drafted %s (%s)", message.key.kind.value, base)
         return DraftRef(remote_id=base, fingerprint=hashlib.sha256(data).hexdigest())
+
+    def flush(self) -> None:
+        """Make the creates since the last flush durable: one fsync of each folder they were
+        renamed into.
+
+        Why a crash before this fsync can neither duplicate nor lose a draft
+        (docs/RELIABILITY.md, "Durability of a batch"): every draft file is fsynced before its
+        rename, so a draft is either whole in ``cur/`` or absent (a power cut may undo the
+        rename; a killed process cannot, the kernel has it). The executor commits a draft's
+        ledger row as "drafted" only after this returns, and its "attempting" row before the
+        draft was created. After a crash the row is therefore "attempting" (or missing, had
+        the database lost its last commits too), never "drafted" for a draft the disk lost; the
+        next pass looks the key up before creating anything, adopts the draft if the rename
+        survived and creates it once if it did not. A draft the disk lost is never reported
+        as created, and at most one file carries a key.
+        """
+        pending, self._unsynced = self._unsynced, set()
+        for folder_path in sorted(pending):
+            try:
+                folder = _open_folder(folder_path)
+            except TransientError:
+                self._unsynced |= pending
+                raise
+            try:
+                os.fsync(folder)
+            except OSError as exc:
+                if exc.errno in _NO_DIRECTORY_FSYNC:
+                    continue  # the file system cannot fsync a directory; nothing more to do
+                self._unsynced |= pending
+                raise TransientError(
+                    f"cannot make the drafts in {folder_path} durable ({exc.strerror})"
+                ) from None
+            finally:
+                os.close(folder)
 
     def draft_state(self, ref: DraftRef) -> DraftState:
         """SENT when a copy is in Sent; PENDING or EDITED when still in Drafts; else DELETED."""
@@ -343,7 +469,11 @@ class MaildirSink:
                 ) from None
 
     def close(self) -> None:
-        """Nothing is held open between calls."""
+        """Nothing is held open between calls; creates not yet flushed are made durable."""
+        try:
+            self.flush()
+        except TransientError as exc:
+            log.warning("maildir: %s", exc)
 
     # --- KnowsLastContact ----------------------------------------------------------------------
 
@@ -373,17 +503,18 @@ class MaildirSink:
     def _draft_entry(self, ref: DraftRef) -> _Entry | None:
         """The draft in Drafts by its file's base name, else (a client rewrote it under a new
         name) by the key it carries."""
-        drafts = [e for e in self._drafts.entries() if not e.trashed]
+        drafts = [e for e in self._drafts.entries(fresh=True) if not e.trashed]
         for entry in drafts:
             if entry.base == ref.remote_id:
                 return entry
         key_id = _key_in_name(ref.remote_id)
         return next((e for e in drafts if _carries(e, key_id)), None)
 
-    def _write(self, data: bytes, base: str, target: Path) -> None:
+    def _write(self, data: bytes, base: str, target: Path, *, durable: bool = True) -> None:
         """Write ``data`` to tmp/ and rename it onto ``target``: readers see old or new, never
         half. Both folders are opened without following links (a symlinked Drafts, cur or tmp
-        is refused), and the file is created relative to them."""
+        is refused), and the file is created relative to them. The file is fsynced before the
+        rename; the rename is fsynced now when ``durable``, else by the next ``flush``."""
         name = f"{base}.{secrets.token_hex(4)}"
         tmp = _open_folder(self._drafts.path / "tmp")
         try:
@@ -406,9 +537,12 @@ class MaildirSink:
                 raise TransientError(
                     f"cannot write the draft into {self._drafts.path} ({exc.strerror})"
                 ) from None
-            # Make the rename durable: a draft we reported as created must survive a power cut.
-            with contextlib.suppress(OSError):
-                os.fsync(folder)
+            if durable:
+                # Make the rename durable: a rewrite we reported must survive a power cut.
+                with contextlib.suppress(OSError):
+                    os.fsync(folder)
+            else:
+                self._unsynced.add(target.parent)
         finally:
             os.close(folder)
             os.close(tmp)

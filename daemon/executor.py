@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from time import time as epoch_seconds
-from typing import TypeVar
+from typing import Protocol, TypeVar, runtime_checkable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from recruitmail.daemon import compose
@@ -41,7 +41,7 @@ from recruitmail.daemon.planner import (
 from recruitmail.daemon.render import Renderer
 from recruitmail.daemon.service import Metrics
 from recruitmail.daemon.settings import Mailbox, Settings
-from recruitmail.daemon.state import State
+from recruitmail.daemon.state import Finished, LedgerRow, SkipRecord, State
 from recruitmail.daemon.workdays import WorkCalendar
 
 from recruitmail.contracts.connector import (
@@ -64,6 +64,7 @@ from recruitmail.contracts.errors import (
 from recruitmail.contracts.limits import capped_retry_after
 from recruitmail.contracts.models import (
     DraftKey,
+    DraftMessage,
     DraftState,
     Event,
     MailKind,
@@ -75,6 +76,9 @@ from recruitmail.contracts.models import (
 log = logging.getLogger("recruitmail.executor")
 Found = TypeVar("Found")
 
+DRAFT_BATCH = 64
+"""Mails drafted per batch: one transaction records their intents, one their outcomes, and the
+sink makes the batch's writes durable once."""
 KNOWLEDGE_TTL = timedelta(hours=1)
 REFUSED_RETRY = timedelta(hours=1)
 """A look-up the provider refused for good is asked again after this (a permission may be granted)."""
@@ -152,6 +156,12 @@ class MailboxRunner:
         self._refused: dict[str, datetime] = {}  # look-up → when the provider refused it for good
         self._basis: str | None = None
         self._problems: set[str] | None = None  # topics recorded in state, loaded on first use
+        # The interviews recognised in the stored events, and the stored events' version they
+        # were read at: an idle pass (nothing synced, nothing forgotten) neither decodes nor
+        # recognises them again. Recognition depends on the settings, which are fixed for a
+        # runner's life (a reload builds new runners).
+        self._interviews: tuple[tuple[int, int, int], tuple[Interview, ...]] | None = None
+        self._numbers: tuple[Snapshot, dict[tuple[str, str], int]] | None = None
         self.wall: Callable[[], float] = epoch_seconds  # the real clock, for Retry-After only
 
     # -- mailbox knowledge ---------------------------------------------------------------
@@ -415,7 +425,11 @@ class MailboxRunner:
         return self._basis
 
     def interviews(self) -> tuple[Interview, ...]:
-        """The interviews in our copy of the calendar."""
+        """The interviews in our copy of the calendar (decoded and recognised again only when
+        the stored events changed since the last time)."""
+        version = self.state.events_version(self.box.address)
+        if self._interviews is not None and self._interviews[0] == version:
+            return self._interviews[1]
         found: list[Interview] = []
         unused: list[str] = []
         for event in self.state.events(self.box.address):
@@ -425,7 +439,10 @@ class MailboxRunner:
             else:
                 found.extend(recognised)
         if unused:
-            self.state.drop_events(self.box.address, unused)
+            self.state.drop_events(self.box.address, unused)  # a new version: read next time
+            self._interviews = None
+        else:
+            self._interviews = (version, tuple(found))
         return tuple(found)
 
     def snapshot(
@@ -466,11 +483,15 @@ class MailboxRunner:
         calendar: WorkCalendar,
         report: PassReport,
     ) -> None:
-        for skip in decided.skips:
-            if self.postponed(skip, now):
-                continue
+        stale = [skip for skip in decided.skips if not self.postponed(skip, now)]
+        if stale:
+            # Stale mails are final: one transaction for all of them (a kill before it only
+            # means the next pass records them).
             crash_point("skip-before-commit")
-            self.state.record_skip(skip.key, skip.due, skip.reason, now)
+            self.state.record_skips(
+                [SkipRecord(skip.key, skip.due, skip.reason) for skip in stale], now
+            )
+        for skip in stale:
             self.clear_problem(held_topic(skip.key))
             report.skipped.append((skip.key.kind.value, skip.reason))
             self.observer.draft_skipped(skip.key.kind.value, "stale")
@@ -486,68 +507,182 @@ class MailboxRunner:
             report.obsolete += 1
         for mail in decided.drafts:
             self.observer.draft_planned(mail.kind.value)
-        for mail in decided.drafts:
-            if self.stop.is_set():
+        if not decided.drafts:
+            return
+        rows = {r.entry.key.id: r for r in self.state.ledger(self.box.address)}
+        for start in range(0, len(decided.drafts), DRAFT_BATCH):
+            if not self.draft_batch(
+                decided.drafts[start : start + DRAFT_BATCH], rows, snapshot, now, calendar, report
+            ):
                 log.info(
                     "mailbox %s: stopping; %d mail(s) left for the next pass",
                     self.box.address,
-                    len(decided.drafts),
+                    len(decided.drafts) - start,
                 )
                 return
+
+    def draft_batch(
+        self,
+        batch: tuple[PlannedMail, ...],
+        rows: dict[str, LedgerRow],
+        snapshot: Snapshot,
+        now: datetime,
+        calendar: WorkCalendar,
+        report: PassReport,
+    ) -> bool:
+        """Draft a batch of mails in two phases (DESIGN.md §4), with one transaction per phase:
+        every intent is committed before the mailbox is touched for any of them; each mail is
+        then looked up by its key and created only when not found; the sink makes its writes
+        durable once (docs/RELIABILITY.md, "Durability of a batch"); then the outcomes are
+        committed. False when the pass was asked to stop."""
+        outcome = _Outcome()
+        composed: list[_Composed] = []
+        fresh: frozenset[str] = frozenset()
+        handed = 0
+        stopped = False
+        try:
+            for mail in batch:
+                if self.stop.is_set():
+                    return False
+                try:
+                    ready = self.compose(
+                        mail, snapshot, now, calendar, rows.get(mail.key.id), report
+                    )
+                except RecruitmailError as exc:
+                    self.held(mail, exc, now, report, outcome)
+                    continue
+                if ready is not None:
+                    composed.append(ready)
+            fresh = self.state.begin_attempts(
+                [(c.mail.key, c.mail.due, c.mail.context) for c in composed], now
+            )
+            for item in composed:
+                if self.stop.is_set():
+                    stopped = True
+                    break
+                handed += 1
+                crash_point("attempt-after-commit")
+                try:
+                    ref = self.sink.find_draft(item.mail.key)
+                    if ref is not None:
+                        outcome.adopted.add(item.mail.key.id)
+                    else:
+                        crash_point("create-before-call")
+                        ref = self.sink.create_draft(item.message)
+                        crash_point("create-after-call")
+                except (PermanentError, AmbiguousError) as exc:
+                    self.held(item.mail, exc, now, report, outcome)
+                    continue
+                outcome.finished.append(
+                    Finished(item.mail.key, ref, item.subject, item.mail.folded, item.mail.context)
+                )
+        finally:
+            self.settle(outcome, composed[handed:], fresh, now)
+        for done in outcome.finished:
+            crash_point("draft-after-commit")
+            kind = done.key.kind.value
+            self.clear_problem(held_topic(done.key))
+            report.drafted.append(kind)
+            report.folded += len(done.folded)
+            self.observer.draft_created(kind)
+            log.info(
+                "%s %s for %s %s%s",
+                self.box.address,
+                kind,
+                pseudonym(done.key.candidate),
+                "adopted (it existed already)" if done.key.id in outcome.adopted else "drafted",
+                f", carrying {', '.join(k.kind.value for k in done.folded)}" if done.folded else "",
+            )
+        return not stopped
+
+    def settle(
+        self,
+        outcome: _Outcome,
+        untouched: list[_Composed],
+        fresh: frozenset[str],
+        now: datetime,
+    ) -> None:
+        """Phase two of a batch: make the sink's writes durable, then commit the outcomes in one
+        transaction; forget the intents of mails never handed to the mailbox."""
+        if outcome.finished and isinstance(self.sink, FlushesWrites):
             try:
-                self.draft(mail, snapshot, now, calendar, report)
-            except LookupDeferred as exc:
-                report.deferred += 1
-                self.observer.draft_held(mail.kind.value, "lookup")
-                log.info(
-                    "%s %s for %s waits for the next pass: %s",
-                    self.box.address,
-                    mail.kind.value,
-                    pseudonym(mail.candidate),
-                    exc,
-                )
-                self.hold_for(exc)
-            except RenderError as exc:
-                # A template that fails on one mail's data holds that mail (it is tried again
-                # every pass while it is valid, so a fixed template drafts it); the rest flow.
-                report.deferred += 1
-                self.observer.draft_held(mail.kind.value, "template")
-                topic = held_topic(mail.key)
-                self.problems().add(topic)
-                self.state.record_problem(
-                    self.box.address, topic, f"template failed: {exc}", False, now
-                )
-                log.error(
-                    "%s %s for %s held: the template failed (%s)",
-                    self.box.address,
-                    mail.kind.value,
-                    pseudonym(mail.candidate),
-                    exc,
-                )
-            except PermanentError as exc:
-                self.state.record_skip(mail.key, mail.due, str(exc), now, mail.folded)
-                report.skipped.append((mail.kind.value, str(exc)))
-                reason = "recruiter_wrote" if isinstance(exc, RecruiterWrote) else "error"
-                self.observer.draft_skipped(mail.kind.value, reason)
-                log.warning(
-                    "%s %s for %s skipped: %s",
-                    self.box.address,
-                    mail.kind.value,
-                    pseudonym(mail.candidate),
-                    exc,
-                )
-            except AmbiguousError as exc:
-                self.observer.api_error(self.box.sink.type, "ambiguous")
-                self.state.mark_ambiguous(mail.key, now)
-                report.deferred += 1
-                log.warning(
-                    "%s %s for %s: outcome unknown (%s); will look it up before retrying",
-                    self.box.address,
-                    mail.kind.value,
-                    pseudonym(mail.candidate),
-                    exc,
-                )
-                self.hold_for(exc)
+                self.sink.flush()
+            except RecruitmailError:
+                # Not durable yet: the rows stay "attempting" and the next pass looks the keys
+                # up (finding the drafts or not) before creating anything.
+                outcome.finished.clear()
+                raise
+        self.state.finish_drafts(outcome.finished, now, skips=outcome.skips)
+        abandoned = [c.mail.key for c in untouched if c.mail.key.id in fresh]
+        if abandoned:
+            self.state.abandon_attempts(abandoned)
+
+    def held(
+        self,
+        mail: PlannedMail,
+        exc: RecruitmailError,
+        now: datetime,
+        report: PassReport,
+        outcome: _Outcome,
+    ) -> None:
+        """One mail that cannot be drafted now: waits, is held or skipped; anything else ends
+        the pass (re-raised)."""
+        if isinstance(exc, LookupDeferred):
+            report.deferred += 1
+            self.observer.draft_held(mail.kind.value, "lookup")
+            log.info(
+                "%s %s for %s waits for the next pass: %s",
+                self.box.address,
+                mail.kind.value,
+                pseudonym(mail.candidate),
+                exc,
+            )
+            self.hold_for(exc)
+        elif isinstance(exc, RenderError):
+            # A template that fails on one mail's data holds that mail (it is tried again
+            # every pass while it is valid, so a fixed template drafts it); the rest flow.
+            report.deferred += 1
+            self.observer.draft_held(mail.kind.value, "template")
+            topic = held_topic(mail.key)
+            self.problems().add(topic)
+            self.state.record_problem(
+                self.box.address, topic, f"template failed: {exc}", False, now
+            )
+            log.error(
+                "%s %s for %s held: the template failed (%s)",
+                self.box.address,
+                mail.kind.value,
+                pseudonym(mail.candidate),
+                exc,
+            )
+        elif isinstance(exc, PermanentError):
+            outcome.skips.append(SkipRecord(mail.key, mail.due, str(exc), mail.folded))
+            report.skipped.append((mail.kind.value, str(exc)))
+            reason = "recruiter_wrote" if isinstance(exc, RecruiterWrote) else "error"
+            self.observer.draft_skipped(mail.kind.value, reason)
+            log.warning(
+                "%s %s for %s skipped: %s",
+                self.box.address,
+                mail.kind.value,
+                pseudonym(mail.candidate),
+                exc,
+            )
+        elif isinstance(exc, AmbiguousError):
+            self.observer.api_error(self.box.sink.type, "ambiguous")
+            # Committed at once, not with the batch: the grace period before the next look-up
+            # (the provider's search index may not show the draft yet) must survive a kill.
+            self.state.mark_ambiguous(mail.key, now)
+            report.deferred += 1
+            log.warning(
+                "%s %s for %s: outcome unknown (%s); will look it up before retrying",
+                self.box.address,
+                mail.kind.value,
+                pseudonym(mail.candidate),
+                exc,
+            )
+            self.hold_for(exc)
+        else:
+            raise exc
 
     def postponed(self, skip: Skip, now: datetime) -> bool:
         """Whether a stale status update was in fact moved by the recruiter's own mail (read
@@ -604,14 +739,17 @@ class MailboxRunner:
             reason,
         )
 
-    def draft(
+    def compose(
         self,
         mail: PlannedMail,
         snapshot: Snapshot,
         now: datetime,
         calendar: WorkCalendar,
+        row: LedgerRow | None,
         report: PassReport,
-    ) -> None:
+    ) -> _Composed | None:
+        """The mail rendered and built, ready for the mailbox; ``None`` when it is not drafted
+        on this pass (postponed, or waiting for the provider's search index)."""
         if mail.no_contact_since is not None:
             contact = self.last_contact(mail.candidate, mail.no_contact_since, now)
             if contact is not None and contact > mail.no_contact_since:
@@ -622,7 +760,7 @@ class MailboxRunner:
                         self.box.address,
                         pseudonym(mail.candidate),
                     )
-                    return
+                    return None
                 raise RecruiterWrote(
                     "the recruiter already wrote to the candidate since it became due"
                 )
@@ -649,51 +787,19 @@ class MailboxRunner:
                 pseudonym(mail.candidate),
                 reason,
             )
-
-        existing = self.state.ledger_row(mail.key)
-        if existing is not None and existing.ambiguous and existing.last_attempt is not None:
-            waited = (now - existing.last_attempt).total_seconds()
+        if row is not None and row.ambiguous and row.last_attempt is not None:
+            waited = (now - row.last_attempt).total_seconds()
             if 0 <= waited < self.settings.service.lookup_grace_seconds:
                 report.deferred += 1
-                return  # let the provider's search index catch up before looking
-        self.state.begin_attempt(mail.key, mail.due, mail.context, now)
-        crash_point("attempt-after-commit")
-        ref = self.sink.find_draft(mail.key)
-        adopted = ref is not None
-        if ref is None:
-            crash_point("create-before-call")
-            ref = self.sink.create_draft(message)
-            crash_point("create-after-call")
-        self.state.finish_draft(mail.key, ref, rendered.subject, mail.folded, mail.context, now)
-        crash_point("draft-after-commit")
-        self.clear_problem(held_topic(mail.key))
-        report.drafted.append(mail.kind.value)
-        report.folded += len(mail.folded)
-        self.observer.draft_created(mail.kind.value)
-        log.info(
-            "%s %s for %s %s%s",
-            self.box.address,
-            mail.kind.value,
-            pseudonym(mail.candidate),
-            "adopted (it existed already)" if adopted else "drafted",
-            f", carrying {', '.join(k.kind.value for k in mail.folded)}" if mail.folded else "",
-        )
+                return None  # let the provider's search index catch up before looking
+        return _Composed(mail, message, rendered.subject)
 
     def facts(self, mail: PlannedMail, snapshot: Snapshot, now: datetime) -> compose.Facts:
         number = 1
         directory: dict[str, PersonInfo] = {}
         if mail.interview is not None:
-            mine = sorted(
-                (i for i in snapshot.interviews if i.candidate.address == mail.candidate),
-                key=lambda i: (i.event.start, i.event.occasion),
-            )
-            number = next(
-                (
-                    n
-                    for n, i in enumerate(mine, 1)
-                    if i.event.occasion == mail.interview.event.occasion
-                ),
-                1,
+            number = self.interview_numbers(snapshot).get(
+                (mail.candidate, mail.interview.event.occasion), 1
             )
             for member in mail.interview.panel:
                 found = self.person(member.address, now)
@@ -706,6 +812,48 @@ class MailboxRunner:
             directory=directory,
             in_reply_to=latest.key.message_id() if latest else "",
         )
+
+    def interview_numbers(self, snapshot: Snapshot) -> dict[tuple[str, str], int]:
+        """(candidate, occasion) → which of the candidate's interviews it is (1 = the first),
+        counted once per snapshot instead of once per mail."""
+        if self._numbers is not None and self._numbers[0] is snapshot:
+            return self._numbers[1]
+        mine: dict[str, list[Interview]] = {}
+        for interview in snapshot.interviews:
+            mine.setdefault(interview.candidate.address, []).append(interview)
+        numbers: dict[tuple[str, str], int] = {}
+        for candidate, interviews in mine.items():
+            interviews.sort(key=lambda i: (i.event.start, i.event.occasion))
+            for n, interview in enumerate(interviews, 1):
+                numbers.setdefault((candidate, interview.event.occasion), n)
+        self._numbers = (snapshot, numbers)
+        return numbers
+
+
+@dataclass(frozen=True)
+class _Composed:
+    """A planned mail rendered into the draft the mailbox gets."""
+
+    mail: PlannedMail
+    message: DraftMessage
+    subject: str
+
+
+@dataclass
+class _Outcome:
+    """What one batch's second phase commits."""
+
+    finished: list[Finished] = field(default_factory=list)
+    adopted: set[str] = field(default_factory=set)
+    skips: list[SkipRecord] = field(default_factory=list)
+
+
+@runtime_checkable
+class FlushesWrites(Protocol):
+    """A sink whose creates become durable only when ``flush`` returns (the Maildir: one
+    directory fsync per batch instead of one per draft)."""
+
+    def flush(self) -> None: ...
 
 
 def held_topic(key: DraftKey) -> str:

@@ -1,12 +1,27 @@
-"""The state database (SQLite, WAL, mode 0600): calendar snapshots, sync cursors, the ledger.
+"""The state database: calendar snapshots, sync cursors, the ledger.
 
-All SQL of the project lives in this module, so that another engine can replace it in one place.
+SQLite (WAL, mode 0600) in ``service.state_dir`` is the embedded default; ``service.state =
+"postgresql://…"`` puts the same schema into PostgreSQL (psycopg 3 with a connection pool,
+imported only then). All SQL of the project lives in this module and is written once: a small
+dialect seam (``_SQLite``, ``_PostgreSQL``) differs only in placeholders, how a write transaction
+starts, where the schema version is kept, column types, ``VACUUM`` and the integrity check.
 Every write happens in an explicit transaction; the ledger row for a key is the single source of
 truth for "was this mail drafted".
+
+PostgreSQL runs at READ COMMITTED. Every read-then-write that matters is one statement (an
+``INSERT … ON CONFLICT`` upsert, which PostgreSQL keeps atomic against concurrent inserts of the
+same key, or an ``UPDATE … WHERE state = 'attempting'``, re-checked on the newest row version
+after waiting for its lock), so no update is lost; the schema migration takes a transaction-level
+advisory lock. SERIALIZABLE would add serialization failures that only a replay of the whole
+transaction could answer, and a transaction body here must never run twice. The exactly-once
+ordering does not depend on the level: the attempt row is committed (and durable) before
+``transaction()`` returns, before any mailbox is touched.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import hmac
 import json
@@ -14,12 +29,12 @@ import os
 import secrets
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from recruitmail.daemon.faults import crash_point
 from recruitmail.daemon.planner import LedgerEntry, LedgerState
@@ -36,6 +51,7 @@ from recruitmail.contracts.models import (
     SkippedEvent,
     install_pseudonym_key,
 )
+from recruitmail.contracts.secrets import load_secret
 
 SCHEMA_VERSION = 2
 
@@ -129,6 +145,27 @@ class LedgerRow:
 
 
 @dataclass(frozen=True)
+class Finished:
+    """A draft that now exists in the mailbox, for phase two of its ledger row."""
+
+    key: DraftKey
+    ref: DraftRef
+    subject: str
+    folded: tuple[DraftKey, ...] = ()
+    context: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SkipRecord:
+    """A mail that will never be drafted, with its reason (and the mails folded into it)."""
+
+    key: DraftKey
+    due: datetime
+    reason: str
+    folded: tuple[DraftKey, ...] = ()
+
+
+@dataclass(frozen=True)
 class Problem:
     """Something an administrator must know about one mailbox (shown by ``status``)."""
 
@@ -140,37 +177,46 @@ class Problem:
 
 
 class State:
-    """One SQLite database holding every mailbox's state."""
+    """One database (SQLite, or PostgreSQL) holding every mailbox's state."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        try:
-            if str(path) != ":memory:":
-                path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            if str(path) != ":memory:" and not path.exists():
-                os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-            self._db = sqlite3.connect(
-                path, isolation_level=None, check_same_thread=False, timeout=30
-            )
-        except (OSError, sqlite3.Error) as exc:
-            raise ConfigError(
-                f"{path}: cannot open the state database ({exc}); check service.state_dir"
-            ) from None
+    def __init__(self, path: Path | str, *, pool_size: int = 4) -> None:
+        """``path``: the SQLite file (or ``:memory:``), or a ``postgresql://`` URL whose
+        password, if any, is a secret reference (``?password=credential:NAME``)."""
+        self._backend: _SQLite | _PostgreSQL = (
+            _PostgreSQL(path, pool_size)
+            if isinstance(path, str) and is_postgresql_url(path)
+            else _SQLite(Path(path))
+        )
+        self.path: Path | str = self._backend.where
         self._lock = threading.RLock()
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # NORMAL is crash-safe in WAL mode; after a power loss the last commit may be missing,
-        # which two-phase creation tolerates (the next pass finds the draft by its key).
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._migrate()
+        if isinstance(self._backend, _SQLite):
+            self._db = self._backend.db  # for code written before the dialect seam
+            self._lock = self._backend.lock
+        # Bumped whenever this connection changes a mailbox's stored events; with SQLite's
+        # data_version (changed by any other connection's commit) it tells a runner whether the
+        # events it decoded last time are still what the database holds.
+        self._events_changes: dict[str, int] = {}  # mailbox ("" for all) → changes
+        try:
+            self._migrate()
+        except BaseException:
+            self._backend.close()
+            raise
         self._key = self.secret("pseudonym")
         install_pseudonym_key(self._key)
+
+    @property
+    def backend(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self._backend.name
 
     def copy_in_memory(self) -> State:
         """A private in-memory copy, for dry runs that must not change anything."""
         copy = State(Path(":memory:"))
-        with self._lock:
-            self._db.backup(copy._db)
+        if isinstance(self._backend, _SQLite):
+            with self._backend.lock:
+                self._backend.db.backup(copy._backend.db)  # type: ignore[union-attr]
+        else:
+            self.copy_into(copy)
         copy._key = copy.secret("pseudonym")  # the copy's own key was overwritten by the backup
         install_pseudonym_key(copy._key)
         return copy
@@ -179,49 +225,58 @@ class State:
     def in_dir(cls, state_dir: Path) -> State:
         return cls(state_dir / "recruitmail.sqlite")
 
+    @classmethod
+    def open(cls, service: ServiceLike) -> State:
+        """The configured state: ``service.state`` (PostgreSQL) when set, else the SQLite file in
+        ``service.state_dir``."""
+        url = getattr(service, "state", None)
+        if url:
+            return cls(str(url), pool_size=max(2, min(int(service.workers), 16)))
+        return cls.in_dir(service.state_dir)
+
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self._backend.close()
 
     def _migrate(self) -> None:
-        version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise ConfigError(
-                f"{self.path}: written by a newer recruitmail (schema {version} > {SCHEMA_VERSION}); upgrade"
-            )
-        for target in range(version + 1, SCHEMA_VERSION + 1):
-            # executescript() would commit on its own; run the statements inside our transaction.
+        # One transaction per version; each reads the version again under the write lock (two
+        # instances starting at once against one PostgreSQL: the second finds the work done).
+        while True:
             with self.transaction() as db:
-                for statement in _MIGRATIONS[target].split(";"):
+                version = self._backend.schema_version(db)
+                if version > SCHEMA_VERSION:
+                    raise ConfigError(
+                        f"{self.path}: written by a newer recruitmail (schema {version} > {SCHEMA_VERSION}); upgrade"
+                    )
+                if version == SCHEMA_VERSION:
+                    return
+                for statement in _MIGRATIONS[version + 1].split(";"):
                     if statement.strip():
-                        db.execute(statement)
-                db.execute(f"PRAGMA user_version = {target}")
+                        db.execute(self._backend.ddl(statement))
+                self._backend.set_schema_version(db, version + 1)
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> Iterator[_Db]:
         """One atomic unit of work: committed on success, rolled back on any error."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        with self._backend.transaction() as db:
+            yield db
+
+    def _read(self) -> contextlib.AbstractContextManager[_Db]:
+        """A connection for reads outside a transaction."""
+        return self._backend.read()
 
     def secret(self, name: str) -> bytes:
         """A random per-install secret, created on first use and kept in this database."""
         with self.transaction() as db:
+            # Two processes creating it at once: the first one's value is everybody's.
+            db.execute(
+                "INSERT INTO secrets (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+                (name, secrets.token_bytes(32)),
+            )
             row = db.execute("SELECT value FROM secrets WHERE name = ?", (name,)).fetchone()
-            if row is not None:
-                return bytes(row[0])
-            value = secrets.token_bytes(32)
-            db.execute("INSERT INTO secrets (name, value) VALUES (?, ?)", (name, value))
-            return value
+            return bytes(row[0])
 
     def integrity_ok(self) -> bool:
-        with self._lock:
-            return bool(self._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok")
+        return self._backend.integrity_ok()
 
     # -- calendar ------------------------------------------------------------------------
 
@@ -229,8 +284,8 @@ class State:
         """The mailbox's sync cursor, or ``None`` when there is none or it was taken under
         another ``basis`` (the rules that decided which events to keep): then a full sync reads
         the events that were left out again."""
-        with self._lock:
-            row = self._db.execute(
+        with self._read() as db:
+            row = db.execute(
                 "SELECT cursor, basis FROM cursors WHERE mailbox = ?", (mailbox,)
             ).fetchone()
         return row[0] if row and row[1] == basis else None
@@ -284,6 +339,8 @@ class State:
                 (mailbox, cursor, _iso(now), basis),
             )
             crash_point("sync-before-commit")
+        if full or events or removed:
+            self._events_changed(mailbox)
 
     def _event_ref(self, event_id: str) -> str:
         return hmac.new(self._key, event_id.encode("utf-8", "replace"), hashlib.sha256).hexdigest()[
@@ -292,8 +349,8 @@ class State:
 
     def skipped_events(self, mailbox: str) -> dict[str, int]:
         """How many events of the mailbox's calendar are left out, by reason."""
-        with self._lock:
-            rows = self._db.execute(
+        with self._read() as db:
+            rows = db.execute(
                 "SELECT reason, COUNT(*) FROM skipped_events WHERE mailbox = ? GROUP BY reason",
                 (mailbox,),
             ).fetchall()
@@ -306,6 +363,7 @@ class State:
                 "DELETE FROM events WHERE mailbox = ? AND event_id = ?",
                 [(mailbox, e) for e in event_ids],
             )
+        self._events_changed(mailbox)
 
     # -- what an administrator must see --------------------------------------------------
 
@@ -327,8 +385,8 @@ class State:
             db.execute("DELETE FROM problems WHERE mailbox = ? AND topic = ?", (mailbox, topic))
 
     def problems(self, mailbox: str) -> list[Problem]:
-        with self._lock:
-            rows = self._db.execute(
+        with self._read() as db:
+            rows = db.execute(
                 "SELECT topic, message, permanent, first_seen, last_seen FROM problems "
                 "WHERE mailbox = ? ORDER BY topic",
                 (mailbox,),
@@ -342,17 +400,16 @@ class State:
 
     def hold_until(self, mailbox: str) -> float:
         """The wall-clock time (epoch seconds) before which the provider asked us not to call."""
-        with self._lock:
-            row = self._db.execute(
-                "SELECT until FROM holds WHERE mailbox = ?", (mailbox,)
-            ).fetchone()
+        with self._read() as db:
+            row = db.execute("SELECT until FROM holds WHERE mailbox = ?", (mailbox,)).fetchone()
         return float(row[0]) if row else 0.0
 
     def hold(self, mailbox: str, until: float) -> None:
         with self.transaction() as db:
             db.execute(
                 "INSERT INTO holds (mailbox, until) VALUES (?, ?) "
-                "ON CONFLICT (mailbox) DO UPDATE SET until = MAX(until, excluded.until)",
+                "ON CONFLICT (mailbox) DO UPDATE SET until = CASE "
+                "WHEN excluded.until > holds.until THEN excluded.until ELSE holds.until END",
                 (mailbox, until),
             )
 
@@ -360,16 +417,26 @@ class State:
         with self.transaction() as db:
             db.execute("DELETE FROM cursors WHERE mailbox = ?", (mailbox,))
 
-    def events(self, mailbox: str) -> list[Event]:
+    def events_version(self, mailbox: str) -> tuple[int, int, int]:
+        """Changes when the stored events of ``mailbox`` may have changed: a write through this
+        object, or any commit by another connection (another process, e.g. ``forget``)."""
+        foreign = self._backend.data_version(mailbox)
         with self._lock:
-            rows = self._db.execute(
-                "SELECT data FROM events WHERE mailbox = ?", (mailbox,)
-            ).fetchall()
+            return (foreign, self._events_changes.get("", 0), self._events_changes.get(mailbox, 0))
+
+    def _events_changed(self, mailbox: str) -> None:
+        """Note a change of ``mailbox``'s stored events ("" for every mailbox's)."""
+        with self._lock:
+            self._events_changes[mailbox] = self._events_changes.get(mailbox, 0) + 1
+
+    def events(self, mailbox: str) -> list[Event]:
+        with self._read() as db:
+            rows = db.execute("SELECT data FROM events WHERE mailbox = ?", (mailbox,)).fetchall()
         return [event_from_json(r[0]) for r in rows]
 
     def last_sync(self, mailbox: str) -> datetime | None:
-        with self._lock:
-            row = self._db.execute(
+        with self._read() as db:
+            row = db.execute(
                 "SELECT synced_at FROM cursors WHERE mailbox = ?", (mailbox,)
             ).fetchone()
         return datetime.fromisoformat(row[0]) if row else None
@@ -377,16 +444,16 @@ class State:
     # -- candidates ----------------------------------------------------------------------
 
     def contacts(self, mailbox: str) -> dict[str, datetime]:
-        with self._lock:
-            rows = self._db.execute(
+        with self._read() as db:
+            rows = db.execute(
                 "SELECT address, last_contact FROM candidates WHERE mailbox = ? AND last_contact IS NOT NULL",
                 (mailbox,),
             ).fetchall()
         return {a: datetime.fromisoformat(t) for a, t in rows}
 
     def closed(self, mailbox: str) -> frozenset[str]:
-        with self._lock:
-            rows = self._db.execute(
+        with self._read() as db:
+            rows = db.execute(
                 "SELECT address FROM candidates WHERE mailbox = ? AND closed = 1", (mailbox,)
             ).fetchall()
         return frozenset(r[0] for r in rows)
@@ -395,8 +462,10 @@ class State:
         with self.transaction() as db:
             db.execute(
                 "INSERT INTO candidates (mailbox, address, last_contact) VALUES (?, ?, ?) "
-                "ON CONFLICT (mailbox, address) DO UPDATE SET last_contact = "
-                "max(coalesce(last_contact, ''), excluded.last_contact)",
+                "ON CONFLICT (mailbox, address) DO UPDATE SET last_contact = CASE "
+                "WHEN candidates.last_contact IS NULL "
+                "OR excluded.last_contact > candidates.last_contact "
+                "THEN excluded.last_contact ELSE candidates.last_contact END",
                 (mailbox, address, _iso(when)),
             )
 
@@ -424,22 +493,22 @@ class State:
     # -- ledger --------------------------------------------------------------------------
 
     def ledger(self, mailbox: str) -> list[LedgerRow]:
-        with self._lock:
-            rows = self._db.execute(
+        with self._read() as db:
+            rows = db.execute(
                 f"SELECT {_LEDGER_COLUMNS} FROM ledger WHERE mailbox = ?", (mailbox,)
             ).fetchall()
         return [_row(r) for r in rows]
 
     def ledger_row(self, key: DraftKey) -> LedgerRow | None:
-        with self._lock:
-            row = self._db.execute(
+        with self._read() as db:
+            row = db.execute(
                 f"SELECT {_LEDGER_COLUMNS} FROM ledger WHERE key_id = ?", (key.id,)
             ).fetchone()
         return _row(row) if row else None
 
     def all_ledger(self) -> list[LedgerRow]:
-        with self._lock:
-            rows = self._db.execute(f"SELECT {_LEDGER_COLUMNS} FROM ledger ORDER BY due").fetchall()
+        with self._read() as db:
+            rows = db.execute(f"SELECT {_LEDGER_COLUMNS} FROM ledger ORDER BY due").fetchall()
         return [_row(r) for r in rows]
 
     def begin_attempt(
@@ -447,27 +516,42 @@ class State:
     ) -> LedgerRow:
         """Phase one: the row says "attempting" (committed) before the mailbox is touched."""
         with self.transaction() as db:
-            db.execute(
-                "INSERT INTO ledger (key_id, mailbox, candidate, kind, occasion, state, due, context, "
-                "attempts, last_attempt, updated_at) VALUES (?, ?, ?, ?, ?, 'attempting', ?, ?, 1, ?, ?) "
-                "ON CONFLICT (key_id) DO UPDATE SET attempts = attempts + 1, "
-                "last_attempt = excluded.last_attempt, updated_at = excluded.updated_at "
-                "WHERE state = 'attempting'",
-                (
-                    key.id,
-                    key.mailbox,
-                    key.candidate,
-                    key.kind.value,
-                    key.occasion,
-                    _iso(due),
-                    json.dumps(context),
-                    _iso(now),
-                    _iso(now),
-                ),
-            )
-        row = self.ledger_row(key)
+            db.execute(_BEGIN_ATTEMPT, _attempt_values(key, due, context, now))
+            # Read inside the transaction: what this call did, not what another did since.
+            row = db.execute(
+                f"SELECT {_LEDGER_COLUMNS} FROM ledger WHERE key_id = ?", (key.id,)
+            ).fetchone()
         assert row is not None
-        return row
+        return _row(row)
+
+    def begin_attempts(
+        self, intents: list[tuple[DraftKey, datetime, dict[str, Any]]], now: datetime
+    ) -> frozenset[str]:
+        """Phase one for a batch of mails, in one transaction: every row says "attempting"
+        (committed) before the mailbox is touched for any of them. Returns the ids of the keys
+        whose row this call created (no earlier pass had attempted them)."""
+        if not intents:
+            return frozenset()
+        fresh: set[str] = set()
+        with self.transaction() as db:
+            for key, due, context in intents:
+                # attempts is 1 only for the row this statement inserted: decided in the same
+                # statement, so two instances racing for one key cannot both see it fresh.
+                done = db.execute(
+                    _BEGIN_ATTEMPT + " RETURNING attempts", _attempt_values(key, due, context, now)
+                ).fetchall()
+                if done and done[0][0] == 1:
+                    fresh.add(key.id)
+        return frozenset(fresh)
+
+    def abandon_attempts(self, keys: list[DraftKey]) -> None:
+        """Forget intents this pass recorded for mails it never handed to the mailbox (the pass
+        stopped first): no draft can carry their keys."""
+        with self.transaction() as db:
+            db.executemany(
+                "DELETE FROM ledger WHERE key_id = ? AND state = 'attempting' AND attempts = 1",
+                [(k.id,) for k in keys],
+            )
 
     def mark_ambiguous(self, key: DraftKey, now: datetime) -> None:
         with self.transaction() as db:
@@ -486,31 +570,53 @@ class State:
         now: datetime,
     ) -> None:
         """Phase two: the draft exists; record it and everything folded into it, atomically."""
+        self.finish_drafts([Finished(key, ref, subject, folded, context)], now)
+
+    def finish_drafts(
+        self,
+        finished: Sequence[Finished],
+        now: datetime,
+        *,
+        skips: Sequence[SkipRecord] = (),
+        ambiguous: Sequence[DraftKey] = (),
+    ) -> None:
+        """Phase two for a batch, in one transaction: the drafts that now exist (each with what
+        it carries folded), the mails skipped for good and the creates whose outcome is unknown."""
+        if not (finished or skips or ambiguous):
+            return
         with self.transaction() as db:
-            db.execute(
-                "UPDATE ledger SET state = 'drafted', remote_id = ?, fingerprint = ?, remote_state = ?, "
-                "subject = ?, done_at = ?, context = ?, ambiguous = 0, updated_at = ? WHERE key_id = ?",
-                (
-                    ref.remote_id,
-                    ref.fingerprint,
-                    DraftState.PENDING.value,
-                    subject,
-                    _iso(now),
-                    json.dumps(context),
-                    _iso(now),
-                    key.id,
-                ),
-            )
-            for other in folded:
-                self._insert_final(
-                    db,
-                    other,
-                    LedgerState.FOLDED,
-                    now,
-                    now,
-                    reason=f"folded into the {key.kind.value} mail",
-                    folded_into=key.id,
+            for done in finished:
+                db.execute(
+                    "UPDATE ledger SET state = 'drafted', remote_id = ?, fingerprint = ?, "
+                    "remote_state = ?, subject = ?, done_at = ?, context = ?, ambiguous = 0, "
+                    "updated_at = ? WHERE key_id = ?",
+                    (
+                        done.ref.remote_id,
+                        done.ref.fingerprint,
+                        DraftState.PENDING.value,
+                        done.subject,
+                        _iso(now),
+                        json.dumps(done.context),
+                        _iso(now),
+                        done.key.id,
+                    ),
                 )
+                for other in done.folded:
+                    self._insert_final(
+                        db,
+                        other,
+                        LedgerState.FOLDED,
+                        now,
+                        now,
+                        reason=f"folded into the {done.key.kind.value} mail",
+                        folded_into=done.key.id,
+                    )
+            for skip in skips:
+                self._skip(db, skip, now)
+            db.executemany(
+                "UPDATE ledger SET ambiguous = 1, last_attempt = ?, updated_at = ? WHERE key_id = ?",
+                [(_iso(now), _iso(now), k.id) for k in ambiguous],
+            )
 
     def record_skip(
         self,
@@ -520,18 +626,28 @@ class State:
         now: datetime,
         folded: tuple[DraftKey, ...] = (),
     ) -> None:
+        self.record_skips([SkipRecord(key, due, reason, folded)], now)
+
+    def record_skips(self, skips: Sequence[SkipRecord], now: datetime) -> None:
+        """Mails that will never be drafted (and what they carried folded), in one transaction."""
+        if not skips:
+            return
         with self.transaction() as db:
-            for k in (key, *folded):
-                self._insert_final(db, k, LedgerState.SKIPPED, due, now, reason=reason)
-                db.execute(
-                    "UPDATE ledger SET state = 'skipped', reason = ?, updated_at = ? "
-                    "WHERE key_id = ? AND state = 'attempting'",
-                    (reason, _iso(now), k.id),
-                )
+            for skip in skips:
+                self._skip(db, skip, now)
+
+    def _skip(self, db: _Db, skip: SkipRecord, now: datetime) -> None:
+        for k in (skip.key, *skip.folded):
+            self._insert_final(db, k, LedgerState.SKIPPED, skip.due, now, reason=skip.reason)
+            db.execute(
+                "UPDATE ledger SET state = 'skipped', reason = ?, updated_at = ? "
+                "WHERE key_id = ? AND state = 'attempting'",
+                (skip.reason, _iso(now), k.id),
+            )
 
     def _insert_final(
         self,
-        db: sqlite3.Connection,
+        db: _Db,
         key: DraftKey,
         state: LedgerState,
         due: datetime,
@@ -588,10 +704,79 @@ class State:
             removed += db.execute(
                 "DELETE FROM events WHERE instr(lower(data), ?) > 0", (needle,)
             ).rowcount
-        with self._lock:
-            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            self._db.execute("VACUUM")
+        self._events_changed("")
+        self._backend.compact()
         return int(removed)
+
+    # -- moving a state between databases ------------------------------------------------
+
+    def table_digests(self) -> dict[str, tuple[int, str]]:
+        """Per table: its row count and a digest of its rows, equal on every backend for the
+        same content (rows in a canonical form, order-independent)."""
+        digests: dict[str, tuple[int, str]] = {}
+        with self._read() as db:
+            for table, columns in _TABLES.items():
+                rows = db.execute(f"SELECT {', '.join(columns)} FROM {table}").fetchall()
+                lines = sorted(json.dumps([_canonical(v) for v in row]) for row in rows)
+                digest = hashlib.sha256("\\n".join(lines).encode("utf-8")).hexdigest()
+                digests[table] = (len(lines), digest)
+        return digests
+
+    def holds_data(self) -> bool:
+        """Whether any table other than the install's secrets has a row."""
+        with self._read() as db:
+            return any(
+                db.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone() is not None
+                for table in _TABLES
+                if table != "secrets"
+            )
+
+    def copy_into(self, target: State) -> None:
+        """Replace everything in ``target`` by this state's rows (secrets included: the
+        pseudonym key travels, so ids in logs and skipped-event refs stay the same), in one
+        transaction of the target."""
+        with self._read() as source:
+            tables = {
+                table: source.execute(f"SELECT {', '.join(columns)} FROM {table}").fetchall()
+                for table, columns in _TABLES.items()
+            }
+        with target.transaction() as db:
+            for table in _TABLES:
+                db.execute(f"DELETE FROM {table}")
+            for table, columns in _TABLES.items():
+                if tables[table]:
+                    db.executemany(
+                        f"INSERT INTO {table} ({', '.join(columns)}) "
+                        f"VALUES ({', '.join('?' * len(columns))})",
+                        [tuple(row) for row in tables[table]],
+                    )
+        target._key = target.secret("pseudonym")
+        target._events_changed("")
+
+
+_BEGIN_ATTEMPT = (
+    "INSERT INTO ledger (key_id, mailbox, candidate, kind, occasion, state, due, context, "
+    "attempts, last_attempt, updated_at) VALUES (?, ?, ?, ?, ?, 'attempting', ?, ?, 1, ?, ?) "
+    "ON CONFLICT (key_id) DO UPDATE SET attempts = ledger.attempts + 1, "
+    "last_attempt = excluded.last_attempt, updated_at = excluded.updated_at "
+    "WHERE ledger.state = 'attempting'"
+)
+
+
+def _attempt_values(
+    key: DraftKey, due: datetime, context: dict[str, Any], now: datetime
+) -> tuple[str, ...]:
+    return (
+        key.id,
+        key.mailbox,
+        key.candidate,
+        key.kind.value,
+        key.occasion,
+        _iso(due),
+        json.dumps(context),
+        _iso(now),
+        _iso(now),
+    )
 
 
 _LEDGER_COLUMNS = (
@@ -732,3 +917,281 @@ def event_from_json(text: str) -> Event:
         categories=tuple(d["categories"]),
         updated=datetime.fromisoformat(d["updated"]) if d["updated"] else None,
     )
+
+
+# -- the dialect seam --------------------------------------------------------------------
+
+# Every table with every column, for copies between databases and their digests.
+_TABLES: dict[str, tuple[str, ...]] = {
+    "cursors": ("mailbox", "cursor", "synced_at", "basis"),
+    "events": ("mailbox", "event_id", "data"),
+    "ledger": (
+        "key_id",
+        "mailbox",
+        "candidate",
+        "kind",
+        "occasion",
+        "state",
+        "reason",
+        "due",
+        "done_at",
+        "remote_id",
+        "fingerprint",
+        "remote_state",
+        "folded_into",
+        "subject",
+        "context",
+        "attempts",
+        "last_attempt",
+        "ambiguous",
+        "updated_at",
+    ),
+    "candidates": ("mailbox", "address", "last_contact", "closed"),
+    "problems": ("mailbox", "topic", "message", "permanent", "first_seen", "last_seen"),
+    "skipped_events": ("mailbox", "event_ref", "reason", "seen"),
+    "holds": ("mailbox", "until"),
+    "secrets": ("name", "value"),
+}
+
+
+def _canonical(value: Any) -> Any:
+    if isinstance(value, bytes | bytearray | memoryview):
+        return {"bytes": bytes(value).hex()}
+    if isinstance(value, float):
+        return {"float": value.hex()}
+    return value
+
+
+class _Db(Protocol):
+    """What a statement needs of a connection (``sqlite3.Connection`` is one)."""
+
+    def execute(self, sql: str, parameters: Sequence[Any] = ..., /) -> Any: ...
+
+    def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> Any: ...
+
+
+class ServiceLike(Protocol):
+    """The part of ``settings.service`` that says where the state lives."""
+
+    state_dir: Path
+    workers: int
+
+
+def is_postgresql_url(value: str) -> bool:
+    return value.startswith(("postgresql://", "postgres://"))
+
+
+class _SQLite:
+    """One SQLite file, one connection shared by the threads under a lock; writes start with
+    ``BEGIN IMMEDIATE`` (the write lock is taken first, so writers never deadlock)."""
+
+    name = "sqlite"
+
+    def __init__(self, path: Path) -> None:
+        self.where = path
+        try:
+            if str(path) != ":memory:":
+                path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if str(path) != ":memory:" and not path.exists():
+                os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+            self.db = sqlite3.connect(
+                path, isolation_level=None, check_same_thread=False, timeout=30
+            )
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigError(
+                f"{path}: cannot open the state database ({exc}); check service.state_dir"
+            ) from None
+        self.lock = threading.RLock()
+        self.db.execute("PRAGMA journal_mode=WAL")
+        # NORMAL is crash-safe in WAL mode; after a power loss the last commit may be missing,
+        # which two-phase creation tolerates (the next pass finds the draft by its key).
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA foreign_keys=ON")
+
+    @contextmanager
+    def read(self) -> Iterator[_Db]:
+        with self.lock:
+            yield self.db
+
+    @contextmanager
+    def transaction(self) -> Iterator[_Db]:
+        with self.lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
+
+    def schema_version(self, db: _Db) -> int:
+        return int(db.execute("PRAGMA user_version").fetchone()[0])
+
+    def set_schema_version(self, db: _Db, version: int) -> None:
+        db.execute(f"PRAGMA user_version = {int(version)}")
+
+    def ddl(self, statement: str) -> str:
+        return statement
+
+    def data_version(self, mailbox: str) -> int:
+        """Changes with any other connection's commit."""
+        with self.lock:
+            return int(self.db.execute("PRAGMA data_version").fetchone()[0])
+
+    def compact(self) -> None:
+        """Rewrite the file so that deleted rows leave no trace in it."""
+        with self.lock:
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self.db.execute("VACUUM")
+
+    def integrity_ok(self) -> bool:
+        with self.lock:
+            return bool(self.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok")
+
+    def close(self) -> None:
+        with self.lock:
+            self.db.close()
+
+
+@functools.lru_cache(maxsize=512)
+def _postgresql_sql(statement: str) -> str:
+    """The statement in PostgreSQL's words: ``%s`` placeholders, ``strpos`` for ``instr``
+    (same arguments in the same order). No statement of this module has a ``?`` or a ``%``
+    inside a string literal."""
+    return statement.replace("%", "%%").replace("?", "%s").replace("instr(", "strpos(")
+
+
+# Schema types in PostgreSQL's words. Text compares byte by byte, as SQLite's BINARY does (ISO
+# times compare as times whatever the database's locale); REAL is SQLite's 8-byte float.
+_POSTGRESQL_TYPES = (
+    (" TEXT", ' TEXT COLLATE "C"'),
+    (" BLOB", " BYTEA"),
+    (" REAL", " DOUBLE PRECISION"),
+)
+
+# pg_advisory_xact_lock key of the schema migration ("recruitm" in ASCII).
+_MIGRATION_LOCK = 0x72656372_7569746D
+
+
+class _PostgresConnection:
+    """A psycopg connection that takes this module's statements (``?`` placeholders)."""
+
+    def __init__(self, connection: Any) -> None:
+        self._connection = connection
+
+    def execute(self, sql: str, parameters: Sequence[Any] = ()) -> Any:
+        return self._connection.execute(_postgresql_sql(sql), tuple(parameters))
+
+    def executemany(self, sql: str, parameters: Iterable[Sequence[Any]]) -> Any:
+        cursor = self._connection.cursor()
+        cursor.executemany(_postgresql_sql(sql), [tuple(p) for p in parameters])
+        return cursor
+
+
+class _PostgreSQL:
+    """A PostgreSQL database through a psycopg connection pool: reads in autocommit, writes in
+    ``BEGIN`` … ``COMMIT`` at READ COMMITTED (see the module's docstring for why)."""
+
+    name = "postgresql"
+
+    def __init__(self, url: str, pool_size: int) -> None:
+        conninfo, password, self.where = postgresql_conninfo(url)
+        try:
+            import psycopg
+            from psycopg_pool import ConnectionPool
+        except ImportError:
+            raise ConfigError(
+                "service.state is a PostgreSQL URL, but psycopg is not installed; "
+                "install recruitmail[postgresql]"
+            ) from None
+        kwargs: dict[str, Any] = {"autocommit": True}
+        if password is not None:
+            kwargs["password"] = password
+        try:
+            # One direct connection first: a wrong host, database or password is reported with
+            # the server's own words, not as a pool that timed out.
+            psycopg.connect(conninfo, connect_timeout=15, **kwargs).close()
+        except psycopg.Error as exc:
+            raise ConfigError(
+                f"{self.where}: cannot open the state database ({str(exc).strip()}); "
+                "check service.state"
+            ) from None
+        self.pool = ConnectionPool(
+            conninfo,
+            kwargs=kwargs,
+            min_size=1,
+            max_size=max(1, pool_size),
+            name="recruitmail-state",
+            open=True,
+        )
+
+    @contextmanager
+    def read(self) -> Iterator[_Db]:
+        with self.pool.connection() as connection:
+            yield _PostgresConnection(connection)
+
+    @contextmanager
+    def transaction(self) -> Iterator[_Db]:
+        with self.pool.connection() as connection, connection.transaction():
+            yield _PostgresConnection(connection)
+
+    def schema_version(self, db: _Db) -> int:
+        # Serialises instances migrating at once; released with the transaction.
+        db.execute("SELECT pg_advisory_xact_lock(?)", (_MIGRATION_LOCK,))
+        db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        row = db.execute("SELECT max(version) FROM schema_version").fetchone()
+        return int(row[0] or 0)
+
+    def set_schema_version(self, db: _Db, version: int) -> None:
+        db.execute("DELETE FROM schema_version")
+        db.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+
+    def ddl(self, statement: str) -> str:
+        for sqlite_type, postgresql_type in _POSTGRESQL_TYPES:
+            statement = statement.replace(sqlite_type, postgresql_type)
+        return statement
+
+    def data_version(self, mailbox: str) -> int:
+        """Changes when a row of the mailbox's stored events is added, changed or removed, by
+        any connection (a changed row has a new xmin; a removed one lowers the count)."""
+        with self.read() as db:
+            count, newest = db.execute(
+                "SELECT count(*), coalesce(max(xmin::text::bigint), 0) FROM events "
+                "WHERE mailbox = ?",
+                (mailbox,),
+            ).fetchone()
+        return int(count) << 32 | int(newest)
+
+    def compact(self) -> None:
+        """Rewrite the tables a candidate's rows were erased from (``VACUUM FULL``), so that no
+        dead row keeps them; PostgreSQL's WAL and backups keep them until they are recycled."""
+        with self.read() as db:
+            db.execute("VACUUM FULL ledger, candidates, events")
+
+    def integrity_ok(self) -> bool:
+        """PostgreSQL checks its own pages; this checks that the schema is there and readable."""
+        with self.read() as db:
+            row = db.execute("SELECT max(version) FROM schema_version").fetchone()
+            return bool(row and row[0] == SCHEMA_VERSION)
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+def postgresql_conninfo(url: str) -> tuple[str, str | None, str]:
+    """(the URL for libpq without the password reference, the password read from its reference
+    or ``None``, the URL to show). A password written in the URL itself is refused."""
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    shown = urlunsplit(parts._replace(query=""))
+    if parts.password is not None:
+        raise ConfigError(
+            f"service.state: {shown.replace(':' + parts.password + '@', ':…@')} holds a "
+            "password; give a reference instead: ?password=credential:NAME, file:/path or env:NAME"
+        )
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    references = [value for key, value in query if key == "password"]
+    password = load_secret(references[-1], "service.state password") if references else None
+    kept = urlencode([(key, value) for key, value in query if key != "password"])
+    return urlunsplit(parts._replace(query=kept)), password, shown
