@@ -2,7 +2,9 @@
 
 Runs against the loopback fake: a calendar with a few interviews is synced once, then the cycle
 is repeated with nothing changing. Measured twice: the calendar source alone, and (when the
-provider registry knows "google") whole ``recruitmail once`` passes through the CLI.
+provider registry knows "google") whole ``recruitmail once`` passes through the CLI. The figure is
+then set against Google's published per-user limits at the daemon's default interval (see
+docs/BENCHMARKS.md, "Request budget per mailbox").
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from recruitmail.connectors import google  # noqa: E402
+from recruitmail.daemon.settings import Service  # noqa: E402
 
 from recruitmail import connectors  # noqa: E402
 from recruitmail.contracts.connector import ConnectorContext  # noqa: E402
@@ -24,6 +27,7 @@ from tests.fakes.google import GoogleFake  # noqa: E402
 from tests.scenario import two_weeks  # noqa: E402
 
 CYCLES = 20
+CALENDAR_PER_USER_MINUTE = 600  # developers.google.com/workspace/calendar/api/guides/quota
 
 
 def source_only(fake: GoogleFake, key: Path, root: Path) -> float:
@@ -85,8 +89,14 @@ def main() -> int:
             for change in two_weeks.CHANGES:
                 if change.action == "put" and change.spec is not None:
                     fake.put(user, change.spec)
+            idle = source_only(fake, key, root)
+            print(f"google calendar source, idle: {idle:.2f} requests/cycle")
+            interval = Service.model_fields["interval_seconds"].default
+            per_minute = idle * 60 / interval
             print(
-                f"google calendar source, idle: {source_only(fake, key, root):.2f} requests/cycle"
+                f"at the default interval ({interval} s): {per_minute:.2f} Calendar requests per "
+                f"minute per mailbox, {100 * per_minute / CALENDAR_PER_USER_MINUTE:.2f} % of the "
+                f"{CALENDAR_PER_USER_MINUTE} per user and minute Google allows"
             )
             if "google" in connectors.PROVIDERS:
                 cli = through_the_cli(fake, key, root)

@@ -8,25 +8,31 @@ external candidates, the rest internal meetings, some of them weekly series) aro
 The daemon is ``daemon.scheduler.Service`` itself, driven in-process exactly as ``recruitmail run``
 drives it, minus the signal handlers: ``serve_forever`` in a thread, stopped by setting its stop
 event (what SIGTERM does). Its APScheduler jobs run every pass on the daemon's worker threads
-(``service.workers``) with persistent runners; the bench watches through the daemon's metrics
-interface (``pass_finished``) and the fake's request records.
+(``service.workers``, the default unless ``--workers`` is given) with persistent runners; the bench
+watches through the daemon's metrics interface (``pass_finished``) and the fake's request records.
 
-1. Passes, with the default interval (300 s). The first pass of every mailbox (full sync,
-   recognition, planning, drafts); then twice all jobs are brought forward to now, as every
-   interval brings them due together in a running daemon, for an idle pass over all mailboxes;
-   then the first pass after a restart (a new Service on the same state: connectors open again,
-   mailbox settings are read again). Per pass: wall time,
-   requests (per mailbox; target 1 when idle), CPU seconds per mailbox, peak RSS (target
-   < 250 MB), most requests in flight for one mailbox (limit 4).
-2. Booking → draft. The restarted daemon polls every ``--interval`` seconds (default 10); an
+1. Passes, at a long interval so that nothing polls again while the first pass of the others
+   runs. The first pass of every mailbox (full sync, recognition, planning, drafts); then all
+   jobs are brought forward to now, as every interval brings them due together in a running
+   daemon: twice with JSON batching off (one delta request per mailbox), twice with it on (the
+   waiting passes' calendars asked 20 to a ``$batch``); then the first pass after a restart.
+   Per pass: wall time, HTTP requests and the requests inside batches (per mailbox), CPU per
+   mailbox, peak RSS, most requests in flight for one mailbox (limit 4).
+2. The floor of each idle pass, measured in the same run: the same requests (the mailboxes' own
+   delta links), with the same concurrency, sent by a bare HTTP client against the same fake,
+   without the daemon: ``workers`` GETs at a time, or the same batches ``PROBE_THREADS`` at a time.
+3. Booking → draft. The restarted daemon polls every ``--interval`` seconds (default 10); an
    interview with a new candidate is put into a random mailbox at a random moment, and the time
-   until its welcome draft exists in the fake mailbox is compared with one interval + 5 s. The
-   part after the poll that sees it does not depend on the interval, which gives the figure for
-   the default 300 s.
+   until its welcome draft exists in the fake mailbox is compared with one interval + 5 s.
+4. Memory against size, each in a fresh process (its own peak RSS): the daemon's first and idle
+   pass over ``SCALE_MEMORY_MAILBOXES`` mailboxes of 100 events (default ``100``; the main run
+   gives the row for ``--mailboxes``) and over one mailbox of ``SCALE_MEMORY_EVENTS`` events
+   (default ``1000,5000``). The issue's whole table: ``SCALE_MEMORY_MAILBOXES=100,5000
+   SCALE_MEMORY_EVENTS=1000,5000,20000`` (about 15 minutes more). ``SCALE_MEMORY=0`` skips it.
 
-Figures are printed, never asserted.
+Each goal is printed with its figure and the floor it was measured against; nothing is asserted.
 
-    python bench/scale.py [--mailboxes 1000] [--events 100] [--latency-ms 50] [--workers 32]
+    python bench/scale.py [--mailboxes 1000] [--events 100] [--latency-ms 50] [--workers N]
                           [--interval 10] [--bookings 3] [--profile]
 
 ``--profile`` samples every thread of this process during the idle passes and prints the
@@ -37,10 +43,12 @@ from __future__ import annotations
 
 import argparse
 import collections
+import json
 import multiprocessing
 import os
 import random
 import resource
+import ssl
 import sys
 import tempfile
 import threading
@@ -55,19 +63,28 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from concurrent.futures import ThreadPoolExecutor  # noqa: E402
+
+import httpx  # noqa: E402
 from recruitmail.daemon.runtime import validate  # noqa: E402
-from recruitmail.daemon.scheduler import Service  # noqa: E402
+from recruitmail.daemon.scheduler import PROBE_THREADS, Service  # noqa: E402
 from recruitmail.daemon.service import Metrics, Notifier, setup_logging  # noqa: E402
+from recruitmail.daemon.settings import Service as ServiceSettings  # noqa: E402
 from recruitmail.daemon.settings import load_settings  # noqa: E402
 
 from tests.scenario import two_weeks  # noqa: E402
 from tests.scenario.spec import STOCKHOLM, EventSpec, Who  # noqa: E402
 
-TARGET_IDLE_SECONDS = 10.0
-TARGET_MB = 250.0
+GOAL_IDLE_SECONDS = 2.5  # the idle pass over 1,000 mailboxes, default workers
+GOAL_BATCHED_SECONDS = 0.5  # the same with JSON batching
+GOAL_CPU_MS = 3.0  # CPU per idle mailbox
+GOAL_MB = 150.0  # the daemon's RSS
 MAX_IN_FLIGHT = 4
 SLACK_SECONDS = 5.0
-DEFAULT_INTERVAL = 300
+PASSES_INTERVAL = 3600  # nothing polls again while the rounds are measured
+DEFAULT_INTERVAL = ServiceSettings.model_fields["interval_seconds"].default
+DEFAULT_WORKERS = ServiceSettings.model_fields["workers"].default
+BATCH = 20
 SERIES_LENGTH = 10
 
 DOMAIN = "nordljus.se"
@@ -177,10 +194,12 @@ class Request:
     arrived: float  # time.monotonic(): one clock for every process on the machine
     in_flight: int
     status: int
+    batched: bool = False  # inside a $batch
 
 
 def _what(path: str) -> str:
     for marker, name in (
+        ("/$batch", "$batch"),
         ("/calendarView/delta", "calendar delta"),
         ("/events/", "series master"),
         ("/mailboxSettings", "mailbox settings"),
@@ -212,7 +231,9 @@ def serve_fake(conn: Connection, directory: str, mailboxes: int, events: int) ->
             with fake.lock:
                 records = fake.requests[since:]
             return [
-                Request(r.method, _what(r.path), r.mailbox, r.arrived, r.in_flight, r.status)
+                Request(
+                    r.method, _what(r.path), r.mailbox, r.arrived, r.in_flight, r.status, r.batched
+                )
                 for r in records
                 if r.path.startswith("/v1.0/")
             ]
@@ -286,18 +307,21 @@ class FakeProcess:
 
 
 def write_config(
-    path: Path, state_dir: Path, options: dict[str, Any], args: Any, interval: int
+    path: Path,
+    state_dir: Path,
+    options: dict[str, Any],
+    args: Any,
+    interval: int,
+    mailboxes: int | None = None,
 ) -> Path:
     """The scenario's company, people and stages, with ``--mailboxes`` Microsoft 365 mailboxes."""
     company = two_weeks.CONFIG.split("[[mailboxes]]")[0].replace("{state_dir}", str(state_dir))
-    lines = [
-        company.rstrip(),
-        f"interval_seconds = {interval}",
-        f"workers = {args.workers}",
-        "",
-    ]
+    lines = [company.rstrip(), f"interval_seconds = {interval}"]
+    if args.workers is not None:
+        lines.append(f"workers = {args.workers}")
+    lines.append("")
     table = "\n".join(f'{k} = "{v}"' for k, v in options.items())
-    for n in range(args.mailboxes):
+    for n in range(mailboxes if mailboxes is not None else args.mailboxes):
         who = recruiter(n)
         lines += [
             "[[mailboxes]]",
@@ -367,21 +391,38 @@ class Round:
 
     @property
     def wall(self) -> float:
-        return max(p.finished for p in self.passes) - min(p.started for p in self.passes)
+        """From the first request or pass of the round to the end of its last pass."""
+        began = min([p.started for p in self.passes] + [r.arrived for r in self.requests])
+        return max(p.finished for p in self.passes) - began
+
+    @property
+    def http(self) -> list[Request]:
+        """Requests that were HTTP requests of their own (a batch, or a request outside one)."""
+        return [r for r in self.requests if not r.batched]
 
 
-def own_requests(passes: list[Pass], records: list[Request]) -> list[Request]:
-    """The requests each mailbox made during its pass of the round."""
-    window = {p.mailbox: (p.started, p.finished) for p in passes}
-    return [
-        r
-        for r in records
-        if r.mailbox in window and window[r.mailbox][0] <= r.arrived <= window[r.mailbox][1]
-    ]
+def round_requests(passes: list[Pass], records: list[Request], after: float) -> list[Request]:
+    """The requests of a round: from ``after`` to the end of its last pass (nothing else asks
+    Graph while a round runs; requests inside a batch arrive before their pass starts)."""
+    end = max(p.finished for p in passes)
+    return [r for r in records if after <= r.arrived <= end]
 
 
 def peak_mb() -> float:
+    """The process's own peak resident memory (VmHWM: unlike ``ru_maxrss`` it does not carry
+    the parent's peak into a spawned child)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def rss_mb() -> float:
+    """The process's resident memory now (VmRSS)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 # --- a sampling profiler over every thread ------------------------------------------------------
@@ -449,28 +490,75 @@ def measure_round(
     passes = watch.round_after(after, args.mailboxes, timeout)
     ended = time.monotonic()
     cpu = time.process_time() - cpu
-    records = own_requests(passes, fake.call("requests", 0))
-    return Round(name, passes, records, cpu, peak_mb(), watch.drafted - drafts), ended
+    records = round_requests(passes, fake.call("requests", 0), after)
+    return Round(name, passes, records, cpu, rss_mb(), watch.drafted - drafts), ended
 
 
 def print_rounds(rounds: list[Round], mailboxes: int) -> None:
     print(
-        f"\n{'pass':<16}{'wall':>9}{'requests':>10}{'req/box':>9}{'CPU/box':>10}"
-        f"{'drafts':>8}{'peak RSS':>10}{'in flight':>11}{'failed':>8}"
+        f"\n{'pass':<20}{'wall':>9}{'HTTP':>7}{'inside':>8}{'req/box':>9}{'CPU/box':>10}"
+        f"{'drafts':>8}{'RSS':>8}{'in flight':>11}{'failed':>8}"
     )
     for r in rounds:
         boxes = len(r.passes)
-        flight = max((q.in_flight for q in r.requests), default=0)
+        inner = len(r.requests) - len(r.http)
+        flight = max((q.in_flight for q in r.requests if q.mailbox), default=0)
+        asked = sum(1 for q in r.requests if q.mailbox)
         print(
-            f"{r.name:<16}{r.wall:>7.2f} s{len(r.requests):>10}"
-            f"{len(r.requests) / max(1, boxes):>9.2f}{1000 * r.cpu / max(1, boxes):>7.1f} ms"
-            f"{r.drafts:>8}{r.peak_mb:>7.0f} MB{flight:>11}{sum(not p.ok for p in r.passes):>8}"
+            f"{r.name:<20}{r.wall:>7.2f} s{len(r.http):>7}{inner:>8}"
+            f"{asked / max(1, boxes):>9.2f}{1000 * r.cpu / max(1, boxes):>7.1f} ms"
+            f"{r.drafts:>8}{r.peak_mb:>5.0f} MB{flight:>11}{sum(not p.ok for p in r.passes):>8}"
         )
         if boxes < mailboxes:
             print(f"  ! only {boxes} of {mailboxes} mailboxes finished a pass in this round")
+    print("  (HTTP: requests sent; inside: requests inside $batch; req/box: Graph requests per")
+    print("   mailbox, each inside a batch counting on its own, as Outlook counts them)")
     for r in rounds:
-        kinds = collections.Counter(f"{q.method} {q.what}" for q in r.requests)
+        kinds = collections.Counter(
+            f"{q.method} {q.what}{' (in $batch)' if q.batched else ''}" for q in r.requests
+        )
         print(f"  {r.name}: " + ", ".join(f"{k} {v}" for k, v in kinds.most_common()))
+
+
+# --- the floor: the same requests, without the daemon --------------------------------------------
+
+
+def floor(daemon: Daemon, options: dict[str, Any], workers: int) -> tuple[float, float, int]:
+    """The pure network time of an idle pass's requests, measured now against the same fake:
+    every mailbox's own next delta link, sent by a bare HTTP client ``workers`` at a time, and
+    the same links in batches of 20, ``PROBE_THREADS`` batches at a time. Returns both times in
+    seconds and the number of links."""
+    sources = [entry[1].source for entry in list(daemon.service.runners.values())]
+    links = [(s.user, s.client.relative(s._link)) for s in sources if s._link]
+    token = sources[0].client.tokens.token(sources[0].user)
+    base = f"{options['graph_endpoint']}/v1.0"
+    prefer = 'IdType="ImmutableId", outlook.timezone="UTC", odata.maxpagesize=50'
+    verify = ssl.create_default_context(cafile=options["ca_file"])
+    limits = httpx.Limits(max_connections=512, max_keepalive_connections=512)
+    with httpx.Client(verify=verify, trust_env=False, limits=limits) as client:
+        headers = {"Authorization": f"Bearer {token}", "Prefer": prefer}
+        client.get(base + links[0][1], headers=headers)  # connections as warm as the daemon's
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            began = time.monotonic()
+            list(pool.map(lambda link: client.get(base + link[1], headers=headers), links))
+            direct = time.monotonic() - began
+        bodies = [
+            json.dumps(
+                {
+                    "requests": [
+                        {"id": str(n), "method": "GET", "url": url, "headers": {"Prefer": prefer}}
+                        for n, (_, url) in enumerate(links[start : start + BATCH])
+                    ]
+                }
+            )
+            for start in range(0, len(links), BATCH)
+        ]
+        post = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        with ThreadPoolExecutor(max_workers=PROBE_THREADS) as pool:
+            began = time.monotonic()
+            list(pool.map(lambda b: client.post(f"{base}/$batch", headers=post, content=b), bodies))
+            batched = time.monotonic() - began
+    return direct, batched, len(links)
 
 
 class Daemon:
@@ -488,10 +576,20 @@ class Daemon:
         for job in self.service.scheduler.get_jobs():
             job.modify(next_run_time=now)
 
+    def batching(self, on: bool) -> None:
+        """What a reload with ``service.batch_requests`` on or off does to the running daemon."""
+        self.service.batching = on
+
     def stop(self) -> None:
         """What SIGTERM does: the stop event; the current steps finish, connectors close."""
         self.service.stop.set()
         self.thread.join()
+
+
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 
 def main() -> int:
@@ -499,13 +597,17 @@ def main() -> int:
     parser.add_argument("--mailboxes", type=int, default=1000)
     parser.add_argument("--events", type=int, default=100, help="event occurrences per mailbox")
     parser.add_argument("--latency-ms", type=float, default=50.0, help="added to every request")
-    parser.add_argument("--workers", type=int, default=32, help="service.workers (at most 64)")
+    parser.add_argument(
+        "--workers", type=int, default=None, help=f"service.workers (default {DEFAULT_WORKERS})"
+    )
+    parser.add_argument("--repeat", type=int, default=3, help="idle passes of each kind")
     parser.add_argument(
         "--interval", type=int, default=10, help="service.interval_seconds for booking → draft"
     )
     parser.add_argument("--bookings", type=int, default=3, help="booking → draft measurements")
     parser.add_argument("--profile", action="store_true", help="sample the idle passes")
     args = parser.parse_args()
+    workers = args.workers or DEFAULT_WORKERS
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -514,11 +616,12 @@ def main() -> int:
         fake = FakeProcess(root / "graph", args.mailboxes, args.events)
         try:
             state = root / "state"
-            passes = write_config(root / "passes.toml", state, fake.options, args, DEFAULT_INTERVAL)
+            passes = write_config(root / "passes.toml", state, fake.options, args, PASSES_INTERVAL)
             polling = write_config(root / "polling.toml", state, fake.options, args, args.interval)
             print(
                 f"{args.mailboxes} mailboxes × {args.events} events, "
-                f"{args.latency_ms:.0f} ms per request, service.workers = {args.workers}; "
+                f"{args.latency_ms:.0f} ms per request, service.workers = {workers}"
+                f"{'' if args.workers else ' (the default)'}; "
                 f"fake ready in {time.monotonic() - began:.0f} s"
             )
             # Wall times mean little on a busy machine: say how busy it was.
@@ -529,23 +632,31 @@ def main() -> int:
             setup_logging("INFO", stream=log_file)
             watch = PassWatch()
             timeout = 900.0
+            floors: list[tuple[float, float, int]] = []
             try:
-                # 1. Passes, at the default interval: nothing polls again while the first pass
-                # of the other mailboxes is still running, as with a real daemon's start.
+                # 1. Passes: nothing polls again while the first pass of the other mailboxes is
+                # still running, as with a real daemon's start.
                 start = time.monotonic()
+                base_rss = rss_mb()
                 daemon = Daemon(passes, watch)
                 first, ended = measure_round("first (full)", watch, fake, start, args, timeout)
                 rounds = [first]
                 sampler = Sampler()
                 if args.profile:
                     sampler.start()
-                for name in ("idle", "idle again"):
-                    moment = time.monotonic()
-                    daemon.all_due_now()
-                    found, ended = measure_round(name, watch, fake, moment, args, timeout)
-                    rounds.append(found)
+                for batching, label in ((False, "idle"), (True, "idle, $batch")):
+                    daemon.batching(batching)
+                    for n in range(args.repeat):
+                        moment = time.monotonic()
+                        daemon.all_due_now()
+                        name = label if n == 0 else f"{label} {n + 1}"
+                        found, ended = measure_round(name, watch, fake, moment, args, timeout)
+                        rounds.append(found)
                 if args.profile:
                     sampler.stop()
+                # 2. The floor, now, against the same fake: the same requests, no daemon.
+                for _ in range(args.repeat):
+                    floors.append(floor(daemon, fake.options, workers))
                 daemon.stop()
                 # A restart on the same state: every runner opens its connectors again.
                 moment = time.monotonic()
@@ -553,7 +664,7 @@ def main() -> int:
                 restart, ended = measure_round("restart", watch, fake, moment, args, timeout)
                 rounds.append(restart)
                 daemon.stop()
-                # 2. Booking → draft, polling every --interval seconds, once the (re)started
+                # 3. Booking → draft, polling every --interval seconds, once the (re)started
                 # daemon has been through every mailbox.
                 moment = time.monotonic()
                 daemon = Daemon(polling, watch)
@@ -561,10 +672,12 @@ def main() -> int:
                 print_rounds(rounds, args.mailboxes)
                 print(
                     f"most requests in flight for one mailbox, whole bench: "
-                    f"{max(r.in_flight for r in fake.call('requests', 0))} (limit {MAX_IN_FLIGHT})"
+                    f"{max(r.in_flight for r in fake.call('requests', 0) if r.mailbox)} "
+                    f"(limit {MAX_IN_FLIGHT})"
                 )
                 if args.profile:
                     sampler.report()
+                goals(rounds, floors, args, workers)
                 bookings(fake, args)
             finally:
                 daemon.stop()
@@ -578,16 +691,137 @@ def main() -> int:
                 f"\ndaemon log: {len(errors)} error line(s)"
                 + (f"; first: {errors[0]}" if errors else "")
             )
-            print(
-                f"peak RSS of the daemon process: {peak_mb():.0f} MB (target < {TARGET_MB:.0f} MB)"
-            )
+            print(f"peak RSS of the daemon process, whole bench: {peak_mb():.0f} MB")
         finally:
             fake.stop()
+        main_row = (base_rss, first.peak_mb, idle_rss(rounds), peak_mb())
+        memory_table(args, main_row)
         print(
             f"whole bench: {time.monotonic() - began:.0f} s; "
             f"load average {os.getloadavg()[0]:.1f} at the end"
         )
     return 0
+
+
+def goals(
+    rounds: list[Round], floors: list[tuple[float, float, int]], args: Any, workers: int
+) -> None:
+    """Each goal of the idle fleet with its figure and the floor measured in this run."""
+    direct = [r for r in rounds if r.name.startswith("idle") and "$batch" not in r.name]
+    batched = [r for r in rounds if "$batch" in r.name]
+    idle_wall = median([r.wall for r in direct])
+    batch_wall = median([r.wall for r in batched])
+    floor_direct = median([f[0] for f in floors])
+    floor_batched = median([f[1] for f in floors])
+    links = floors[0][2] if floors else 0
+
+    def cpu(of: list[Round]) -> float:
+        return median([1000 * r.cpu / max(1, len(r.passes)) for r in of])
+
+    peak_idle = max(r.peak_mb for r in direct + batched)
+    requests = median([sum(1 for q in r.requests if q.mailbox) / len(r.passes) for r in direct])
+    n = args.mailboxes
+    print(f"\ngoals, this run (median of {args.repeat}; floors measured after the idle passes)")
+    print(f"{'goal':<52}{'figure':>10}{'goal':>10}{'floor':>10}{'ratio':>8}")
+    rows = [
+        (f"idle pass, {n:,} mailboxes, workers = {workers}", idle_wall, GOAL_IDLE_SECONDS,
+         floor_direct, f"{links} GETs, {workers} at once"),
+        (f"idle pass, {n:,} mailboxes, $batch of {BATCH}", batch_wall, GOAL_BATCHED_SECONDS,
+         floor_batched, f"{-(-links // BATCH)} batches, {PROBE_THREADS} at once"),
+    ]  # fmt: skip
+    for name, figure, goal, base, how in rows:
+        print(
+            f"{name:<52}{figure:>8.2f} s{'< ' + str(goal) + ' s':>10}{base:>8.2f} s"
+            f"{figure / base if base else float('nan'):>7.1f}×   floor: {how}"
+        )
+    print(f"{'CPU per idle mailbox, without / with $batch':<52}"
+          f"{cpu(direct):>5.1f}/{cpu(batched):.1f} ms{'< 3 ms':>7}")  # fmt: skip
+    print(f"{'daemon RSS during the idle passes':<52}{peak_idle:>7.0f} MB{'< 150 MB':>10}")
+    print(
+        f"{'requests per idle mailbox and pass':<52}{requests:>10.2f}"
+        f"   at the default {DEFAULT_INTERVAL} s: {requests * 600 / DEFAULT_INTERVAL:.0f} per 10 min"
+        f" (Outlook allows 10,000 per app and mailbox)"
+    )
+
+
+# --- memory against size, each in a fresh process ------------------------------------------------
+
+
+def measure_memory(conn: Connection, mailboxes: int, events: int) -> None:
+    """In a child process: a daemon's first and idle pass; its RSS after each and its peak."""
+    setup_logging("WARNING")
+
+    class Args:
+        workers = None
+
+    Args.mailboxes = mailboxes  # type: ignore[attr-defined]
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        (root / "graph").mkdir()
+        fake = FakeProcess(root / "graph", mailboxes, events)
+        try:
+            config = write_config(
+                root / "c.toml", root / "state", fake.options, Args, PASSES_INTERVAL, mailboxes
+            )
+            watch = PassWatch()
+            base = rss_mb()
+            daemon = Daemon(config, watch)
+            try:
+                first, _ = measure_round("first", watch, fake, 0.0, Args, 1800.0)
+                moment = time.monotonic()
+                daemon.all_due_now()
+                idle, _ = measure_round("idle", watch, fake, moment, Args, 1800.0)
+            finally:
+                daemon.stop()
+        finally:
+            fake.stop()
+    conn.send((base, first.peak_mb, idle.peak_mb, peak_mb()))
+
+
+def memory_row(mailboxes: int, events: int) -> tuple[float, float, float, float]:
+    context = multiprocessing.get_context("spawn")
+    ours, theirs = context.Pipe()
+    child = context.Process(target=measure_memory, args=(theirs, mailboxes, events))
+    child.start()
+    child.join()
+    return ours.recv() if ours.poll() else (float("nan"),) * 4
+
+
+def idle_rss(rounds: list[Round]) -> float:
+    return max((r.peak_mb for r in rounds if r.name.startswith("idle")), default=float("nan"))
+
+
+def sizes(name: str, default: str) -> list[int]:
+    return [int(v) for v in os.environ.get(name, default).split(",") if v.strip()]
+
+
+def memory_table(args: Any, main_row: tuple[float, float, float, float]) -> None:
+    if os.environ.get("SCALE_MEMORY", "1") == "0":
+        return
+    print("\nmemory against size (each row a fresh daemon process; RSS after imports, after the")
+    print("first pass, after an idle pass, and its peak, in MB; growth: idle RSS above the start,")
+    print("and per 1,000 events more than the row before in the same sweep)")
+    print(f"{'mailboxes':>10}{'events/box':>12}{'events':>9}{'start':>8}{'first':>8}"
+          f"{'idle':>8}{'peak':>8}{'growth':>8}{'per 1k more':>13}")  # fmt: skip
+    sweeps: list[list[tuple[int, int, tuple[float, ...]]]] = [
+        sorted(
+            [(m, 100, memory_row(m, 100)) for m in sizes("SCALE_MEMORY_MAILBOXES", "100")]
+            + [(args.mailboxes, args.events, main_row)]  # the main run above
+        ),
+        [(1, e, memory_row(1, e)) for e in sizes("SCALE_MEMORY_EVENTS", "1000,5000")],
+    ]
+    for sweep in sweeps:
+        before: tuple[int, float] | None = None
+        for mailboxes, per_box, (base, after_first, idle, peak) in sweep:
+            total = mailboxes * per_box
+            slope = (
+                f"{(idle - before[1]) / ((total - before[0]) / 1000):>13.2f}"
+                if before and total > before[0]
+                else f"{'':>13}"
+            )
+            print(f"{mailboxes:>10,}{per_box:>12,}{total:>9,}{base:>8.0f}{after_first:>8.0f}"
+                  f"{idle:>8.0f}{peak:>8.0f}{idle - base:>8.0f}{slope}")  # fmt: skip
+            before = (total, idle)
 
 
 def bookings(fake: FakeProcess, args: Any) -> None:

@@ -103,8 +103,10 @@ class Service:
         self.probing = threading.Condition()
         self.waiting: dict[str, int] = {}
         self.claims: dict[str, threading.Event] = {}
+        self.asked: set[str] = set()  # asked ahead for the pass now waiting: not again
         self.behind: set[str] = set()
         self.probes = {"changed": 0, "unchanged": 0, "refused": 0, "direct": 0}
+        self.batching = settings.service.batch_requests
         self.scheduler.add_listener(self._job_event, EVENT_JOB_SUBMITTED | EVENT_JOB_MAX_INSTANCES)
         scheduler_log = logging.getLogger("apscheduler.scheduler")
         if not any(isinstance(f, _Behind) for f in scheduler_log.filters):
@@ -186,6 +188,7 @@ class Service:
                 self.waiting[address] = count
             else:
                 self.waiting.pop(address, None)
+            self.asked.discard(address)
             return self.claims.get(address)
 
     def _claim(self) -> list[tuple[Callable[[list[Any]], dict[str, int]], list[str], list[Any]]]:
@@ -195,7 +198,7 @@ class Service:
         groups = {}
         for address, count in self.waiting.items():
             entry = self.runners.get(address)
-            if count <= 0 or address in self.claims or entry is None:
+            if count <= 0 or address in self.claims or address in self.asked or entry is None:
                 continue
             source = entry[1].source
             group = getattr(source, "probe_group", lambda: None)()
@@ -211,6 +214,7 @@ class Service:
                 claim = threading.Event()
                 for address in addresses[start : start + BATCH_SIZE]:
                     self.claims[address] = claim
+                    self.asked.add(address)
                 chunks.append(
                     (
                         probe,
@@ -246,7 +250,7 @@ class Service:
             while not self.stop.is_set():
                 with self.probing:
                     self.probing.wait(timeout=1.0)
-                    if not self.settings.service.batch_requests:
+                    if not self.batching:
                         continue
                     chunks = self._claim()
                 for probe, addresses, sources in chunks:
@@ -349,6 +353,7 @@ class Service:
                 "service.%s changed: takes effect after a restart", ", service.".join(needs_restart)
             )
         self.settings, self.renderer, self.problem = settings, renderer, ""
+        self.batching = settings.service.batch_requests
         setup_logging(settings.service.log_level, settings.service.log_format)
         self.schedule()
         self.scheduler.resume()

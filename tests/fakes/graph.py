@@ -677,7 +677,7 @@ class FakeGraph:
             return [r for r in self.requests if r.path.startswith("/v1.0/")]
 
     def max_in_flight(self) -> int:
-        return max((r.in_flight for r in self.graph_requests()), default=0)
+        return max((r.in_flight for r in self.graph_requests() if r.mailbox), default=0)
 
     # --- request handling ---
 
