@@ -101,9 +101,14 @@ class Person(Section):
 
 
 def _pick(value: Localised | str, language: str) -> str:
+    """A text in ``language``; a plain text is the same in every language.
+
+    A text configured only in other languages gives "": one mail never mixes two languages, so
+    the templates phrase around a missing title or role instead.
+    """
     if isinstance(value, str):
         return value
-    return value.get(language) or next(iter(value.values()), "")
+    return value.get(language, "")
 
 
 class Stage(Section):
@@ -277,15 +282,6 @@ class WeekendGreeting(Touchpoint):
 class HolidayGreeting(Touchpoint):
     min_days_off: int = Field(3, ge=2, le=30, description="A run of at least this many days off.")
     at: time = Field(time(9, 0), description="Local time it becomes due.")
-    after_contact_days: int = Field(
-        3,
-        ge=0,
-        le=30,
-        description=(
-            "Not drafted when the recruiter wrote to the candidate within this many days before "
-            "the greeting's day, or on that day (0: only that day counts)."
-        ),
-    )
     after_contact_days: int = Field(
         3,
         ge=0,
