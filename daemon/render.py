@@ -6,11 +6,13 @@ past ``MAX_PART_BYTES`` or a mail that takes longer than ``MAX_RENDER_SECONDS``,
 loaded at all (missing, syntax) is a ``ConfigError``.
 
 Compiled templates are kept on disk (``TemplateCache``) so that a process does not compile every
-template again; an edited template is compiled afresh, since the cache checks each source.
+template again; an edited template is compiled afresh, since the cache checks each source. The
+same directory remembers which templates passed the start-up check (``check_unless_unchanged``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -442,6 +444,59 @@ class Renderer:
                         continue
                     problems.extend(self._output_problems(mail, kind.value, language, sample))
         return list(dict.fromkeys(problems))
+
+    def check_unless_unchanged(self, samples: tuple[str, ...]) -> list[str]:
+        """``check(samples=samples)``, unless these very templates already passed it.
+
+        A clean result is remembered in the cache directory under a digest of everything the
+        check's outcome depends on: every file in the template directories, recruitmail's own
+        code, the Python, Jinja2, Babel and MarkupSafe versions, and the samples named. An
+        edited template, an upgrade or another sample set checks again. Either way every
+        template is in memory afterwards, so a template edited in place later reaches this
+        renderer only through a new one (a reload).
+        """
+        if self.cache_dir is None:
+            return self.check(samples=samples)
+        passed = self.cache_dir / f"checked-{self._check_digest(samples)}"
+        if passed.exists():
+            self._load_all()
+            return []
+        problems = self.check(samples=samples)
+        if not problems:
+            try:
+                passed.touch()
+                for earlier in self.cache_dir.glob("checked-*"):
+                    if earlier != passed:
+                        earlier.unlink(missing_ok=True)
+            except OSError as exc:
+                log.debug("template cache %s: could not remember the check: %s", passed, exc)
+        return problems
+
+    def _load_all(self) -> None:
+        """Load every template of every language as ``check`` would (compiled, or from the cache)."""
+        for env, other_part in ((self._text_env, ".html.j2"), (self._html_env, ".txt.j2")):
+            for name in env.list_templates(extensions=["j2"]):
+                if name.partition("/")[0] in SAMPLE_LANGUAGES and not name.endswith(other_part):
+                    with contextlib.suppress(ConfigError):  # a file no mail uses; check said so
+                        self._load(env, name)
+
+    def _check_digest(self, samples: tuple[str, ...]) -> str:
+        from importlib.metadata import version
+
+        from recruitmail import contracts
+
+        libraries = [version(name) for name in ("jinja2", "babel", "markupsafe")]
+        digest = hashlib.sha256(repr((sys.version, libraries, samples)).encode())
+        files: list[Path] = []
+        for templates in (self.override_dir, self.default_dir):
+            if templates is not None:
+                files += sorted(p for p in templates.rglob("*") if p.is_file())
+        for code in (Path(__file__).parent, Path(contracts.__file__).parent):
+            files += sorted(code.glob("*.py"))
+        for path in files:
+            digest.update(f"\0{path}\0".encode())
+            digest.update(path.read_bytes())
+        return digest.hexdigest()[:32]
 
     def _output_problems(
         self, mail: RenderedMail, kind: str, language: str, sample: str

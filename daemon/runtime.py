@@ -49,7 +49,8 @@ def validate(settings: Settings) -> Renderer:
     renderer = Renderer(settings.service.templates_dir, template_cache_dir(settings))
     # The hostile sample is `recruitmail check`'s: at start-up a template that fails on odd data
     # only holds that mail (RenderError), so the cheaper samples are enough to refuse a broken one.
-    problems = renderer.check(samples=("full", "sparse"))
+    # Templates that passed before, unchanged, are not rendered again (`recruitmail check` is).
+    problems = renderer.check_unless_unchanged(samples=("full", "sparse"))
     if problems:
         raise ConfigError("templates do not render:\n  " + "\n  ".join(problems))
     return renderer

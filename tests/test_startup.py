@@ -224,6 +224,51 @@ def test_cached_templates_still_escape_html_and_pass_every_check(tmp_path: Path)
     assert entries(cache) == filled
 
 
+def test_a_clean_start_up_check_is_remembered_until_a_template_changes(tmp_path: Path) -> None:
+    templates = tmp_path / "templates"
+    (templates / "sv").mkdir(parents=True)
+    welcome = templates / "sv" / "welcome.txt.j2"
+    good = "{% block subject %}Välkommen{% endblock %}\nHej!\n"
+    welcome.write_text(good)
+    cache = tmp_path / "cache"
+
+    assert Renderer(templates, cache).check_unless_unchanged(("full",)) == []
+    remembered = sorted(cache.glob("checked-*"))
+    assert len(remembered) == 1
+    assert Renderer(templates, cache).check_unless_unchanged(("full",)) == []
+    assert sorted(cache.glob("checked-*")) == remembered
+
+    # An edit is checked again, and a broken template is refused as before.
+    welcome.write_text("{% block subject %}Välkommen{% endblock %}\n{{ no_such_name }}\n")
+    problems = Renderer(templates, cache).check_unless_unchanged(("full",))
+    assert problems and all("sv/welcome.txt.j2" in problem for problem in problems)
+    assert Renderer(templates, cache).check_unless_unchanged(("full",)) == problems
+
+    # Another sample set is another check.
+    welcome.write_text(good)
+    assert Renderer(templates, cache).check_unless_unchanged(("full", "sparse")) == []
+    assert len(list(cache.glob("checked-*"))) == 1
+    assert sorted(cache.glob("checked-*")) != remembered
+
+
+def test_templates_that_passed_before_are_in_memory_as_if_checked(tmp_path: Path) -> None:
+    templates = tmp_path / "templates"
+    (templates / "sv").mkdir(parents=True)
+    thanks = templates / "sv" / "thank_you.txt.j2"
+    thanks.write_text("{% block subject %}Tack för i dag{% endblock %}\nTack!\n")
+    cache = tmp_path / "cache"
+    assert Renderer(templates, cache).check_unless_unchanged(("full",)) == []
+
+    # A daemon starts on the remembered check and renders no thank-you yet; then the file is
+    # edited in place. Until a reload, the daemon goes on with what it started with.
+    renderer = Renderer(templates, cache)
+    assert renderer.check_unless_unchanged(("full",)) == []
+    thanks.write_text("{% block subject %}Ändrad{% endblock %}\nTack!\n")
+    context = sample_context("thank_you", "sv")
+    assert renderer.render("thank_you", "sv", context).subject == "Tack för i dag"
+    assert Renderer(templates, cache).render("thank_you", "sv", context).subject == "Ändrad"
+
+
 def test_the_cache_directory_is_private(tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     subject_of(tmp_path, cache)
@@ -302,6 +347,7 @@ def test_once_keeps_compiled_templates_in_the_state_directory_or_systemds_cache(
     assert main(["--config", str(config), "once", "--now", MONDAY.isoformat()]) == 0
     in_state = settings.service.state_dir / "template-cache"
     assert entries(in_state)
+    assert list(in_state.glob("checked-*")), "the clean start-up check was not remembered"
     assert stat.S_IMODE(in_state.stat().st_mode) == 0o700
 
     # Under systemd's CacheDirectory= (which may list several directories: the first is ours).
