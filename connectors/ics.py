@@ -15,9 +15,10 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from email.utils import parsedate_to_datetime
+from functools import lru_cache
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 from urllib.parse import urljoin, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -26,6 +27,9 @@ import icalendar
 import icalendar.timezone
 import recurring_ical_events
 from dateutil.rrule import rrulestr
+from icalendar.parser.content_line import NEWLINE as _LIBRARY_NEWLINE
+from icalendar.parser.content_line import UFOLD as _LIBRARY_UNFOLD
+from icalendar.parser.property import split_on_unescaped_comma, unescape_backslash
 from icalendar.prop import vRecur
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from recruitmail.connectors.tls import tls_context
@@ -878,7 +882,7 @@ def _as_utc(value: date) -> datetime:
     return value.astimezone(UTC)
 
 
-def _range_problem(component: icalendar.cal.Component) -> str:
+def _range_problem(component: _Properties) -> str:
     """Dates outside 1970–2200 or a duration over a year, checked before any expansion (a series
     from year 1, or an end in year 9999, costs the expansion or overflows it)."""
     moments: dict[str, datetime] = {}
@@ -908,7 +912,7 @@ def _range_problem(component: icalendar.cal.Component) -> str:
     return ""
 
 
-def _yearly(component: icalendar.cal.Component) -> bool:
+def _yearly(component: _Properties) -> bool:
     """A series that repeats once a year (a birthday), and nothing else."""
     rules = component.get("RRULE")
     if rules is None or component.get("RDATE") is not None or component.get("EXRULE") is not None:
@@ -922,6 +926,288 @@ def _yearly(component: icalendar.cal.Component) -> bool:
             ):
                 return False
     return True
+
+
+# --- Plain single events, read without the iCalendar library ---
+#
+# Most of a calendar is single events (no recurrence, no override) in the plainest form of the
+# grammar. The library reads one in about a millisecond, most of it splitting content lines
+# character by character; the reader below takes a few dozen microseconds and builds the same
+# property values (with the library's own unescaping and date-time functions), so every check and
+# ``_event`` run on it unchanged. It accepts only what it reads exactly as the library does:
+# anything else (a recurrence, an override, DURATION, a nested VALARM, a parameter with escapes,
+# a time zone the library would not resolve to the same zone, an event near the window's edges,
+# any problem at all) returns None and the component is parsed by the library as before.
+# ``tests/test_ics_prefilter.py`` compares both readings.
+
+_PLAIN_LINE = re.compile(
+    r"([A-Za-z0-9-]+)"
+    r"((?:;[A-Za-z0-9-]+=(?:\"[^\"\\^%\x00-\x1f\x7f]*\""
+    r"|(?:[^\";:,\\^%\x00-\x20\x7f](?:[^\";:,\\^%\x00-\x1f\x7f]*[^\";:,\\^%\x00-\x20\x7f])?)?))*)"
+    r":([^\x00-\x08\x0a-\x1f\x7f]*)"
+)
+_PLAIN_NAME = re.compile(r"([A-Za-z0-9-]+)[;:]")
+_PLAIN_PARAM = re.compile(r";([A-Za-z0-9-]+)=(\"[^\"]*\"|[^;]*)")
+_PLAIN_MOMENT = {
+    "": re.compile(r"\d{8}(?:T\d{6}Z?)?"),
+    "DATE": re.compile(r"\d{8}"),
+    "DATE-TIME": re.compile(r"\d{8}T\d{6}Z?"),
+}
+_PLAIN_TEXT = frozenset(
+    {"UID", "SUMMARY", "DESCRIPTION", "LOCATION", "STATUS", "CLASS", "URL", "ORGANIZER", "ATTENDEE"}
+)
+_PLAIN_RAW = frozenset(_MEETING_PROPERTIES)  # the library keeps unknown X- values verbatim
+_PLAIN_MOMENTS = frozenset({"DTSTART", "DTEND", "LAST-MODIFIED"})
+_PLAIN_READ = _PLAIN_TEXT | _PLAIN_RAW | _PLAIN_MOMENTS | {"CATEGORIES"}
+_NOT_PLAIN = frozenset(
+    {
+        "BEGIN",
+        "END",
+        "RRULE",
+        "RDATE",
+        "EXRULE",
+        "EXDATE",
+        "RECURRENCE-ID",
+        "DURATION",
+        "X-ALT-DESC",
+    }
+)
+"""Properties that make an event more than a plain one (or nest a component in it)."""
+
+
+class _Properties(Protocol):
+    """What the checks and ``_event`` read of a component: the library's ``Component``, or the
+    properties of a plain event read without it."""
+
+    def get(self, key: str, default: Any = None, /) -> Any: ...
+
+
+class _PlainValue(str):
+    """A text or address value with its parameters, as the library's value types carry them."""
+
+    __slots__ = ("params",)
+    params: dict[str, str]
+
+
+@dataclass(frozen=True)
+class _PlainMoment:
+    """A DTSTART, DTEND or LAST-MODIFIED value with its parameters."""
+
+    dt: date
+    params: dict[str, str]
+
+
+@dataclass(frozen=True)
+class _PlainCategories:
+    """One CATEGORIES line, split as the library splits it."""
+
+    cats: list[str]
+    params: dict[str, str]
+
+
+def _plain_value(name: str, params: dict[str, str], raw: str) -> Any:
+    """The value of property ``name`` as the library reads it, or None when in doubt."""
+    if "VALUE" in params and name not in _PLAIN_MOMENTS:
+        return None  # another value type than the library's default for the name
+    if name in _PLAIN_TEXT:
+        value = _PlainValue(unescape_backslash(raw) if "\\" in raw else raw)
+        value.params = params
+        return value
+    if name in _PLAIN_RAW:
+        value = _PlainValue(raw)
+        value.params = params
+        return value
+    if name == "CATEGORIES":
+        try:
+            return _PlainCategories(split_on_unescaped_comma(raw), params)
+        except ValueError:
+            return None
+    kind = params.get("VALUE", "").upper()
+    pattern = _PLAIN_MOMENT.get(kind)
+    if pattern is None or not pattern.fullmatch(raw):
+        return None
+    tzid = params.get("TZID") if name != "LAST-MODIFIED" else None
+    try:
+        moment = _plain_moment(name, kind, raw, tzid)
+    except (ValueError, TypeError, OverflowError):
+        return None
+    return _PlainMoment(moment, params) if isinstance(moment, date) else None
+
+
+def _plain_moment(name: str, kind: str, raw: str, tzid: str | None) -> Any:
+    """A date or date-time as the library's value types read it (``vDDDTypes.from_ical``): built
+    directly in the forms where the library puts a zoneinfo zone on the wall-clock time, through
+    the library otherwise."""
+    if kind != "DATE" and len(raw) in (15, 16):
+        fields = (
+            int(raw[:4]),
+            int(raw[4:6]),
+            int(raw[6:8]),
+            int(raw[9:11]),
+            int(raw[11:13]),
+            int(raw[13:15]),
+        )
+        zone: tzinfo | None = None
+        if tzid:
+            zone = icalendar.timezone.tzp.timezone(tzid)
+        elif len(raw) == 16:
+            zone = _library_utc()
+        if zone is None and not tzid and len(raw) == 15:
+            return datetime(*fields)  # floating
+        if isinstance(zone, ZoneInfo):
+            return datetime(*fields, tzinfo=zone)
+    elif len(raw) == 8 and not tzid:
+        return date(int(raw[:4]), int(raw[4:6]), int(raw[6:8]))
+    factory: Any = icalendar.cal.Event.types_factory.for_property(name, kind or None)
+    return factory.from_ical(raw, tzid) if tzid else factory.from_ical(raw)
+
+
+_UTC: list[tzinfo] = []
+
+
+def _library_utc() -> tzinfo | None:
+    """The zone the library gives a UTC date-time (``…Z``)."""
+    if not _UTC:
+        moment = icalendar.prop.vDDDTypes.from_ical("20000101T000000Z")  # type: ignore[no-untyped-call]
+        if moment.tzinfo is not None:
+            _UTC.append(moment.tzinfo)
+    return _UTC[0] if _UTC else None
+
+
+def _plain_properties(chunk: bytes) -> dict[str, Any] | None:
+    """The properties of a plain VEVENT that an ``Event`` is made of, or None."""
+    try:
+        text = chunk.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if "\n " in text or "\n\t" in text:  # every fold is a line break then a space or tab
+        text = _LIBRARY_UNFOLD.sub("", text)
+    lines = [line for line in _LIBRARY_NEWLINE.split(text) if line]
+    if len(lines) < 2 or lines[0].upper() != "BEGIN:VEVENT" or lines[-1].upper() != "END:VEVENT":
+        return None
+    properties: dict[str, Any] = {}
+    for line in lines[1:-1]:
+        named = _PLAIN_NAME.match(line)
+        if named is None:
+            return None
+        name = named.group(1).upper()
+        if name in _NOT_PLAIN:
+            return None
+        if name not in _PLAIN_READ:
+            # A property no field of an event is made of (DTSTAMP, SEQUENCE, …): the library
+            # reads its name as this does; a value it cannot read only adds to its warnings.
+            continue
+        match = _PLAIN_LINE.fullmatch(line)
+        if match is None:
+            return None
+        params = (
+            {
+                key.upper(): value[1:-1] if value.startswith('"') else value
+                for key, value in _PLAIN_PARAM.findall(match.group(2))
+            }
+            if match.group(2)
+            else {}
+        )
+        value = _plain_value(name, params, match.group(3))
+        if value is None:
+            return None
+        # As the library adds a repeated property: the values become a list.
+        present = properties.get(name)
+        if present is None:
+            properties[name] = value
+        elif isinstance(present, list):
+            present.append(value)
+        else:
+            properties[name] = [present, value]
+    return properties
+
+
+def _exact_uid(data: bytes, raw: _Raw) -> str | None:
+    """The UID of a component as the library reads it, when its bytes say so without doubt (one
+    short UID line, no escapes, no surrounding spaces), else None."""
+    lines = list(_UID_LINE.finditer(data, raw.start, raw.end))
+    if len(lines) != 1:
+        return None
+    value = _unfolded(data, lines[0].end(), raw.end, 500)
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if len(value) >= 500 or "\\" in text or not text or text != text.strip():
+        return None
+    return text
+
+
+def _floating_in(named: ZoneInfo | None, moment: date) -> date:
+    """A date-time as recurring-ical-events reads it under X-WR-TIMEZONE ``named`` (through
+    x-wr-timezone: UTC times move to that zone, floating times are placed in it)."""
+    if named is None or not isinstance(moment, datetime):
+        return moment
+    zone_name = moment.tzname()
+    if zone_name is None:
+        return moment.replace(tzinfo=named)
+    if zone_name.upper() == "UTC":
+        return moment.astimezone(named)
+    return moment
+
+
+def _approximate(moment: date) -> datetime:
+    """An instant within a day of ``moment`` whatever zone a date or floating time is read in."""
+    if not isinstance(moment, datetime):
+        return datetime.combine(moment, time(0), tzinfo=UTC)
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class _Plain:
+    """What a plain single event gives: its event, a skip, or nothing (not in the window)."""
+
+    uid: str
+    event: Event | None = None
+    skipped: SkippedEvent | None = None
+
+
+def _read_plain(
+    chunk: bytes, uid: str, window: Period, zone: ZoneInfo, named: ZoneInfo | None
+) -> _Plain | None:
+    """A plain single event read without the library, or None to let the library read it."""
+    properties = _plain_properties(chunk)
+    if properties is None or "DTEND" not in properties:
+        return None
+    try:
+        if _problem(properties) or _range_problem(properties):
+            return None  # the library's reading gives the reason
+    except Exception:  # noqa: BLE001 - in doubt, the library reads it
+        return None
+    if _uid(properties) != uid:
+        return None
+    if named is not None:
+        for name in ("DTSTART", "DTEND"):  # what the expansion hands on (not LAST-MODIFIED)
+            value = properties.get(name)
+            if isinstance(value, _PlainMoment):
+                properties[name] = _PlainMoment(_floating_in(named, value.dt), value.params)
+    raw_start, raw_end = properties["DTSTART"].dt, properties["DTEND"].dt
+    if type(raw_start) is not type(raw_end) or getattr(raw_start, "tzinfo", None) is not getattr(
+        raw_end, "tzinfo", None
+    ):
+        return None  # the expansion moves the end into the start's zone
+    start, end = _approximate(raw_start), _approximate(raw_end)
+    if end <= start:
+        return None  # a zero-length event: the expansion's own rules decide
+    if end <= window.start - _MARGIN or start >= window.end + _MARGIN:
+        return _Plain(uid)
+    if start < window.start + _MARGIN or end > window.end - _MARGIN:
+        return None  # near an edge of the window: the expansion decides
+    try:
+        event = _event(properties, zone, in_series=False)
+    except (_BrokenEvent, OverflowError, ValueError):
+        return None
+    problem = limits.event_problem(event)
+    if problem:
+        return _Plain(uid, skipped=SkippedEvent(event.event_id, problem))
+    return _Plain(uid, event=limits.bounded(event))
 
 
 def parse_calendar(data: bytes, where: str) -> icalendar.Calendar:
@@ -956,6 +1242,8 @@ def read_ics(
     zone: ZoneInfo,
     where: str,
     budget: PassBudget | None = None,
+    *,
+    prefilter: bool = True,
 ) -> Parsed:
     """The event occurrences of an iCalendar document that overlap ``window``, within budgets.
 
@@ -966,6 +1254,10 @@ def read_ics(
     ignored and the events that use it are skipped, unless its TZID is a zone the iCalendar
     library knows by name (then that zone is used, as for any calendar without VTIMEZONEs). Only
     a document that is not iCalendar at all raises ``PermanentError``.
+
+    With ``prefilter`` (the default) plain single events are read without the iCalendar library
+    and, once the events met so far fill the pass budget, the components of further UIDs are
+    skipped with that reason unparsed; the events returned are the same as without it.
     """
     budget = budget if budget is not None else PassBudget.start()
     check_calendar_bytes(data, where)
@@ -1012,18 +1304,33 @@ def read_ics(
     # A zone the library knows by name is used by name anyway: only unknown names are lost.
     ignored_zones = {tzid for tzid in ignored_zones if not _known_zone(tzid)}
 
+    _check_named_zone(calendar, zone, where)
+    named: ZoneInfo | None = None  # the X-WR-TIMEZONE the expansion reads floating times in
+    if prefilter and calendar.get("X-WR-TIMEZONE") is not None:
+        try:
+            named = ZoneInfo(str(calendar.get("X-WR-TIMEZONE")))
+        except (ZoneInfoNotFoundError, ValueError):
+            prefilter = False  # the expansion refuses it: let it say so
+
     bad: dict[str, str] = {}  # UID -> reason
     by_uid: dict[str, list[icalendar.cal.Component]] = {}
+    # Every UID in the order the expansion meets it: a plain event read here, or None for a
+    # series (or an event) the library reads.
+    units: dict[str, _Plain | None] = {}
+    plain_raws: dict[str, _Raw] = {}
+    surplus: set[str] = set()  # UIDs past the pass budget, left unparsed
+    certain = 0  # events the plain units met so far return for sure
+    raw_uids = [(raw, _first_value(_UID_LINE, data, raw) or "(no UID)") for raw in raws]
+    raw_uids = [(raw, uid) for raw, uid in raw_uids if raw.name == "VEVENT"]
     # A series with more overrides than its occurrence budget is skipped before any is parsed.
-    components = Counter(
-        _first_value(_UID_LINE, data, raw) or "(no UID)" for raw in raws if raw.name == "VEVENT"
-    )
+    components = Counter(uid for _, uid in raw_uids)
     for uid, count in components.items():
         if count > limits.MAX_OCCURRENCES_PER_SERIES:
             bad[uid] = limits.REASON_TOO_MANY_OCCURRENCES
-    for raw in (r for r in raws if r.name == "VEVENT"):
-        uid = _first_value(_UID_LINE, data, raw) or "(no UID)"
-        if uid in bad:
+    # Two UIDs written differently that the library reads alike are one series.
+    alike = Counter(unescape_backslash(uid) for uid in components) if prefilter else Counter()
+    for raw, uid in raw_uids:
+        if uid in bad or uid in surplus:
             continue
         if budget.spent():
             bad[uid] = limits.REASON_PASS_BUDGET
@@ -1031,6 +1338,25 @@ def read_ics(
         if _outside(data, raw, window):
             continue  # a single event far from the window: never parsed (most of a long history)
         problem = _event_precheck(data, raw, ignored_zones)
+        if not problem and prefilter:
+            plain = None
+            if components[uid] == 1 and alike[uid] == 1 and uid not in units:
+                plain = _read_plain(data[raw.start : raw.end], uid, window, zone, named)
+            if plain is not None:
+                units[uid] = plain
+                plain_raws[uid] = raw
+                certain += plain.event is not None
+                continue
+            if (
+                uid not in units
+                and certain >= budget.occurrences_left
+                and _exact_uid(data, raw) == uid
+            ):
+                # The events met so far fill the pass: this UID would be skipped for the budget
+                # after its parse and expansion; it is skipped without them.
+                surplus.add(uid)
+                units[uid] = _Plain(uid)
+                continue
         if not problem:
             try:
                 component = icalendar.cal.Component.from_ical(data[raw.start : raw.end])
@@ -1044,6 +1370,10 @@ def read_ics(
                     )
                 except Exception:  # noqa: BLE001 - a property the parser kept but cannot read
                     problem = "it cannot be read (a malformed value)"
+                if not problem and _unreadable_sequence(component):
+                    # The expansion compares SEQUENCE numbers: an unreadable one would stop the
+                    # whole calendar. Only the expansion reads it; the event is whole without it.
+                    del component["SEQUENCE"]
                 if not problem and component.errors:
                     # The parser kept going past lines it could not read; the times are sound,
                     # so the event stays, but someone should look at the feed.
@@ -1053,11 +1383,22 @@ def read_ics(
                         where,
                         ", ".join(names)[:120],
                     )
+        if not problem and units.get(uid) is not None and uid not in surplus:
+            # A plain event read above shares its UID with this component after all (written
+            # differently): the library reads both, as one series.
+            first = plain_raws[uid]
+            try:
+                by_uid[uid] = [icalendar.cal.Component.from_ical(data[first.start : first.end])]
+                units[uid] = None
+            except Exception:  # noqa: BLE001 - as if it had been parsed in its place
+                problem = "it cannot be read (a malformed line)"
         if problem:
             bad[uid] = problem
             by_uid.pop(uid, None)
+            units.pop(uid, None)
         else:
             by_uid.setdefault(uid, []).append(component)
+            units.setdefault(uid, None)
 
     for uid, reason in bad.items():
         result.skipped.append(SkippedEvent(uid, reason))
@@ -1066,21 +1407,25 @@ def read_ics(
         log.warning("ics: %s: %d events skipped (see recruitmail status)", where, len(bad))
 
     calendar.subcomponents = zones + [c for group in by_uid.values() for c in group]
-    _check_named_zone(calendar, zone, where)
-    _expand(calendar, window, zone, where, budget, result)
+    _expand(calendar, units, window, zone, where, budget, result)
     result.events.sort(key=lambda e: (e.start.astimezone(UTC), e.event_id))
     return result
 
 
 def _expand(
     calendar: icalendar.Calendar,
+    units: dict[str, _Plain | None],
     window: Period,
     zone: ZoneInfo,
     where: str,
     budget: PassBudget,
     result: Parsed,
 ) -> None:
-    """Expand each series on its own, stopping at the per-series and per-pass budgets."""
+    """Expand each series on its own, stopping at the per-series and per-pass budgets.
+
+    ``units`` gives the order in which the budget is spent: a plain event read without the
+    library counts where the expansion would have met it; None is a series of ``calendar``.
+    """
     # The expansion stamps a RECURRENCE-ID on every occurrence, single events included; only
     # members of a series (or a lone override of one) carry it on into the event's identity.
     series_uids = {
@@ -1096,12 +1441,26 @@ def _expand(
         raise PermanentError(
             f"{where}: the calendar's recurrences cannot be expanded ({_short(exc)})"
         ) from None
+    by_series = {str(getattr(series, "uid", "") or "(no UID)"): series for series in all_series}
+    # The library's series in the order of the document, plain events in their places (and any
+    # series under a UID of its own reading last).
+    order: list[tuple[str, _Plain | None]] = [
+        (uid, plain) for uid, plain in units.items() if plain is not None or uid in by_series
+    ]
+    order += [(uid, None) for uid in by_series if uid not in units]
     events: dict[str, Event] = {}
-    for series in all_series:
-        uid = str(getattr(series, "uid", "") or "(no UID)")
+    for uid, plain in order:
         if budget.spent():
             result.skipped.append(SkippedEvent(uid, limits.REASON_PASS_BUDGET))
             continue
+        if plain is not None:
+            if plain.skipped is not None:
+                result.skipped.append(plain.skipped)
+            elif plain.event is not None:
+                events[plain.event.event_id] = plain.event
+                budget.occurrences_left -= 1
+            continue
+        series = by_series[uid]
         found: dict[str, Event] = {}
         reason = ""
         try:
@@ -1145,11 +1504,11 @@ class _BrokenEvent(Exception):
     """One VEVENT that cannot become an ``Event``."""
 
 
-def _uid(component: icalendar.cal.Component) -> str:
+def _uid(component: _Properties) -> str:
     return str(component.get("UID", "(no UID)"))
 
 
-def _problem(component: icalendar.cal.Component) -> str:
+def _problem(component: _Properties) -> str:
     if not str(component.get("UID", "")).strip():
         return "it has no UID"
     values: dict[str, date] = {}
@@ -1185,6 +1544,14 @@ def _problem(component: icalendar.cal.Component) -> str:
     return ""
 
 
+def _unreadable_sequence(component: icalendar.cal.Component) -> bool:
+    """Whether the component has a SEQUENCE that is not one integer."""
+    value = component.get("SEQUENCE")
+    if value is None:
+        return False
+    return isinstance(value, list) or any(name == "SEQUENCE" for name, _ in component.errors)
+
+
 def _check_named_zone(calendar: icalendar.Calendar, zone: ZoneInfo, where: str) -> None:
     """Drop an X-WR-TIMEZONE nobody knows, so that its floating times fall back to ``zone``.
 
@@ -1201,7 +1568,7 @@ def _check_named_zone(calendar: icalendar.Calendar, zone: ZoneInfo, where: str) 
         del calendar["X-WR-TIMEZONE"]
 
 
-def _event(component: icalendar.cal.Component, zone: ZoneInfo, *, in_series: bool) -> Event:
+def _event(component: _Properties, zone: ZoneInfo, *, in_series: bool) -> Event:
     uid = _uid(component)
     start_value = component.get("DTSTART")
     if start_value is None:
@@ -1278,9 +1645,7 @@ def _moment(value: date, zone: tzinfo) -> datetime:
     return value
 
 
-def _end(
-    component: icalendar.cal.Component, raw_start: date, start: datetime, zone: ZoneInfo
-) -> datetime:
+def _end(component: _Properties, raw_start: date, start: datetime, zone: ZoneInfo) -> datetime:
     end_value = component.get("DTEND")
     if end_value is not None:
         raw_end = end_value.dt
@@ -1306,7 +1671,7 @@ def _text(value: Any) -> str:
     return str(value).replace("\r\n", "\n").replace("\r", "\n")
 
 
-def _html_description(component: icalendar.cal.Component) -> str:
+def _html_description(component: _Properties) -> str:
     alt = component.get("X-ALT-DESC")
     if alt is None:
         return ""
@@ -1358,7 +1723,7 @@ def html_to_text(html: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", text).strip()
 
 
-def _online_url(component: icalendar.cal.Component, body: str, location: str) -> str:
+def _online_url(component: _Properties, body: str, location: str) -> str:
     url = _text(component.get("URL")).strip()
     if url.startswith("https://"):
         return url
@@ -1373,7 +1738,7 @@ def _online_url(component: icalendar.cal.Component, body: str, location: str) ->
     return ""
 
 
-def _addresses(component: icalendar.cal.Component, name: str) -> Iterator[Any]:
+def _addresses(component: _Properties, name: str) -> Iterator[Any]:
     value = component.get(name)
     if value is None:
         return
@@ -1389,19 +1754,42 @@ def _address(value: Any) -> str:
 
 
 def _person(value: Any, *, is_organizer: bool) -> Attendee | None:
-    address = without_final_dot(_address(value))
+    params = getattr(value, "params", {})
+    key = (
+        _address(value),
+        str(params.get("CN", "")),
+        str(params.get("PARTSTAT", "")),
+        str(params.get("CUTYPE", "")),
+        str(params.get("ROLE", "")),
+        is_organizer,
+    )
+    if sum(len(part) for part in key[:5]) > _SHORT_PERSON:
+        return _person_of(*key)
+    # The same few colleagues recur in thousands of events; an Attendee is immutable.
+    return _known_person(*key)
+
+
+_SHORT_PERSON = 512
+"""Attendee lines up to this length are remembered (longer ones would bloat the memory)."""
+
+
+def _person_of(
+    value: str, cn: str, partstat: str, cutype: str, role: str, is_organizer: bool
+) -> Attendee | None:
+    address = without_final_dot(value)
     if "@" not in address:
         return None
-    params = getattr(value, "params", {})
-    cutype = str(params.get("CUTYPE", "")).upper()
     return Attendee(
         address=address,
-        name=" ".join(str(params.get("CN", "")).split()),
-        response=_PARTSTAT.get(str(params.get("PARTSTAT", "")).upper(), Response.NONE),
-        is_resource=cutype in ("ROOM", "RESOURCE"),
+        name=" ".join(cn.split()),
+        response=_PARTSTAT.get(partstat.upper(), Response.NONE),
+        is_resource=cutype.upper() in ("ROOM", "RESOURCE"),
         is_organizer=is_organizer,
-        optional=str(params.get("ROLE", "")).upper() == "OPT-PARTICIPANT",
+        optional=role.upper() == "OPT-PARTICIPANT",
     )
+
+
+_known_person = lru_cache(maxsize=4096)(_person_of)
 
 
 def without_final_dot(address: str) -> str:
@@ -1411,13 +1799,13 @@ def without_final_dot(address: str) -> str:
     return text[:-1] if "@" in text and text.endswith(".") else text
 
 
-def _organizer(component: icalendar.cal.Component) -> Attendee | None:
+def _organizer(component: _Properties) -> Attendee | None:
     for value in _addresses(component, "ORGANIZER"):
         return _person(value, is_organizer=True)
     return None
 
 
-def _attendees(component: icalendar.cal.Component) -> Iterable[Attendee]:
+def _attendees(component: _Properties) -> Iterable[Attendee]:
     seen: set[str] = set()
     for value in _addresses(component, "ATTENDEE"):
         attendee = _person(value, is_organizer=False)
@@ -1426,7 +1814,7 @@ def _attendees(component: icalendar.cal.Component) -> Iterable[Attendee]:
             yield attendee
 
 
-def _categories(component: icalendar.cal.Component) -> Iterable[str]:
+def _categories(component: _Properties) -> Iterable[str]:
     value = component.get("CATEGORIES")
     if value is None:
         return
@@ -1439,7 +1827,7 @@ def _categories(component: icalendar.cal.Component) -> Iterable[str]:
                 yield name
 
 
-def _updated(component: icalendar.cal.Component) -> datetime | None:
+def _updated(component: _Properties) -> datetime | None:
     value = component.get("LAST-MODIFIED")
     moment = getattr(value, "dt", None)
     if isinstance(moment, datetime):
