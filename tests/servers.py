@@ -3,15 +3,32 @@
 Each server lives in its own temporary directory, is started as a subprocess, waited for until it
 answers, and stopped by its PID at teardown. One server serves a whole test module; each test
 gets a fresh, empty account on it (``add_user``). A test module imports the fixture functions
-(``radicale_fixture``, ``dovecot_fixture``) and asks for ``radicale`` / ``dovecot``. When a server's program is missing the tests that need
-it are skipped with the reason — except under CI (``CI=true``), where a missing server fails the run.
+(``radicale_fixture``, ``dovecot_fixture``) and asks for ``radicale`` / ``dovecot``. When a
+server's program is missing the tests that need it are skipped with the reason — except under CI
+(``CI=true``), where a missing server fails the run.
+
+A server never outlives the test run that started it, however the run ends (``spawn``):
+
+- it runs in its own process group, and a stop kills the whole group (Dovecot's helpers too);
+- the fixture's teardown stops it (a failed test, a pytest-timeout in signal mode, Ctrl-C);
+- an ``atexit`` hook stops whatever is still registered when the interpreter exits;
+- it is started with ``PR_SET_PDEATHSIG``: the kernel SIGKILLs it when the process that started
+  it ends, even by SIGKILL or ``os._exit`` (pytest-timeout in thread mode), where no Python code
+  runs — as that signal comes when the starting *thread* ends, start servers from the main thread,
+  as fixtures are;
+- a watchdog process (``Watchdog``) holds the read end of a pipe only the test run writes to: when
+  the run is gone, however, it reads the end of the pipe and SIGKILLs every process group still
+  registered, and every process that carries the run's mark (``RUN_MARK_VARIABLE`` in its
+  environment: a ``recruitmail run`` a test started, say).
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import socket
@@ -22,6 +39,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -71,8 +89,131 @@ def _wait_until_listening(port: int, process: subprocess.Popen[bytes], log: Path
     raise RuntimeError(f"server did not listen on port {port}")
 
 
-def _stop(process: subprocess.Popen[bytes] | None) -> None:
-    """Stop a server started in its own process group, and every child it left behind."""
+# -- processes that cannot outlive the test run ---------------------------------------------------
+
+RUN_MARK_VARIABLE = "TESTS_RUN_MARK"
+"""Set (by ``mark_this_run``) in the test run's environment, so inherited by all it starts."""
+
+PR_SET_PDEATHSIG = 1
+
+# Runs between fork and the server's own exec (as a separate program, so that no thread of the test
+# run can hold a lock the child needs): ask the kernel for SIGKILL when the starting thread ends,
+# leave at once if it already has, then become the server (same pid, the request survives exec).
+_ORPHAN_GUARD = (
+    "import ctypes, os, sys\n"
+    f"ctypes.CDLL(None, use_errno=True).prctl({PR_SET_PDEATHSIG}, 9, 0, 0, 0)\n"
+    "if os.getppid() != int(sys.argv[1]):\n"
+    "    os._exit(70)\n"
+    "os.execvp(sys.argv[2], sys.argv[2:])\n"
+)
+
+# The watchdog: a line "+PGID" registers a process group, "-PGID" forgets it. At the end of its
+# input (the test run closed the pipe, or died) it SIGKILLs the groups still registered and every
+# other process carrying the run's mark.
+_WATCHDOG = r"""
+import os, signal, sys
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+mark = sys.argv[1].encode()
+groups = set()
+for line in sys.stdin:
+    line = line.strip()
+    if line[:1] == "+":
+        groups.add(int(line[1:]))
+    elif line[:1] == "-":
+        groups.discard(int(line[1:]))
+for group in groups:
+    try:
+        os.killpg(group, signal.SIGKILL)
+    except OSError:
+        pass
+for entry in os.listdir("/proc"):
+    if not entry.isdigit() or int(entry) == os.getpid():
+        continue
+    try:
+        with open(f"/proc/{entry}/environ", "rb") as environ:
+            marked = mark in environ.read().split(b"\0")
+        if marked:
+            os.kill(int(entry), signal.SIGKILL)
+    except OSError:
+        pass
+"""
+
+
+def run_mark() -> str:
+    """This test run's mark (``NAME=VALUE``), made on first use and put into the environment."""
+    value = os.environ.get(RUN_MARK_VARIABLE, "")
+    if not value.startswith(f"{os.getpid()}-"):
+        # Our own mark, not one inherited from a test run that started this one.
+        value = f"{os.getpid()}-{secrets.token_hex(6)}"
+        os.environ[RUN_MARK_VARIABLE] = value
+    return f"{RUN_MARK_VARIABLE}={value}"
+
+
+class Watchdog:
+    """The one watchdog process of this test run (started on first use)."""
+
+    _process: subprocess.Popen[str] | None = None
+
+    @classmethod
+    def start(cls) -> None:
+        if cls._process is not None and cls._process.poll() is None:
+            return
+        cls._process = subprocess.Popen(
+            [sys.executable, "-S", "-c", _WATCHDOG, run_mark()],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,  # Ctrl-C at the terminal is for pytest, not for the watchdog
+        )
+
+    @classmethod
+    def pid(cls) -> int | None:
+        return cls._process.pid if cls._process is not None else None
+
+    @classmethod
+    def tell(cls, line: str) -> None:
+        cls.start()
+        assert cls._process is not None and cls._process.stdin is not None
+        with contextlib.suppress(OSError, ValueError):
+            cls._process.stdin.write(line + "\n")
+            cls._process.stdin.flush()
+
+    @classmethod
+    def finish(cls) -> None:
+        """Close the pipe: the watchdog kills what is left with the run's mark, then exits."""
+        process, cls._process = cls._process, None
+        if process is None:
+            return
+        with contextlib.suppress(OSError, ValueError):
+            assert process.stdin is not None
+            process.stdin.close()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=30)
+
+
+_running: dict[int, subprocess.Popen[bytes]] = {}
+
+
+def spawn(argv: list[str], **popen: Any) -> subprocess.Popen[bytes]:
+    """Start a server (or any long-lived child) that cannot outlive this test run.
+
+    It leads a new process group, dies with the starting thread (``PR_SET_PDEATHSIG``), is
+    registered with the watchdog and with the ``atexit`` hook; ``stop`` ends it and its group.
+    """
+    run_mark()
+    Watchdog.start()
+    process: subprocess.Popen[bytes] = subprocess.Popen(
+        [sys.executable, "-S", "-c", _ORPHAN_GUARD, str(os.getpid()), *argv],
+        start_new_session=True,
+        **popen,
+    )
+    _running[process.pid] = process
+    Watchdog.tell(f"+{process.pid}")
+    return process
+
+
+def stop(process: subprocess.Popen[bytes] | None) -> None:
+    """Stop a process ``spawn`` started, and every child it left behind in its group."""
     if process is None:
         return
     if process.poll() is None:
@@ -86,6 +227,37 @@ def _stop(process: subprocess.Popen[bytes] | None) -> None:
     # connections; a stopped server must drop them, as a crashed one would.
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)
+    if _running.pop(process.pid, None) is not None:
+        Watchdog.tell(f"-{process.pid}")
+
+
+@atexit.register
+def stop_all() -> None:
+    """Stop every process ``spawn`` started that is still registered."""
+    for process in list(_running.values()):
+        with contextlib.suppress(OSError):
+            stop(process)
+
+
+def marked_processes(mark: str) -> list[tuple[int, str]]:
+    """(pid, command line) of every live process other than this one that carries ``mark``."""
+    found: list[tuple[int, str]] = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as environ:
+                if mark.encode() not in environ.read().split(b"\0"):
+                    continue
+            with open(f"/proc/{entry}/stat") as stat:
+                if stat.read().rpartition(")")[2].split()[0] in ("Z", "X"):
+                    continue  # already dead, waiting to be reaped
+            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                command = cmdline.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            continue
+        found.append((int(entry), command))
+    return found
 
 
 @dataclass
@@ -120,17 +292,16 @@ class RadicaleServer:
             "[logging]\nlevel = warning\n"
         )
         with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
+            self.process = spawn(
                 [sys.executable, "-m", "radicale", "--config", str(config)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=self.directory,
-                start_new_session=True,
             )
         _wait_until_listening(self.port, self.process, self.log)
 
     def stop(self) -> None:
-        _stop(self.process)
+        stop(self.process)
 
     def add_user(self, name: str, password: str = RADICALE_PASSWORD) -> tuple[str, str]:
         """A new account with no calendars (Radicale re-reads its user file on every login)."""
@@ -191,6 +362,8 @@ ssl = no
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 auth_failure_delay = 0
+# No statistics: at a stop, imap-login would wait 5 s for the stats process, gone already.
+stats_writer_socket_path =
 default_internal_user = {internal}
 default_login_user = {login}
 {capability}passdb {{
@@ -231,16 +404,15 @@ service imap-login {{
         if not self.config.exists():
             self.write_config()
         with (self.directory / "dovecot.stderr").open("ab") as stderr:
-            self.process = subprocess.Popen(
+            self.process = spawn(
                 [DOVECOT_BINARY, "-F", "-c", str(self.config)],
                 stdout=subprocess.DEVNULL,
                 stderr=stderr,
-                start_new_session=True,
             )
         _wait_until_listening(self.port, self.process, self.log)
 
     def stop(self) -> None:
-        _stop(self.process)
+        stop(self.process)
 
     def add_user(self) -> tuple[str, str]:
         """An account nobody has used yet, so an empty mailbox. Dovecot re-reads its passwd-file

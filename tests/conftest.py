@@ -1,0 +1,45 @@
+"""What holds for the whole test run: nothing a test starts outlives the run.
+
+Every process the run starts inherits its mark (``tests.servers.RUN_MARK_VARIABLE``), and a
+watchdog process SIGKILLs what still carries it once the run is gone, however it ended (SIGKILL
+included; see ``tests/servers.py``). When the session finishes normally, anything still running
+with the mark is named here and stopped: a test that leaks a process shows up in the summary.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+
+import pytest
+
+from tests.servers import Watchdog, marked_processes, run_mark, stop_all
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    run_mark()
+    Watchdog.start()
+
+
+@pytest.hookimpl(trylast=True)  # after the fixtures' own teardown
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    stop_all()
+    left = [(pid, command) for pid, command in marked_processes(run_mark()) if not _is_ours(pid)]
+    for pid, _ in left:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if left and reporter is not None:
+        reporter.write_sep("-", "processes left running by the tests, stopped now", yellow=True)
+        for pid, command in left:
+            reporter.write_line(f"{pid}: {command[:200]}")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    Watchdog.finish()
+
+
+def _is_ours(pid: int) -> bool:
+    """The watchdog itself is meant to run until the end."""
+    return pid == Watchdog.pid()
