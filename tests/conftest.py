@@ -31,6 +31,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
             os.kill(pid, signal.SIGKILL)
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if left and reporter is not None:
+        reporter.ensure_newline()
         reporter.write_sep("-", "processes left running by the tests, stopped now", yellow=True)
         for pid, command in left:
             reporter.write_line(f"{pid}: {command[:200]}")
