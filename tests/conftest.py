@@ -22,19 +22,23 @@ def pytest_configure(config: pytest.Config) -> None:
     Watchdog.start()
 
 
+_left: list[tuple[int, str]] = []
+
+
 @pytest.hookimpl(trylast=True)  # after the fixtures' own teardown
 def pytest_sessionfinish(session: pytest.Session) -> None:
     stop_all()
-    left = [(pid, command) for pid, command in marked_processes(run_mark()) if not _is_ours(pid)]
-    for pid, _ in left:
+    _left[:] = [(pid, cmd) for pid, cmd in marked_processes(run_mark()) if not _is_ours(pid)]
+    for pid, _ in _left:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGKILL)
-    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-    if left and reporter is not None:
-        reporter.ensure_newline()
-        reporter.write_sep("-", "processes left running by the tests, stopped now", yellow=True)
-        for pid, command in left:
-            reporter.write_line(f"{pid}: {command[:200]}")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _left:
+        terminalreporter.write_sep("-", "processes left running by the tests, stopped now")
+        for pid, command in _left:
+            terminalreporter.write_line(f"{pid}: {command[:200]}")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
