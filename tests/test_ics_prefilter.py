@@ -435,6 +435,26 @@ def test_past_the_pass_budget_the_rest_is_skipped_unparsed() -> None:
     )
 
 
+@pytest.mark.parametrize("prefilter", [True, False])
+def test_an_unreadable_sequence_costs_no_other_event(prefilter: bool) -> None:
+    # The expansion compares SEQUENCE numbers; one it cannot read used to stop the whole calendar.
+    data = document(
+        event("odd", *IN, "SEQUENCE:one"),
+        event(
+            "twice",
+            "DTSTART:20260416T100000Z",
+            "DTEND:20260416T110000Z",
+            "SEQUENCE:1",
+            "SEQUENCE:2",
+        ),
+        event("good", "DTSTART:20260417T100000Z", "DTEND:20260417T110000Z", "SEQUENCE:3"),
+    )
+    parsed = read(data, prefilter)
+    assert not isinstance(parsed, PermanentError), parsed
+    assert [e.event_id for e in parsed.events] == ["odd", "twice", "good"]
+    assert parsed.skipped == []
+
+
 # --- generated calendars ---
 
 ESCAPES = ["\\,", "\\;", "\\n", "\\N", "\\\\", "\\"]
