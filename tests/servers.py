@@ -362,8 +362,6 @@ ssl = no
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 auth_failure_delay = 0
-# No statistics: at a stop, imap-login would wait 5 s for the stats process, gone already.
-stats_writer_socket_path =
 default_internal_user = {internal}
 default_login_user = {login}
 {capability}passdb {{
