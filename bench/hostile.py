@@ -6,6 +6,10 @@ beside the same figures for the clean calendar (the ordinary interview alone, me
 more than 2 s or 50 MB above the clean pass is flagged; a pass that had not ended after 240 s was
 killed (its figures are then a lower bound). No assertions: this prints figures.
 
+Beside the wall time it prints the CPU seconds the entry's processes used (user + system, from
+the resource usage of the finished children), which a busy machine distorts far less: on a
+machine shared with other work, compare the CPU column too.
+
     python bench/hostile.py                 # every entry
     python bench/hostile.py --light         # leave out the heavy ones (megabytes, runaway rules)
     python bench/hostile.py NAME [NAME …]   # only these entries
@@ -14,6 +18,8 @@ killed (its figures are then a lower bound). No assertions: this prints figures.
 from __future__ import annotations
 
 import argparse
+import resource
+import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -27,6 +33,12 @@ SECONDS_BUDGET = 2.0
 MEGABYTES_BUDGET = 50.0
 
 
+def children_cpu() -> float:
+    """CPU seconds (user + system) of every finished child process so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", help="entries to run (default: all)")
@@ -38,25 +50,34 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="recruitmail-bench-hostile-") as directory:
         root = Path(directory)
         # The clean figure is the median of three passes: one pass on a busy machine is noise.
-        cleans = [
-            run_entry(ENTRIES[0], root / f"clean-{n}", hostile=False, fresh=True).runs[0]
-            for n in range(3)
-        ]
+        cleans = []
+        clean_cpus = []
+        for n in range(3):
+            before = children_cpu()
+            cleans.append(
+                run_entry(ENTRIES[0], root / f"clean-{n}", hostile=False, fresh=True).runs[0]
+            )
+            clean_cpus.append(children_cpu() - before)
         clean = sorted(cleans, key=lambda run: run.seconds)[1]
+        clean_cpu = statistics.median(clean_cpus)
         print(
-            f"clean calendar: {clean.seconds:.2f} s, {clean.max_rss_mb:.0f} MB (median of three fresh processes)"
+            f"clean calendar: {clean.seconds:.2f} s, {clean_cpu:.2f} s CPU, "
+            f"{clean.max_rss_mb:.0f} MB (median of three fresh processes)"
         )
         print(
             f"budget per entry: clean + {SECONDS_BUDGET:.0f} s, clean + {MEGABYTES_BUDGET:.0f} MB\n"
         )
         header = (
-            f"{'entry':34} {'passes':>6} {'seconds':>8} {'MB':>6} {'+s':>7} {'+MB':>6}  verdict"
+            f"{'entry':34} {'passes':>6} {'seconds':>8} {'CPU s':>6} {'MB':>6} {'+s':>7} "
+            f"{'+CPU s':>7} {'+MB':>6}  verdict"
         )
         print(header)
         print("-" * len(header))
         over: list[str] = []
         for entry in entries:
+            before = children_cpu()
             result = run_entry(entry, root / entry.name, fresh=True)
+            cpu = (children_cpu() - before) / max(1, len(result.runs))  # per pass
             seconds = max(run.seconds for run in result.runs)
             megabytes = max(run.max_rss_mb for run in result.runs)
             extra_s, extra_mb = seconds - clean.seconds, megabytes - clean.max_rss_mb
@@ -72,8 +93,9 @@ def main() -> int:
             if flags:
                 over.append(entry.name)
             print(
-                f"{entry.name:34} {len(result.runs):>6} {seconds:>8.2f} {megabytes:>6.0f} "
-                f"{extra_s:>+7.2f} {extra_mb:>+6.0f}  {' '.join(flags + [judged])}",
+                f"{entry.name:34} {len(result.runs):>6} {seconds:>8.2f} {cpu:>6.2f} "
+                f"{megabytes:>6.0f} {extra_s:>+7.2f} {cpu - clean_cpu:>+7.2f} {extra_mb:>+6.0f}  "
+                f"{' '.join(flags + [judged])}",
                 flush=True,
             )
     print(f"\n{len(entries) - len(over)} of {len(entries)} entries within budget")
