@@ -217,7 +217,9 @@ def stop(process: subprocess.Popen[bytes] | None) -> None:
     if process is None:
         return
     if process.poll() is None:
-        os.kill(process.pid, signal.SIGTERM)
+        # The whole group: Dovecot's master alone waits a second or more for its helpers.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGTERM)
         try:
             process.wait(timeout=15)
         except subprocess.TimeoutExpired:
