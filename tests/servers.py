@@ -16,10 +16,11 @@ A server never outlives the test run that started it, however the run ends (``sp
   it ends, even by SIGKILL or ``os._exit`` (pytest-timeout in thread mode), where no Python code
   runs — as that signal comes when the starting *thread* ends, start servers from the main thread,
   as fixtures are;
-- a watchdog process (``Watchdog``) holds the read end of a pipe only the test run writes to: when
-  the run is gone, however, it reads the end of the pipe and SIGKILLs every process group still
-  registered, and every process that carries the run's mark (``RUN_MARK_VARIABLE`` in its
-  environment: a ``recruitmail run`` a test started, say).
+- a watchdog process (``Watchdog``) reads a pipe whose other end only the test run holds: when the
+  run is gone, however it ended, the pipe closes and the watchdog SIGKILLs every process group
+  still registered and every process that carries the run's mark (``RUN_MARK_VARIABLE`` in its
+  environment: a ``recruitmail run`` a test started, say). A child the run forks without exec
+  holds the pipe too, so the watchdog acts once the last of them is gone.
 """
 
 from __future__ import annotations
