@@ -18,19 +18,10 @@ from email.utils import parsedate_to_datetime
 from functools import lru_cache
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol
 from urllib.parse import urljoin, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import httpx
-import icalendar
-import icalendar.timezone
-import recurring_ical_events
-from dateutil.rrule import rrulestr
-from icalendar.parser.content_line import NEWLINE as _LIBRARY_NEWLINE
-from icalendar.parser.content_line import UFOLD as _LIBRARY_UNFOLD
-from icalendar.parser.property import split_on_unescaped_comma, unescape_backslash
-from icalendar.prop import vRecur
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from recruitmail.connectors.tls import tls_context
 
@@ -45,6 +36,13 @@ from recruitmail.contracts.errors import (
 )
 from recruitmail.contracts.models import Attendee, Event, Period, Response, SkippedEvent, SyncResult
 from recruitmail.contracts.secrets import load_secret
+
+if TYPE_CHECKING:
+    import httpx
+    import icalendar
+
+# httpx, icalendar, recurring-ical-events and dateutil are imported where they are used: an idle
+# pass over a file whose bytes did not change reads nothing with them, and a file needs no httpx.
 
 log = logging.getLogger(__name__)
 
@@ -209,6 +207,8 @@ class IcsSource:
                 headers["If-None-Match"] = self._cached.etag
             if self._cached.last_modified:
                 headers["If-Modified-Since"] = self._cached.last_modified
+        import httpx
+
         where = redact(url)
         try:
             response, content = self._download(url, headers, where)
@@ -282,6 +282,8 @@ class IcsSource:
         raise PermanentError(f"{where}: more than {MAX_REDIRECTS} redirects; not followed")
 
     def _http(self) -> httpx.Client:
+        import httpx
+
         if self._client is None:
             assert self._url is not None
             loopback = urlsplit(self._url).hostname in _LOOPBACK_HOSTS
@@ -766,6 +768,8 @@ _DAY_FILTERS = ("BYMONTH", "BYMONTHDAY", "BYYEARDAY", "BYWEEKNO", "BYDAY")
 
 
 def _rule_text(parts: dict[str, Any]) -> str:
+    from icalendar.prop import vRecur
+
     recur: Any = vRecur(parts)
     return str(recur.to_ical().decode("ascii", "replace"))
 
@@ -774,6 +778,8 @@ def _never_matches(rule: Any) -> bool:
     """Whether no day at all satisfies the rule's day filters, tried as a yearly rule (a superset:
     ordinals and BYSETPOS left out) over the last thirty years the rule library knows, which
     hold every combination of leap year and weekday. A few milliseconds."""
+    from dateutil.rrule import rrulestr
+
     parts = {str(k).upper(): v for k, v in rule.items()}
     if not any(name in parts for name in _DAY_FILTERS):
         return False
@@ -809,6 +815,8 @@ def _zone_problem(data: bytes, raw: _Raw) -> str:
 
 def _known_zone(tzid: str) -> bool:
     """Whether the iCalendar library resolves ``tzid`` without the calendar's VTIMEZONE."""
+    import icalendar.timezone
+
     try:
         return icalendar.timezone.tzp.timezone(tzid.strip().strip('"').strip("/")) is not None
     except Exception:  # noqa: BLE001 - a lookup of an odd name may fail in any way
@@ -946,6 +954,19 @@ _PLAIN_LINE = re.compile(
     r"|(?:[^\";:,\\^%\x00-\x20\x7f](?:[^\";:,\\^%\x00-\x1f\x7f]*[^\";:,\\^%\x00-\x20\x7f])?)?))*)"
     r":([^\x00-\x08\x0a-\x1f\x7f]*)"
 )
+# The library's own patterns (icalendar.parser.content_line and .property), copied so that a pass
+# that parses nothing need not import the library.
+_LIBRARY_UNFOLD = re.compile(r"(?:(?<!\n)\r\n|(?<![\r\n])\n)(?:\r?\n)*[ \t]")
+_LIBRARY_NEWLINE = re.compile(r"\r?\n")
+_LIBRARY_ESCAPE = re.compile(r"\\([\\,;:nN])")
+_SIMPLE_UNFOLD = re.compile(r"\r?\n[ \t]")
+
+
+def _unescape_backslash(value: str) -> str:
+    """Text unescaped as the library does (``icalendar.parser.property.unescape_backslash``)."""
+    return _LIBRARY_ESCAPE.sub(lambda m: "\n" if m.group(1) in "nN" else m.group(1), value)
+
+
 _PLAIN_NAME = re.compile(r"([A-Za-z0-9-]+)[;:]")
 _PLAIN_PARAM = re.compile(r";([A-Za-z0-9-]+)=(\"[^\"]*\"|[^;]*)")
 _PLAIN_MOMENT = {
@@ -1010,7 +1031,7 @@ def _plain_value(name: str, params: dict[str, str], raw: str) -> Any:
     if "VALUE" in params and name not in _PLAIN_MOMENTS:
         return None  # another value type than the library's default for the name
     if name in _PLAIN_TEXT:
-        value = _PlainValue(unescape_backslash(raw) if "\\" in raw else raw)
+        value = _PlainValue(_unescape_backslash(raw) if "\\" in raw else raw)
         value.params = params
         return value
     if name in _PLAIN_RAW:
@@ -1018,6 +1039,8 @@ def _plain_value(name: str, params: dict[str, str], raw: str) -> Any:
         value.params = params
         return value
     if name == "CATEGORIES":
+        from icalendar.parser.property import split_on_unescaped_comma
+
         try:
             return _PlainCategories(split_on_unescaped_comma(raw), params)
         except ValueError:
@@ -1038,6 +1061,8 @@ def _plain_moment(name: str, kind: str, raw: str, tzid: str | None) -> Any:
     """A date or date-time as the library's value types read it (``vDDDTypes.from_ical``): built
     directly in the forms where the library puts a zoneinfo zone on the wall-clock time, through
     the library otherwise."""
+    import icalendar.timezone
+
     if kind != "DATE" and len(raw) in (15, 16):
         fields = (
             int(raw[:4]),
@@ -1068,6 +1093,8 @@ _UTC: list[tzinfo] = []
 def _library_utc() -> tzinfo | None:
     """The zone the library gives a UTC date-time (``…Z``)."""
     if not _UTC:
+        import icalendar
+
         moment = icalendar.prop.vDDDTypes.from_ical("20000101T000000Z")  # type: ignore[no-untyped-call]
         if moment.tzinfo is not None:
             _UTC.append(moment.tzinfo)
@@ -1081,7 +1108,10 @@ def _plain_properties(chunk: bytes) -> dict[str, Any] | None:
     except UnicodeDecodeError:
         return None
     if "\n " in text or "\n\t" in text:  # every fold is a line break then a space or tab
-        text = _LIBRARY_UNFOLD.sub("", text)
+        # Without blank lines a run of line breaks is one line break: the simple pattern
+        # removes what the library's does.
+        simple = "\n\n" not in text and "\n\r\n" not in text
+        text = (_SIMPLE_UNFOLD if simple else _LIBRARY_UNFOLD).sub("", text)
     lines = [line for line in _LIBRARY_NEWLINE.split(text) if line]
     if len(lines) < 2 or lines[0].upper() != "BEGIN:VEVENT" or lines[-1].upper() != "END:VEVENT":
         return None
@@ -1214,6 +1244,8 @@ def parse_calendar(data: bytes, where: str) -> icalendar.Calendar:
     """Parse one whole iCalendar document without budgets (for trusted data such as the demo);
     ``PermanentError`` (with the line, when known) if it is not one. Calendar feeds go through
     ``read_ics``."""
+    import icalendar
+
     check_calendar_bytes(data, where)
     try:
         calendar = icalendar.Calendar.from_ical(data)
@@ -1259,6 +1291,8 @@ def read_ics(
     and, once the events met so far fill the pass budget, the components of further UIDs are
     skipped with that reason unparsed; the events returned are the same as without it.
     """
+    import icalendar
+
     budget = budget if budget is not None else PassBudget.start()
     check_calendar_bytes(data, where)
     if len(data) > limits.MAX_FEED_BYTES:
@@ -1328,7 +1362,7 @@ def read_ics(
         if count > limits.MAX_OCCURRENCES_PER_SERIES:
             bad[uid] = limits.REASON_TOO_MANY_OCCURRENCES
     # Two UIDs written differently that the library reads alike are one series.
-    alike = Counter(unescape_backslash(uid) for uid in components) if prefilter else Counter()
+    alike = Counter(_unescape_backslash(uid) for uid in components) if prefilter else Counter()
     for raw, uid in raw_uids:
         if uid in bad or uid in surplus:
             continue
@@ -1426,6 +1460,8 @@ def _expand(
     ``units`` gives the order in which the budget is spent: a plain event read without the
     library counts where the expansion would have met it; None is a series of ``calendar``.
     """
+    import recurring_ical_events
+
     # The expansion stamps a RECURRENCE-ID on every occurrence, single events included; only
     # members of a series (or a lone override of one) carry it on into the event's identity.
     series_uids = {
