@@ -82,9 +82,9 @@ class _Entry:
 
 
 # A listing taken less than this after its folder last changed may have missed a change made in
-# the same tick of the file system's clock (which need not advance between two changes): it is
-# taken again once this much time has passed since that change, as git does with its "racily
-# clean" index entries.
+# the same tick of the file system's clock (which need not advance between two changes): such a
+# listing of a folder others write (Sent) is taken again until it is older than this, as git
+# does with its "racily clean" index entries.
 _RACY_NS = 2_000_000_000
 
 
@@ -93,18 +93,20 @@ class _Folder:
 
     The listing is an index kept in memory for the sink's life: it is taken again only when the
     modification time of ``cur`` or ``new`` changed (a file was added, renamed or removed there
-    by anyone), or when it was taken too soon after such a change to be sure it saw it. The
-    sink's own creates are added to it directly. A file it names that is gone (a client renamed
-    or moved it) makes the caller ask for a fresh listing (``refresh``).
+    by anyone), and, for a folder only others write (``strict``: Sent), also while it is too
+    recent to be sure it saw a change made in the same tick of the file system's clock. The
+    sink's own creates are added to it directly (Drafts). A file it names that is gone (a
+    client renamed or moved it) makes the caller ask for a fresh listing (``refresh``).
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, strict: bool = True) -> None:
         self.path = path
+        self._strict = strict
         self._seen: dict[tuple[str, int, int], _Entry] = {}
         self._by_key: dict[str, list[_Entry]] = {}
         self._ordered: list[_Entry] = []
         self._stamp: tuple[tuple[int, int], ...] | None = None
-        self._racy_until = 0
+        self._racy = False
         self._warned: set[tuple[str, str]] = set()
 
     def create(self, *, subfolder: bool | None) -> None:
@@ -135,7 +137,7 @@ class _Folder:
     def entries(self, *, fresh: bool = False) -> list[_Entry]:
         """The folder's messages, from the index unless it may be stale (or ``fresh``)."""
         stamp = self._stamps()
-        if fresh or stamp != self._stamp or 0 < self._racy_until <= time.time_ns():
+        if fresh or stamp != self._stamp or (self._strict and self._racy):
             self._list(stamp)
         return self._ordered
 
@@ -196,8 +198,7 @@ class _Folder:
         for known in self._ordered:
             self._index(known)
         self._stamp = stamp
-        newest = max((mtime for mtime, _ in stamp), default=0)
-        self._racy_until = newest + _RACY_NS if started - newest < _RACY_NS else 0
+        self._racy = started - max(mtime for mtime, _ in stamp) < _RACY_NS
 
     def _not_mail(self, sub: str, item: os.DirEntry[str]) -> None:
         if (sub, item.name) in self._warned:
@@ -299,7 +300,10 @@ class MaildirSink:
 
     def __init__(self, options: SinkOptions, context: ConnectorContext) -> None:
         root = options.path.expanduser()
-        self._drafts = _Folder(root / options.drafts_folder)
+        # Drafts is written here: its index is kept up to date by our own creates, and what
+        # others do there (rename, move, delete a draft) changes its modification time or shows
+        # as a file gone. Sent is written by others only: strict.
+        self._drafts = _Folder(root / options.drafts_folder, strict=False)
         self._sent = _Folder(root / options.sent_folder)
         try:
             _Folder(root).create(subfolder=None)
@@ -379,7 +383,7 @@ class MaildirSink:
         renamed into.
 
         Why a crash before this fsync can neither duplicate nor lose a draft
-        (docs/RELIABILITY.md, "Durability of a batch"): every draft file is fsynced before its
+        (docs/RELIABILITY.md, "A batch of drafts"): every draft file is fsynced before its
         rename, so a draft is either whole in ``cur/`` or absent (a power cut may undo the
         rename; a killed process cannot, the kernel has it). The executor commits a draft's
         ledger row as "drafted" only after this returns, and its "attempting" row before the

@@ -533,7 +533,7 @@ class MailboxRunner:
         """Draft a batch of mails in two phases (DESIGN.md §4), with one transaction per phase:
         every intent is committed before the mailbox is touched for any of them; each mail is
         then looked up by its key and created only when not found; the sink makes its writes
-        durable once (docs/RELIABILITY.md, "Durability of a batch"); then the outcomes are
+        durable once (docs/RELIABILITY.md, "A batch of drafts"); then the outcomes are
         committed. False when the pass was asked to stop."""
         outcome = _Outcome()
         composed: list[_Composed] = []

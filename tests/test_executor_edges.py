@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 from recruitmail.daemon.cli import main
 from recruitmail.daemon.planner import LedgerState
+from recruitmail.daemon.runtime import open_runner, validate
+from recruitmail.daemon.settings import load_settings
 from recruitmail.daemon.state import State
 
 from recruitmail.contracts.limits import MAX_RETRY_AFTER
@@ -206,3 +208,40 @@ def test_log_pseudonyms_are_keyed_per_install(tmp_path: Path) -> None:
     assert mine != plain and theirs != plain
     assert mine != theirs
     assert same == mine
+
+
+def test_a_runner_that_stays_open_sees_what_another_process_changed(tmp_path: Path) -> None:
+    """The daemon keeps its runner (and the interviews it recognised) between passes; a
+    `recruitmail forget` in another process meanwhile must count on its next pass: the forgotten
+    candidate is not drafted again from the runner's memory. And a booking arriving later is
+    drafted by the same runner."""
+    backend = IcsMaildirBackend(tmp_path)
+    backend.put(booking("anna@nordljus.se", ANNA, "10:00"))
+    config = write_config(backend, tmp_path)
+    settings = load_settings(config)
+    state = State.in_dir(settings.service.state_dir)
+    try:
+        renderer = validate(settings)
+        with open_runner(settings, 0, state, renderer) as runner:
+            first = runner.reconcile(MONDAY)
+            assert first.drafted == ["welcome"]
+            idle = runner.reconcile(MONDAY + timedelta(minutes=1))
+            assert idle.drafted == [] and idle.synced_events == 0
+
+            other = State.in_dir(settings.service.state_dir)  # another process's connection
+            assert other.forget(ANNA.address) > 0
+            other.close()
+            after = runner.reconcile(MONDAY + timedelta(minutes=2))
+            assert after.drafted == []
+            assert not [r for r in state.all_ledger() if r.entry.key.candidate == ANNA.address]
+
+            backend.put(booking("bo@nordljus.se", BO, "13:00"))
+            later = runner.reconcile(MONDAY + timedelta(minutes=3))
+            assert later.drafted == ["welcome"]
+    finally:
+        state.close()
+    assert len(backend_drafts(tmp_path)) == 2
+
+
+def backend_drafts(workdir: Path) -> list[Path]:
+    return [p for p in (workdir / "Maildir" / ".Drafts" / "cur").iterdir() if p.is_file()]

@@ -397,3 +397,96 @@ def test_a_maildir_root_that_is_a_link_is_accepted(tmp_path: Path) -> None:
     sink = open_sink(SinkOptions(path=tmp_path / "Maildir"), context(tmp_path))
     sink.create_draft(draft_message())
     assert len(list((real / ".Drafts" / "cur").iterdir())) == 1
+
+
+# -- the index of Drafts and Sent ------------------------------------------------------------
+
+
+def test_look_ups_are_answered_from_the_index_not_a_listing_each(
+    backend: MaildirBackend,
+) -> None:
+    sink = backend.sink()
+    refs = [sink.create_draft(draft_message(f"interview-{n}@example.se")) for n in range(40)]
+    real_scandir = os.scandir
+    listings: list[str] = []
+
+    def counting_scandir(path: Any) -> Any:
+        listings.append(str(path))
+        return real_scandir(path)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(os, "scandir", counting_scandir)
+        for n, ref in enumerate(refs):
+            assert sink.find_draft(draft_message(f"interview-{n}@example.se").key) == ref
+        assert sink.find_draft(draft_message("never-drafted@example.se").key) is None
+    # Before the index: Drafts and Sent (cur and new each) were listed for every look-up, 164
+    # listings here. Now at most the Sent folder's, while it is too new to be sure of.
+    assert not [p for p in listings if ".Drafts" in p]
+    assert len(listings) < 20
+
+
+def test_a_draft_the_recruiter_sent_after_the_index_was_taken_is_found_in_sent(
+    backend: MaildirBackend,
+) -> None:
+    sink = backend.sink()
+    message = draft_message()
+    ref = sink.create_draft(message)
+    assert sink.find_draft(message.key) == ref  # the index knows it in Drafts
+    backend.send(ref)  # moved to Sent, maybe within the same tick of the file system's clock
+    found = sink.find_draft(message.key)
+    assert found is not None and found.remote_id != ref.remote_id
+    assert sink.draft_state(ref) is DraftState.SENT
+    assert len(backend.draft_files()) == 0
+
+
+def test_a_draft_a_client_renamed_after_the_index_was_taken_is_still_found(
+    backend: MaildirBackend,
+) -> None:
+    sink = backend.sink()
+    message = draft_message()
+    ref = sink.create_draft(message)
+    assert sink.find_draft(message.key) == ref
+    [path] = backend.draft_files()
+    path.rename(path.with_name(path.name + "S"))  # marked seen, as a client does: a rename
+    assert sink.find_draft(message.key) == ref
+    backend.edit(ref)  # rewritten under a new name entirely
+    found = sink.find_draft(message.key)
+    assert found is not None and found.remote_id != ref.remote_id
+
+
+def test_a_mail_the_recruiter_sends_counts_at_once_for_last_contact(
+    backend: MaildirBackend,
+) -> None:
+    sink = backend.sink()
+    since = datetime(2026, 12, 1, tzinfo=UTC)
+    assert sink.last_contact(CANDIDATE, since) is None
+    when = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
+    backend.add_sent(CANDIDATE, when)  # within the same tick as the listing, as like as not
+    assert sink.last_contact(CANDIDATE, since) == when
+
+
+def test_drafts_written_by_another_sink_are_found_after_their_folder_changed(
+    backend: MaildirBackend,
+) -> None:
+    first, second = backend.sink(), backend.sink()  # e.g. the daemon and a `recruitmail once`
+    assert first.find_draft(draft_message().key) is None
+    ref = second.create_draft(draft_message())
+    second.flush()
+    cur = backend.root / ".Drafts" / "cur"
+    # The folder's modification time moves on with the clock; a file system whose clock did
+    # not tick between the two writes shows it at its next tick.
+    later = cur.stat().st_mtime_ns + 1_000_000_000
+    os.utime(cur, ns=(later, later))
+    assert first.find_draft(draft_message().key) == ref
+
+
+def test_flush_and_close_keep_every_draft(
+    backend: MaildirBackend,
+) -> None:
+    sink = backend.sink()
+    sink.create_draft(draft_message())
+    sink.flush()
+    sink.flush()  # nothing left: a no-op
+    sink.create_draft(draft_message("interview-2@example.se"))
+    sink.close()
+    assert len(backend.draft_files()) == 2
