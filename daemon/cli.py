@@ -58,7 +58,7 @@ def cmd_once(args: argparse.Namespace) -> int:
 
     settings = _setup(args)
     renderer = validate(settings)
-    state = State.in_dir(settings.service.state_dir)
+    state = State.open(settings.service)
     try:
         outcome = run_once(settings, state, renderer, parse_now(args.now), only=_only(args))
     finally:
@@ -178,7 +178,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from recruitmail.contracts.models import DraftState, normalise_address, pseudonym
 
     settings = _setup(args)
-    state = State.in_dir(settings.service.state_dir)
+    state = State.open(settings.service)
     try:
         if not args.offline:
             _refresh_remote_states(settings, state)
@@ -273,7 +273,7 @@ def cmd_forget(args: argparse.Namespace) -> int:
     from recruitmail.contracts.models import normalise_address
 
     settings = _setup(args)
-    state = State.in_dir(settings.service.state_dir)
+    state = State.open(settings.service)
     try:
         removed = state.forget(normalise_address(args.address))
     finally:
@@ -291,7 +291,7 @@ def cmd_close(args: argparse.Namespace) -> int:
     from recruitmail.contracts.models import normalise_address
 
     settings = _setup(args)
-    state = State.in_dir(settings.service.state_dir)
+    state = State.open(settings.service)
     try:
         touched = state.set_closed(None, normalise_address(args.address), not args.reopen)
     finally:
@@ -326,6 +326,66 @@ def _only(args: argparse.Namespace) -> str | None:
 
     value = getattr(args, "mailbox", None)
     return normalise_address(value) if value else None
+
+
+# -- recruitmail state migrate ------------------------------------------------------------
+
+
+def cmd_state_migrate(args: argparse.Namespace) -> int:
+    """Copy the SQLite state in ``service.state_dir`` into a PostgreSQL database, and verify it."""
+    from recruitmail.daemon.state import State, is_postgresql_url
+
+    settings = _setup(args)
+    if not is_postgresql_url(args.to):
+        raise ConfigError(f"--to {args.to!r}: give a postgresql:// URL")
+    file = settings.service.state_dir / "recruitmail.sqlite"
+    if not file.exists():
+        raise ConfigError(f"{file}: no SQLite state to migrate (check service.state_dir)")
+    source = State(file)
+    try:
+        target = State(args.to, pool_size=2)
+        try:
+            if target.holds_data() and not args.force:
+                print(
+                    f"{target.path} already holds a state; nothing was written "
+                    "(--force replaces it)",
+                    file=sys.stderr,
+                )
+                return 1
+            source.copy_into(target)
+            copied, expected = target.table_digests(), source.table_digests()
+        finally:
+            target.close()
+    finally:
+        source.close()
+    for table, (rows, digest) in expected.items():
+        same = copied.get(table) == (rows, digest)
+        print(f"{table:<15} {rows:>8} row(s)  {digest[:16]}  {'ok' if same else 'DIFFERS'}")
+    if copied != expected:
+        print(f"the copy in {target.path} differs from {file}", file=sys.stderr)
+        return 1
+    print(f"Copied {file} to {target.path} and verified it; set service.state to use it.")
+    return 0
+
+
+def _add_state_commands(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
+    p = sub.add_parser("state", parents=[common], help="move the state to another database")
+    commands = p.add_subparsers(dest="state_command", required=True, metavar="COMMAND")
+    p = commands.add_parser(
+        "migrate",
+        parents=[common],
+        help="copy the SQLite state into PostgreSQL and verify the copy (stop the service first)",
+    )
+    p.add_argument(
+        "--to",
+        required=True,
+        metavar="URL",
+        help="postgresql:// URL; a password only as a reference (?password=credential:NAME)",
+    )
+    p.add_argument("--force", action="store_true", help="replace a state the target already holds")
+    p.set_defaults(func=cmd_state_migrate)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -401,6 +461,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("provider", choices=["microsoft", "google"])
     p.add_argument("--mailbox", help="which mailbox (default: the first)")
     p.set_defaults(func=cmd_login)
+    _add_state_commands(sub, common)
     return parser
 
 

@@ -381,6 +381,38 @@ class Service(Section):
     state_dir: Path = Field(
         Path("/var/lib/recruitmail"), description="Where the SQLite state lives."
     )
+    state: str | None = Field(
+        None,
+        description="A PostgreSQL database for the state instead of SQLite in state_dir, e.g. "
+        '"postgresql://recruitmail@db.example.internal/recruitmail?password=credential:pg" '
+        "(libpq URL; its password only as a secret reference; copy an existing state over with "
+        "`recruitmail state migrate --to URL`).",
+    )
+
+    @field_validator("state")
+    @classmethod
+    def _state_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        from urllib.parse import parse_qsl, urlsplit
+
+        value = value.strip()
+        if not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("use a postgresql:// URL (leave it out for SQLite in state_dir)")
+        parts = urlsplit(value)
+        if parts.password is not None:
+            raise ValueError(
+                "the URL holds a password; give a reference instead: "
+                "?password=credential:NAME, file:/path or env:NAME"
+            )
+        for key, reference in parse_qsl(parts.query, keep_blank_values=True):
+            kind, _, name = reference.partition(":")
+            if key == "password" and (kind not in ("credential", "file", "env") or not name):
+                raise ValueError(
+                    "password= must be a secret reference: credential:NAME, file:/path or env:NAME"
+                )
+        return value
+
     interval_seconds: int = Field(
         60,
         ge=10,

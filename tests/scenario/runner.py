@@ -127,8 +127,8 @@ def replay(
     for instant in instants:
         while pending and pending[0].at <= instant:
             apply(backend, pending.pop(0))
-        if (workdir / "state" / "recruitmail.sqlite").exists():
-            state = State.in_dir(workdir / "state")
+        if os.environ.get(STATE_VARIABLE) or (workdir / "state" / "recruitmail.sqlite").exists():
+            state = open_state(workdir)
             try:
                 wait_out_retry_after(state)
             finally:
@@ -137,6 +137,17 @@ def replay(
             main(["--config", str(config), "once", "--now", instant.isoformat()])
         )
     return collect(backend, workdir, outcome)
+
+
+STATE_VARIABLE = "RECRUITMAIL_SERVICE__STATE"
+"""Set to a ``postgresql://`` URL, every pass (and this runner) uses that state, not SQLite."""
+
+
+def open_state(workdir: Path) -> State:
+    """The state the passes of ``workdir`` write: SQLite in its state directory, or the
+    database ``$RECRUITMAIL_SERVICE__STATE`` names (``service.state`` from the environment)."""
+    url = os.environ.get(STATE_VARIABLE)
+    return State(url) if url else State.in_dir(workdir / "state")
 
 
 def wait_out_retry_after(state: State) -> None:
@@ -164,7 +175,7 @@ def apply(backend: ScenarioBackend, change: two_weeks.Change) -> None:
 
 def collect(backend: ScenarioBackend, workdir: Path, outcome: Outcome | None = None) -> Outcome:
     outcome = outcome or Outcome()
-    state = State.in_dir(workdir / "state")
+    state = open_state(workdir)
     try:
         rows = {r.entry.key.id: r for r in state.all_ledger()}
     finally:
