@@ -59,6 +59,7 @@ soak: $(STAMP)
 	$(BIN)/python -m pytest -m reliability -rA -s -p no:cacheprovider tests/reliability
 
 bench: $(STAMP)
+	$(BIN)/python bench/startup.py
 	$(BIN)/python bench/once_pass.py
 	$(BIN)/python bench/graph_idle.py
 	$(BIN)/python bench/google_idle.py

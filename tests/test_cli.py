@@ -47,7 +47,7 @@ def test_check_accepts_the_example_configuration() -> None:
     assert result.returncode == 0, result.stderr
     assert "valid" in result.stdout
     assert re.search(
-        r"templates: 8 kinds × 2 languages × 3 samples \(full, sparse, hostile\) render "
+        r"templates: 8 kinds × 6 languages × 3 samples \(full, sparse, hostile\) render "
         r"cleanly \(\d+\.\d\d s\)",
         result.stdout,
     ), result.stdout
