@@ -1373,14 +1373,6 @@ def read_ics(
             continue  # a single event far from the window: never parsed (most of a long history)
         problem = _event_precheck(data, raw, ignored_zones)
         if not problem and prefilter:
-            plain = None
-            if components[uid] == 1 and alike[uid] == 1 and uid not in units:
-                plain = _read_plain(data[raw.start : raw.end], uid, window, zone, named)
-            if plain is not None:
-                units[uid] = plain
-                plain_raws[uid] = raw
-                certain += plain.event is not None
-                continue
             if (
                 uid not in units
                 and certain >= budget.occurrences_left
@@ -1390,6 +1382,14 @@ def read_ics(
                 # after its parse and expansion; it is skipped without them.
                 surplus.add(uid)
                 units[uid] = _Plain(uid)
+                continue
+            plain = None
+            if components[uid] == 1 and alike[uid] == 1 and uid not in units:
+                plain = _read_plain(data[raw.start : raw.end], uid, window, zone, named)
+            if plain is not None:
+                units[uid] = plain
+                plain_raws[uid] = raw
+                certain += plain.event is not None
                 continue
         if not problem:
             try:
