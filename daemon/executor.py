@@ -545,7 +545,7 @@ class MailboxRunner:
                 if self.stop.is_set():
                     return False
                 try:
-                    ready = self.compose(
+                    ready = self.prepare(
                         mail, snapshot, now, calendar, rows.get(mail.key.id), report
                     )
                 except RecruitmailError as exc:
@@ -739,7 +739,7 @@ class MailboxRunner:
             reason,
         )
 
-    def compose(
+    def prepare(
         self,
         mail: PlannedMail,
         snapshot: Snapshot,

@@ -243,7 +243,7 @@ def _quoted_printable(body: str) -> str:
     return encoded.replace("\n", "\r\n")
 
 
-_UNFOLDED_BODY = SMTP.max_line_length
+_UNFOLDED_BODY = 78  # the SMTP policy's line length, as the email package wraps bodies
 
 
 def _boundary(*parts: str) -> str:
