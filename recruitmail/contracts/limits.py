@@ -85,7 +85,19 @@ def event_problem(event: Event) -> str | None:
 
 
 def bounded(event: Event) -> Event:
-    """``event`` with every free-text field cut to its budget (so one field cannot bloat state)."""
+    """``event`` with every free-text field cut to its budget (so one field cannot bloat state).
+
+    The event itself when every field is within its budget, as nearly all are.
+    """
+    if (
+        len(event.subject) <= MAX_SUBJECT_CHARS
+        and len(event.location) <= MAX_LOCATION_CHARS
+        and len(event.online_url) <= MAX_URL_CHARS
+        and len(event.body) <= MAX_BODY_CHARS
+        and len(event.categories) <= MAX_CATEGORIES
+        and all(len(c) <= MAX_NAME_CHARS for c in event.categories)
+    ):
+        return event
     return replace(
         event,
         subject=clip(event.subject, MAX_SUBJECT_CHARS),
