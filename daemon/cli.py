@@ -97,6 +97,8 @@ def cmd_preview(args: argparse.Namespace) -> int:
         count += 1
         carried = f" (+ {', '.join(due.folded)})" if due.folded else ""
         print(f"=== {due.mailbox} → {due.candidate}: {due.kind}{carried}")
+        for hint in due.hints:
+            print(f"hint (for you, not in the mail): {hint}")
         print(f"Subject: {due.rendered.subject}\n")
         print(due.rendered.text.rstrip() + "\n")
         if out_dir is not None:

@@ -203,6 +203,7 @@ pre.text { white-space: pre-wrap; margin: 0; padding: .5rem; background: #fafafa
 .error pre { white-space: pre-wrap; color: #8e0000; }
 .banner { border: 1px solid #c62828; background: #fff5f5; padding: .5rem 1rem; }
 .muted { color: #666; }
+.hint { border-left: 4px solid #f0a800; background: #fffbea; padding: .3rem .6rem; }
 """
 
 
@@ -278,7 +279,10 @@ def _due_card(number: int, due: Previewed) -> str:
     what = _title(due.kind) + "".join(f" + {_title(k).lower()}" for k in due.folded)
     head = f"<h3>{html.escape(what)} → {html.escape(due.candidate)} · {due.language}</h3>"
     if due.rendered is not None:
-        body = _parts(due.rendered, f"/mail/due/{number}.html")
+        body = "".join(
+            f'<p class="hint">For you, not in the mail: {html.escape(hint)}</p>'
+            for hint in due.hints
+        ) + _parts(due.rendered, f"/mail/due/{number}.html")
         return f'<article class="card" data-kind="{due.kind}">{head}{body}</article>'
     if due.held:
         return (

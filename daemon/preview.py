@@ -34,6 +34,8 @@ class Previewed:
     rendered: RenderedMail | None = None
     held: str = ""
     skipped: str = ""
+    hints: tuple[str, ...] = ()
+    """Suggestions for the recruiter (e.g. no summary in the notes); never part of the mail."""
 
 
 def private_state(settings: Settings) -> State:
@@ -78,7 +80,8 @@ def due_mails(
                     except (RenderError, TransientError) as exc:  # this mail only
                         yield replace(shown, held=str(exc))
                         continue
-                    yield replace(shown, rendered=rendered)
+                    hints = tuple(str(hint) for hint in context.get("hints", ()))
+                    yield replace(shown, rendered=rendered, hints=hints)
                 for skip in decided.skips:
                     yield Previewed(
                         mailbox=box.address,
