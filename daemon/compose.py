@@ -30,17 +30,40 @@ from recruitmail.daemon.planner import (
     PlannedMail,
     back_day,
 )
+from recruitmail.daemon.samples import DAY_PATTERNS, TIME_PATTERNS
 from recruitmail.daemon.settings import Mailbox, Settings, Stage
 from recruitmail.daemon.workdays import Holiday, WorkCalendar
 
 from recruitmail.contracts.models import DraftMessage, MailKind, Period, PersonInfo, Recipient
 
-_LOCALES = {"sv": "sv_SE", "en": "en_GB"}
-_WHEN = {"sv": "EEEE d MMMM 'kl.' HH:mm", "en": "EEEE d MMMM 'at' HH:mm"}
-_DAY = "EEEE d MMMM"
+_LOCALES = {
+    "sv": "sv_SE",
+    "en": "en_GB",
+    "nb": "nb_NO",
+    "da": "da_DK",
+    "fi": "fi_FI",
+    "de": "de_DE",
+}
+_WHEN = {
+    "sv": "EEEE d MMMM 'kl.' HH:mm",
+    "en": "EEEE d MMMM 'at' HH:mm",
+    "nb": "EEEE d. MMMM 'kl.' HH.mm",
+    "da": "EEEE 'den' d. MMMM 'kl.' HH.mm",
+    "fi": "EEEE d. MMMM 'klo' HH.mm",
+    "de": "EEEE, d. MMMM, HH:mm 'Uhr'",
+}
 _STAGE_FALLBACK = {
     "sv": ["första intervjun", "andra intervjun", "tredje intervjun", "slutintervjun"],
     "en": ["first interview", "second interview", "third interview", "final interview"],
+    "nb": ["første intervju", "andre intervju", "tredje intervju", "siste intervju"],
+    "da": ["første samtale", "anden samtale", "tredje samtale", "sidste samtale"],
+    "fi": [
+        "ensimmäinen haastattelu",
+        "toinen haastattelu",
+        "kolmas haastattelu",
+        "viimeinen haastattelu",
+    ],
+    "de": ["Erstes Kennenlernen", "Zweites Gespräch", "Drittes Gespräch", "Abschlussgespräch"],
 }
 
 
@@ -74,9 +97,7 @@ def build_context(
     interview = mail.interview
     candidate = interview.candidate if interview else None
     stage = _stage(settings, facts.interview_number)
-    texts = settings.company.texts.get(language) or next(
-        iter(settings.company.texts.values()), None
-    )
+    texts = settings.company.texts.get(language)  # never another language's texts
     promise = _promise(mail, calendar.local(now).date(), fmt)
     folded = mail.folded_kinds
     holiday = mail.holiday.holiday if mail.holiday else None
@@ -233,10 +254,11 @@ class _Formatter:
         )
 
     def day(self, day: date) -> str:
-        return format_date(day, _DAY, locale=self.locale)
+        return format_date(day, DAY_PATTERNS.get(self.language, "EEEE d MMMM"), locale=self.locale)
 
     def time(self, moment: datetime) -> str:
-        return format_datetime(self.calendar.local(moment), "HH:mm", locale=self.locale)
+        pattern = TIME_PATTERNS.get(self.language, "HH:mm")
+        return format_datetime(self.calendar.local(moment), pattern, locale=self.locale)
 
     def zone(self, moment: datetime) -> str:
         local = self.calendar.local(moment)
@@ -363,7 +385,7 @@ def _bounded(text: str, limit: int) -> str:
 def _holiday(holiday: Holiday, language: str) -> dict[str, str]:
     return {
         "key": holiday.key,
-        "name": holiday.names.get(language) or next(iter(holiday.names.values()), ""),
+        "name": holiday.names.get(language, ""),  # never another language's name
     }
 
 
