@@ -393,27 +393,32 @@ class _Planner:
                 and e.key.occasion.rpartition("#")[0] == occasion
                 and e.state.is_final
             ]
-            number = len(earlier) + 1
-            if number > rule.max_repeats:
-                continue
             anchors = [last.event.end]
             anchors += [e.due for e in earlier]
             contact = self.s.last_contact.get(address)
             if contact is not None:
                 anchors.append(contact)
             anchor = max(anchors)
-            day = self.cal.add_working_days(self.cal.local(anchor).date(), rule.after_working_days)
-            if day > self.today:
-                continue
-            mail = PlannedMail(
-                key=self.key(address, MailKind.STATUS_UPDATE, f"{occasion}#{number}"),
-                due=self.cal.at(day, rule.at),
-                valid_until=self.cal.end_of_day(day),
-                interview=last,
-                no_contact_since=anchor,
-                context={"occasion": occasion, "number": number},
-            )
-            self.consider(mail, out)
+            # The whole chain up to today in one pass: an update whose day has gone by is skipped
+            # (its window passed), and the next one counts from it, as it would have in time.
+            for number in range(len(earlier) + 1, rule.max_repeats + 1):
+                day = self.cal.add_working_days(
+                    self.cal.local(anchor).date(), rule.after_working_days
+                )
+                if day > self.today:
+                    break
+                mail = PlannedMail(
+                    key=self.key(address, MailKind.STATUS_UPDATE, f"{occasion}#{number}"),
+                    due=self.cal.at(day, rule.at),
+                    valid_until=self.cal.end_of_day(day),
+                    interview=last,
+                    no_contact_since=anchor,
+                    context={"occasion": occasion, "number": number},
+                )
+                self.consider(mail, out)
+                if mail.valid_until >= self.now:
+                    break
+                anchor = mail.due
 
     # -- greetings -----------------------------------------------------------------------
 

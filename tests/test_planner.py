@@ -254,6 +254,14 @@ CASES = [
         drafts=expect("status_update A"),
     ),
     Case(
+        "after a week down, the missed status_update is skipped and the one due today drafted",
+        (A_DEC1,),
+        at(d(12, 15), "09:30"),
+        before=DEC1_HISTORY,
+        drafts=expect("status_update A"),  # the second, due today
+        skips=expect("status_update A"),  # the first, whose day went by while the service was down
+    ),
+    Case(
         "status_update stops after max_repeats",
         (A_DEC1,),
         at(d(12, 22), "09:30"),
@@ -747,6 +755,16 @@ def test_a_recruiter_mail_after_the_weekend_greeting_trigger_skips_it() -> None:
     assert sim.poll((A_TUE,), at(d(12, 11), "09:30")).drafts  # planned, then checked against Sent
     assert sim.rows(LedgerState.SKIPPED) == {("weekend_greeting", A)}
     assert ("weekend_greeting", A) not in sim.rows(LedgerState.DRAFTED)
+
+
+def test_a_status_update_chain_missed_while_down_is_caught_up_in_one_pass() -> None:
+    sim = Sim(make_settings())
+    for step in DEC1_HISTORY:
+        sim.poll((A_DEC1,), step.at)
+    caught_up = sim.poll((A_DEC1,), at(d(12, 15), "09:30"))
+    assert only_draft(caught_up).key.occasion.endswith("#2")
+    assert [s.key.occasion[-2:] for s in caught_up.skips] == ["#1"]
+    assert sim.poll((A_DEC1,), at(d(12, 15), "09:30")).empty, "a replay plans nothing new"
 
 
 def test_replaying_the_same_instant_plans_nothing_new() -> None:
