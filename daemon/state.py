@@ -735,6 +735,13 @@ class State:
         """Replace everything in ``target`` by this state's rows (secrets included: the
         pseudonym key travels, so ids in logs and skipped-event refs stay the same), in one
         transaction of the target."""
+        unknown = self._backend.tables() - set(_TABLES)
+        if unknown:
+            # A table this copy does not know would be left behind without a word.
+            raise ConfigError(
+                f"{self.path}: tables {', '.join(sorted(unknown))} are not known to the copy "
+                "(daemon/state.py _TABLES); nothing was copied"
+            )
         with self._read() as source:
             tables = {
                 table: source.execute(f"SELECT {', '.join(columns)} FROM {table}").fetchall()
@@ -1033,6 +1040,13 @@ class _SQLite:
     def ddl(self, statement: str) -> str:
         return statement
 
+    def tables(self) -> set[str]:
+        with self.lock:
+            rows = self.db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite%'"
+            ).fetchall()
+        return {str(r[0]) for r in rows}
+
     def data_version(self, mailbox: str) -> int:
         """Changes with any other connection's commit."""
         with self.lock:
@@ -1150,6 +1164,14 @@ class _PostgreSQL:
         for sqlite_type, postgresql_type in _POSTGRESQL_TYPES:
             statement = statement.replace(sqlite_type, postgresql_type)
         return statement
+
+    def tables(self) -> set[str]:
+        with self.read() as db:
+            rows = db.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
+                "AND tablename <> 'schema_version'"
+            ).fetchall()
+        return {str(r[0]) for r in rows}
 
     def data_version(self, mailbox: str) -> int:
         """Changes when a row of the mailbox's stored events is added, changed or removed, by
