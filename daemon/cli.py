@@ -185,6 +185,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         if not args.offline:
             _refresh_remote_states(settings, state)
         rows = state.all_ledger()
+        languages = {box.address: state.languages(box.address) for box in settings.mailboxes}
         health = {
             box.address: (state.problems(box.address), state.skipped_events(box.address))
             for box in settings.mailboxes
@@ -220,6 +221,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 0
     for (mailbox, candidate), lines in sorted(journeys.items()):
         print(f"{candidate}  (recruiter {mailbox})")
+        decided = languages.get(mailbox, {}).get(candidate)
+        if decided:
+            print(f"  language: {decided[0]} ({_language_reason(decided[1])})")
         print("\n".join(lines))
     return 0
 
@@ -301,6 +305,55 @@ def cmd_close(args: argparse.Namespace) -> int:
     verb = "reopened" if args.reopen else "closed"
     print(f"Process {verb} for that candidate in {touched} mailbox(es).")
     return 0
+
+
+def cmd_language(args: argparse.Namespace) -> int:
+    """Show, set or clear the language a candidate's mails are written in."""
+    from recruitmail.daemon.language import Reason
+    from recruitmail.daemon.settings import LANGUAGES
+    from recruitmail.daemon.state import State
+
+    from recruitmail.contracts.models import normalise_address
+
+    address = normalise_address(args.address)
+    if args.language is not None and args.language not in LANGUAGES:
+        raise ConfigError(
+            f"language {args.language!r}: use one of {', '.join(LANGUAGES)} (templates exist for those)"
+        )
+    settings = _setup(args)
+    state = State.open(settings.service)
+    try:
+        if args.clear or args.language is not None:
+            state.set_stored_language(
+                address, None if args.clear else args.language, parse_now(None)
+            )
+        stored = state.stored_language(address)
+        decided = {
+            box.address: state.languages(box.address).get(address) for box in settings.mailboxes
+        }
+    finally:
+        state.close()
+    configured = settings.languages.get(address)
+    if configured:
+        print(f"{address}: {configured} ({Reason.CONFIGURED.explanation}; it wins over the rest)")
+    if stored:
+        print(f"{address}: {stored} ({Reason.STORED.explanation})")
+    elif args.clear:
+        print(f"{address}: no language set with recruitmail language any more")
+    for mailbox, found in decided.items():
+        if found:
+            language, reason = found
+            print(f"  last mail from {mailbox}: {language} ({_language_reason(reason)})")
+    return 0
+
+
+def _language_reason(reason: str) -> str:
+    from recruitmail.daemon.language import Reason
+
+    try:
+        return Reason(reason).explanation
+    except ValueError:
+        return reason
 
 
 def cmd_login(args: argparse.Namespace) -> int:
@@ -459,6 +512,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("address")
     p.add_argument("--reopen", action="store_true", help="open it again")
     p.set_defaults(func=cmd_close)
+    p = sub.add_parser(
+        "language",
+        parents=[common],
+        help="show or set the language of a candidate's mails (sv, en, nb, da, fi, de)",
+    )
+    p.add_argument("address")
+    p.add_argument("language", nargs="?", help="the language code to use from now on")
+    p.add_argument("--clear", action="store_true", help="let recruitmail decide again")
+    p.set_defaults(func=cmd_language)
     p = sub.add_parser("login", parents=[common], help="delegated sign-in for one recruiter")
     p.add_argument("provider", choices=["microsoft", "google"])
     p.add_argument("--mailbox", help="which mailbox (default: the first)")

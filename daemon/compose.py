@@ -8,7 +8,7 @@ and summaries, and a meeting link only for a known meeting host (``[links] meeti
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -22,6 +22,14 @@ from recruitmail.daemon.interviews import (
     usable_name,
     without_links,
 )
+from recruitmail.daemon.language import (
+    LanguagePolicy,
+    LanguageSignals,
+    Reason,
+    category_language,
+    choose_language,
+    clearly_other_language,
+)
 from recruitmail.daemon.planner import (
     PROMISE,
     PROMISE_LATE,
@@ -31,7 +39,7 @@ from recruitmail.daemon.planner import (
     back_day,
 )
 from recruitmail.daemon.samples import DAY_PATTERNS, TIME_PATTERNS
-from recruitmail.daemon.settings import Mailbox, Settings, Stage
+from recruitmail.daemon.settings import LANGUAGES, Mailbox, Settings, Stage
 from recruitmail.daemon.workdays import Holiday, WorkCalendar
 
 from recruitmail.contracts.models import DraftMessage, MailKind, Period, PersonInfo, Recipient
@@ -75,12 +83,52 @@ class Facts:
     absences: tuple[Period, ...] = ()
     directory: dict[str, PersonInfo] | None = None
     in_reply_to: str = ""
+    language: str = ""  # the candidate's, as decided by ``decide_language``
 
 
-def language_of(mail: PlannedMail, box: Mailbox) -> str:
+def language_of(mail: PlannedMail, box: Mailbox, facts: Facts | None = None) -> str:
+    """The language this mail is written in: the candidate's when decided, else the interview's
+    category, else the recruiter's default."""
+    if facts is not None and facts.language:
+        return facts.language
     if mail.interview is not None and mail.interview.language:
         return mail.interview.language
     return box.language
+
+
+_KEPT = {Reason.CATEGORY.value, Reason.CORRESPONDENCE.value, Reason.EVENT_TEXT.value}
+
+
+def decide_language(
+    mail: PlannedMail,
+    box: Mailbox,
+    settings: Settings,
+    *,
+    stored: str | None = None,
+    remembered: tuple[str, str] | None = None,
+) -> tuple[str, Reason]:
+    """The candidate's language and the signal that decided it (docs/TEMPLATES.md, "Languages").
+
+    An explicit choice (the configuration's ``[languages]``, ``recruitmail language``) or the
+    interview's category decides at once. Otherwise a language decided earlier from text stays,
+    so that one candidate's mails never change language; only then is the event's own text read.
+    """
+    interview = mail.interview
+    category = None
+    text = ""
+    if interview is not None:
+        category = category_language(interview.event.categories, LANGUAGES) or interview.language
+        text = f"{interview.event.subject}\n{interview.event.body[:4000]}"
+    policy = LanguagePolicy(languages=LANGUAGES, default=box.language, overrides=settings.languages)
+    signals = LanguageSignals(address=mail.candidate, stored=stored, category=category)
+    language, reason = choose_language(signals, policy)
+    if reason is not Reason.DEFAULT:
+        return language, reason
+    # A language read from the candidate's own signals stays; an explicit choice since withdrawn
+    # (configuration, recruitmail language --clear) or the default does not.
+    if remembered is not None and remembered[0] in LANGUAGES and remembered[1] in _KEPT:
+        return remembered[0], Reason(remembered[1])
+    return choose_language(replace(signals, event_text=text), policy)
 
 
 def build_context(
@@ -92,7 +140,7 @@ def build_context(
     facts: Facts,
 ) -> dict[str, Any]:
     """The variables docs/TEMPLATES.md promises every template."""
-    language = language_of(mail, box)
+    language = language_of(mail, box, facts)
     fmt = _Formatter(language, calendar)
     interview = mail.interview
     candidate = interview.candidate if interview else None
@@ -329,7 +377,15 @@ def _interview(
             }
         )
     calendar_agenda = [item for item in (without_links(i) for i in interview.agenda) if item]
+    if calendar_agenda and not _written_in(" ".join(calendar_agenda), language):
+        # One mail, one language: the stage's agenda in the mail's language stands in.
+        left_out.append("the calendar's agenda is in another language than the mail")
+        calendar_agenda = []
     agenda = calendar_agenda or (list(stage.agenda.get(language, [])) if stage else [])
+    summary = without_links(safe_text(interview.summary, multiline=True))
+    if summary and not _written_in(summary, language):
+        left_out.append("the summary in the notes is in another language than the mail")
+        summary = ""
     location, online_url = _place(event.location, event.online_url, settings, left_out)
     number = facts.interview_number
     stage_name = (stage.name.get(language, "") if stage else "") or _STAGE_FALLBACK.get(
@@ -348,9 +404,15 @@ def _interview(
         "agenda": agenda,
         "stage": stage_name,
         "number": number,
-        "summary": without_links(safe_text(interview.summary, multiline=True)),
+        "summary": summary,
         "previous_when": fmt.when(mail.previous_start) if mail.previous_start else "",
     }
+
+
+def _written_in(text: str, language: str) -> bool:
+    """Whether calendar text may stand in a mail in ``language``: it is, or it is too short or
+    too mixed to tell (names, places, a few words)."""
+    return clearly_other_language(text, language, LANGUAGES) is None
 
 
 def _place(

@@ -768,7 +768,7 @@ class MailboxRunner:
         try:
             context = compose.build_context(mail, self.box, self.settings, calendar, now, facts)
             rendered = self.renderer.render(
-                mail.kind.value, compose.language_of(mail, self.box), context
+                mail.kind.value, compose.language_of(mail, self.box, facts), context
             )
             message = compose.build_message(
                 mail, self.box, rendered.subject, rendered.text, rendered.html, facts
@@ -811,7 +811,25 @@ class MailboxRunner:
             absences=snapshot.absences,
             directory=directory,
             in_reply_to=latest.key.message_id() if latest else "",
+            language=self.language(mail, now),
         )
+
+    def language(self, mail: PlannedMail, now: datetime) -> str:
+        """The candidate's language, decided once and kept (``compose.decide_language``); the
+        decision and its reason are stored for ``recruitmail status``."""
+        remembered = self.state.languages(self.box.address).get(mail.candidate)
+        language, reason = compose.decide_language(
+            mail,
+            self.box,
+            self.settings,
+            stored=self.state.stored_language(mail.candidate),
+            remembered=remembered,
+        )
+        if remembered != (language, reason.value):
+            self.state.remember_language(
+                self.box.address, mail.candidate, language, reason.value, now
+            )
+        return language
 
     def interview_numbers(self, snapshot: Snapshot) -> dict[tuple[str, str], int]:
         """(candidate, occasion) → which of the candidate's interviews it is (1 = the first),

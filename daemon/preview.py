@@ -39,15 +39,17 @@ class Previewed:
 
 
 def private_state(settings: Settings) -> State:
-    """An in-memory copy of the state on disk (or an empty one): planning may write to it."""
-    file = settings.service.state_dir / "recruitmail.sqlite"
-    if not file.exists():
+    """An in-memory copy of the configured state (or an empty one): planning may write to it."""
+    if (
+        not settings.service.state
+        and not (settings.service.state_dir / "recruitmail.sqlite").exists()
+    ):
         return State(Path(":memory:"))
-    on_disk = State.in_dir(settings.service.state_dir)
+    shared = State.open(settings.service)
     try:
-        return on_disk.copy_in_memory()
+        return shared.copy_in_memory()
     finally:
-        on_disk.close()
+        shared.close()
 
 
 def due_mails(
@@ -65,18 +67,17 @@ def due_mails(
                 snapshot = runner.snapshot(now, calendar)
                 decided = plan(snapshot, now, settings, calendar)
                 for mail in decided.drafts:
-                    language = compose.language_of(mail, box)
                     shown = Previewed(
                         mailbox=box.address,
                         candidate=mail.candidate,
                         kind=mail.kind.value,
                         folded=tuple(k.kind.value for k in mail.folded),
-                        language=language,
                     )
                     try:
                         facts = runner.facts(mail, snapshot, now)
+                        shown = replace(shown, language=compose.language_of(mail, box, facts))
                         context = compose.build_context(mail, box, settings, calendar, now, facts)
-                        rendered = renderer.render(mail.kind.value, language, context)
+                        rendered = renderer.render(mail.kind.value, shown.language, context)
                     except (RenderError, TransientError) as exc:  # this mail only
                         yield replace(shown, held=str(exc))
                         continue

@@ -80,7 +80,7 @@ class Service:
         self.renderer = renderer
         self.notifier = notifier
         self.metrics = metrics
-        self.state = State.in_dir(settings.service.state_dir)
+        self.state = State.open(settings.service)
         self.stop = threading.Event()
         self.reload_requested = threading.Event()
         # Not only a hung pass stops the pings: so does a scheduler that stopped running passes.

@@ -133,6 +133,10 @@ DEFAULT_SUBJECT_PATTERN = (
     r"intervju(?:n|er|erna)?"
     r"|(?:anställnings|rekryterings)?samtal(?:et)?"
     r"|(?:job\s+)?interviews?"
+    # Norwegian and Danish share "intervju"/"interview" above; their words for a job interview:
+    r"|jobinterview|(?:jobb?|ansettelses|ansættelses)samtale(?:n)?"
+    r"|(?:työ)?haastattelu(?:un|ssa|n)?"  # Finnish
+    r"|(?:vorstellungs|bewerbungs)gespräch(?:e|s)?"  # German
 )
 DEFAULT_EXCLUDE_PATTERN = (
     r"feedback|debrief(?:ing)?|process(?:en|er)?|audit|revision(?:en)?|utbildning(?:en)?"

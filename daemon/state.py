@@ -53,7 +53,7 @@ from recruitmail.contracts.models import (
 )
 from recruitmail.contracts.secrets import load_secret
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -126,6 +126,18 @@ _MIGRATIONS: dict[int, str] = {
         value BLOB NOT NULL
     );
     ALTER TABLE cursors ADD COLUMN basis TEXT NOT NULL DEFAULT ''
+    """,
+    # Version 3: each candidate's language and why (mailbox "*": set with `recruitmail language`,
+    # for every mailbox; otherwise the language a mailbox decided, kept so that it stays).
+    3: """
+    CREATE TABLE languages (
+        mailbox TEXT NOT NULL,
+        address TEXT NOT NULL,
+        language TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        decided_at TEXT NOT NULL,
+        PRIMARY KEY (mailbox, address)
+    )
     """,
 }
 
@@ -490,6 +502,47 @@ class State:
                 )
         return len(boxes)
 
+    # -- languages -----------------------------------------------------------------------
+
+    def stored_language(self, address: str) -> str | None:
+        """The language set for ``address`` with ``recruitmail language``, if any."""
+        with self._read() as db:
+            row = db.execute(
+                "SELECT language FROM languages WHERE mailbox = '*' AND address = ?", (address,)
+            ).fetchone()
+        return str(row[0]) if row else None
+
+    def set_stored_language(self, address: str, language: str | None, now: datetime) -> None:
+        """Set (or, with ``None``, remove) the language of ``address`` for every mailbox."""
+        with self.transaction() as db:
+            db.execute("DELETE FROM languages WHERE mailbox = '*' AND address = ?", (address,))
+            if language is not None:
+                db.execute(
+                    "INSERT INTO languages (mailbox, address, language, reason, decided_at) "
+                    "VALUES ('*', ?, ?, 'stored', ?)",
+                    (address, language, _iso(now)),
+                )
+
+    def languages(self, mailbox: str) -> dict[str, tuple[str, str]]:
+        """Address → (language, reason) as ``mailbox`` last decided them."""
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT address, language, reason FROM languages WHERE mailbox = ?", (mailbox,)
+            ).fetchall()
+        return {str(r[0]): (str(r[1]), str(r[2])) for r in rows}
+
+    def remember_language(
+        self, mailbox: str, address: str, language: str, reason: str, now: datetime
+    ) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO languages (mailbox, address, language, reason, decided_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (mailbox, address) DO UPDATE SET "
+                "language = excluded.language, reason = excluded.reason, "
+                "decided_at = excluded.decided_at",
+                (mailbox, address, language, reason, _iso(now)),
+            )
+
     # -- ledger --------------------------------------------------------------------------
 
     def ledger(self, mailbox: str) -> list[LedgerRow]:
@@ -699,6 +752,7 @@ class State:
         with self.transaction() as db:
             removed = db.execute("DELETE FROM ledger WHERE candidate = ?", (address,)).rowcount
             removed += db.execute("DELETE FROM candidates WHERE address = ?", (address,)).rowcount
+            removed += db.execute("DELETE FROM languages WHERE address = ?", (address,)).rowcount
             # Our copy of calendar events naming them goes too. The calendar itself is not ours to
             # change: an event that changes later is read again like any new one.
             removed += db.execute(
@@ -954,10 +1008,12 @@ _TABLES: dict[str, tuple[str, ...]] = {
         "updated_at",
     ),
     "candidates": ("mailbox", "address", "last_contact", "closed"),
+    "languages": ("mailbox", "address", "language", "reason", "decided_at"),
     "problems": ("mailbox", "topic", "message", "permanent", "first_seen", "last_seen"),
     "skipped_events": ("mailbox", "event_ref", "reason", "seen"),
     "holds": ("mailbox", "until"),
     "secrets": ("name", "value"),
+    "languages": ("mailbox", "address", "language", "reason", "decided_at"),
 }
 
 

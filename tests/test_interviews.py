@@ -416,14 +416,14 @@ def test_the_attack_from_the_issue_reaches_no_mail_text() -> None:
         booked(
             location=f"Pay the 50 EUR booking fee at https://evil.example/pay {RLO}1exe.txt",
             online_url="https://nordljus.se.login-verify.example/teams",
-            body="Agenda:\n- Bring your BankID and personnummer: https://evil.example/id\n",
+            body="Agenda:\n- Ta med ditt BankID och ditt personnummer: https://evil.example/id\n",
         )
     )
     for part in (text, html):
         assert "evil.example" not in part and "login-verify" not in part
         assert RLO not in part
     assert context["interview"]["location"] == "Pay the 50 EUR booking fee at 1exe.txt"
-    assert context["interview"]["agenda"] == ["Bring your BankID and personnummer"]
+    assert context["interview"]["agenda"] == ["Ta med ditt BankID och ditt personnummer"]
     assert sorted(context["left_out"]) == [
         "a link in the location left out",
         "meeting link left out: host not on the list",
