@@ -17,12 +17,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from recruitmail.connectors import google  # noqa: E402
-from recruitmail.daemon.settings import Service  # noqa: E402
-
 from recruitmail import connectors  # noqa: E402
+from recruitmail.connectors import google  # noqa: E402
 from recruitmail.contracts.connector import ConnectorContext  # noqa: E402
 from recruitmail.contracts.models import Period  # noqa: E402
+from recruitmail.daemon.settings import Service  # noqa: E402
 from tests.fakes.google import GoogleFake  # noqa: E402
 from tests.scenario import two_weeks  # noqa: E402
 

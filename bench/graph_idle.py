@@ -26,10 +26,9 @@ from zoneinfo import ZoneInfo
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from recruitmail.connectors.microsoft import GraphCalendarSource, SourceOptions, open_source  # noqa: E402
-from recruitmail.daemon.scheduler import BATCH_SIZE, PROBE_THREADS  # noqa: E402
-
 from recruitmail.contracts.connector import ConnectorContext  # noqa: E402
 from recruitmail.contracts.models import Period  # noqa: E402
+from recruitmail.daemon.scheduler import BATCH_SIZE, PROBE_THREADS  # noqa: E402
 from tests.fakes.graph import FakeGraph  # noqa: E402
 from tests.scenario.spec import EventSpec, Who  # noqa: E402
 

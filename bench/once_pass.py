@@ -39,7 +39,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from recruitmail.connectors import ics as ics_source  # noqa: E402
-
 from recruitmail.contracts.models import Period  # noqa: E402
 from tests.scenario import two_weeks  # noqa: E402
 from tests.scenario.spec import EventSpec, Moved, Who, to_ics  # noqa: E402

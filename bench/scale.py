@@ -66,12 +66,12 @@ sys.path.insert(0, str(ROOT))
 from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 
 import httpx  # noqa: E402
+
 from recruitmail.daemon.runtime import validate  # noqa: E402
 from recruitmail.daemon.scheduler import PROBE_THREADS, Service  # noqa: E402
 from recruitmail.daemon.service import Metrics, Notifier, setup_logging  # noqa: E402
 from recruitmail.daemon.settings import Service as ServiceSettings  # noqa: E402
 from recruitmail.daemon.settings import load_settings  # noqa: E402
-
 from tests.scenario import two_weeks  # noqa: E402
 from tests.scenario.spec import STOCKHOLM, EventSpec, Who  # noqa: E402
 

@@ -33,9 +33,9 @@ from caldav.davclient import DAVClient
 from caldav.elements import dav
 from caldav.lib import error as dav_error
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
 from recruitmail.connectors.ics import Parsed, PassBudget, check_url, read_ics
 from recruitmail.connectors.tls import ca_bundle
-
 from recruitmail.contracts import limits
 from recruitmail.contracts.connector import ConnectorContext
 from recruitmail.contracts.errors import (

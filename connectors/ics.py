@@ -23,8 +23,8 @@ from urllib.parse import urljoin, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from recruitmail.connectors.tls import tls_context
 
+from recruitmail.connectors.tls import tls_context
 from recruitmail.contracts import limits
 from recruitmail.contracts.connector import ConnectorContext
 from recruitmail.contracts.errors import (

@@ -25,8 +25,8 @@ from typing import Any, Literal, TypeVar
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from recruitmail.connectors.tls import tls_context
 
+from recruitmail.connectors.tls import tls_context
 from recruitmail.contracts import limits
 from recruitmail.contracts.connector import KEY_HEADER, ConnectorContext
 from recruitmail.contracts.errors import (

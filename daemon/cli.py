@@ -14,9 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from recruitmail.daemon import __version__
-
 from recruitmail.contracts.errors import ConfigError, RecruitmailError
+from recruitmail.daemon import __version__
 
 if TYPE_CHECKING:
     from recruitmail.daemon.settings import Settings
@@ -117,14 +116,13 @@ def cmd_preview(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     import time
 
+    from recruitmail.contracts.models import DraftKey, MailKind
     from recruitmail.daemon.executor import PassReport
     from recruitmail.daemon.render import Renderer
     from recruitmail.daemon.runtime import open_runner, template_cache_dir, validate
     from recruitmail.daemon.samples import SAMPLE_LANGUAGES, SAMPLES
     from recruitmail.daemon.settings import config_path, load_settings
     from recruitmail.daemon.state import State
-
-    from recruitmail.contracts.models import DraftKey, MailKind
 
     settings = load_settings(args.config)
     # Every kind in every language, with full, sparse and hostile sample data (daemon/samples.py).
@@ -174,10 +172,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     from collections import defaultdict
     from zoneinfo import ZoneInfo
 
+    from recruitmail.contracts.models import DraftState, normalise_address, pseudonym
     from recruitmail.daemon.planner import LedgerState
     from recruitmail.daemon.state import State
-
-    from recruitmail.contracts.models import DraftState, normalise_address, pseudonym
 
     settings = _setup(args)
     state = State.open(settings.service)
@@ -245,10 +242,9 @@ def _print_health(health: dict[str, tuple[list[Problem], dict[str, int]]]) -> No
 
 def _refresh_remote_states(settings: Settings, state: State) -> None:
     """Ask each mailbox what became of our drafts (sent? edited? deleted?)."""
+    from recruitmail.contracts.models import DraftState
     from recruitmail.daemon.planner import LedgerState
     from recruitmail.daemon.runtime import open_sink
-
-    from recruitmail.contracts.models import DraftState
 
     now = datetime.now(UTC)
     for index, box in enumerate(settings.mailboxes):
@@ -274,9 +270,8 @@ def _refresh_remote_states(settings: Settings, state: State) -> None:
 
 
 def cmd_forget(args: argparse.Namespace) -> int:
-    from recruitmail.daemon.state import State
-
     from recruitmail.contracts.models import normalise_address
+    from recruitmail.daemon.state import State
 
     settings = _setup(args)
     state = State.open(settings.service)
@@ -292,9 +287,8 @@ def cmd_forget(args: argparse.Namespace) -> int:
 
 
 def cmd_close(args: argparse.Namespace) -> int:
-    from recruitmail.daemon.state import State
-
     from recruitmail.contracts.models import normalise_address
+    from recruitmail.daemon.state import State
 
     settings = _setup(args)
     state = State.open(settings.service)
@@ -309,11 +303,10 @@ def cmd_close(args: argparse.Namespace) -> int:
 
 def cmd_language(args: argparse.Namespace) -> int:
     """Show, set or clear the language a candidate's mails are written in."""
+    from recruitmail.contracts.models import normalise_address
     from recruitmail.daemon.language import Reason
     from recruitmail.daemon.settings import LANGUAGES
     from recruitmail.daemon.state import State
-
-    from recruitmail.contracts.models import normalise_address
 
     address = normalise_address(args.address)
     if args.language is not None and args.language not in LANGUAGES:

@@ -14,6 +14,8 @@ from typing import Any
 
 from babel.dates import format_date, format_datetime, get_timezone_location
 from babel.units import format_unit
+
+from recruitmail.contracts.models import DraftMessage, MailKind, Period, PersonInfo, Recipient
 from recruitmail.daemon.interviews import (
     Interview,
     links_in,
@@ -41,8 +43,6 @@ from recruitmail.daemon.planner import (
 from recruitmail.daemon.samples import DAY_PATTERNS, TIME_PATTERNS
 from recruitmail.daemon.settings import LANGUAGES, Mailbox, Settings, Stage
 from recruitmail.daemon.workdays import Holiday, WorkCalendar
-
-from recruitmail.contracts.models import DraftMessage, MailKind, Period, PersonInfo, Recipient
 
 _LOCALES = {
     "sv": "sv_SE",

@@ -22,10 +22,10 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import icalendar
-from recruitmail.daemon.cli import main as recruitmail
-from recruitmail.daemon.state import State
 
 from recruitmail.contracts.connector import KEY_HEADER
+from recruitmail.daemon.cli import main as recruitmail
+from recruitmail.daemon.state import State
 
 ZONE = ZoneInfo("Europe/Stockholm")
 RECRUITER = ("lisa.ek@nordljus.se", "Lisa Ek")

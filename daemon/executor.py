@@ -19,31 +19,6 @@ from time import time as epoch_seconds
 from typing import Protocol, TypeVar, runtime_checkable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from recruitmail.daemon import compose
-from recruitmail.daemon.faults import crash_point
-from recruitmail.daemon.interviews import (
-    REASON_BAD_TIMES,
-    REASON_NO_CANDIDATE,
-    REASON_NOT_ACCEPTED,
-    Interview,
-    Rejection,
-    recognise,
-)
-from recruitmail.daemon.planner import (
-    LedgerEntry,
-    Plan,
-    PlannedMail,
-    Skip,
-    Snapshot,
-    entries_needing_state,
-    plan,
-)
-from recruitmail.daemon.render import Renderer
-from recruitmail.daemon.service import Metrics
-from recruitmail.daemon.settings import Mailbox, Settings
-from recruitmail.daemon.state import Finished, LedgerRow, SkipRecord, State
-from recruitmail.daemon.workdays import WorkCalendar
-
 from recruitmail.contracts.connector import (
     CalendarSource,
     KnowsLastContact,
@@ -72,6 +47,30 @@ from recruitmail.contracts.models import (
     PersonInfo,
     pseudonym,
 )
+from recruitmail.daemon import compose
+from recruitmail.daemon.faults import crash_point
+from recruitmail.daemon.interviews import (
+    REASON_BAD_TIMES,
+    REASON_NO_CANDIDATE,
+    REASON_NOT_ACCEPTED,
+    Interview,
+    Rejection,
+    recognise,
+)
+from recruitmail.daemon.planner import (
+    LedgerEntry,
+    Plan,
+    PlannedMail,
+    Skip,
+    Snapshot,
+    entries_needing_state,
+    plan,
+)
+from recruitmail.daemon.render import Renderer
+from recruitmail.daemon.service import Metrics
+from recruitmail.daemon.settings import Mailbox, Settings
+from recruitmail.daemon.state import Finished, LedgerRow, SkipRecord, State
+from recruitmail.daemon.workdays import WorkCalendar
 
 log = logging.getLogger("recruitmail.executor")
 Found = TypeVar("Found")

@@ -25,13 +25,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs
 
+from recruitmail.contracts.errors import ConfigError, RecruitmailError, RenderError
+from recruitmail.contracts.models import MailKind
 from recruitmail.daemon.preview import Previewed, due_mails
 from recruitmail.daemon.render import RenderedMail, Renderer, default_template_dir
 from recruitmail.daemon.samples import SAMPLE_LANGUAGES, sample_context
 from recruitmail.daemon.settings import Settings, config_path, load_settings
-
-from recruitmail.contracts.errors import ConfigError, RecruitmailError, RenderError
-from recruitmail.contracts.models import MailKind
 
 log = logging.getLogger(__name__)
 

@@ -15,10 +15,9 @@ from dataclasses import dataclass
 from datetime import UTC
 from urllib.parse import urlsplit
 
-from recruitmail.daemon.settings import Mailbox, Settings
-
 from recruitmail.contracts import limits
 from recruitmail.contracts.models import Attendee, Event, Response
+from recruitmail.daemon.settings import Mailbox, Settings
 
 MAX_SECTION_CHARS = 4000
 

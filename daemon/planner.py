@@ -14,11 +14,10 @@ from datetime import UTC, date, datetime, time, timedelta
 from functools import cached_property
 from typing import Any
 
+from recruitmail.contracts.models import DraftKey, DraftState, MailKind, Period
 from recruitmail.daemon.interviews import Interview
 from recruitmail.daemon.settings import WEEKDAYS, Mailbox, Settings
 from recruitmail.daemon.workdays import HolidayRun, WorkCalendar
-
-from recruitmail.contracts.models import DraftKey, DraftState, MailKind, Period
 
 # What a mail promised the candidate, kept in its ledger context so that later mails know it.
 PROMISE = "promise"

@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
+from recruitmail.contracts.errors import RenderError, TransientError
 from recruitmail.daemon import compose
 from recruitmail.daemon.executor import PassReport
 from recruitmail.daemon.planner import plan
@@ -18,8 +19,6 @@ from recruitmail.daemon.render import RenderedMail, Renderer
 from recruitmail.daemon.runtime import open_runner
 from recruitmail.daemon.settings import Settings
 from recruitmail.daemon.state import State
-
-from recruitmail.contracts.errors import RenderError, TransientError
 
 
 @dataclass(frozen=True)

@@ -29,11 +29,11 @@ from typing import Any
 import jinja2
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
-from recruitmail.daemon.samples import SAMPLE_LANGUAGES, SAMPLES, hostile_context, sample_context
 
 from recruitmail.contracts.errors import ConfigError, RenderError
 from recruitmail.contracts.mime import clean_header
 from recruitmail.contracts.models import MailKind
+from recruitmail.daemon.samples import SAMPLE_LANGUAGES, SAMPLES, hostile_context, sample_context
 
 log = logging.getLogger("recruitmail")
 

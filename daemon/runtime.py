@@ -18,13 +18,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from recruitmail.daemon.service import Metrics
-from recruitmail.daemon.settings import Mailbox, Settings
-from recruitmail.daemon.state import State
-
 from recruitmail import connectors
 from recruitmail.contracts.connector import ConnectorContext, MailboxSink
 from recruitmail.contracts.errors import ConfigError, RecruitmailError
+from recruitmail.daemon.service import Metrics
+from recruitmail.daemon.settings import Mailbox, Settings
+from recruitmail.daemon.state import State
 
 if TYPE_CHECKING:
     from recruitmail.daemon.executor import MailboxRunner, PassReport

@@ -29,6 +29,8 @@ from typing import Any
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_SUBMITTED, JobSubmissionEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
+
+from recruitmail.contracts.errors import ConfigError, RecruitmailError, TransientError
 from recruitmail.daemon.executor import MailboxRunner
 from recruitmail.daemon.render import Renderer
 from recruitmail.daemon.runtime import describe, open_runner, validate
@@ -43,8 +45,6 @@ from recruitmail.daemon.service import (
 )
 from recruitmail.daemon.settings import Settings, load_settings
 from recruitmail.daemon.state import State
-
-from recruitmail.contracts.errors import ConfigError, RecruitmailError, TransientError
 
 log = logging.getLogger("recruitmail.service")
 

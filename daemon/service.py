@@ -14,10 +14,9 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import IO, Any
 
-from recruitmail.daemon.settings import Service
-
 from recruitmail.contracts.errors import ConfigError
 from recruitmail.contracts.models import pseudonym
+from recruitmail.daemon.settings import Service
 
 log = logging.getLogger(__name__)
 

@@ -36,9 +36,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from recruitmail.daemon.faults import crash_point
-from recruitmail.daemon.planner import LedgerEntry, LedgerState
-
 from recruitmail.contracts.errors import ConfigError
 from recruitmail.contracts.models import (
     Attendee,
@@ -52,6 +49,8 @@ from recruitmail.contracts.models import (
     install_pseudonym_key,
 )
 from recruitmail.contracts.secrets import load_secret
+from recruitmail.daemon.faults import crash_point
+from recruitmail.daemon.planner import LedgerEntry, LedgerState
 
 SCHEMA_VERSION = 3
 
@@ -1013,7 +1012,6 @@ _TABLES: dict[str, tuple[str, ...]] = {
     "skipped_events": ("mailbox", "event_ref", "reason", "seen"),
     "holds": ("mailbox", "until"),
     "secrets": ("name", "value"),
-    "languages": ("mailbox", "address", "language", "reason", "decided_at"),
 }
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
+from recruitmail.contracts.models import Attendee, DraftState, Event, MailKind, Period, Response
 from recruitmail.daemon.interviews import Interview, Rejection, recognise
 from recruitmail.daemon.planner import (
     LedgerEntry,
@@ -30,8 +31,6 @@ from recruitmail.daemon.planner import (
 from recruitmail.daemon.settings import Settings
 from recruitmail.daemon.state import event_from_json, event_to_json
 from recruitmail.daemon.workdays import WorkCalendar
-
-from recruitmail.contracts.models import Attendee, DraftState, Event, MailKind, Period, Response
 from tests.scenario import two_weeks
 from tests.scenario.spec import STOCKHOLM
 

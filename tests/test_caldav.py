@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 import pytest
 from pydantic import ValidationError
-from recruitmail.connectors.caldav import CalDavSource, SourceOptions, open_source
 
+from recruitmail.connectors.caldav import CalDavSource, SourceOptions, open_source
 from recruitmail.contracts import limits
 from recruitmail.contracts.connector import ConnectorContext
 from recruitmail.contracts.errors import AuthError, ConfigError, CursorExpired, TransientError

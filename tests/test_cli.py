@@ -12,8 +12,8 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from recruitmail.daemon.cli import main
 
+from recruitmail.daemon.cli import main
 from tests.scenario import two_weeks
 from tests.scenario.default_backend import IcsMaildirBackend
 from tests.scenario.runner import write_config

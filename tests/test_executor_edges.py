@@ -14,14 +14,14 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
+
+from recruitmail.contracts.limits import MAX_RETRY_AFTER
+from recruitmail.contracts.models import pseudonym
 from recruitmail.daemon.cli import main
 from recruitmail.daemon.planner import LedgerState
 from recruitmail.daemon.runtime import open_runner, validate
 from recruitmail.daemon.settings import load_settings
 from recruitmail.daemon.state import State
-
-from recruitmail.contracts.limits import MAX_RETRY_AFTER
-from recruitmail.contracts.models import pseudonym
 from tests.reliability.icsserver import FaultyCalendarServer
 from tests.scenario import two_weeks
 from tests.scenario.default_backend import IcsMaildirBackend

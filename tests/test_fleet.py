@@ -13,11 +13,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+
 from recruitmail.daemon.runtime import validate
 from recruitmail.daemon.scheduler import Service
 from recruitmail.daemon.service import Metrics, Notifier
 from recruitmail.daemon.settings import load_settings
-
 from tests.fakes.graph import FakeGraph
 from tests.scenario import two_weeks
 from tests.scenario.spec import STOCKHOLM, EventSpec, Who

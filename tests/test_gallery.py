@@ -19,11 +19,11 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+
+from recruitmail.contracts.models import MailKind
 from recruitmail.daemon.demo import config_text
 from recruitmail.daemon.render import default_template_dir
 from recruitmail.daemon.samples import SAMPLE_LANGUAGES
-
-from recruitmail.contracts.models import MailKind
 from tests.test_render_chromium import QUIET, _chromium
 
 pytestmark = pytest.mark.servers

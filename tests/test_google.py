@@ -22,10 +22,10 @@ import httplib2
 import pytest
 from google.oauth2 import service_account
 from googleapiclient import discovery
+
 from recruitmail.connectors import google, tls
 from recruitmail.connectors.google.client import _redacted
 from recruitmail.connectors.google.headers import _b64
-
 from recruitmail.contracts import limits
 from recruitmail.contracts.connector import KEY_HEADER, ConnectorContext
 from recruitmail.contracts.errors import (

@@ -13,8 +13,8 @@ from typing import Any
 
 import httpx
 import pytest
-from recruitmail.connectors.microsoft import GraphCalendarSource, SourceOptions, open_source
 
+from recruitmail.connectors.microsoft import GraphCalendarSource, SourceOptions, open_source
 from recruitmail.contracts.connector import ConnectorContext
 from recruitmail.contracts.errors import CursorExpired, TransientError
 from tests.contract.calendar_source import CONTRACT_WINDOW, interview

@@ -7,6 +7,7 @@ from datetime import date
 from zoneinfo import ZoneInfo
 
 import pytest
+
 from recruitmail.daemon.workdays import WorkCalendar
 
 ZONES = {

@@ -20,10 +20,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from recruitmail.connectors import ics
-from recruitmail.connectors.ics import SourceOptions, open_source
 
 from recruitmail import connectors
+from recruitmail.connectors import ics
+from recruitmail.connectors.ics import SourceOptions, open_source
 from recruitmail.contracts import limits
 from recruitmail.contracts.connector import CalendarSource, ConnectorContext
 from recruitmail.contracts.errors import (

@@ -20,8 +20,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from recruitmail.connectors import ics
 
+from recruitmail.connectors import ics
 from recruitmail.contracts import limits
 from recruitmail.contracts.errors import PermanentError
 from recruitmail.contracts.models import Event, Period, SkippedEvent

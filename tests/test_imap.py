@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 from imapclient import IMAPClient
 from pydantic import ValidationError
-from recruitmail.connectors.imap import ImapSink, SinkOptions, open_sink
 
+from recruitmail.connectors.imap import ImapSink, SinkOptions, open_sink
 from recruitmail.contracts import limits
 from recruitmail.contracts.connector import KEY_HEADER, ConnectorContext
 from recruitmail.contracts.errors import AmbiguousError, AuthError, ConfigError, TransientError

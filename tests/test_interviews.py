@@ -13,6 +13,8 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 import pytest
+
+from recruitmail.contracts.models import Attendee, DraftKey, Event, MailKind, PersonInfo, Response
 from recruitmail.daemon import compose
 from recruitmail.daemon.interviews import (
     REASON_EXCLUDED,
@@ -32,8 +34,6 @@ from recruitmail.daemon.planner import PlannedMail
 from recruitmail.daemon.render import Renderer
 from recruitmail.daemon.settings import Settings
 from recruitmail.daemon.workdays import WorkCalendar
-
-from recruitmail.contracts.models import Attendee, DraftKey, Event, MailKind, PersonInfo, Response
 from tests.planner_harness import PANEL, RECRUITER, ROOM, at, interview, make_settings, person
 from tests.scenario.spec import STOCKHOLM
 

@@ -6,6 +6,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from recruitmail.contracts.errors import ConfigError
+from recruitmail.contracts.models import MailKind
 from recruitmail.daemon.language import (
     LanguagePolicy,
     LanguageSignals,
@@ -21,9 +24,6 @@ from recruitmail.daemon.language import (
 from recruitmail.daemon.render import Renderer
 from recruitmail.daemon.samples import SAMPLE_LANGUAGES, sample_context
 from recruitmail.daemon.settings import LANGUAGES, load_settings
-
-from recruitmail.contracts.errors import ConfigError
-from recruitmail.contracts.models import MailKind
 from tests.template_checks import visible_text
 
 SWEDISH_RECRUITER = LanguagePolicy(languages=LANGUAGES, default="sv")

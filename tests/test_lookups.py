@@ -16,11 +16,11 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import pytest
+
+from recruitmail import connectors
 from recruitmail.daemon.cli import main
 from recruitmail.daemon.planner import LedgerState
 from recruitmail.daemon.state import State
-
-from recruitmail import connectors
 from tests.fakes.graph import FakeGraph
 from tests.scenario import two_weeks
 from tests.scenario.graph_backend import GraphBackend

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from recruitmail.connectors.maildir import OBSOLETE_KEYWORD, MaildirSink, SinkOptions, open_sink
 
 from recruitmail import connectors
+from recruitmail.connectors.maildir import OBSOLETE_KEYWORD, MaildirSink, SinkOptions, open_sink
 from recruitmail.contracts.connector import (
     KEY_HEADER,
     ConnectorContext,

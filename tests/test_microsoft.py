@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 from pydantic import ValidationError
+
 from recruitmail.connectors.microsoft import (
     GraphCalendarSource,
     GraphSink,
@@ -34,7 +35,6 @@ from recruitmail.connectors.microsoft import (
     open_source,
 )
 from recruitmail.connectors.microsoft.calendar import event_from_graph, html_to_text
-
 from recruitmail.contracts import limits
 from recruitmail.contracts.connector import (
     ConnectorContext,

@@ -13,6 +13,8 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
+
+from recruitmail.contracts.models import Attendee, DraftKey, Event, MailKind, Period, Response
 from recruitmail.daemon.interviews import (
     REASON_BAD_TIMES,
     REASON_NO_CANDIDATE,
@@ -22,8 +24,6 @@ from recruitmail.daemon.interviews import (
 )
 from recruitmail.daemon.planner import LedgerEntry, LedgerState, Plan
 from recruitmail.daemon.workdays import WorkCalendar
-
-from recruitmail.contracts.models import Attendee, DraftKey, Event, MailKind, Period, Response
 from tests.planner_harness import (
     RECRUITER,
     Sim,

@@ -29,9 +29,9 @@ from datetime import UTC, date, datetime, timedelta
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from recruitmail.daemon.planner import LedgerState
 
 from recruitmail.contracts.models import Event
+from recruitmail.daemon.planner import LedgerState
 from tests.planner_harness import Sim, at, interview, make_settings
 from tests.scenario.spec import STOCKHOLM
 

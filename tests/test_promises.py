@@ -20,6 +20,8 @@ from typing import Any
 from babel.dates import format_date
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from recruitmail.contracts.models import Event, MailKind, Period
 from recruitmail.daemon import compose
 from recruitmail.daemon.planner import (
     PROMISE,
@@ -31,8 +33,6 @@ from recruitmail.daemon.planner import (
 )
 from recruitmail.daemon.render import Renderer
 from recruitmail.daemon.settings import Settings
-
-from recruitmail.contracts.models import Event, MailKind, Period
 from tests.planner_harness import Sim, at, interview, make_settings
 from tests.scenario.spec import STOCKHOLM
 

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from recruitmail.daemon.render import Renderer
-from recruitmail.daemon.samples import sample_context
 
 from recruitmail.contracts.models import MailKind
+from recruitmail.daemon.render import Renderer
+from recruitmail.daemon.samples import sample_context
 from tests.template_checks import glitches, visible_text
 
 pytestmark = pytest.mark.servers

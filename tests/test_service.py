@@ -13,6 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from recruitmail.contracts.errors import ConfigError
+from recruitmail.contracts.models import pseudonym
 from recruitmail.daemon.service import (
     Heartbeat,
     Metrics,
@@ -23,9 +26,6 @@ from recruitmail.daemon.service import (
     watchdog_interval,
 )
 from recruitmail.daemon.settings import Service
-
-from recruitmail.contracts.errors import ConfigError
-from recruitmail.contracts.models import pseudonym
 
 # --------------------------------------------------------------------------------------------
 # sd_notify: the test plays the service manager with its own datagram socket.

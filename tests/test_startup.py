@@ -16,12 +16,12 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+
 from recruitmail.daemon.cli import main
 from recruitmail.daemon.render import Renderer
 from recruitmail.daemon.runtime import template_cache_dir
 from recruitmail.daemon.samples import sample_context
 from recruitmail.daemon.settings import load_settings
-
 from tests.scenario import two_weeks
 from tests.scenario.default_backend import IcsMaildirBackend
 from tests.scenario.runner import write_config

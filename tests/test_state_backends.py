@@ -21,11 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from recruitmail.daemon import demo
-from recruitmail.daemon.cli import main
-from recruitmail.daemon.planner import LedgerState
-from recruitmail.daemon.settings import load_settings
-from recruitmail.daemon.state import Finished, SkipRecord, State
 
 from recruitmail.contracts.connector import KEY_HEADER
 from recruitmail.contracts.errors import ConfigError
@@ -40,6 +35,11 @@ from recruitmail.contracts.models import (
     SkippedEvent,
     pseudonym,
 )
+from recruitmail.daemon import demo
+from recruitmail.daemon.cli import main
+from recruitmail.daemon.planner import LedgerState
+from recruitmail.daemon.settings import load_settings
+from recruitmail.daemon.state import Finished, SkipRecord, State
 from tests.postgres import (  # noqa: F401
     postgres_fixture,
     postgres_url_fixture,

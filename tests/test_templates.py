@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from recruitmail.daemon.render import MAX_PART_BYTES, TEMPLATE_FILES, Renderer, default_template_dir
-from recruitmail.daemon.samples import SAMPLE_LANGUAGES, sample_context
 
 from recruitmail.contracts.errors import ConfigError, RenderError
 from recruitmail.contracts.models import MailKind
+from recruitmail.daemon.render import MAX_PART_BYTES, TEMPLATE_FILES, Renderer, default_template_dir
+from recruitmail.daemon.samples import SAMPLE_LANGUAGES, sample_context
 from tests.template_checks import CLOSING, EMPTY_ELEMENT, glitches, instructions, visible_text
 
 KINDS = [kind.value for kind in MailKind]
@@ -241,7 +241,6 @@ def test_the_instruction_check_catches_what_a_recruiter_might_leave(renderer: Re
 
 def test_a_thank_you_without_a_summary_hints_the_recruiter_not_the_candidate() -> None:
     from recruitmail.daemon import compose
-
     from tests.planner_harness import Sim, at, interview
 
     sim = Sim()

@@ -58,7 +58,6 @@ from recruitmail.connectors.google.options import (
     calendar_scopes,
     gmail_scopes,
 )
-
 from recruitmail.contracts.connector import ConnectorContext
 
 __all__ = [

@@ -19,8 +19,8 @@ from typing import Any
 
 from google.oauth2 import credentials as oauth_credentials
 from google.oauth2 import service_account
-from recruitmail.connectors.google.options import DEFAULT_TOKEN_URI, GoogleOptions, all_scopes
 
+from recruitmail.connectors.google.options import DEFAULT_TOKEN_URI, GoogleOptions, all_scopes
 from recruitmail.contracts.connector import ConnectorContext
 from recruitmail.contracts.errors import AuthError, ConfigError
 from recruitmail.contracts.secrets import load_secret

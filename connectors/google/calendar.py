@@ -21,6 +21,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from googleapiclient.http import HttpRequest
+
 from recruitmail.connectors.google.auth import _grant
 from recruitmail.connectors.google.client import Sleeper, _build, _Caller, _close, _endpoint
 from recruitmail.connectors.google.options import (
@@ -28,7 +29,6 @@ from recruitmail.connectors.google.options import (
     SourceOptions,
     calendar_scopes,
 )
-
 from recruitmail.contracts import limits
 from recruitmail.contracts.connector import ConnectorContext
 from recruitmail.contracts.errors import CursorExpired, TransientError

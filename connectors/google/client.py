@@ -29,10 +29,10 @@ import httplib2
 from googleapiclient import discovery
 from googleapiclient.errors import HttpError
 from googleapiclient.http import HttpRequest
+
 from recruitmail.connectors.google.auth import _Grant
 from recruitmail.connectors.google.options import SCOPE_PREFIX, GoogleOptions
 from recruitmail.connectors.tls import ca_bundle
-
 from recruitmail.contracts import limits
 from recruitmail.contracts.errors import (
     AmbiguousError,

@@ -28,7 +28,6 @@ from recruitmail.connectors.google.headers import (
 )
 from recruitmail.connectors.google.options import DEFAULT_GMAIL_ENDPOINT, SinkOptions, gmail_scopes
 from recruitmail.connectors.google.state import GmailState
-
 from recruitmail.contracts.connector import ConnectorContext
 from recruitmail.contracts.errors import PermanentError
 from recruitmail.contracts.mime import to_bytes

@@ -17,6 +17,7 @@ from email.utils import getaddresses, parsedate_to_datetime
 from typing import Any, cast
 
 from googleapiclient.http import HttpRequest
+
 from recruitmail.connectors.google.client import NotFound, _Caller
 from recruitmail.connectors.google.headers import (
     _bare,
@@ -31,7 +32,6 @@ from recruitmail.connectors.google.headers import (
     content_digest,
 )
 from recruitmail.connectors.google.options import GMAIL_METADATA, GMAIL_MODIFY
-
 from recruitmail.contracts.connector import KEY_HEADER, ConnectorContext
 from recruitmail.contracts.errors import PermanentError
 from recruitmail.contracts.models import DraftKey, DraftRef, DraftState, normalise_address

@@ -16,7 +16,6 @@ from recruitmail.connectors.microsoft.calendar import GraphCalendarSource
 from recruitmail.connectors.microsoft.client import GraphClient, shared_client, token_cache_path
 from recruitmail.connectors.microsoft.mail import KEY_PROPERTY, GraphSink
 from recruitmail.connectors.microsoft.options import GraphOptions, SinkOptions, SourceOptions
-
 from recruitmail.contracts.connector import ConnectorContext
 from recruitmail.contracts.errors import ConfigError
 

@@ -43,7 +43,6 @@ from recruitmail.connectors.microsoft.client import (
 )
 from recruitmail.connectors.microsoft.options import SourceOptions
 from recruitmail.connectors.microsoft.zones import to_iana
-
 from recruitmail.contracts import limits
 from recruitmail.contracts.connector import ConnectorContext
 from recruitmail.contracts.errors import (

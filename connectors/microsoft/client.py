@@ -37,9 +37,9 @@ from typing import Any
 
 import httpx
 import msal
+
 from recruitmail.connectors.microsoft.options import GraphOptions
 from recruitmail.connectors.tls import tls_context
-
 from recruitmail.contracts.errors import (
     AmbiguousError,
     AuthError,

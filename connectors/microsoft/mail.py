@@ -34,7 +34,6 @@ from recruitmail.connectors.microsoft.calendar import parse_date_time_zone, pars
 from recruitmail.connectors.microsoft.client import GraphClient, json_of, release
 from recruitmail.connectors.microsoft.options import GRAPH_KEY_PROPERTY_GUID, SinkOptions
 from recruitmail.connectors.microsoft.zones import to_iana
-
 from recruitmail.contracts.connector import KEY_HEADER, ConnectorContext
 from recruitmail.contracts.errors import PermanentError
 from recruitmail.contracts.mime import check_address, clean_header

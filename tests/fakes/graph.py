@@ -49,8 +49,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from dateutil.rrule import rrulestr
-from recruitmail.connectors.microsoft.zones import WINDOWS_TO_IANA
 
+from recruitmail.connectors.microsoft.zones import WINDOWS_TO_IANA
 from tests.scenario.spec import EventSpec, Who
 
 UTC = dt.UTC

@@ -30,7 +30,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from recruitmail.daemon import cli
-
 from tests.hostile.model import ORDINARY, Entry
 from tests.hostile.translate import calendar
 from tests.scenario import two_weeks

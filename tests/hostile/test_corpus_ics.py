@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from recruitmail.connectors.ics import SourceOptions, open_source
 
+from recruitmail.connectors.ics import SourceOptions, open_source
 from recruitmail.contracts import limits
 from recruitmail.contracts.connector import ConnectorContext
 from recruitmail.contracts.errors import TransientError

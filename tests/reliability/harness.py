@@ -27,11 +27,10 @@ from pathlib import Path
 from random import Random
 from typing import Protocol
 
+from recruitmail.contracts.connector import KEY_HEADER
 from recruitmail.daemon.faults import POINTS
 from recruitmail.daemon.planner import LedgerState
 from recruitmail.daemon.state import State
-
-from recruitmail.contracts.connector import KEY_HEADER
 from tests.scenario import two_weeks
 from tests.scenario.default_backend import IcsMaildirBackend
 from tests.scenario.runner import (

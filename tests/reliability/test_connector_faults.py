@@ -24,11 +24,11 @@ from pathlib import Path
 from random import Random
 
 import pytest
+
 from recruitmail.daemon.render import Renderer
 from recruitmail.daemon.runtime import PassOutcome, run_once, validate
 from recruitmail.daemon.settings import Settings, load_settings
 from recruitmail.daemon.state import State
-
 from tests.reliability import budget
 from tests.reliability.backends import FastGoogle, RecruiterGraph, RecruiterImap, backend_for
 from tests.reliability.harness import (

@@ -20,8 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from recruitmail.daemon.faults import POINTS
 
+from recruitmail.daemon.faults import POINTS
 from tests.reliability import budget
 from tests.reliability.backends import CONNECTORS, backend_for
 from tests.reliability.harness import EXPECTED, Chain, ChainReport

@@ -29,10 +29,10 @@ from pathlib import Path
 from random import Random
 
 import pytest
+
 from recruitmail.daemon.runtime import run_once, validate
 from recruitmail.daemon.settings import load_settings
 from recruitmail.daemon.state import State
-
 from tests.reliability import budget
 from tests.reliability.harness import (
     CHANGES,

@@ -26,8 +26,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
-from recruitmail.connectors.ics import SourceOptions, open_source
 
+from recruitmail.connectors.ics import SourceOptions, open_source
 from recruitmail.contracts import limits
 from recruitmail.contracts.connector import ConnectorContext
 from recruitmail.contracts.errors import RecruitmailError

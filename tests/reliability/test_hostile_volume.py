@@ -27,9 +27,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
-from recruitmail.daemon.cli import main
 
 from recruitmail.contracts.connector import KEY_HEADER
+from recruitmail.daemon.cli import main
 from tests.reliability import budget
 from tests.scenario import two_weeks
 from tests.scenario.default_backend import IcsMaildirBackend

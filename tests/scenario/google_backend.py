@@ -9,7 +9,6 @@ from email.message import Message
 from pathlib import Path
 
 from recruitmail.connectors import google
-
 from recruitmail.contracts.connector import KEY_HEADER
 from tests.fakes.google import GoogleFake
 from tests.scenario import two_weeks

@@ -19,11 +19,10 @@ from email.message import Message
 from pathlib import Path
 from typing import Protocol
 
+from recruitmail.contracts.connector import KEY_HEADER
 from recruitmail.daemon.cli import main
 from recruitmail.daemon.planner import LedgerState
 from recruitmail.daemon.state import State
-
-from recruitmail.contracts.connector import KEY_HEADER
 from tests.scenario import two_weeks
 from tests.scenario.spec import STOCKHOLM, EventSpec
 
