@@ -161,6 +161,8 @@ class MailboxRunner:
         # runner's life (a reload builds new runners).
         self._interviews: tuple[tuple[int, int, int], tuple[Interview, ...]] | None = None
         self._numbers: tuple[Snapshot, dict[tuple[str, str], int]] | None = None
+        # Per snapshot: (the languages decided so far, those set with `recruitmail language`).
+        self._languages: tuple[Snapshot, dict[str, tuple[str, str]], dict[str, str]] | None = None
         self.wall: Callable[[], float] = epoch_seconds  # the real clock, for Retry-After only
 
     # -- mailbox knowledge ---------------------------------------------------------------
@@ -810,24 +812,30 @@ class MailboxRunner:
             absences=snapshot.absences,
             directory=directory,
             in_reply_to=latest.key.message_id() if latest else "",
-            language=self.language(mail, now),
+            language=self.language(mail, snapshot, now),
         )
 
-    def language(self, mail: PlannedMail, now: datetime) -> str:
+    def language(self, mail: PlannedMail, snapshot: Snapshot, now: datetime) -> str:
         """The candidate's language, decided once and kept (``compose.decide_language``); the
-        decision and its reason are stored for ``recruitmail status``."""
-        remembered = self.state.languages(self.box.address).get(mail.candidate)
+        decision and its reason are stored for ``recruitmail status``. The stored languages are
+        read once per snapshot, not once per mail."""
+        if self._languages is None or self._languages[0] is not snapshot:
+            stored = {a: lang for a, (lang, _) in self.state.languages("*").items()}
+            self._languages = (snapshot, self.state.languages(self.box.address), stored)
+        _, decided, stored = self._languages
+        remembered = decided.get(mail.candidate)
         language, reason = compose.decide_language(
             mail,
             self.box,
             self.settings,
-            stored=self.state.stored_language(mail.candidate),
+            stored=stored.get(mail.candidate),
             remembered=remembered,
         )
         if remembered != (language, reason.value):
             self.state.remember_language(
                 self.box.address, mail.candidate, language, reason.value, now
             )
+            decided[mail.candidate] = (language, reason.value)
         return language
 
     def interview_numbers(self, snapshot: Snapshot) -> dict[tuple[str, str], int]:
