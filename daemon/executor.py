@@ -232,7 +232,10 @@ class MailboxRunner:
         # a new configuration gets new runners, and the zone is fixed once known.
         if self._calendar is None:
             self._calendar = WorkCalendar(
-                self.settings.company.country, self.zone(now), self.settings.company.closure_days
+                self.settings.company.country,
+                self.zone(now),
+                self.settings.company.closure_days,
+                self.settings.company.subdivision,
             )
         return self._calendar
 

@@ -64,6 +64,11 @@ class Company(Section):
     country: str = Field(
         "SE", description="ISO country code for public holidays (holidays package)."
     )
+    subdivision: str | None = Field(
+        None,
+        description="Region for regional public holidays, as the holidays package names it "
+        '(e.g. "BY" for Bavaria when country = "DE"); leave out for national holidays only.',
+    )
     time_zone: str = Field("Europe/Stockholm", description="Default time zone of recruiters.")
     closure_days: list[date] = Field(
         default_factory=list, description="Extra company closure days."
