@@ -11,6 +11,9 @@
   refused and the running one stays (logged, and reported in ``STATUS=``).
 - SIGTERM/SIGINT: the current draft step finishes, no new one starts, exit 0.
 - The watchdog is pinged only while passes keep completing (``daemon.service.Heartbeat``).
+- Several instances on one PostgreSQL share the mailboxes (``daemon.fleet``): an instance runs
+  passes only for the mailboxes whose lease it holds, renews them and claims its fair share in
+  rounds of the main loop, and releases them on SIGTERM.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from recruitmail.contracts.errors import ConfigError, RecruitmailError, TransientError
 from recruitmail.daemon.executor import MailboxRunner
+from recruitmail.daemon.fleet import FencedSink, Fleet
 from recruitmail.daemon.render import Renderer
 from recruitmail.daemon.runtime import describe, open_runner, validate
 from recruitmail.daemon.service import (
@@ -44,7 +48,7 @@ from recruitmail.daemon.service import (
     watchdog_interval,
 )
 from recruitmail.daemon.settings import Settings, load_settings
-from recruitmail.daemon.state import State
+from recruitmail.daemon.state import LeaseLost, State
 
 log = logging.getLogger("recruitmail.service")
 
@@ -81,6 +85,15 @@ class Service:
         self.notifier = notifier
         self.metrics = metrics
         self.state = State.open(settings.service)
+        try:
+            self.fleet = Fleet(
+                self.state,
+                [b.address for b in settings.mailboxes],
+                settings.service.interval_seconds,
+            )
+        except BaseException:
+            self.state.close()
+            raise
         self.stop = threading.Event()
         self.reload_requested = threading.Event()
         # Not only a hung pass stops the pings: so does a scheduler that stopped running passes.
@@ -129,17 +142,79 @@ class Service:
     # -- jobs ----------------------------------------------------------------------------
 
     def schedule(self) -> None:
+        """A job for every mailbox whose lease this instance holds."""
         for box in self.settings.mailboxes:
             self.locks.setdefault(box.address, threading.Lock())
-            self.scheduler.add_job(
-                self.pass_for,
-                "interval",
-                args=[box.address],
-                id=box.address,
-                replace_existing=True,
-                seconds=self.settings.service.interval_seconds,
-                next_run_time=datetime.now(UTC),
-            )
+        for address in self.fleet.held():
+            self.add_job(address)
+
+    def add_job(self, address: str) -> None:
+        if all(b.address != address for b in self.settings.mailboxes):
+            return
+        self.locks.setdefault(address, threading.Lock())
+        self.scheduler.add_job(
+            self.pass_for,
+            "interval",
+            args=[address],
+            id=address,
+            replace_existing=True,
+            seconds=self.settings.service.interval_seconds,
+            next_run_time=datetime.now(UTC),
+        )
+
+    def drop_job(self, address: str) -> None:
+        """No more passes for ``address`` here (another instance holds it now)."""
+        job = self.scheduler.get_job(address)
+        if job is not None:
+            job.remove()
+        lock = self.locks.get(address)
+        if lock is not None and lock.acquire(blocking=False):
+            try:
+                self.close_runner(address)
+            finally:
+                lock.release()
+
+    def fleet_round(self) -> None:
+        """Renew this instance's leases, take over its share of free or expired ones, give back
+        what it holds beyond its share (mailboxes not in a pass)."""
+        try:
+            gained, lost, excess = self.fleet.round()
+        except Exception as exc:  # noqa: BLE001 - the database may be away; leases run out
+            log.warning("fleet round failed (%s); passes go on while the leases last", exc)
+            return
+        for address in lost:
+            self.drop_job(address)
+        for address in gained:
+            self.add_job(address)
+        if excess:
+            released: list[str] = []
+            locks: list[threading.Lock] = []
+            for address in self.fleet.held():
+                lock = self.locks.get(address)
+                if len(released) == excess:
+                    break
+                if lock is not None and lock.acquire(blocking=False):
+                    locks.append(lock)
+                    released.append(address)
+            try:
+                self.fleet.release(released)
+            finally:
+                for lock in locks:
+                    lock.release()
+            for address in released:
+                self.drop_job(address)
+            if released:
+                log.info(
+                    "gave %d mailbox(es) back for the other instances (%d live)",
+                    len(released),
+                    self.fleet.live,
+                )
+        held = len(self.fleet.held())
+        self.metrics.fleet(self.fleet.id, held, self.fleet.takeovers, self.state.fenced_writes)
+        if not held:
+            # An instance with nothing to reconcile (more instances than mailboxes) is healthy
+            # while its rounds work: they are its progress for the watchdog.
+            self.heartbeat.pass_finished(self.heartbeat.pass_started())
 
     def runner(self, address: str) -> MailboxRunner:
         entry = self.runners.get(address)
@@ -158,7 +233,10 @@ class Service:
                 stop=self.stop,
                 observer=self.metrics,
             )
-            self.runners[address] = (context, context.__enter__())
+            runner = context.__enter__()
+            if self.fleet.fencing:
+                runner.sink = FencedSink(runner.sink, address, self.fleet)
+            self.runners[address] = (context, runner)
         return self.runners[address][1]
 
     def close_runner(self, address: str) -> None:
@@ -264,6 +342,8 @@ class Service:
             # Checked under the lock: a run queued before a stop or a reload must not start.
             if self.stop.is_set() or all(b.address != address for b in self.settings.mailboxes):
                 return
+            if not self.fleet.holds(address):
+                return  # another instance reconciles it (the job goes at the next round)
             token = self.heartbeat.pass_started()
             started = time.monotonic()
             ok = False
@@ -273,6 +353,10 @@ class Service:
                     self.drafts_created += len(report.drafted)
                 ok = True
                 log.info("mailbox %s: pass done: %s", address, describe(report))
+            except LeaseLost as exc:
+                self.fleet.lose(address)
+                self.close_runner(address)
+                log.warning("mailbox %s: pass stopped: %s", address, exc)
             except RecruitmailError as exc:
                 self.close_runner(address)  # reconnect next time
                 log.error("mailbox %s: pass failed: %s", address, exc)
@@ -353,6 +437,7 @@ class Service:
                 "service.%s changed: takes effect after a restart", ", service.".join(needs_restart)
             )
         self.settings, self.renderer, self.problem = settings, renderer, ""
+        self.fleet.configure([b.address for b in settings.mailboxes])
         self.batching = settings.service.batch_requests
         setup_logging(settings.service.log_level, settings.service.log_format)
         self.schedule()
@@ -361,6 +446,7 @@ class Service:
         self.notifier.ready(self.status_line())
 
     def serve_forever(self) -> int:
+        self.fleet_round()
         self.schedule()
         self.scheduler.start()
         prober = threading.Thread(target=self.prober, name="prober", daemon=True)
@@ -373,7 +459,11 @@ class Service:
         )
         tick = watchdog_interval() or 1.0
         said = time.monotonic()
+        next_round = time.monotonic() + self.fleet.period
         while not self.stop.is_set():
+            if time.monotonic() >= next_round:
+                next_round = time.monotonic() + self.fleet.period
+                self.fleet_round()
             if self.reload_requested.is_set():
                 self.reload_requested.clear()
                 self.reload()
@@ -381,7 +471,7 @@ class Service:
             if time.monotonic() - said >= self.settings.service.interval_seconds:
                 said = time.monotonic()
                 self.say_behind()
-            self.stop.wait(min(tick, 1.0))
+            self.stop.wait(min(tick, 1.0, max(0.05, next_round - time.monotonic())))
         self.notifier.stopping()
         log.info("stopping: finishing the current step")
         with self.probing:
@@ -390,6 +480,7 @@ class Service:
         self.scheduler.shutdown(wait=True)
         for address in list(self.runners):
             self.close_runner(address)
+        self.fleet.leave()
         self.state.close()
         self.metrics.close()
         log.info("stopped")

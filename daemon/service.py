@@ -347,6 +347,11 @@ class Metrics:
     def pass_finished(self, mailbox: str, seconds: float, ok: bool) -> None:
         """A reconcile pass over ``mailbox`` ended after ``seconds``; ``ok`` when it fully worked."""
 
+    def fleet(self, instance: str, held: int, takeovers: int, fenced_writes: int) -> None:
+        """After a fleet round: this instance's id, the mailboxes whose lease it holds, the
+        leases it took over from another instance and the writes refused because a lease was
+        gone, since it started."""
+
     def close(self) -> None:
         """Stop the endpoint, if any."""
 
@@ -436,6 +441,31 @@ class PrometheusMetrics(Metrics):
             registry=reg,
             buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
         )
+        self._instance = prom.Gauge(
+            "fleet_instance_info",
+            "This instance's id in the fleet (host-pid-random); always 1.",
+            ["id"],
+            namespace=ns,
+            registry=reg,
+        )
+        self._held = prom.Gauge(
+            "fleet_mailboxes_held",
+            "Mailboxes whose lease this instance holds.",
+            namespace=ns,
+            registry=reg,
+        )
+        self._takeovers = prom.Gauge(
+            "fleet_takeovers",
+            "Leases this instance took over from another (dead or stopped) instance since it started.",
+            namespace=ns,
+            registry=reg,
+        )
+        self._fenced = prom.Gauge(
+            "fleet_fenced_writes",
+            "Writes refused since start because this instance's lease was gone or nearly so.",
+            namespace=ns,
+            registry=reg,
+        )
         self._server: Any = None
         self._thread: threading.Thread | None = None
 
@@ -491,6 +521,13 @@ class PrometheusMetrics(Metrics):
         if ok:
             # Mailbox addresses are people's addresses too: the label carries the hashed id.
             self._last_ok.labels(mailbox=pseudonym(mailbox)).set(time.time())
+
+    def fleet(self, instance: str, held: int, takeovers: int, fenced_writes: int) -> None:
+        """Publish this instance's part of the fleet."""
+        self._instance.labels(id=instance).set(1)
+        self._held.set(held)
+        self._takeovers.set(takeovers)
+        self._fenced.set(fenced_writes)
 
     def close(self) -> None:
         """Stop the endpoint and free its port."""

@@ -36,7 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from recruitmail.contracts.errors import ConfigError
+from recruitmail.contracts.errors import ConfigError, TransientError
 from recruitmail.contracts.models import (
     Attendee,
     DraftKey,
@@ -52,7 +52,7 @@ from recruitmail.contracts.secrets import load_secret
 from recruitmail.daemon.faults import crash_point
 from recruitmail.daemon.planner import LedgerEntry, LedgerState
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -138,7 +138,32 @@ _MIGRATIONS: dict[int, str] = {
         PRIMARY KEY (mailbox, address)
     )
     """,
+    # Version 4: several instances sharing one database. A lease per mailbox (its holder, a
+    # fencing token that only grows, and an expiry on the database's clock, in epoch seconds)
+    # and the instances seen lately (docs/RELIABILITY.md, "Several instances").
+    4: """
+    CREATE TABLE leases (
+        mailbox TEXT PRIMARY KEY,
+        holder TEXT NOT NULL DEFAULT '',
+        token INTEGER NOT NULL DEFAULT 0,
+        acquired_at REAL NOT NULL DEFAULT 0,
+        renewed_at REAL NOT NULL DEFAULT 0,
+        expires_at REAL NOT NULL DEFAULT 0
+    );
+    CREATE INDEX leases_by_holder ON leases (holder);
+    CREATE TABLE instances (
+        id TEXT PRIMARY KEY,
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        started_at REAL NOT NULL,
+        last_seen REAL NOT NULL
+    )
+    """,
 }
+
+# Tables of the running fleet, not of the state: a copy to another database leaves them behind
+# (the instances of the old database hold nothing in the new one).
+_FLEET_TABLES = frozenset({"leases", "instances"})
 
 
 @dataclass(frozen=True)
@@ -177,6 +202,35 @@ class SkipRecord:
 
 
 @dataclass(frozen=True)
+class Lease:
+    """Who holds a mailbox (``holder`` empty: nobody), under which fencing token, until when
+    (epoch seconds on the database's clock)."""
+
+    mailbox: str
+    holder: str
+    token: int
+    acquired_at: float
+    renewed_at: float
+    expires_at: float
+
+
+@dataclass(frozen=True)
+class Instance:
+    """A ``recruitmail run`` process of the fleet, as it last said it was alive."""
+
+    id: str
+    host: str
+    pid: int
+    started_at: float
+    last_seen: float
+
+
+class LeaseLost(TransientError):
+    """This instance no longer holds the mailbox's lease (another took it over, or it ran out):
+    the write was refused and the pass ends; the holder reconciles the mailbox."""
+
+
+@dataclass(frozen=True)
 class Problem:
     """Something an administrator must know about one mailbox (shown by ``status``)."""
 
@@ -207,6 +261,10 @@ class State:
         # data_version (changed by any other connection's commit) it tells a runner whether the
         # events it decoded last time are still what the database holds.
         self._events_changes: dict[str, int] = {}  # mailbox ("" for all) → changes
+        # Fencing (several instances): mailbox → (holder, token) this process holds. ``None``:
+        # writes are not fenced (SQLite, and every command but ``run`` on PostgreSQL).
+        self._fences: dict[str, tuple[str, int]] | None = None
+        self.fenced_writes = 0  # writes refused because the lease was gone
         try:
             self._migrate()
         except BaseException:
@@ -318,6 +376,7 @@ class State:
         for ``status``; their text is never stored.
         """
         with self.transaction() as db:
+            self._fence(db, (mailbox,))
             if full:
                 db.execute("DELETE FROM events WHERE mailbox = ?", (mailbox,))
                 db.execute("DELETE FROM skipped_events WHERE mailbox = ?", (mailbox,))
@@ -370,6 +429,7 @@ class State:
     def drop_events(self, mailbox: str, event_ids: list[str]) -> None:
         """Forget stored events that are no longer needed (not interviews)."""
         with self.transaction() as db:
+            self._fence(db, (mailbox,))
             db.executemany(
                 "DELETE FROM events WHERE mailbox = ? AND event_id = ?",
                 [(mailbox, e) for e in event_ids],
@@ -568,6 +628,7 @@ class State:
     ) -> LedgerRow:
         """Phase one: the row says "attempting" (committed) before the mailbox is touched."""
         with self.transaction() as db:
+            self._fence(db, (key.mailbox,))
             db.execute(_BEGIN_ATTEMPT, _attempt_values(key, due, context, now))
             # Read inside the transaction: what this call did, not what another did since.
             row = db.execute(
@@ -586,6 +647,7 @@ class State:
             return frozenset()
         fresh: set[str] = set()
         with self.transaction() as db:
+            self._fence(db, {key.mailbox for key, _, _ in intents})
             for key, due, context in intents:
                 # attempts is 1 only for the row this statement inserted: decided in the same
                 # statement, so two instances racing for one key cannot both see it fresh.
@@ -600,6 +662,7 @@ class State:
         """Forget intents this pass recorded for mails it never handed to the mailbox (the pass
         stopped first): no draft can carry their keys."""
         with self.transaction() as db:
+            self._fence(db, {k.mailbox for k in keys})
             db.executemany(
                 "DELETE FROM ledger WHERE key_id = ? AND state = 'attempting' AND attempts = 1",
                 [(k.id,) for k in keys],
@@ -607,6 +670,7 @@ class State:
 
     def mark_ambiguous(self, key: DraftKey, now: datetime) -> None:
         with self.transaction() as db:
+            self._fence(db, (key.mailbox,))
             db.execute(
                 "UPDATE ledger SET ambiguous = 1, last_attempt = ?, updated_at = ? WHERE key_id = ?",
                 (_iso(now), _iso(now), key.id),
@@ -637,6 +701,12 @@ class State:
         if not (finished or skips or ambiguous):
             return
         with self.transaction() as db:
+            self._fence(
+                db,
+                {d.key.mailbox for d in finished}
+                | {k.key.mailbox for k in skips}
+                | {k.mailbox for k in ambiguous},
+            )
             for done in finished:
                 db.execute(
                     "UPDATE ledger SET state = 'drafted', remote_id = ?, fingerprint = ?, "
@@ -685,6 +755,7 @@ class State:
         if not skips:
             return
         with self.transaction() as db:
+            self._fence(db, {skip.key.mailbox for skip in skips})
             for skip in skips:
                 self._skip(db, skip, now)
 
@@ -729,6 +800,7 @@ class State:
 
     def mark_obsolete(self, key: DraftKey, reason: str, now: datetime) -> None:
         with self.transaction() as db:
+            self._fence(db, (key.mailbox,))
             db.execute(
                 "UPDATE ledger SET state = 'obsolete', reason = ?, updated_at = ? WHERE key_id = ?",
                 (reason, _iso(now), key.id),
@@ -736,6 +808,7 @@ class State:
 
     def set_remote_state(self, key: DraftKey, remote_state: DraftState, now: datetime) -> None:
         with self.transaction() as db:
+            self._fence(db, (key.mailbox,))
             db.execute(
                 "UPDATE ledger SET remote_state = ?, updated_at = ? WHERE key_id = ?",
                 (remote_state.value, _iso(now), key.id),
@@ -760,6 +833,193 @@ class State:
         self._events_changed("")
         self._backend.compact()
         return int(removed)
+
+    # -- leases: several instances, one fleet --------------------------------------------
+    #
+    # Times are epoch seconds on the database's clock, so instances never compare their own
+    # clocks. The fencing token of a mailbox only grows: each claim adds one, a release keeps it.
+
+    def enable_fencing(self) -> None:
+        """From now on every ledger and calendar write of a mailbox checks, in its own
+        transaction, that this process still holds the mailbox's lease under the token it was
+        given (``fence_with``); a write without it raises ``LeaseLost`` and changes nothing."""
+        with self._lock:
+            if self._fences is None:
+                self._fences = {}
+
+    def fence_with(self, mailbox: str, holder: str, token: int) -> None:
+        """Writes for ``mailbox`` are fenced with ``holder`` and ``token`` (see ``claim``)."""
+        with self._lock:
+            if self._fences is not None:
+                self._fences[mailbox] = (holder, token)
+
+    def unfence(self, mailbox: str) -> None:
+        with self._lock:
+            if self._fences is not None:
+                self._fences.pop(mailbox, None)
+
+    def _fence(self, db: _Db, mailboxes: Iterable[str]) -> None:
+        if self._fences is None:
+            return
+        for mailbox in mailboxes:
+            with self._lock:
+                held = self._fences.get(mailbox)
+            # FOR SHARE: a claim of this lease (an UPDATE of the row) waits until this
+            # transaction is over, so the token cannot change between the check and the commit.
+            row = (
+                db.execute(
+                    "SELECT 1 FROM leases WHERE mailbox = ? AND holder = ? AND token = ? "
+                    f"AND expires_at > {self._backend.now}{self._backend.share}",
+                    (mailbox, held[0], held[1]),
+                ).fetchone()
+                if held is not None
+                else None
+            )
+            if row is None:
+                with self._lock:
+                    self.fenced_writes += 1
+                    if self._fences.get(mailbox) == held:
+                        self._fences.pop(mailbox, None)
+                raise LeaseLost(
+                    f"mailbox {mailbox}: this instance no longer holds its lease; another "
+                    "instance reconciles it"
+                )
+
+    def database_time(self) -> float:
+        """The database's clock, epoch seconds."""
+        with self._read() as db:
+            return float(db.execute(f"SELECT {self._backend.now}").fetchone()[0])
+
+    def heartbeat(self, instance: str, host: str, pid: int, forget_after: float) -> float:
+        """Say that ``instance`` is alive (and forget instances silent for ``forget_after``
+        seconds); returns the database's time."""
+        with self.transaction() as db:
+            now = float(db.execute(f"SELECT {self._backend.now}").fetchone()[0])
+            db.execute(
+                "INSERT INTO instances (id, host, pid, started_at, last_seen) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen",
+                (instance, host, pid, now, now),
+            )
+            db.execute("DELETE FROM instances WHERE last_seen < ?", (now - forget_after,))
+        return now
+
+    def instances(self) -> list[Instance]:
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT id, host, pid, started_at, last_seen FROM instances ORDER BY started_at"
+            ).fetchall()
+        return [Instance(str(r[0]), str(r[1]), int(r[2]), float(r[3]), float(r[4])) for r in rows]
+
+    def leases(self) -> list[Lease]:
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT mailbox, holder, token, acquired_at, renewed_at, expires_at FROM leases "
+                "ORDER BY mailbox"
+            ).fetchall()
+        return [
+            Lease(str(r[0]), str(r[1]), int(r[2]), float(r[3]), float(r[4]), float(r[5]))
+            for r in rows
+        ]
+
+    def add_leases(self, mailboxes: Iterable[str]) -> None:
+        """A lease row (held by nobody) for each mailbox that has none yet."""
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT INTO leases (mailbox) VALUES (?) ON CONFLICT (mailbox) DO NOTHING",
+                [(m,) for m in mailboxes],
+            )
+
+    def renew(self, holder: str, ttl: float) -> dict[str, int]:
+        """Extend every lease ``holder`` still holds by ``ttl`` seconds from now (one statement);
+        returns mailbox → token of those it still holds. A lease another instance took is not
+        among them."""
+        with self.transaction() as db:
+            rows = db.execute(
+                f"UPDATE leases SET renewed_at = {self._backend.now}, "
+                f"expires_at = {self._backend.now} + ? WHERE holder = ? RETURNING mailbox, token",
+                (ttl, holder),
+            ).fetchall()
+        return {str(r[0]): int(r[1]) for r in rows}
+
+    def claim(
+        self,
+        holder: str,
+        wanted: Iterable[str],
+        limit: int,
+        ttl: float,
+        now: datetime,
+        *,
+        exclusive: bool = False,
+    ) -> dict[str, tuple[int, str]]:
+        """Take up to ``limit`` of the ``wanted`` mailboxes whose lease is free or expired, each
+        under its next fencing token, in one transaction; returns mailbox → (token, previous
+        holder). Rows a concurrent claim is taking are skipped, not waited for.
+
+        A mailbox taken from another holder may have attempts that holder recorded and was
+        about to hand to the mailbox: they are marked unclear at ``now`` (``ambiguous``), so the
+        executor looks them up only after ``service.lookup_grace_seconds`` and never creates
+        one while the old holder's create could still land (docs/RELIABILITY.md).
+
+        ``exclusive``: the caller is the only instance there can be (SQLite, under its lock):
+        every lease is free to it, whatever its expiry, and nothing is marked."""
+        wanted = set(wanted)
+        if limit <= 0 or not wanted:
+            return {}
+        taken: dict[str, tuple[int, str]] = {}
+        with self.transaction() as db:
+            free = db.execute(
+                "SELECT mailbox, holder FROM leases WHERE holder = '' OR "
+                f"expires_at <= {self._backend.now} OR ?{self._backend.claim_lock}",
+                (exclusive,),
+            ).fetchall()
+            candidates = [(str(m), str(h)) for m, h in free if m in wanted and h != holder]
+            secrets.SystemRandom().shuffle(candidates)
+            for mailbox, previous in candidates[:limit]:
+                row = db.execute(
+                    f"UPDATE leases SET holder = ?, token = token + 1, "
+                    f"acquired_at = {self._backend.now}, renewed_at = {self._backend.now}, "
+                    f"expires_at = {self._backend.now} + ? WHERE mailbox = ? AND holder = ? "
+                    "RETURNING token",
+                    (holder, ttl, mailbox, previous),
+                ).fetchone()
+                if row is None:
+                    continue
+                taken[mailbox] = (int(row[0]), previous)
+                if previous and not exclusive:
+                    db.execute(
+                        "UPDATE ledger SET ambiguous = 1, last_attempt = ?, updated_at = ? "
+                        "WHERE mailbox = ? AND state = 'attempting'",
+                        (_iso(now), _iso(now), mailbox),
+                    )
+        return taken
+
+    def release(self, holder: str, mailboxes: Iterable[str] | None = None) -> int:
+        """Give leases back (all of ``holder``'s when ``mailboxes`` is ``None``): free at once
+        for another instance, their tokens kept. Returns how many were released."""
+        with self.transaction() as db:
+            if mailboxes is None:
+                cursor = db.execute(
+                    f"UPDATE leases SET holder = '', expires_at = {self._backend.now} "
+                    "WHERE holder = ?",
+                    (holder,),
+                )
+                released = int(cursor.rowcount)
+            else:
+                released = 0
+                for mailbox in mailboxes:
+                    cursor = db.execute(
+                        f"UPDATE leases SET holder = '', expires_at = {self._backend.now} "
+                        "WHERE holder = ? AND mailbox = ?",
+                        (holder, mailbox),
+                    )
+                    released += int(cursor.rowcount)
+        return released
+
+    def leave(self, instance: str) -> None:
+        """``instance`` stops: its leases are released and it is no longer counted as live."""
+        self.release(instance)
+        with self.transaction() as db:
+            db.execute("DELETE FROM instances WHERE id = ?", (instance,))
 
     # -- moving a state between databases ------------------------------------------------
 
@@ -788,7 +1048,7 @@ class State:
         """Replace everything in ``target`` by this state's rows (secrets included: the
         pseudonym key travels, so ids in logs and skipped-event refs stay the same), in one
         transaction of the target."""
-        unknown = self._backend.tables() - set(_TABLES)
+        unknown = self._backend.tables() - set(_TABLES) - _FLEET_TABLES
         if unknown:
             # A table this copy does not know would be left behind without a word.
             raise ConfigError(
@@ -1047,6 +1307,10 @@ class _SQLite:
     ``BEGIN IMMEDIATE`` (the write lock is taken first, so writers never deadlock)."""
 
     name = "sqlite"
+    # The database's clock in epoch seconds; row locks are the whole file's (BEGIN IMMEDIATE).
+    now = "((julianday('now') - 2440587.5) * 86400.0)"
+    share = ""
+    claim_lock = ""
 
     def __init__(self, path: Path) -> None:
         self.where = path
@@ -1161,6 +1425,10 @@ class _PostgreSQL:
     ``BEGIN`` … ``COMMIT`` at READ COMMITTED (see the module's docstring for why)."""
 
     name = "postgresql"
+    now = "extract(epoch from clock_timestamp())::float8"
+    share = " FOR SHARE"
+    # Claims by several instances at once: each takes the rows no other claim is taking.
+    claim_lock = " FOR UPDATE SKIP LOCKED"
 
     def __init__(self, url: str, pool_size: int) -> None:
         conninfo, password, self.where = postgresql_conninfo(url)

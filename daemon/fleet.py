@@ -1,0 +1,265 @@
+"""Several ``recruitmail run`` instances sharing the mailboxes of one PostgreSQL state.
+
+Each mailbox has a lease row (``State.claim``/``renew``/``release``): a holder, a fencing token
+that grows with every claim and an expiry on the database's clock. An instance renews all its
+leases in one statement every ``period`` seconds, claims free or expired ones up to its fair
+share (mailboxes / live instances, rounded up) and gives back what it holds beyond it. Every
+ledger and calendar write of a pass checks the lease and token in its own transaction
+(``State.enable_fencing``), and every draft write to a mailbox first checks, on the monotonic
+clock, that more than ``margin`` seconds of the lease are left (``FencedSink``). Why this is
+enough, and what is left: docs/RELIABILITY.md, "Several instances".
+
+On SQLite there is one instance: a second ``run`` on the same file is refused (an ``flock`` on
+a file beside it, released by the kernel however the first one ends), and the single instance
+holds every lease without fencing, so that ``status --fleet`` reads the same on both.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import math
+import os
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from recruitmail.contracts.errors import ConfigError
+from recruitmail.contracts.models import DraftMessage, DraftRef
+from recruitmail.daemon.state import LeaseLost, State
+
+log = logging.getLogger("recruitmail.fleet")
+
+FORGET_INSTANCES_AFTER = 3600.0
+"""Seconds after which a silent instance is no longer listed by ``status --fleet``."""
+
+
+def lease_seconds(interval_seconds: float) -> float:
+    """A lease lives one pass interval: an instance that dies right after renewing is taken
+    over after at most ``interval + period`` seconds, inside two intervals."""
+    return float(interval_seconds)
+
+
+def instance_id() -> str:
+    """host + pid + random: unique even when a pid is reused after a restart."""
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+class Fleet:
+    """This instance's part of the fleet: the leases it holds and, per mailbox, the monotonic
+    instant before which its lease is certainly still valid."""
+
+    def __init__(
+        self,
+        state: State,
+        mailboxes: Iterable[str],
+        interval_seconds: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.state = state
+        self.id = instance_id()
+        self.host = socket.gethostname()
+        self.pid = os.getpid()
+        self.fencing = state.backend == "postgresql"
+        self.ttl = lease_seconds(interval_seconds)
+        # Renewed five times a lease; a draft write needs a third of a lease left. Both are
+        # far from each other: a renewal that is late by a whole period still leaves room.
+        self.period = self.ttl / 5
+        self.margin = self.ttl / 3
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._deadlines: dict[str, float] = {}  # mailbox → monotonic instant the lease surely holds
+        self._tokens: dict[str, int] = {}
+        self._mailboxes: list[str] = []
+        self.takeovers = 0
+        self.live = 1
+        self._file: IO[bytes] | None = None
+        if not self.fencing:
+            self._file = _single_instance(Path(str(state.path)))
+        else:
+            state.enable_fencing()
+        self.configure(mailboxes)
+
+    def configure(self, mailboxes: Iterable[str]) -> None:
+        """The configured mailboxes (at start and after a reload): a lease row for each."""
+        self._mailboxes = list(dict.fromkeys(mailboxes))
+        self.state.add_leases(self._mailboxes)
+
+    # -- what the scheduler asks -------------------------------------------------------------
+
+    def holds(self, mailbox: str) -> bool:
+        """Whether this instance holds ``mailbox``'s lease with time left on it."""
+        return self.remaining(mailbox) > 0
+
+    def held(self) -> list[str]:
+        with self._lock:
+            return sorted(self._deadlines)
+
+    def token(self, mailbox: str) -> int | None:
+        with self._lock:
+            return self._tokens.get(mailbox)
+
+    def remaining(self, mailbox: str) -> float:
+        """Seconds the lease surely still holds (measured on the monotonic clock from before
+        the statement that renewed it was sent); 0 when not held."""
+        if not self.fencing:
+            with self._lock:
+                return math.inf if mailbox in self._deadlines else 0.0
+        with self._lock:
+            deadline = self._deadlines.get(mailbox)
+        return max(0.0, deadline - self._clock()) if deadline is not None else 0.0
+
+    def check(self, mailbox: str) -> None:
+        """Raise ``LeaseLost`` unless more than ``margin`` seconds of the lease are left: called
+        right before every write to the mailbox."""
+        left = self.remaining(mailbox)
+        if left <= self.margin:
+            with self._lock:
+                self.state.fenced_writes += 1
+            raise LeaseLost(
+                f"mailbox {mailbox}: {left:.1f} s left on this instance's lease, less than the "
+                f"{self.margin:.1f} s a write needs; the next holder looks the draft up"
+            )
+
+    # -- a round -------------------------------------------------------------------------------
+
+    def round(self, now: datetime | None = None) -> tuple[list[str], list[str], int]:
+        """Say this instance is alive, renew its leases, claim up to its fair share. Returns
+        (mailboxes gained, mailboxes lost, how many it holds beyond its share)."""
+        started = self._clock()
+        self.state.heartbeat(self.id, self.host, self.pid, FORGET_INSTANCES_AFTER)
+        cutoff = self.state.database_time() - self.ttl
+        self.live = max(1, sum(1 for i in self.state.instances() if i.last_seen > cutoff))
+        renewed = self.state.renew(self.id, self.ttl)
+        lost: list[str] = []
+        with self._lock:
+            for mailbox in list(self._deadlines):
+                if mailbox in renewed:
+                    self._deadlines[mailbox] = started + self.ttl
+                else:
+                    lost.append(mailbox)
+                    self._forget(mailbox)
+            # Held in the database but unknown here (a claim whose answer was lost): ours again.
+            for mailbox, token in renewed.items():
+                if mailbox not in self._deadlines and mailbox in self._mailboxes:
+                    self._take(mailbox, token, started)
+        configured = set(self._mailboxes)
+        stray = [m for m in renewed if m not in configured]
+        if stray:  # removed from the configuration since: free for whoever still has them
+            self.state.release(self.id, stray)
+            with self._lock:
+                for mailbox in stray:
+                    self._forget(mailbox)
+        share = math.ceil(len(self._mailboxes) / self.live) if self._mailboxes else 0
+        held = len(self.held())
+        gained: list[str] = []
+        if held < share:
+            started = self._clock()
+            taken = self.state.claim(
+                self.id,
+                configured - set(self.held()),
+                share - held,
+                self.ttl,
+                now or datetime.now(UTC),
+                exclusive=not self.fencing,
+            )
+            with self._lock:
+                for mailbox, (token, previous) in taken.items():
+                    self._take(mailbox, token, started)
+                    if previous and self.fencing:
+                        self.takeovers += 1
+                    gained.append(mailbox)
+            for mailbox, (token, previous) in taken.items():
+                if previous and self.fencing:
+                    log.info(
+                        "mailbox %s taken over from %s (lease token %d)", mailbox, previous, token
+                    )
+        for mailbox in lost:
+            log.warning("mailbox %s: lease lost to another instance", mailbox)
+        return gained, lost, max(0, len(self.held()) - share)
+
+    def release(self, mailboxes: list[str]) -> None:
+        """Give ``mailboxes`` back (none of them may be in a pass)."""
+        with self._lock:
+            for mailbox in mailboxes:
+                self._forget(mailbox)
+        self.state.release(self.id, mailboxes)
+
+    def lose(self, mailbox: str) -> None:
+        """A write found the lease gone: stop treating the mailbox as ours."""
+        with self._lock:
+            self._forget(mailbox)
+
+    def leave(self) -> None:
+        """Release every lease and leave the fleet (SIGTERM)."""
+        with self._lock:
+            for mailbox in list(self._deadlines):
+                self._forget(mailbox)
+        try:
+            self.state.leave(self.id)
+        except Exception:  # noqa: BLE001 - the leases then run out on their own
+            log.warning("could not release the leases; they run out within %.0f s", self.ttl)
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def _take(self, mailbox: str, token: int, started: float) -> None:
+        self._deadlines[mailbox] = started + self.ttl
+        self._tokens[mailbox] = token
+        self.state.fence_with(mailbox, self.id, token)
+
+    def _forget(self, mailbox: str) -> None:
+        self._deadlines.pop(mailbox, None)
+        self._tokens.pop(mailbox, None)
+        self.state.unfence(mailbox)
+
+
+def _single_instance(database: Path) -> IO[bytes] | None:
+    """Hold an exclusive ``flock`` beside a SQLite state for this process's life."""
+    if str(database) == ":memory:":
+        return None
+    path = database.with_name(database.name + ".run-lock")
+    handle = open(path, "ab")  # noqa: SIM115 - held open for the life of the process
+    with contextlib.suppress(OSError):
+        os.chmod(path, 0o600)
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise ConfigError(
+            f"{database}: another `recruitmail run` already uses this state; one instance runs "
+            'per SQLite state (several instances need service.state = "postgresql://…")'
+        ) from None
+    return handle
+
+
+class FencedSink:
+    """A mailbox sink whose writes (create, update, mark obsolete) need more than the fleet's
+    margin left on this instance's lease; everything else is the wrapped sink's."""
+
+    def __init__(self, sink: Any, mailbox: str, fleet: Fleet) -> None:
+        self._sink = sink
+        self._mailbox = mailbox
+        self._fleet = fleet
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sink, name)
+
+    def create_draft(self, message: DraftMessage) -> DraftRef:
+        self._fleet.check(self._mailbox)
+        return self._sink.create_draft(message)  # type: ignore[no-any-return]
+
+    def update_draft(self, ref: DraftRef, message: DraftMessage) -> DraftRef:
+        self._fleet.check(self._mailbox)
+        return self._sink.update_draft(ref, message)  # type: ignore[no-any-return]
+
+    def mark_obsolete(self, ref: DraftRef) -> None:
+        self._fleet.check(self._mailbox)
+        self._sink.mark_obsolete(ref)
