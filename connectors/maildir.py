@@ -17,13 +17,15 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.parser import BytesHeaderParser
+from html.parser import HTMLParser
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from recruitmail.contracts.connector import KEY_HEADER, ConnectorContext
+from recruitmail.contracts.connector import KEY_HEADER, ConnectorContext, own_words
 from recruitmail.contracts.errors import ConfigError, PermanentError, TransientError
+from recruitmail.contracts.limits import MAX_BODY_CHARS
 from recruitmail.contracts.mime import address_key, to_bytes
 from recruitmail.contracts.models import DraftKey, DraftMessage, DraftRef, DraftState
 
@@ -295,6 +297,74 @@ def _carries(entry: _Entry, key_id: str) -> bool:
     )
 
 
+MAX_SENT_BYTES = 4 * MAX_BODY_CHARS
+"""How much of a sent mail is read for its text (the body budget, in UTF-8's widest bytes)."""
+_QUOTED_HTML = re.compile(
+    r"gmail_quote|divRplyFwdMsg|appendonsend|moz-cite-prefix|OutlookMessageHeader"
+)
+
+
+def message_text(data: bytes) -> str:
+    """The plain text of a mail (RFC 5322 bytes, possibly cut short): its text/plain part, else
+    its HTML part as text without the quoted thread. Never raises on a malformed mail."""
+    try:
+        mail = email.message_from_bytes(data, policy=email.policy.default)
+        part = mail.get_body(preferencelist=("plain", "html"))
+        if part is None:
+            return ""
+        content = part.get_content()
+    except Exception:  # mail from other clients may be malformed in any way; it is not ours
+        log.debug("maildir: unreadable body skipped")
+        return ""
+    if not isinstance(content, str):
+        return ""
+    content = content[:MAX_BODY_CHARS]
+    return html_text(content) if part.get_content_type() == "text/html" else content
+
+
+class _HtmlText(HTMLParser):
+    """The visible text of an HTML mail up to its quoted thread (a blockquote, or the marker
+    Gmail, Outlook or Thunderbird put before it)."""
+
+    _BREAKS = frozenset({"br", "p", "div", "li", "tr", "h1", "h2", "h3"})
+    _HIDDEN = frozenset({"style", "script", "head", "title"})
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.out: list[str] = []
+        self.hidden = 0
+        self.done = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        marks = " ".join(value or "" for name, value in attrs if name in ("class", "id"))
+        if tag == "blockquote" or (marks and _QUOTED_HTML.search(marks)):
+            self.done = True
+        elif tag in self._HIDDEN:
+            self.hidden += 1
+        elif tag in self._BREAKS:
+            self.out.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self._HIDDEN and self.hidden:
+            self.hidden -= 1
+
+    def handle_data(self, data: str) -> None:
+        if not self.done and not self.hidden:
+            self.out.append(data)
+
+
+def html_text(content: str) -> str:
+    """An HTML body as plain text, up to the quoted thread."""
+    parser = _HtmlText()
+    try:
+        parser.feed(content[:MAX_BODY_CHARS])
+        parser.close()
+    except Exception:  # HTMLParser is lenient; anything it still refuses is not worth a pass
+        return ""
+    lines = ("".join(parser.out)).replace("\xa0", " ").splitlines()
+    return "\n".join(" ".join(line.split()) for line in lines)
+
+
 class MaildirSink:
     """Drafts as files in a Maildir++ Drafts folder; Sent is read to tell sent drafts apart."""
 
@@ -490,6 +560,21 @@ class MaildirSink:
             if wanted in e.recipients and e.date is not None and e.date > since
         ]
         return max(dates, default=None)
+
+    def last_sent_text(self, address: str, since: datetime) -> str | None:
+        """The opening of the newest mail in Sent to ``address`` (To or Cc) after ``since``,
+        as ``own_words`` of its plain text (``KnowsCorrespondence``)."""
+        wanted = address_key(address)
+        newest: tuple[datetime, Path] | None = None
+        for entry in self._sent.entries():
+            if wanted not in entry.recipients or entry.date is None or entry.date <= since:
+                continue
+            if newest is None or entry.date > newest[0]:
+                newest = (entry.date, entry.path)
+        if newest is None:
+            return None
+        data = _read(newest[1], MAX_SENT_BYTES)
+        return own_words(message_text(data)) if data is not None else None
 
     # --- internals -----------------------------------------------------------------------------
 

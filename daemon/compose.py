@@ -8,6 +8,7 @@ and summaries, and a meeting link only for a known meeting host (``[links] meeti
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -106,12 +107,15 @@ def decide_language(
     *,
     stored: str | None = None,
     remembered: tuple[str, str] | None = None,
+    last_written: Callable[[], str | None] | None = None,
 ) -> tuple[str, Reason]:
     """The candidate's language and the signal that decided it (docs/TEMPLATES.md, "Languages").
 
     An explicit choice (the configuration's ``[languages]``, ``recruitmail language``) or the
-    interview's category decides at once. Otherwise a language decided earlier from text stays,
-    so that one candidate's mails never change language; only then is the event's own text read.
+    interview's category decides at once. Otherwise a language decided earlier from the
+    candidate's own signals stays, so that one candidate's mails never change language; only
+    then is the recruiter's last mail to the candidate read (``last_written``, called only
+    here: a look-up in Sent mail), and after it the event's own text.
     """
     interview = mail.interview
     category = None
@@ -128,7 +132,8 @@ def decide_language(
     # (configuration, recruitmail language --clear) or the default does not.
     if remembered is not None and remembered[0] in LANGUAGES and remembered[1] in _KEPT:
         return remembered[0], Reason(remembered[1])
-    return choose_language(replace(signals, event_text=text), policy)
+    written = (last_written() if last_written is not None else None) or ""
+    return choose_language(replace(signals, last_written=written, event_text=text), policy)
 
 
 def build_context(

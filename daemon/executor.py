@@ -821,20 +821,45 @@ class MailboxRunner:
     def language(self, mail: PlannedMail, snapshot: Snapshot, now: datetime) -> str:
         """The candidate's language, decided once and kept (``compose.decide_language``); the
         decision and its reason are stored for ``recruitmail status``. The stored languages are
-        read once per snapshot, not once per mail."""
+        read once per snapshot, not once per mail.
+
+        The recruiter's last mail to the candidate (Sent mail of the last 180 days) is read only
+        when nothing stronger decides and no language was kept for the candidate: once per
+        candidate. A look-up that fails never costs the mail: it is written in the language the
+        event's text or the default gives, and that choice is not kept, so a later mail reads
+        Sent again. ``recruitmail status`` shows the failing look-up ("correspondence").
+        """
+        from recruitmail.contracts.connector import KnowsCorrespondence
+
         if self._languages is None or self._languages[0] is not snapshot:
             stored = {a: lang for a, (lang, _) in self.state.languages("*").items()}
             self._languages = (snapshot, self.state.languages(self.box.address), stored)
         _, decided, stored = self._languages
         remembered = decided.get(mail.candidate)
+        failed = False
+
+        def last_written() -> str | None:
+            nonlocal failed
+            if not isinstance(self.sink, KnowsCorrespondence):
+                return None
+            sink, since = self.sink, now - timedelta(days=180)
+            try:
+                return self.look_up(
+                    "correspondence", lambda: sink.last_sent_text(mail.candidate, since), now
+                )
+            except LookupDeferred:
+                failed = True
+                return None
+
         language, reason = compose.decide_language(
             mail,
             self.box,
             self.settings,
             stored=stored.get(mail.candidate),
             remembered=remembered,
+            last_written=last_written,
         )
-        if remembered != (language, reason.value):
+        if remembered != (language, reason.value) and not failed:
             self.state.remember_language(
                 self.box.address, mail.candidate, language, reason.value, now
             )

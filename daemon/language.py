@@ -30,6 +30,7 @@ from enum import StrEnum
 from functools import cache
 from typing import TYPE_CHECKING, TypeVar
 
+from recruitmail.contracts.connector import own_words
 from recruitmail.contracts.models import normalise_address
 
 if TYPE_CHECKING:
@@ -189,25 +190,13 @@ _NOISE = re.compile(
     re.IGNORECASE,
 )
 _WORD = re.compile(r"[^\W\d_]{2,}")
-_QUOTE_HEADER = re.compile(
-    r"^\s*(?:On .{1,200} wrote:|Den .{1,200} skrev:|Am .{1,200} schrieb .{0,200}:"
-    r"|.{1,200} kirjoitti:|-{2,}\s*(?:Original|Opprinnelig|Oprindelig|Ursprüngliche|Alkuperäinen)"
-    r"|From:|Från:|Fra:|Von:|Lähettäjä:)",
-    re.IGNORECASE,
-)
 
 
 def without_quoted_reply(text: str, limit: int = 4_000) -> str:
-    """The recruiter's own words in a mail: quoted lines and everything from a reply header on
-    are dropped, and at most ``limit`` characters are kept."""
-    kept: list[str] = []
-    for line in text[: limit * 4].splitlines():
-        if _QUOTE_HEADER.match(line):
-            break
-        if line.lstrip().startswith(">"):
-            continue
-        kept.append(line)
-    return "\n".join(kept)[:limit]
+    """The recruiter's own words in a mail (``own_words``, as every sink's ``last_sent_text``
+    gives them): quoted lines and everything from a reply header or signature on are dropped,
+    and at most ``limit`` characters are kept."""
+    return own_words(text, limit)
 
 
 def _cleaned(text: str) -> str:

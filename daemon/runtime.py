@@ -45,6 +45,8 @@ def validate(settings: Settings) -> Renderer:
             box.source.type, "source", box.source.options(), where(index, "source")
         )
         connectors.validate_options(box.sink.type, "sink", box.sink.options(), where(index, "sink"))
+    if settings.company.subdivision is not None:
+        _check_subdivision(settings.company.country, settings.company.subdivision)
     renderer = Renderer(settings.service.templates_dir, template_cache_dir(settings))
     # The hostile sample is `recruitmail check`'s: at start-up a template that fails on odd data
     # only holds that mail (RenderError), so the cheaper samples are enough to refuse a broken one.
@@ -53,6 +55,38 @@ def validate(settings: Settings) -> Renderer:
     if problems:
         raise ConfigError("templates do not render:\n  " + "\n  ".join(problems))
     return renderer
+
+
+def _check_subdivision(country: str, subdivision: str) -> None:
+    """Refuse a ``company.subdivision`` the holidays package does not know for ``country``: an
+    unknown region would otherwise mean the nationwide holidays only, without a word."""
+    import holidays  # here: only a configuration with a region pays for the package
+
+    try:
+        known = holidays.country_holidays(country)
+    except NotImplementedError:
+        raise ConfigError(
+            f"company.subdivision = {subdivision!r}: the public holidays of country {country!r} "
+            "are not known, so it has no regions; remove company.subdivision"
+        ) from None
+    regions = tuple(known.subdivisions)
+    if subdivision in regions:
+        return
+    if not regions:
+        raise ConfigError(
+            f"company.subdivision = {subdivision!r}: {country} has no regions with holidays of "
+            "their own; remove company.subdivision"
+        )
+    aliases = getattr(known, "subdivisions_aliases", None) or {}
+    code = next(
+        (c for name, c in aliases.items() if name.casefold() == subdivision.casefold()),
+        subdivision.upper() if subdivision.upper() in regions else None,
+    )
+    hint = f'write "{code}"' if code else "use one of " + ", ".join(regions)
+    raise ConfigError(
+        f"company.subdivision = {subdivision!r} is not a region of {country}: {hint} "
+        '(the region codes of the holidays package, e.g. "BY" for Bavaria)'
+    )
 
 
 def template_cache_dir(settings: Settings) -> Path:

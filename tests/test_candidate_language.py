@@ -28,6 +28,12 @@ NOW = "2026-12-07T09:00:00+01:00"  # Monday; the interviews are later this week
 LATER = "2026-12-08T09:00:00+01:00"
 
 
+SWEDISH_AGENDA = (
+    "Agenda:\n- Vi berättar om teamet och rollen\n- Du berättar om dina erfarenheter\n"
+    "- Dina frågor till oss"
+)
+
+
 @dataclass(frozen=True)
 class Candidate:
     slug: str
@@ -38,6 +44,7 @@ class Candidate:
     expected: str
     why: str  # a word of the status line's reason
     categories: str = ""
+    sent: str = ""  # the recruiter's last mail to the candidate, in Sent
 
 
 CANDIDATES = [
@@ -158,6 +165,67 @@ CANDIDATES = [
         "sv",
         "default",
     ),
+    # The recruiter's own last mail to the candidate (in Sent) beats the event's Swedish text.
+    Candidate(
+        "sent-nb",
+        "ingrid@example.com",
+        "Ingrid Dahl",
+        "Intervju: Ingrid Dahl",
+        SWEDISH_AGENDA,
+        "nb",
+        "your last mail",
+        sent="Hei Ingrid!\n\nTusen takk for søknaden din. Vi vil gjerne invitere deg til et "
+        "intervju neste uke, og jeg sender deg en invitasjon i kalenderen.\n\nVennlig hilsen\nLisa",
+    ),
+    Candidate(
+        "sent-de",
+        "tobias@example.com",
+        "Tobias Weber",
+        "Intervju: Tobias Weber",
+        SWEDISH_AGENDA,
+        "de",
+        "your last mail",
+        sent="Hallo Tobias,\n\nvielen Dank für deine Bewerbung! Wir würden dich gerne zu einem "
+        "Gespräch einladen. Die Einladung kommt gleich per Kalender.\n\nViele Grüße\nLisa",
+    ),
+    Candidate(
+        "sent-en",
+        "emma@example.com",
+        "Emma Clarke",
+        "Intervju: Emma Clarke",
+        SWEDISH_AGENDA,
+        "en",
+        "your last mail",
+        # A short English reply above the candidate's Swedish mail, quoted: the reply counts.
+        sent="Hi Emma,\n\nThanks a lot for getting back to me so quickly. I have booked the "
+        "interview for this week and will send you the details.\n\nBest,\nLisa\n\n"
+        "On Fri, 4 Dec 2026 at 10:12, Emma Clarke <emma@example.com> wrote:\n"
+        "> Hej Lisa! Tack för att du hörde av dig, jag kan gärna ses nästa vecka.\n"
+        "> Jag har tid på torsdag eftermiddag och fredag förmiddag.\n",
+    ),
+    Candidate(
+        "sent-but-category",
+        "noah@example.com",
+        "Noah Becker",
+        "Intervju: Noah Becker",
+        SWEDISH_AGENDA,
+        "en",
+        "category",
+        categories="EN",
+        sent="Hallo Noah,\n\nvielen Dank für deine Bewerbung! Wir würden dich gerne zu einem "
+        "Gespräch einladen.\n\nViele Grüße\nLisa",
+    ),
+    Candidate(
+        "sent-but-stored",
+        "sofie@example.com",
+        "Sofie Lange",
+        "Intervju: Sofie Lange",
+        SWEDISH_AGENDA,
+        "fi",
+        "recruitmail language",
+        sent="Hei Sofie!\n\nTusen takk for søknaden din. Vi vil gjerne invitere deg til et "
+        "intervju neste uke.\n\nVennlig hilsen\nLisa",
+    ),
 ]
 
 
@@ -218,9 +286,23 @@ def cli(config: Path, *args: str) -> str:
     return done.stdout
 
 
+def sent_mail(root: Path, who: Candidate, number: int) -> None:
+    """The recruiter's earlier mail to ``who``, as a mail client leaves it in the Maildir's Sent."""
+    message = email.message.EmailMessage()
+    message["From"] = "Lisa Ek <lisa.ek@nordljus.se>"
+    message["To"] = f"{who.name} <{who.address}>"
+    message["Subject"] = "Din ansökan"
+    message["Date"] = f"Fri, 04 Dec 2026 1{number % 10}:00:00 +0100"
+    message["Message-ID"] = f"<sent-{who.slug}@nordljus.se>"
+    message.set_content(who.sent)
+    folder = root / "Maildir" / ".Sent" / "cur"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"17651000{number:02d}.M1P1.test:2,S").write_bytes(bytes(message))
+
+
 def drafts_to(root: Path) -> dict[str, list[email.message.EmailMessage]]:
     found: dict[str, list[email.message.EmailMessage]] = {}
-    for file in sorted((root / "Maildir").rglob("*")):
+    for file in sorted((root / "Maildir" / ".Drafts").rglob("*")):
         if not file.is_file() or file.parent.name not in ("cur", "new"):
             continue
         message = email.message_from_bytes(file.read_bytes(), policy=email.policy.default)
@@ -245,6 +327,10 @@ def booked(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "Maildir").mkdir()
     (root / "calendar.ics").write_text(calendar(first_round()), encoding="utf-8")
     cli(config, "language", "karen@example.com", "da")
+    cli(config, "language", "sofie@example.com", "fi")
+    for number, who in enumerate(CANDIDATES):
+        if who.sent:
+            sent_mail(root, who, number)
     cli(config, "once", "--now", NOW)
     return root
 

@@ -17,6 +17,7 @@ provider without an answer raises ``AmbiguousError``; the caller looks the key u
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -125,3 +126,57 @@ class ConnectorContext:
     company_domains: tuple[str, ...]
     state_dir: Path
     country: str = "SE"  # ISO 3166 code: resolves ambiguous names such as Windows time zones
+
+
+# -- the recruiter's correspondence ----------------------------------------------------------------
+
+SENT_EXCERPT_CHARS = 600
+"""What ``last_sent_text`` hands back at most: enough to tell the language a mail is written in,
+too little to carry a conversation anywhere."""
+SENT_SCAN_CHARS = 16 * 1024
+"""How much of a sent mail's text is looked at to find the recruiter's own words."""
+
+_REPLY_HEADER = re.compile(
+    r"^\s*(?:(?:On .{1,200} wrote|.{0,200}\bskrev\b.{0,200}|Am .{1,200} schrieb.{0,200}"
+    r"|.{1,200} kirjoitti.{0,200}):\s*$"
+    r"|-{2,}\s*(?:Original|Opprinnelig|Oprindelig|Ursprüngliche|Alkuperäinen|Ursprungligt)"
+    r"|_{10,}|From:|Från:|Fra:|Von:|Lähettäjä:)",
+    re.IGNORECASE,
+)
+# Reply and forward headers inside a single line (a preview or snippet has no line breaks).
+_INLINE_REPLY = re.compile(
+    r"\s(?:On \S.{0,200}? wrote:|Den \d.{0,200}? skrev .{0,200}?:|Am \d.{0,200}? schrieb .{0,200}?:"
+    r"|-{2,}\s*(?:Original|Opprinnelig|Oprindelig|Ursprüngliche|Alkuperäinen|Ursprungligt)"
+    r"|(?:From|Från|Fra|Von|Lähettäjä):\s.{0,300}?(?:Sent|Skickat|Sendt|Gesendet|Lähetetty):)",
+    re.IGNORECASE,
+)
+
+
+def own_words(text: str, limit: int = SENT_EXCERPT_CHARS) -> str:
+    """The recruiter's own words at the start of a sent mail's plain text: quoted lines (``>``)
+    are skipped; a reply or forward header, or the signature delimiter ``-- ``, ends them; at
+    most ``limit`` characters, line breaks kept."""
+    kept: list[str] = []
+    for line in text[:SENT_SCAN_CHARS].splitlines():
+        if _REPLY_HEADER.match(line) or line.rstrip() == "--":
+            break
+        if line.lstrip().startswith(">"):
+            continue
+        kept.append(line.rstrip())
+    words = "\n".join(kept).strip()
+    inline = _INLINE_REPLY.search(words)
+    if inline is not None:
+        words = words[: inline.start()].rstrip()
+    return words[:limit]
+
+
+@runtime_checkable
+class KnowsCorrespondence(Protocol):
+    """Optional: a sink that can read what the recruiter wrote to a candidate (Sent mail)."""
+
+    def last_sent_text(self, address: str, since: datetime) -> str | None:
+        """The opening of the newest mail the recruiter sent to ``address`` (To or Cc) after
+        ``since``, as plain text: ``own_words`` of its body (quoted reply and signature left
+        out), at most ``SENT_EXCERPT_CHARS``. ``None`` when there is no such mail; ``""`` when
+        there is one without words of its own."""
+        ...
