@@ -141,6 +141,11 @@ class Plan:
     drafts: tuple[PlannedMail, ...] = ()
     skips: tuple[Skip, ...] = ()
     obsolete: tuple[Obsolete, ...] = ()
+    next_due: datetime | None = None
+    """The earliest instant after ``now`` at which planning the same snapshot could decide
+    anything else: a touchpoint it saw becomes due or its window closes, an interview starts or
+    ends, the local day turns. Until then, the same snapshot gives the same plan (``None``: not
+    known, plan every time)."""
 
     @property
     def empty(self) -> bool:
@@ -179,7 +184,17 @@ def plan(snapshot: Snapshot, now: datetime, settings: Settings, calendar: WorkCa
         replace(e, state=LedgerState.OBSOLETE) if e.key.id in gone else e for e in snapshot.ledger
     )
     second = _Planner(replace(snapshot, ledger=ledger), now, settings, calendar).run()
-    return Plan(second.drafts, second.skips, first.obsolete + second.obsolete)
+    return Plan(
+        second.drafts,
+        second.skips,
+        first.obsolete + second.obsolete,
+        _earliest(first.next_due, second.next_due),
+    )
+
+
+def _earliest(*moments: datetime | None) -> datetime | None:
+    known = [m for m in moments if m is not None]
+    return min(known) if known else None
 
 
 class _Planner:
@@ -238,7 +253,30 @@ class _Planner:
         self.holiday_greetings(candidates)
         self.vacation_notices(candidates)
         drafts = self.pace(candidates)
-        return Plan(tuple(drafts), tuple(self.skips), tuple(self.obsolete))
+        return Plan(
+            tuple(drafts), tuple(self.skips), tuple(self.obsolete), self.next_due(candidates)
+        )
+
+    def next_due(self, candidates: list[_Candidate]) -> datetime | None:
+        """When this plan may stop being the answer for this snapshot (``Plan.next_due``).
+
+        Everything the planner reads from ``now`` is one of these instants: ``today`` (and with it
+        the lookback, the greetings' days, the status updates' days, pacing's "drafted today")
+        turns at local midnight; a touchpoint not done yet becomes ready at its due time and stale
+        at the end of its window; an interview's start and end decide its announcement's window,
+        when its status updates start counting and whether its thank-you may fold early; a
+        ledger row's interview start decides whether a vanished interview's draft is still
+        marked obsolete (and whether its mailbox state is asked)."""
+        later = [self.cal.end_of_day(self.today)]
+        for c in candidates:
+            later += (c.mail.due, c.mail.valid_until)
+        for interview in self.s.interviews:
+            later += (interview.event.start, interview.event.end)
+        for entry in self.s.ledger:
+            start = _parse(entry.context.get("start"))
+            if start is not None and start.tzinfo is not None:
+                later.append(start)
+        return min((m for m in later if m > self.now), default=None)
 
     # -- booking mails -------------------------------------------------------------------
 

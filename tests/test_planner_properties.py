@@ -23,7 +23,9 @@ no exclusion.
 
 from __future__ import annotations
 
+import os
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 
@@ -31,7 +33,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from recruitmail.contracts.models import Event
-from recruitmail.daemon.planner import LedgerState
+from recruitmail.daemon.planner import LedgerState, Plan, entries_needing_state
 from tests.planner_harness import Sim, at, interview, make_settings
 from tests.scenario.spec import STOCKHOLM
 
@@ -232,3 +234,97 @@ def test_polling_every_15_minutes_or_every_hour_handles_the_same_mails(scenario:
     fine = handled(simulate(scenario, timedelta(minutes=15)))
     coarse = handled(simulate(scenario, timedelta(hours=1)))
     assert sorted(fine - coarse) == [] and sorted(coarse - fine) == []
+
+
+# -- skipping the passes that cannot plan anything ---------------------------------------------
+
+
+class SkippingSim(Sim):
+    """The simulator with the daemon's idle rule (``MailboxRunner.nothing_to_plan``): after an
+    empty plan over a snapshot that needed no mailbox states, a pass whose calendar, ledger and
+    contacts are unchanged and whose instant is before the plan's ``next_due`` plans nothing."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.quiet: tuple[tuple[Event, ...], dict[str, object], dict[str, datetime]] | None = None
+        self.quiet_span: tuple[datetime, datetime] | None = None
+        self.skipped = 0
+        self.planned = 0
+
+    def poll(self, events: Iterable[Event], now: datetime) -> Plan:
+        now = now.astimezone(UTC)
+        events = tuple(events)
+        inputs = (events, dict(self.ledger), dict(self.contacts))
+        if (
+            self.quiet is not None
+            and self.quiet_span is not None
+            and self.quiet == inputs
+            and self.quiet_span[0] <= now < self.quiet_span[1]
+        ):
+            self.skipped += 1
+            return Plan()
+        self.planned += 1
+        asked = bool(entries_needing_state(self.snapshot(events), now))
+        decided = super().poll(events, now)
+        if decided.empty and not asked and decided.next_due is not None:
+            assert decided.next_due > now, "the next due time of a plan is after its instant"
+            self.quiet = (events, dict(self.ledger), dict(self.contacts))
+            self.quiet_span = (now, decided.next_due)
+        else:
+            self.quiet = self.quiet_span = None
+        return decided
+
+
+def replay(sim: Sim, scenario: Scenario, step: timedelta) -> Sim:
+    """``simulate``'s loop, for a simulator of the caller's choosing."""
+    sends = list(scenario.sends)
+    for moment in instants(scenario, step):
+        while sends and sends[0][0] <= moment:
+            when, index = sends.pop(0)
+            send_announcement(sim, scenario, index, when)
+        sim.poll(scenario.calendar(moment), moment)
+    return sim
+
+
+def drafted_log(sim: Sim) -> list[tuple[str, datetime, tuple[str, ...]]]:
+    return [(d.mail.key.id, d.at, tuple(k.id for k in d.mail.folded)) for d in sim.drafted]
+
+
+SKIP_EXAMPLES = int(os.environ.get("PLANNER_SKIP_EXAMPLES", "8"))
+"""Each example replays a fortnight twice (about a second each); 300 were run when it was built."""
+
+
+@settings(max_examples=SKIP_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenarios(), st.sampled_from((timedelta(minutes=15), timedelta(hours=1))))
+def test_skipping_passes_while_nothing_changed_drafts_exactly_what_planning_every_pass_drafts(
+    scenario: Scenario, step: timedelta
+) -> None:
+    every = replay(Sim(SETTINGS), scenario, step)
+    skipping = replay(SkippingSim(SETTINGS), scenario, step)
+    # The same mails, at the same instants, carrying the same folded mails; the same ledger
+    # (skips, obsolete marks and their reasons' keys, promises in the contexts).
+    assert drafted_log(skipping) == drafted_log(every)
+    assert skipping.ledger == every.ledger
+    assert skipping.contacts == every.contacts
+
+
+def test_an_idle_fortnight_is_mostly_skipped() -> None:
+    """The rule above is not vacuous: polled every 15 minutes, a fortnight with two candidates
+    plans on a small share of its passes (midnights, due times, interview starts and ends)."""
+    monday = MONDAYS[-1]
+    origin = at(monday, "00:00").astimezone(UTC)
+    bookings = tuple(
+        Booking(f"cand{n}@example.com", event, origin)
+        for n, event in enumerate(
+            (
+                interview("a@nordljus.se", "cand0@example.com", at(monday + timedelta(2), "10:00")),
+                interview("b@nordljus.se", "cand1@example.com", at(monday + timedelta(3), "14:00")),
+            )
+        )
+    )
+    scenario = Scenario(origin, bookings, ())
+    skipping = replay(SkippingSim(SETTINGS), scenario, timedelta(minutes=15))
+    every = replay(Sim(SETTINGS), scenario, timedelta(minutes=15))
+    assert drafted_log(skipping) == drafted_log(every) and drafted_log(every)
+    total = skipping.skipped + skipping.planned
+    assert skipping.planned < total / 10, (skipping.planned, total)
