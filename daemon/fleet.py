@@ -130,13 +130,20 @@ class Fleet:
 
     # -- a round -------------------------------------------------------------------------------
 
-    def round(self, now: datetime | None = None) -> tuple[list[str], list[str], int]:
-        """Say this instance is alive, renew its leases, claim up to its fair share. Returns
-        (mailboxes gained, mailboxes lost, how many it holds beyond its share)."""
+    def round(
+        self,
+        now: datetime | None = None,
+        lock_for: Callable[[str], threading.Lock | None] = lambda mailbox: None,
+    ) -> tuple[list[str], list[str], list[str]]:
+        """Say this instance is alive, renew its leases, claim up to its fair share and give
+        back what it holds beyond it (only mailboxes whose ``lock_for`` lock, when there is one,
+        is free: not in a pass; held while the lease is released). Returns (mailboxes gained,
+        mailboxes lost to another instance, mailboxes given back)."""
         started = self._clock()
         self.state.heartbeat(self.id, self.host, self.pid, FORGET_INSTANCES_AFTER)
         cutoff = self.state.database_time() - self.ttl
-        self.live = max(1, sum(1 for i in self.state.instances() if i.last_seen > cutoff))
+        instances = self.state.instances()
+        self.live = max(1, sum(1 for i in instances if i.last_seen > cutoff))
         renewed = self.state.renew(self.id, self.ttl)
         lost: list[str] = []
         with self._lock:
@@ -183,7 +190,38 @@ class Fleet:
                     )
         for mailbox in lost:
             log.warning("mailbox %s: lease lost to another instance", mailbox)
-        return gained, lost, max(0, len(self.held()) - share)
+        excess = len(self.held()) - share
+        if excess == 0 and len(self._mailboxes) % self.live:
+            # At the rounded-up share while another live instance is below the rounded-down
+            # one: one back, so that the shares even out (3, 3, 1 becomes 3, 2, 2).
+            floor = len(self._mailboxes) // self.live
+            counts = self.state.lease_counts()
+            live = {i.id for i in instances if i.last_seen > cutoff}
+            if any(counts.get(other, 0) < floor for other in live if other != self.id):
+                excess = 1
+        given: list[str] = []
+        if excess > 0:
+            locks: list[threading.Lock] = []
+            try:
+                for mailbox in self.held():
+                    if len(given) == excess:
+                        break
+                    lock = lock_for(mailbox)
+                    if lock is None or lock.acquire(blocking=False):
+                        given.append(mailbox)
+                        if lock is not None:
+                            locks.append(lock)
+                self.release(given)
+            finally:
+                for lock in locks:
+                    lock.release()
+            if given:
+                log.info(
+                    "gave %d mailbox(es) back for the other instances (%d live)",
+                    len(given),
+                    self.live,
+                )
+        return gained, lost, given
 
     def release(self, mailboxes: list[str]) -> None:
         """Give ``mailboxes`` back (none of them may be in a pass)."""

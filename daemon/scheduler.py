@@ -37,7 +37,7 @@ from recruitmail.contracts.errors import ConfigError, RecruitmailError, Transien
 from recruitmail.daemon.executor import MailboxRunner
 from recruitmail.daemon.fleet import FencedSink, Fleet
 from recruitmail.daemon.render import Renderer
-from recruitmail.daemon.runtime import describe, open_runner, validate
+from recruitmail.daemon.runtime import describe, open_runner, refresh_fleet, validate
 from recruitmail.daemon.service import (
     Heartbeat,
     Metrics,
@@ -127,6 +127,8 @@ class Service:
 
     def _new_scheduler(self) -> BackgroundScheduler:
         workers = max(1, min(self.settings.service.workers, len(self.settings.mailboxes)))
+        if self.settings.mailboxes_from:  # the fleet grows with its groups, without a restart
+            workers = self.settings.service.workers
         return BackgroundScheduler(
             timezone=UTC,
             executors={"default": ThreadPoolExecutor(workers)},
@@ -147,6 +149,7 @@ class Service:
             self.locks.setdefault(box.address, threading.Lock())
         for address in self.fleet.held():
             self.add_job(address)
+        self.schedule_directory()
 
     def add_job(self, address: str) -> None:
         if all(b.address != address for b in self.settings.mailboxes):
@@ -178,37 +181,14 @@ class Service:
         """Renew this instance's leases, take over its share of free or expired ones, give back
         what it holds beyond its share (mailboxes not in a pass)."""
         try:
-            gained, lost, excess = self.fleet.round()
+            gained, lost, given = self.fleet.round(lock_for=self.locks.get)
         except Exception as exc:  # noqa: BLE001 - the database may be away; leases run out
             log.warning("fleet round failed (%s); passes go on while the leases last", exc)
             return
-        for address in lost:
+        for address in (*lost, *given):
             self.drop_job(address)
         for address in gained:
             self.add_job(address)
-        if excess:
-            released: list[str] = []
-            locks: list[threading.Lock] = []
-            for address in self.fleet.held():
-                lock = self.locks.get(address)
-                if len(released) == excess:
-                    break
-                if lock is not None and lock.acquire(blocking=False):
-                    locks.append(lock)
-                    released.append(address)
-            try:
-                self.fleet.release(released)
-            finally:
-                for lock in locks:
-                    lock.release()
-            for address in released:
-                self.drop_job(address)
-            if released:
-                log.info(
-                    "gave %d mailbox(es) back for the other instances (%d live)",
-                    len(released),
-                    self.fleet.live,
-                )
         held = len(self.fleet.held())
         self.metrics.fleet(self.fleet.id, held, self.fleet.takeovers, self.state.fenced_writes)
         if not held:
@@ -396,6 +376,61 @@ class Service:
         line = describe_status(len(self.settings.mailboxes), self.last_pass, self.drafts_created)
         return f"{line}; {self.problem}" if self.problem else line
 
+    # -- fleets from the directory (mailboxes_from) ---------------------------------------------
+
+    directory_update: tuple[Settings, Settings] | None = None
+
+    def schedule_directory(self) -> None:
+        """Read the directory groups now and every ``directory_refresh_minutes`` (again after a
+        reload: ``schedule`` runs then)."""
+        if self.settings.mailboxes_from:
+            self.scheduler.add_job(
+                self.read_directory,
+                "interval",
+                id="directory",
+                replace_existing=True,
+                minutes=self.settings.service.directory_refresh_minutes,
+                next_run_time=datetime.now(UTC),
+            )
+
+    def read_directory(self) -> None:
+        """In a worker: read the groups; the main loop applies the result (``apply_directory``)."""
+        base = self.settings
+        try:
+            settings, _ = refresh_fleet(base, self.state)
+        except Exception:  # noqa: BLE001 - the mailboxes already known keep their passes
+            log.exception("reading the directory groups failed; the known members are kept")
+            return
+        with self.count_lock:
+            self.directory_update = (base, settings)
+
+    def apply_directory(self) -> None:
+        """In the main loop: passes for members added, none for members removed, as a reload."""
+        with self.count_lock:
+            update, self.directory_update = self.directory_update, None
+        if update is None or update[0] is not self.settings:
+            return  # nothing new, or a reload came in between (it reads the groups itself)
+        base, settings = update
+        if settings.mailboxes == base.mailboxes:
+            return
+        before = {b.address for b in base.mailboxes}
+        after = {b.address for b in settings.mailboxes}
+        self.settings = settings
+        self.fleet.configure([b.address for b in settings.mailboxes])
+        for address in before - after:
+            self.drop_job(address)
+        self.fleet_round()
+        for address in after - before:
+            if self.fleet.holds(address):
+                self.add_job(address)
+        log.info(
+            "directory groups: %d mailbox(es) added, %d removed, %d in all",
+            len(after - before),
+            len(before - after),
+            len(after),
+        )
+        self.notifier.status(self.status_line())
+
     # -- lifecycle -----------------------------------------------------------------------
 
     def reload(self) -> None:
@@ -467,6 +502,7 @@ class Service:
             if self.reload_requested.is_set():
                 self.reload_requested.clear()
                 self.reload()
+            self.apply_directory()
             self.heartbeat.beat()
             if time.monotonic() - said >= self.settings.service.interval_seconds:
                 said = time.monotonic()

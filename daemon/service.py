@@ -448,7 +448,7 @@ class PrometheusMetrics(Metrics):
             namespace=ns,
             registry=reg,
         )
-        self._held = prom.Gauge(
+        self._leases_held = prom.Gauge(
             "fleet_mailboxes_held",
             "Mailboxes whose lease this instance holds.",
             namespace=ns,
@@ -525,7 +525,7 @@ class PrometheusMetrics(Metrics):
     def fleet(self, instance: str, held: int, takeovers: int, fenced_writes: int) -> None:
         """Publish this instance's part of the fleet."""
         self._instance.labels(id=instance).set(1)
-        self._held.set(held)
+        self._leases_held.set(held)
         self._takeovers.set(takeovers)
         self._fenced.set(fenced_writes)
 

@@ -921,6 +921,15 @@ class State:
             for r in rows
         ]
 
+    def lease_counts(self) -> dict[str, int]:
+        """Holder → how many unexpired leases it holds."""
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT holder, count(*) FROM leases WHERE holder <> '' "
+                f"AND expires_at > {self._backend.now} GROUP BY holder"
+            ).fetchall()
+        return {str(r[0]): int(r[1]) for r in rows}
+
     def add_leases(self, mailboxes: Iterable[str]) -> None:
         """A lease row (held by nobody) for each mailbox that has none yet."""
         with self.transaction() as db:
@@ -1294,8 +1303,11 @@ class _Db(Protocol):
 class ServiceLike(Protocol):
     """The part of ``settings.service`` that says where the state lives."""
 
-    state_dir: Path
-    workers: int
+    @property
+    def state_dir(self) -> Path: ...
+
+    @property
+    def workers(self) -> int: ...
 
 
 def is_postgresql_url(value: str) -> bool:
