@@ -24,16 +24,19 @@ watches through the daemon's metrics interface (``pass_finished``) and the fake'
 3. Booking → draft. The restarted daemon polls every ``--interval`` seconds (default 10); an
    interview with a new candidate is put into a random mailbox at a random moment, and the time
    until its welcome draft exists in the fake mailbox is compared with one interval + 5 s.
-4. Memory against size, each in a fresh process (its own peak RSS): the daemon's first and idle
-   pass over ``SCALE_MEMORY_MAILBOXES`` mailboxes of 100 events (default ``100``; the main run
-   gives the row for ``--mailboxes``) and over one mailbox of ``SCALE_MEMORY_EVENTS`` events
-   (default ``1000,5000``). The issue's whole table: ``SCALE_MEMORY_MAILBOXES=100,5000
-   SCALE_MEMORY_EVENTS=1000,5000,20000`` (about 15 minutes more). ``SCALE_MEMORY=0`` skips it.
+4. Memory against size, each row a fresh process (its own peak RSS): the daemon's first and idle
+   pass over N mailboxes of 100 events, and over one mailbox of N events. ``--memory short``
+   (the default) runs 100 mailboxes and 1,000 / 5,000 events, with the main run's row for
+   ``--mailboxes``; ``--memory full`` the issue's whole table, 100 / 1,000 / 5,000 mailboxes and
+   1,000 / 5,000 / 20,000 events (about half an hour more); ``--memory off`` none.
+   ``--memory-only`` runs the table alone, skipping 1.–3. ``SCALE_MEMORY_MAILBOXES`` and
+   ``SCALE_MEMORY_EVENTS`` (comma-separated) choose other sizes; ``SCALE_MEMORY=0`` is ``off``.
 
 Each goal is printed with its figure and the floor it was measured against; nothing is asserted.
 
     python bench/scale.py [--mailboxes 1000] [--events 100] [--latency-ms 50] [--workers N]
                           [--interval 10] [--bookings 3] [--profile]
+                          [--memory short|full|off] [--memory-only]
 
 ``--profile`` samples every thread of this process during the idle passes and prints the
 functions the daemon spends its time in (self time, and the project's own frames).
@@ -43,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import itertools
 import json
 import multiprocessing
 import os
@@ -86,6 +90,8 @@ DEFAULT_INTERVAL = ServiceSettings.model_fields["interval_seconds"].default
 DEFAULT_WORKERS = ServiceSettings.model_fields["workers"].default
 BATCH = 20
 SERIES_LENGTH = 10
+MEMORY_SIZES = {"short": ("100", "1000,5000"), "full": ("100,1000,5000", "1000,5000,20000")}
+"""The memory table's rows (``--memory``): mailboxes of 100 events, and events in one mailbox."""
 
 DOMAIN = "nordljus.se"
 PANEL = two_weeks.PANEL  # in [people] of the configuration: the panel gets a name and a role
@@ -606,8 +612,27 @@ def main() -> int:
     )
     parser.add_argument("--bookings", type=int, default=3, help="booking → draft measurements")
     parser.add_argument("--profile", action="store_true", help="sample the idle passes")
+    parser.add_argument(
+        "--memory",
+        choices=sorted(MEMORY_SIZES) + ["off"],
+        default="short",
+        help="the memory-against-size table: short (100 mailboxes; 1k and 5k events), full "
+        "(100 / 1,000 / 5,000 mailboxes; 1k / 5k / 20k events: about half an hour more), off",
+    )
+    parser.add_argument(
+        "--memory-only", action="store_true", help="only the memory table, every row fresh"
+    )
     args = parser.parse_args()
     workers = args.workers or DEFAULT_WORKERS
+    if args.memory_only:
+        began = time.monotonic()
+        print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start")
+        memory_table(args, None)
+        print(
+            f"memory table: {time.monotonic() - began:.0f} s; "
+            f"load average {os.getloadavg()[0]:.1f} at the end"
+        )
+        return 0
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -795,33 +820,45 @@ def sizes(name: str, default: str) -> list[int]:
     return [int(v) for v in os.environ.get(name, default).split(",") if v.strip()]
 
 
-def memory_table(args: Any, main_row: tuple[float, float, float, float]) -> None:
-    if os.environ.get("SCALE_MEMORY", "1") == "0":
+def memory_table(args: Any, main_row: tuple[float, float, float, float] | None) -> None:
+    """Memory against size, each row a fresh daemon; says whether growth stays linear."""
+    if os.environ.get("SCALE_MEMORY", "1") == "0" or args.memory == "off":
         return
+    mailbox_sizes, event_sizes = MEMORY_SIZES[args.memory]
+    mailbox_rows = sizes("SCALE_MEMORY_MAILBOXES", mailbox_sizes)
     print("\nmemory against size (each row a fresh daemon process; RSS after imports, after the")
     print("first pass, after an idle pass, and its peak, in MB; growth: idle RSS above the start,")
     print("and per 1,000 events more than the row before in the same sweep)")
     print(f"{'mailboxes':>10}{'events/box':>12}{'events':>9}{'start':>8}{'first':>8}"
-          f"{'idle':>8}{'peak':>8}{'growth':>8}{'per 1k more':>13}")  # fmt: skip
-    sweeps: list[list[tuple[int, int, tuple[float, ...]]]] = [
-        sorted(
-            [(m, 100, memory_row(m, 100)) for m in sizes("SCALE_MEMORY_MAILBOXES", "100")]
-            + [(args.mailboxes, args.events, main_row)]  # the main run above
-        ),
-        [(1, e, memory_row(1, e)) for e in sizes("SCALE_MEMORY_EVENTS", "1000,5000")],
+          f"{'idle':>8}{'peak':>8}{'growth':>8}{'per 1k more':>13}", flush=True)  # fmt: skip
+    rows = [(m, 100, memory_row(m, 100)) for m in mailbox_rows]
+    if main_row is not None and args.mailboxes not in mailbox_rows:
+        rows.append((args.mailboxes, args.events, main_row))  # the main run above
+    sweeps = [
+        sorted(rows),
+        [(1, e, memory_row(1, e)) for e in sizes("SCALE_MEMORY_EVENTS", event_sizes)],
     ]
     for sweep in sweeps:
         before: tuple[int, float] | None = None
+        slopes: list[float] = []
         for mailboxes, per_box, (base, after_first, idle, peak) in sweep:
             total = mailboxes * per_box
-            slope = (
-                f"{(idle - before[1]) / ((total - before[0]) / 1000):>13.2f}"
-                if before and total > before[0]
-                else f"{'':>13}"
-            )
+            slope = ""
+            if before and total > before[0]:
+                slopes.append((idle - before[1]) / ((total - before[0]) / 1000))
+                slope = f"{slopes[-1]:.2f}"
             print(f"{mailboxes:>10,}{per_box:>12,}{total:>9,}{base:>8.0f}{after_first:>8.0f}"
-                  f"{idle:>8.0f}{peak:>8.0f}{idle - base:>8.0f}{slope}")  # fmt: skip
+                  f"{idle:>8.0f}{peak:>8.0f}{idle - base:>8.0f}{slope:>13}", flush=True)  # fmt: skip
             before = (total, idle)
+        if len(slopes) >= 2:
+            # Linear or better: each step costs no more per 1,000 events than the step before
+            # (within a quarter, the noise of one RSS reading).
+            verdict = all(b <= a * 1.25 + 0.05 for a, b in itertools.pairwise(slopes))
+            print(
+                f"{'':>10}per 1,000 events more, step by step: "
+                + " → ".join(f"{s:.2f}" for s in slopes)
+                + f" MB: {'no faster than linear' if verdict else 'FASTER THAN LINEAR'}"
+            )
 
 
 def bookings(fake: FakeProcess, args: Any) -> None:

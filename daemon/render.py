@@ -45,6 +45,9 @@ MAX_VALUE_CHARS = 1_000_000
 """A string a template builds or reads larger than this stops the rendering (``"x" * 10**9``)."""
 MAX_RANGE = 10_000
 """``range()`` in a template yields at most this many numbers."""
+RACY_SECONDS = 2.0
+"""A file modified this recently may change again without its metadata showing it (the coarsest
+common file system clock, FAT's, ticks every 2 s): its start-up check is not remembered yet."""
 
 SHARED_FILES = ("_layout.html.j2", "_layout.txt.j2", "_macros.j2")
 TEMPLATE_FILES = SHARED_FILES + tuple(
@@ -450,19 +453,21 @@ class Renderer:
 
         A clean result is remembered in the cache directory under a digest of everything the
         check's outcome depends on: every file in the template directories, recruitmail's own
-        code, the Python, Jinja2, Babel and MarkupSafe versions, and the samples named. An
-        edited template, an upgrade or another sample set checks again. Either way every
-        template is in memory afterwards, so a template edited in place later reaches this
-        renderer only through a new one (a reload).
+        code, the Python version, the Jinja2, Babel and MarkupSafe installs, and the samples
+        named (``_check_digest``: by file metadata, no file is read). An edited template, an
+        upgrade or another sample set checks again. Either way every template is in memory
+        afterwards, so a template edited in place later reaches this renderer only through a
+        new one (a reload).
         """
         if self.cache_dir is None:
             return self.check(samples=samples)
-        passed = self.cache_dir / f"checked-{self._check_digest(samples)}"
+        digest, settled = self._check_digest(samples)
+        passed = self.cache_dir / f"checked-{digest}"
         if passed.exists():
             self._load_all()
             return []
         problems = self.check(samples=samples)
-        if not problems:
+        if not problems and settled:
             try:
                 passed.touch()
                 for earlier in self.cache_dir.glob("checked-*"):
@@ -480,23 +485,42 @@ class Renderer:
                     with contextlib.suppress(ConfigError):  # a file no mail uses; check said so
                         self._load(env, name)
 
-    def _check_digest(self, samples: tuple[str, ...]) -> str:
-        from importlib.metadata import version
+    def _check_digest(self, samples: tuple[str, ...]) -> tuple[str, bool]:
+        """A fingerprint of what the check's outcome depends on, from file metadata; and whether
+        every file has settled, so that a clean check may be remembered under it.
 
+        Each file counts by its path, size, inode and modification and change times: an edit, a
+        copy over it or a package upgrade changes one of them, so an unchanged install reads no
+        file. A file modified in the last ``RACY_SECONDS`` has not settled: a second edit of the
+        same size within one tick of the file system's clock would leave the same metadata
+        (git's "racy" files), so a check of it is not remembered.
+        """
         from recruitmail import contracts
 
-        libraries = [version(name) for name in ("jinja2", "babel", "markupsafe")]
-        digest = hashlib.sha256(repr((sys.version, libraries, samples)).encode())
-        files: list[Path] = []
-        for templates in (self.override_dir, self.default_dir):
-            if templates is not None:
-                files += sorted(p for p in templates.rglob("*") if p.is_file())
-        for code in (Path(__file__).parent, Path(contracts.__file__).parent):
-            files += sorted(code.glob("*.py"))
-        for path in files:
-            digest.update(f"\0{path}\0".encode())
-            digest.update(path.read_bytes())
-        return digest.hexdigest()[:32]
+        digest = hashlib.sha256(repr((sys.version, samples)).encode())
+        settled_before = time.time_ns() - int(RACY_SECONDS * 10**9)
+        newest = 0
+        files: list[tuple[str, os.stat_result]] = []
+        for folder, recursive in (
+            (self.override_dir, True),
+            (self.default_dir, True),
+            (Path(__file__).parent, False),
+            (Path(contracts.__file__).parent, False),
+        ):
+            if folder is not None:
+                files += [
+                    (path, info)
+                    for path, info in _files(folder, recursive)
+                    if recursive or path.endswith(".py")
+                ]
+        for module in _checked_libraries():
+            with contextlib.suppress(OSError, TypeError):
+                files.append((module.__file__, os.stat(module.__file__)))
+        for path, info in files:
+            times = f"{info.st_mtime_ns}:{info.st_ctime_ns}"
+            digest.update(f"\0{path}\0{info.st_size}:{info.st_ino}:{times}".encode())
+            newest = max(newest, info.st_mtime_ns)
+        return digest.hexdigest()[:32], newest < settled_before
 
     def _output_problems(
         self, mail: RenderedMail, kind: str, language: str, sample: str
@@ -534,6 +558,44 @@ class Renderer:
             for path in sorted(directory.iterdir())
             if path.suffix == ".j2" and path.name not in TEMPLATE_FILES
         ]
+
+
+def _checked_libraries() -> tuple[Any, ...]:
+    """The libraries whose version shapes what a template renders (their ``__init__`` files
+    are rewritten by every upgrade)."""
+    import babel
+    import markupsafe
+
+    return (jinja2, babel, markupsafe)
+
+
+def _files(folder: Path, recursive: bool) -> Iterator[tuple[str, os.stat_result]]:
+    """Every file under ``folder`` (symbolic links followed, each folder once) with its metadata,
+    in a stable order; a folder that cannot be read has no files."""
+    seen: set[tuple[int, int]] = set()
+    pending = [str(folder)]
+    while pending:
+        current = pending.pop()
+        try:
+            with os.scandir(current) as listing:
+                entries = sorted(listing, key=lambda entry: entry.name)
+            info = os.stat(current)
+        except OSError:
+            continue
+        if (info.st_dev, info.st_ino) in seen:
+            continue
+        seen.add((info.st_dev, info.st_ino))
+        folders = []
+        for entry in entries:
+            try:
+                if entry.is_dir():
+                    folders.append(entry.path)
+                elif entry.is_file():
+                    yield entry.path, entry.stat()
+            except OSError:
+                continue
+        if recursive:
+            pending.extend(reversed(folders))
 
 
 def _strings_in(value: Any, found: set[str] | None = None) -> tuple[str, ...]:

@@ -1,16 +1,34 @@
-"""Working days, days off and holiday runs in the recruiter's time zone (pure: no clock, no I/O)."""
+"""Working days, days off and holiday runs in the recruiter's time zone (no clock).
+
+The days off of a year come from the holidays package, whose first use costs a process some
+0.15 s (it imports every country's module). They are pure data, so a year once worked out can be
+kept on disk (``DaysOffTables``, in the cache directory the command line chooses with
+``tables_kept_in``) and read back in well under a millisecond; anything else is not I/O.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+import functools
+import hashlib
+import json
+import logging
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from functools import cached_property
+from importlib.util import find_spec
+from pathlib import Path
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 if TYPE_CHECKING:
     import holidays as holidays_lib
+
+log = logging.getLogger("recruitmail")
 
 # Which of the holidays package's categories count as days off, per country (``public`` elsewhere).
 # An extra category may be narrowed to the days that are whole days off, by their English name:
@@ -84,6 +102,106 @@ class HolidayRun:
         return (self.last_day - self.first_day).days + 1
 
 
+class DaysOffTables:
+    """A year's days off per (country, subdivision), kept as small JSON files in ``directory``.
+
+    An entry's name carries a digest of everything its content depends on: the holidays
+    package's version, this module's code (the categories, eves and keys above) and the format,
+    so an upgrade or an edit here is worked out afresh. Entries are written to a temporary file
+    and renamed (two processes leave a whole one); one that cannot be read or is not what it
+    should be is a miss, and one that cannot be written costs only the holidays package's time.
+    The directory is the template cache's, which ``render.usable_cache_dir`` keeps private.
+    """
+
+    FORMAT = 1
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def _path(self, country: str, subdivision: str | None, year: int) -> Path:
+        key = f"{country}-{subdivision or ''}-{year}"
+        digest = hashlib.sha256(f"{_code_fingerprint()}\0{key}".encode()).hexdigest()[:24]
+        return self.directory / f"days-off-{key}-{digest}.json"
+
+    def read(self, country: str, subdivision: str | None, year: int) -> dict[date, Holiday] | None:
+        """The year's days off as kept, or None when there is no usable entry."""
+        try:
+            data = json.loads(self._path(country, subdivision, year).read_bytes())
+            days: dict[date, Holiday] = {}
+            for day, key, names in data["days"]:
+                when = date.fromisoformat(day)
+                if when.year != year or not isinstance(key, str) or not isinstance(names, dict):
+                    return None
+                if not all(isinstance(v, str) for v in names.values()):
+                    return None
+                days[when] = Holiday(day=when, key=key, names=dict(names))
+            return days
+        except (OSError, ValueError, TypeError, KeyError):
+            return None
+
+    def write(
+        self, country: str, subdivision: str | None, year: int, days: dict[date, Holiday]
+    ) -> None:
+        path = self._path(country, subdivision, year)
+        body = json.dumps(
+            {
+                "format": self.FORMAT,
+                "country": country,
+                "subdivision": subdivision,
+                "year": year,
+                "days": [[d.isoformat(), h.key, h.names] for d, h in sorted(days.items())],
+            },
+            ensure_ascii=False,
+        ).encode()
+        try:
+            handle, temporary = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
+            try:
+                with os.fdopen(handle, "wb") as out:
+                    out.write(body)
+                os.replace(temporary, path)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(temporary)
+                raise
+            for earlier in self.directory.glob(f"days-off-{country}-{subdivision or ''}-{year}-*"):
+                if earlier != path:
+                    earlier.unlink(missing_ok=True)
+        except OSError as exc:
+            log.debug("days off %s not kept: %s", path, exc)
+
+
+@functools.cache
+def _code_fingerprint() -> str:
+    """The holidays package's version and this module's code, read without importing the package."""
+    version = "unknown"
+    spec = find_spec("holidays")
+    if spec is not None and spec.origin is not None:
+        with contextlib.suppress(OSError):
+            text = (Path(spec.origin).parent / "version.py").read_text(encoding="utf-8")
+            found = re.search(r"__version__\s*=\s*[\"']([^\"']+)[\"']", text)
+            version = found.group(1) if found else "unknown"
+    own = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
+    return f"{DaysOffTables.FORMAT}\0{version}\0{own}"
+
+
+_kept_tables: DaysOffTables | None = None
+
+
+@contextlib.contextmanager
+def tables_kept_in(directory: Path | None) -> Iterator[None]:
+    """Within this block, calendars keep worked-out days off in ``directory`` (None: nowhere).
+
+    The command line opens it once it knows the cache directory, around the pass; a
+    ``WorkCalendar`` given its own ``tables`` uses those instead.
+    """
+    global _kept_tables
+    earlier, _kept_tables = _kept_tables, DaysOffTables(directory) if directory else None
+    try:
+        yield
+    finally:
+        _kept_tables = earlier
+
+
 class WorkCalendar:
     """Which days are working days for a company: weekends, public holidays, eves, closures."""
 
@@ -93,6 +211,8 @@ class WorkCalendar:
         zone: ZoneInfo,
         closure_days: Iterable[date] = (),
         subdivision: str | None = None,
+        *,
+        tables: DaysOffTables | None = None,
     ) -> None:
         self.country = country.upper()
         # A state or region whose own holidays count too (Germany's Länder: "BY" adds
@@ -100,14 +220,24 @@ class WorkCalendar:
         self.subdivision = subdivision or None
         self.zone = zone
         self.closure_days = frozenset(closure_days)
+        self.tables = tables if tables is not None else _kept_tables
         self._years: set[int] = set()
         self._days_off: dict[date, Holiday] = {}
 
     def _load(self, year: int) -> None:
         if year in self._years:
             return
+        kept = self.tables.read(self.country, self.subdivision, year) if self.tables else None
+        if kept is None:
+            kept = self._work_out(year)
+            if self.tables is not None:
+                self.tables.write(self.country, self.subdivision, year, kept)
+        self._days_off.update(kept)
         self._years.add(year)
-        import holidays as holidays_lib  # here: ~0.2 s that only commands which plan need
+
+    def _work_out(self, year: int) -> dict[date, Holiday]:
+        """The year's days off from the holidays package (see ``_DAYS_OFF`` and ``_EVES``)."""
+        import holidays as holidays_lib  # here: ~0.15 s that only commands which plan need
 
         names: dict[str, dict[date, str]] = {}
         for language, package_language in self._languages:
@@ -129,10 +259,12 @@ class WorkCalendar:
             for language, table in names.items():
                 if day not in table and language in eve_names:
                     table[day] = eve_names[language]
+        days: dict[date, Holiday] = {}
         for day, english in names.get("en", {}).items():
             key = next((k for needle, k in _HOLIDAY_KEYS if needle in english.lower()), "other")
             per_language = {lang: table[day] for lang, table in names.items() if day in table}
-            self._days_off[day] = Holiday(day=day, key=key, names=per_language)
+            days[day] = Holiday(day=day, key=key, names=per_language)
+        return days
 
     def _english_days(self, year: int, category: str, wanted: frozenset[str]) -> set[date]:
         import holidays as holidays_lib  # see _load

@@ -1,14 +1,17 @@
 """Public holidays and eves for each supported country (``company.country``): which days are off,
-what the holiday is called in the country's language, and the runs a holiday greeting is for."""
+what the holiday is called in the country's language, and the runs a holiday greeting is for;
+days off kept on disk are the days the holidays package gives."""
 
 from __future__ import annotations
 
-from datetime import date
+import json
+from datetime import date, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from recruitmail.daemon.workdays import WorkCalendar
+from recruitmail.daemon.workdays import DaysOffTables, Holiday, WorkCalendar, tables_kept_in
 
 ZONES = {
     "SE": "Europe/Stockholm",
@@ -123,3 +126,100 @@ def test_finnish_holidays_have_swedish_names_too() -> None:
 def test_a_holiday_is_never_named_in_a_language_the_country_does_not_offer() -> None:
     unity = calendar("DE").holiday(date(2026, 10, 3))
     assert unity is not None and set(unity.names) == {"en", "de"}
+
+
+# --- days off kept on disk between processes ----------------------------------------------------
+
+KEPT = [("SE", None), ("NO", None), ("DK", None), ("FI", None), ("DE", None), ("DE", "BY")]
+
+
+def days_off(work: WorkCalendar, year: int) -> dict[date, Holiday]:
+    """Every day off of ``year`` that is a holiday, as the calendar sees it."""
+    found = {}
+    day = date(year, 1, 1)
+    while day.year == year:
+        holiday = work.holiday(day)
+        if holiday is not None:
+            found[day] = holiday
+        day += timedelta(days=1)
+    return found
+
+
+@pytest.mark.parametrize(("country", "subdivision"), KEPT)
+def test_kept_days_off_are_the_days_worked_out(
+    tmp_path: Path, country: str, subdivision: str | None
+) -> None:
+    tables = DaysOffTables(tmp_path)
+    worked_out = WorkCalendar(country, ZoneInfo(ZONES[country]), subdivision=subdivision)
+    first = WorkCalendar(country, ZoneInfo(ZONES[country]), subdivision=subdivision, tables=tables)
+    # The first calendar works each year out and keeps it; the next one reads it back.
+    for year in (2026, 2027):
+        assert days_off(first, year) == days_off(worked_out, year)
+    assert len(list(tmp_path.glob(f"days-off-{country}-*.json"))) == 2
+    again = WorkCalendar(country, ZoneInfo(ZONES[country]), subdivision=subdivision, tables=tables)
+    for year in (2026, 2027):
+        assert days_off(again, year) == days_off(worked_out, year)
+
+
+def test_a_kept_table_is_what_the_next_calendar_uses(tmp_path: Path) -> None:
+    tables = DaysOffTables(tmp_path)
+    assert calendar_with(tables).holiday(date(2026, 6, 19)) is not None  # midsommarafton
+    (entry,) = tmp_path.glob("days-off-SE-*-2026-*.json")
+    kept = json.loads(entry.read_text(encoding="utf-8"))
+    kept["days"] = [day for day in kept["days"] if day[0] != "2026-06-19"]
+    entry.write_text(json.dumps(kept), encoding="utf-8")
+
+    # Read back, not worked out again: the day taken out of the entry is a working day now.
+    assert calendar_with(tables).is_working_day(date(2026, 6, 19))
+    assert calendar_with(None).holiday(date(2026, 6, 19)) is not None
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [b"", b"{not json", b'{"days": 3}', b'{"days": [["2026-13-45", "x", {}]]}',
+     b'{"days": [["2027-01-01", "new_year", {"en": "New Year"}]]}',
+     b'{"days": [["2026-01-01", "new_year", {"en": 1}]]}'],
+)  # fmt: skip
+def test_a_damaged_entry_is_worked_out_again_and_replaced(tmp_path: Path, damage: bytes) -> None:
+    tables = DaysOffTables(tmp_path)
+    expected = days_off(calendar_with(tables), 2026)
+    (entry,) = tmp_path.glob("days-off-SE-*-2026-*.json")
+    entry.write_bytes(damage)
+    assert days_off(calendar_with(tables), 2026) == expected
+    assert json.loads(entry.read_bytes())["year"] == 2026
+
+
+def test_a_place_that_cannot_keep_tables_costs_nothing(tmp_path: Path) -> None:
+    not_a_directory = tmp_path / "file"
+    not_a_directory.write_text("")
+    work = calendar_with(DaysOffTables(not_a_directory))
+    assert work.holiday(date(2026, 12, 24)) is not None
+    assert not list(tmp_path.glob("**/*.tmp"))
+
+
+def test_each_subdivision_has_its_own_entry_and_a_wrong_one_is_still_refused(
+    tmp_path: Path,
+) -> None:
+    tables = DaysOffTables(tmp_path)
+    bavaria = WorkCalendar("DE", ZoneInfo(ZONES["DE"]), subdivision="BY", tables=tables)
+    nationwide = WorkCalendar("DE", ZoneInfo(ZONES["DE"]), tables=tables)
+    assert not bavaria.is_working_day(date(2026, 6, 4))  # Fronleichnam
+    assert nationwide.is_working_day(date(2026, 6, 4))
+    assert len(list(tmp_path.glob("days-off-DE-*.json"))) == 2
+    with pytest.raises(ValueError, match="no subdivision 'XX'"):
+        WorkCalendar("DE", ZoneInfo(ZONES["DE"]), subdivision="XX", tables=tables).holiday(
+            date(2026, 1, 1)
+        )
+
+
+def test_calendars_use_the_tables_of_the_block_they_are_made_in(tmp_path: Path) -> None:
+    with tables_kept_in(tmp_path):
+        inside = calendar("SE")
+    outside = calendar("SE")
+    assert inside.holiday(date(2026, 12, 24)) is not None
+    assert outside.holiday(date(2026, 12, 24)) is not None
+    assert len(list(tmp_path.glob("days-off-SE-*.json"))) == 1  # only the calendar inside
+
+
+def calendar_with(tables: DaysOffTables | None) -> WorkCalendar:
+    return WorkCalendar("SE", ZoneInfo(ZONES["SE"]), tables=tables)

@@ -26,6 +26,7 @@ from tests.scenario import two_weeks
 from tests.scenario.default_backend import IcsMaildirBackend
 from tests.scenario.runner import write_config
 from tests.scenario.spec import at
+from tests.servers import spawn, stop
 
 REPO = Path(__file__).resolve().parent.parent
 MONDAY = at(date(2026, 12, 7), "09:30")
@@ -136,6 +137,32 @@ def test_status_loads_neither_the_renderer_nor_the_calendar_source(
     assert "recruitmail.daemon.executor" not in modules
 
 
+def test_a_pass_after_the_first_does_without_the_holidays_package(
+    setup: tuple[IcsMaildirBackend, Path], tmp_path: Path
+) -> None:
+    backend, config = setup
+    # The first pass makes the state directory (and drafts the welcome); the next one works
+    # out this year's days off and keeps them beside the compiled templates.
+    assert main(["--config", str(config), "once", "--now", MONDAY.isoformat()]) == 0
+    assert len(backend.messages()) == 1
+    code, modules, output = imported_by(
+        tmp_path, "--config", str(config), "once", "--now", MONDAY.isoformat()
+    )
+    assert code == 0, output
+    assert "holidays" in top_level(modules)
+    cache = load_settings(config).service.state_dir / "template-cache"
+    assert list(cache.glob("days-off-SE-*-2026-*.json"))
+
+    # The process after it reads them back: the same plan, without the package.
+    code, modules, output = imported_by(
+        tmp_path, "--config", str(config), "once", "--now", MONDAY.isoformat()
+    )
+    assert code == 0, output
+    assert "holidays" not in top_level(modules)
+    assert "0 drafted" in output
+    assert len(backend.messages()) == 1
+
+
 def test_pydantic_settings_is_loaded_only_for_environment_overrides(
     setup: tuple[IcsMaildirBackend, Path], tmp_path: Path
 ) -> None:
@@ -224,12 +251,19 @@ def test_cached_templates_still_escape_html_and_pass_every_check(tmp_path: Path)
     assert entries(cache) == filled
 
 
+def settle(path: Path) -> None:
+    """Date the file's last edit a minute back, as a template edited a while ago is."""
+    earlier = path.stat().st_mtime - 60
+    os.utime(path, (earlier, earlier))
+
+
 def test_a_clean_start_up_check_is_remembered_until_a_template_changes(tmp_path: Path) -> None:
     templates = tmp_path / "templates"
     (templates / "sv").mkdir(parents=True)
     welcome = templates / "sv" / "welcome.txt.j2"
     good = "{% block subject %}Välkommen{% endblock %}\nHej!\n"
     welcome.write_text(good)
+    settle(welcome)
     cache = tmp_path / "cache"
 
     assert Renderer(templates, cache).check_unless_unchanged(("full",)) == []
@@ -246,9 +280,43 @@ def test_a_clean_start_up_check_is_remembered_until_a_template_changes(tmp_path:
 
     # Another sample set is another check.
     welcome.write_text(good)
+    settle(welcome)
     assert Renderer(templates, cache).check_unless_unchanged(("full", "sparse")) == []
     assert len(list(cache.glob("checked-*"))) == 1
     assert sorted(cache.glob("checked-*")) != remembered
+
+
+def test_an_edit_of_the_same_size_is_checked_again(tmp_path: Path) -> None:
+    templates = tmp_path / "templates"
+    (templates / "sv").mkdir(parents=True)
+    welcome = templates / "sv" / "welcome.txt.j2"
+    welcome.write_text("{% block subject %}Välkommen{% endblock %}\n{{ company.name }}\n")
+    settle(welcome)
+    cache = tmp_path / "cache"
+    assert Renderer(templates, cache).check_unless_unchanged(("full",)) == []
+    assert list(cache.glob("checked-*"))
+
+    # The same number of bytes, a name no sample has: the file's times tell the edit apart.
+    welcome.write_text("{% block subject %}Välkommen{% endblock %}\n{{ company.nmae }}\n")
+    settle(welcome)
+    problems = Renderer(templates, cache).check_unless_unchanged(("full",))
+    assert problems and all("sv/welcome.txt.j2" in problem for problem in problems)
+
+
+def test_a_check_of_a_template_edited_a_moment_ago_is_not_remembered_yet(tmp_path: Path) -> None:
+    templates = tmp_path / "templates"
+    (templates / "sv").mkdir(parents=True)
+    welcome = templates / "sv" / "welcome.txt.j2"
+    welcome.write_text("{% block subject %}Välkommen{% endblock %}\nHej!\n")
+    cache = tmp_path / "cache"
+
+    # Another edit of the same size could follow within one tick of the file system's clock
+    # and leave the same metadata: the check is done, but not remembered while that can happen.
+    assert Renderer(templates, cache).check_unless_unchanged(("full",)) == []
+    assert not list(cache.glob("checked-*"))
+    settle(welcome)
+    assert Renderer(templates, cache).check_unless_unchanged(("full",)) == []
+    assert list(cache.glob("checked-*"))
 
 
 def test_templates_that_passed_before_are_in_memory_as_if_checked(tmp_path: Path) -> None:
@@ -315,18 +383,21 @@ def test_two_processes_filling_the_cache_at_once_leave_it_whole(tmp_path: Path) 
         "sys.exit(1 if problems else 0)\n"
     )
     children = [
-        subprocess.Popen(
+        spawn(
             [sys.executable, "-c", render_all, str(cache)],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            text=True,
             cwd=REPO,
         )
         for _ in range(2)
     ]
-    for child in children:
-        output, _ = child.communicate(timeout=120)
-        assert child.returncode == 0, output
+    try:
+        for child in children:
+            output, _ = child.communicate(timeout=120)
+            assert child.returncode == 0, output.decode(errors="replace")
+    finally:
+        for child in children:
+            stop(child)
     filled = entries(cache)
     assert filled
     assert not [p for p in cache.iterdir() if p.name.endswith(".tmp")]
