@@ -83,6 +83,9 @@ REFUSED_RETRY = timedelta(hours=1)
 """A look-up the provider refused for good is asked again after this (a permission may be granted)."""
 STALE_ABSENCES = timedelta(hours=24)
 """Out-of-office knowledge older than this is not used when a fresh look-up fails."""
+REPLAN_AFTER = timedelta(hours=1)
+"""A mailbox where nothing changed is planned again after this at the latest, whatever
+``Plan.next_due`` says (a bound on what an unforeseen input of the planner could cost)."""
 
 # Auxiliary look-ups: what each is called in logs, metrics and `status`, and its fallback when
 # the provider refuses it for good (docs/OPERATIONS.md, "When a look-up fails").
@@ -123,6 +126,29 @@ class PassReport:
     deferred: int = 0
     synced_events: int = 0
     full_sync: bool = False
+    planned: bool = False  # False: nothing changed since an empty plan, so none was made
+
+
+@dataclass
+class Pass:
+    """One pass over one mailbox as its steps hand it on: the instant it plans for, the working
+    calendar, what it did (``report``), and what the snapshot step found."""
+
+    now: datetime
+    calendar: WorkCalendar
+    report: PassReport
+    version: tuple[int, int, int] | None = None  # the stored events' version the snapshot read
+    refreshed: bool = False  # mailbox states were asked (the ledger may have changed)
+
+
+@dataclass(frozen=True)
+class _Quiet:
+    """What an empty plan was decided on, and until when it stays the answer."""
+
+    version: tuple[int, int, int]
+    absences: tuple[Period, ...]
+    planned_at: datetime
+    until: datetime
 
 
 class MailboxRunner:
@@ -163,6 +189,7 @@ class MailboxRunner:
         self._numbers: tuple[Snapshot, dict[tuple[str, str], int]] | None = None
         # Per snapshot: (the languages decided so far, those set with `recruitmail language`).
         self._languages: tuple[Snapshot, dict[str, tuple[str, str]], dict[str, str]] | None = None
+        self._quiet: _Quiet | None = None  # the last plan, when it was empty (nothing_to_plan)
         self.wall: Callable[[], float] = epoch_seconds  # the real clock, for Retry-After only
 
     # -- mailbox knowledge ---------------------------------------------------------------
@@ -325,16 +352,16 @@ class MailboxRunner:
             self.state.hold(self.box.address, self.wall() + capped_retry_after(exc.retry_after))
 
     def run_pass(self, now: datetime) -> PassReport:
-        report = PassReport(self.box.address)
-        calendar = self.calendar(now)
-        self.sync(now, report)
-        interviews = self.interviews()
-        snapshot = self.snapshot(now, calendar, interviews)
-        if self.refresh_states(snapshot, now):
-            snapshot = self.snapshot(now, calendar, interviews)
-        decided = plan(snapshot, now, self.settings, calendar)
-        self.carry_out(decided, snapshot, now, calendar, report)
-        return report
+        """The pass as its steps; each takes what it needs and hands on what the next needs."""
+        run = Pass(now, self.calendar(now), PassReport(self.box.address))
+        self.sync(now, run.report)
+        if self.nothing_to_plan(run):
+            return run.report
+        snapshot = self.settled_snapshot(run)
+        decided = plan(snapshot, now, self.settings, run.calendar)
+        self.carry_out(decided, snapshot, run)
+        self.remember_if_quiet(decided, snapshot, run)
+        return run.report
 
     def sync(self, now: datetime, report: PassReport) -> None:
         zone = self.zone(now)
@@ -428,10 +455,12 @@ class MailboxRunner:
             self._basis = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
         return self._basis
 
-    def interviews(self) -> tuple[Interview, ...]:
+    def interviews(self, version: tuple[int, int, int] | None = None) -> tuple[Interview, ...]:
         """The interviews in our copy of the calendar (decoded and recognised again only when
-        the stored events changed since the last time)."""
-        version = self.state.events_version(self.box.address)
+        the stored events changed since the last time; ``version``: the stored events' version
+        the caller read, else read here)."""
+        if version is None:
+            version = self.state.events_version(self.box.address)
         if self._interviews is not None and self._interviews[0] == version:
             return self._interviews[1]
         found: list[Interview] = []
@@ -464,6 +493,19 @@ class MailboxRunner:
             closed=self.state.closed(self.box.address),
         )
 
+    def settled_snapshot(self, run: Pass) -> Snapshot:
+        """What the planner may know now, with the mailbox states of drafts whose interview moved
+        or vanished asked first (read again if any was asked). Notes in ``run`` the stored
+        events' version it was read at (before any read: a write after it shows as a change)."""
+        self._quiet = None
+        run.version = self.state.events_version(self.box.address)
+        interviews = self.interviews(run.version)
+        snapshot = self.snapshot(run.now, run.calendar, interviews)
+        run.refreshed = self.refresh_states(snapshot, run.now)
+        if run.refreshed:
+            snapshot = self.snapshot(run.now, run.calendar, interviews)
+        return snapshot
+
     def refresh_states(self, snapshot: Snapshot, now: datetime) -> bool:
         """Ask the mailbox what became of drafts whose interview moved or vanished; True when
         it asked (and so the ledger may have changed)."""
@@ -479,14 +521,54 @@ class MailboxRunner:
             self.state.set_remote_state(entry.key, state, now)
         return True
 
-    def carry_out(
-        self,
-        decided: Plan,
-        snapshot: Snapshot,
-        now: datetime,
-        calendar: WorkCalendar,
-        report: PassReport,
-    ) -> None:
+    # -- skipping the passes that cannot do anything -------------------------------------------
+    #
+    # The planner is pure: the same snapshot at another instant before ``Plan.next_due`` gives
+    # the same plan. After an empty plan the runner remembers what it was decided on; a later
+    # pass whose sync stored nothing new, whose state no one else wrote to and whose absences
+    # are the same then skips snapshot and planning. Only the runner's own passes write this
+    # mailbox's ledger in this process, and a pass that writes to it is not quiet (its plan was
+    # not empty), so the next one plans. Kept in memory only: a new process plans on its first
+    # pass, so nothing here can survive a crash to mislead a later pass.
+
+    def nothing_to_plan(self, run: Pass) -> bool:
+        """Whether planning now would decide what the last, empty plan decided: nothing."""
+        quiet = self._quiet
+        if quiet is None or not quiet.planned_at <= run.now < quiet.until:
+            return False
+        if self.state.events_version(self.box.address) != quiet.version:
+            return False
+        return tuple(self.absences(run.now, run.calendar)) == quiet.absences
+
+    def remember_if_quiet(self, decided: Plan, snapshot: Snapshot, run: Pass) -> None:
+        """After an empty plan decided on a snapshot that needed no mailbox states: remember it
+        until its next due time (``nothing_to_plan``), and let go of what only planning needs."""
+        run.report.planned = True
+        self._numbers = None
+        self._languages = None
+        if (
+            not decided.empty
+            or run.refreshed
+            or run.version is None
+            or decided.next_due is None
+            or not self.skips_quiet_passes()
+        ):
+            return
+        until = min(decided.next_due, run.now + REPLAN_AFTER)
+        self._quiet = _Quiet(run.version, snapshot.absences, run.now, until)
+        # Until something changes no pass reads the interviews; the next plan reads them again.
+        self._interviews = None
+
+    def skips_quiet_passes(self) -> bool:
+        """Whether the state tells every other writer apart: SQLite's ``data_version`` changes
+        with any other connection's commit (another process, e.g. ``recruitmail close``);
+        PostgreSQL's version covers only the stored events, not the ledger, so another instance's
+        or command's write there would go unseen."""
+        return self.state.backend == "sqlite"
+
+    def carry_out(self, decided: Plan, snapshot: Snapshot, run: Pass) -> None:
+        """The plan, done: stale mails recorded, obsolete drafts marked, due mails drafted."""
+        now, report = run.now, run.report
         stale = [skip for skip in decided.skips if not self.postponed(skip, now)]
         if stale:
             # Stale mails are final: one transaction for all of them (a kill before it only
@@ -516,7 +598,7 @@ class MailboxRunner:
         rows = {r.entry.key.id: r for r in self.state.ledger(self.box.address)}
         for start in range(0, len(decided.drafts), DRAFT_BATCH):
             if not self.draft_batch(
-                decided.drafts[start : start + DRAFT_BATCH], rows, snapshot, now, calendar, report
+                decided.drafts[start : start + DRAFT_BATCH], rows, snapshot, run
             ):
                 log.info(
                     "mailbox %s: stopping; %d mail(s) left for the next pass",
@@ -530,15 +612,14 @@ class MailboxRunner:
         batch: tuple[PlannedMail, ...],
         rows: dict[str, LedgerRow],
         snapshot: Snapshot,
-        now: datetime,
-        calendar: WorkCalendar,
-        report: PassReport,
+        run: Pass,
     ) -> bool:
         """Draft a batch of mails in two phases (DESIGN.md §4), with one transaction per phase:
         every intent is committed before the mailbox is touched for any of them; each mail is
         then looked up by its key and created only when not found; the sink makes its writes
         durable once (docs/RELIABILITY.md, "A batch of drafts"); then the outcomes are
         committed. False when the pass was asked to stop."""
+        now, report = run.now, run.report
         outcome = _Outcome()
         composed: list[_Composed] = []
         fresh: frozenset[str] = frozenset()
@@ -549,9 +630,7 @@ class MailboxRunner:
                 if self.stop.is_set():
                     return False
                 try:
-                    ready = self.prepare(
-                        mail, snapshot, now, calendar, rows.get(mail.key.id), report
-                    )
+                    ready = self.prepare(mail, snapshot, run, rows.get(mail.key.id))
                 except RecruitmailError as exc:
                     self.held(mail, exc, now, report, outcome)
                     continue
@@ -747,13 +826,12 @@ class MailboxRunner:
         self,
         mail: PlannedMail,
         snapshot: Snapshot,
-        now: datetime,
-        calendar: WorkCalendar,
+        run: Pass,
         row: LedgerRow | None,
-        report: PassReport,
     ) -> _Composed | None:
         """The mail rendered and built, ready for the mailbox; ``None`` when it is not drafted
         on this pass (postponed, or waiting for the provider's search index)."""
+        now = run.now
         if mail.no_contact_since is not None:
             contact = self.last_contact(mail.candidate, mail.no_contact_since, now)
             if contact is not None and contact > mail.no_contact_since:
@@ -770,7 +848,7 @@ class MailboxRunner:
                 )
         facts = self.facts(mail, snapshot, now)
         try:
-            context = compose.build_context(mail, self.box, self.settings, calendar, now, facts)
+            context = compose.build_context(mail, self.box, self.settings, run.calendar, now, facts)
             rendered = self.renderer.render(
                 mail.kind.value, compose.language_of(mail, self.box, facts), context
             )
@@ -794,7 +872,7 @@ class MailboxRunner:
         if row is not None and row.ambiguous and row.last_attempt is not None:
             waited = (now - row.last_attempt).total_seconds()
             if 0 <= waited < self.settings.service.lookup_grace_seconds:
-                report.deferred += 1
+                run.report.deferred += 1
                 return None  # let the provider's search index catch up before looking
         return _Composed(mail, message, rendered.subject)
 
