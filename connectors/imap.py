@@ -26,9 +26,10 @@ from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from recruitmail.connectors.maildir import MAX_SENT_BYTES, message_text
 from recruitmail.connectors.tls import tls_context
 from recruitmail.contracts import limits
-from recruitmail.contracts.connector import KEY_HEADER, ConnectorContext
+from recruitmail.contracts.connector import KEY_HEADER, ConnectorContext, own_words
 from recruitmail.contracts.errors import (
     AmbiguousError,
     AuthError,
@@ -540,6 +541,45 @@ class ImapSink:
         result = self._run("reading sent mail", newest)
         log.debug("last contact with %s since %s: %s", wanted, since, result)
         return result
+
+    # -- KnowsCorrespondence ----------------------------------------------------------------
+
+    def last_sent_text(self, address: str, since: datetime) -> str | None:
+        """The opening of the newest mail in Sent to ``address`` (To or Cc) after ``since``:
+        ``own_words`` of its text, read from at most ``MAX_SENT_BYTES`` of the message."""
+        wanted = address_key(address)
+        term = wanted.rpartition("@")[0] or wanted  # see last_contact
+        if since.tzinfo is None:
+            since = since.replace(tzinfo=UTC)
+
+        def newest_text(client: IMAPClient) -> str | None:
+            _, sent = self._folders()
+            if sent is None:
+                return None
+            client.select_folder(sent, readonly=True)
+            charset = None if term.isascii() else "UTF-8"
+            uids = client.search(
+                ["OR", "TO", term, "CC", term, "SENTSINCE", (since - timedelta(days=1)).date()],
+                charset=charset,
+            )
+            if not uids:
+                return None
+            fetched = client.fetch(uids, ["INTERNALDATE", "BODY.PEEK[HEADER.FIELDS (TO CC DATE)]"])
+            best: tuple[datetime, int] | None = None
+            for uid, item in fetched.items():
+                when = _when(item)
+                if when is None or when <= since or wanted not in _recipients(item):
+                    continue
+                if best is None or when > best[0]:
+                    best = (when, int(uid))
+            if best is None:
+                return None
+            part = f"BODY.PEEK[]<0.{MAX_SENT_BYTES}>"
+            body = client.fetch([best[1]], [part]).get(best[1]) or {}
+            data = next((v for k, v in body.items() if k.startswith(b"BODY[]")), b"")
+            return own_words(message_text(bytes(data))) if isinstance(data, bytes) else ""
+
+        return self._run("reading sent mail", newest_text)
 
 
 def _recipients(item: dict[bytes, Any]) -> set[str]:

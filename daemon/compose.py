@@ -8,12 +8,14 @@ and summaries, and a meeting link only for a known meeting host (``[links] meeti
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from babel.dates import format_date, format_datetime, get_timezone_location
+from babel.dates import format_date, format_datetime, get_timezone_name
 from babel.units import format_unit
 
 from recruitmail.contracts.models import DraftMessage, MailKind, Period, PersonInfo, Recipient
@@ -313,10 +315,27 @@ class _Formatter:
         pattern = TIME_PATTERNS.get(self.language, "HH:mm")
         return format_datetime(self.calendar.local(moment), pattern, locale=self.locale)
 
-    def zone(self, moment: datetime) -> str:
+    def zone(self, moment: datetime, *, short: bool = False) -> str:
+        """The interview's zone as the company says it, in the mail's language: "svensk tid
+        (CET)"; ``short`` leaves out the abbreviation (when a second zone follows)."""
         local = self.calendar.local(moment)
-        place = get_timezone_location(self.calendar.zone, locale=self.locale)
-        return f"{place} ({local.tzname()})"
+        name = zone_name(self.calendar.zone, local, self.calendar.country, self.language)
+        return name if short else f"{name} ({_abbreviation(local, self.locale)})"
+
+    def candidate_time(self, start: datetime, end: datetime, zone: ZoneInfo, country: str) -> str:
+        """The interview's start and end in the candidate's zone, named: "13:00–14:00 irländsk
+        tid" (with the day when it is another day there)."""
+        there, until = start.astimezone(zone), end.astimezone(zone)
+        pattern = TIME_PATTERNS.get(self.language, "HH:mm")
+        times = (
+            f"{format_datetime(there, pattern, locale=self.locale)}–"
+            f"{format_datetime(until, pattern, locale=self.locale)}"
+        )
+        if self.language == "de":
+            times += " Uhr"
+        if there.date() != self.calendar.local(start).date():
+            times = f"{self.day(there.date())} {times}"
+        return f"{times} {_ZONE_NAMES[country][1][self.language]}"
 
     def duration(self, length: timedelta) -> str:
         minutes = max(0, int(length.total_seconds() // 60))
@@ -327,6 +346,97 @@ class _Formatter:
         if rest or not hours:
             parts.append(format_unit(rest, "duration-minute", length="long", locale=self.locale))
         return " ".join(parts)
+
+
+# -- time zones as people say them -----------------------------------------------------------------
+
+# Country → its one time zone and how each mail language names it. Only countries with a single
+# zone: a candidate's zone is guessed from their address's country domain, and a wrong second
+# time is worse than none (Portugal's, Spain's and France's domains also serve islands in other
+# zones).
+_ZONE_NAMES: dict[str, tuple[str, dict[str, str]]] = {
+    "SE": ("Europe/Stockholm", {"sv": "svensk tid", "en": "Swedish time", "nb": "svensk tid",
+           "da": "svensk tid", "fi": "Ruotsin aikaa", "de": "schwedische Zeit"}),
+    "NO": ("Europe/Oslo", {"sv": "norsk tid", "en": "Norwegian time", "nb": "norsk tid",
+           "da": "norsk tid", "fi": "Norjan aikaa", "de": "norwegische Zeit"}),
+    "DK": ("Europe/Copenhagen", {"sv": "dansk tid", "en": "Danish time", "nb": "dansk tid",
+           "da": "dansk tid", "fi": "Tanskan aikaa", "de": "dänische Zeit"}),
+    "FI": ("Europe/Helsinki", {"sv": "finsk tid", "en": "Finnish time", "nb": "finsk tid",
+           "da": "finsk tid", "fi": "Suomen aikaa", "de": "finnische Zeit"}),
+    "DE": ("Europe/Berlin", {"sv": "tysk tid", "en": "German time", "nb": "tysk tid",
+           "da": "tysk tid", "fi": "Saksan aikaa", "de": "deutsche Zeit"}),
+    "IS": ("Atlantic/Reykjavik", {"sv": "isländsk tid", "en": "Icelandic time",
+           "nb": "islandsk tid", "da": "islandsk tid", "fi": "Islannin aikaa",
+           "de": "isländische Zeit"}),
+    "IE": ("Europe/Dublin", {"sv": "irländsk tid", "en": "Irish time", "nb": "irsk tid",
+           "da": "irsk tid", "fi": "Irlannin aikaa", "de": "irische Zeit"}),
+    "GB": ("Europe/London", {"sv": "brittisk tid", "en": "UK time", "nb": "britisk tid",
+           "da": "britisk tid", "fi": "Britannian aikaa", "de": "britische Zeit"}),
+    "EE": ("Europe/Tallinn", {"sv": "estnisk tid", "en": "Estonian time", "nb": "estisk tid",
+           "da": "estisk tid", "fi": "Viron aikaa", "de": "estnische Zeit"}),
+    "LV": ("Europe/Riga", {"sv": "lettisk tid", "en": "Latvian time", "nb": "latvisk tid",
+           "da": "lettisk tid", "fi": "Latvian aikaa", "de": "lettische Zeit"}),
+    "LT": ("Europe/Vilnius", {"sv": "litauisk tid", "en": "Lithuanian time",
+           "nb": "litauisk tid", "da": "litauisk tid", "fi": "Liettuan aikaa",
+           "de": "litauische Zeit"}),
+    "PL": ("Europe/Warsaw", {"sv": "polsk tid", "en": "Polish time", "nb": "polsk tid",
+           "da": "polsk tid", "fi": "Puolan aikaa", "de": "polnische Zeit"}),
+    "NL": ("Europe/Amsterdam", {"sv": "nederländsk tid", "en": "Dutch time",
+           "nb": "nederlandsk tid", "da": "hollandsk tid", "fi": "Alankomaiden aikaa",
+           "de": "niederländische Zeit"}),
+    "GR": ("Europe/Athens", {"sv": "grekisk tid", "en": "Greek time", "nb": "gresk tid",
+           "da": "græsk tid", "fi": "Kreikan aikaa", "de": "griechische Zeit"}),
+    "IN": ("Asia/Kolkata", {"sv": "indisk tid", "en": "Indian time", "nb": "indisk tid",
+           "da": "indisk tid", "fi": "Intian aikaa", "de": "indische Zeit"}),
+}  # fmt: skip
+_COUNTRY_OF_DOMAIN = {code.lower(): code for code in _ZONE_NAMES} | {"uk": "GB"}
+
+
+def _offset(zone: ZoneInfo | str, moment: datetime) -> timedelta | None:
+    return moment.astimezone(ZoneInfo(str(zone))).utcoffset()
+
+
+def zone_name(zone: ZoneInfo, local: datetime, country: str, language: str) -> str:
+    """The company's own name for the interview's zone in ``language``: its country's ("svensk
+    tid") whenever the zone keeps that country's time at that moment, whatever the provider
+    called it (Microsoft 365's Windows names map to another country's city); else the name of
+    the zone's own country, else CLDR's generic name ("Central European Time")."""
+    home = _ZONE_NAMES.get(country.upper())
+    if home is not None and _offset(home[0], local) == local.utcoffset():
+        return home[1].get(language, home[1]["en"])
+    key = str(zone)
+    for _, (iana, names) in _ZONE_NAMES.items():
+        if iana == key:
+            return names.get(language, names["en"])
+    name = get_timezone_name(local, width="long", locale=_LOCALES.get(language, "en_GB"))
+    return str(name) or key
+
+
+def _abbreviation(local: datetime, locale: str) -> str:
+    """ "CET", "CEST" (German "MEZ", "MESZ"), else the offset from UTC ("UTC+5:30")."""
+    for candidate in (get_timezone_name(local, width="short", locale=locale), local.tzname()):
+        if candidate and re.fullmatch(r"[A-Z]{2,5}", str(candidate)):
+            return str(candidate)
+    offset = local.utcoffset() or timedelta(0)
+    minutes = int(offset.total_seconds() // 60)
+    sign, minutes = ("+" if minutes >= 0 else "-"), abs(minutes)
+    return f"UTC{sign}{minutes // 60}" + (f":{minutes % 60:02d}" if minutes % 60 else "")
+
+
+def candidate_zone(
+    address: str, calendar: WorkCalendar, start: datetime, language: str
+) -> tuple[ZoneInfo, str] | None:
+    """The candidate's own zone and country, when they are abroad and it is known well enough:
+    their address's country domain (``.ie``, ``.fi``, ``.co.uk``) names a country with a single
+    zone, another than the company's, whose clock differs from the interview's at its start."""
+    domain = address.rpartition("@")[2].rstrip(".").lower()
+    country = _COUNTRY_OF_DOMAIN.get(domain.rpartition(".")[2])
+    if country is None or country == calendar.country.upper() or language not in _LOCALES:
+        return None
+    zone = ZoneInfo(_ZONE_NAMES[country][0])
+    if _offset(zone, start) == _offset(calendar.zone, start):
+        return None
+    return zone, country
 
 
 def _stage(settings: Settings, number: int) -> Stage | None:
@@ -392,6 +502,13 @@ def _interview(
         left_out.append("the summary in the notes is in another language than the mail")
         summary = ""
     location, online_url = _place(event.location, event.online_url, settings, left_out)
+    abroad = candidate_zone(mail.candidate, fmt.calendar, event.start, language)
+    # On site, the time where the interview is held is the one that counts.
+    theirs = (
+        fmt.candidate_time(event.start, event.end, *abroad)
+        if abroad and (online_url or not location)
+        else ""
+    )
     number = facts.interview_number
     stage_name = (stage.name.get(language, "") if stage else "") or _STAGE_FALLBACK.get(
         language, _STAGE_FALLBACK["en"]
@@ -401,7 +518,8 @@ def _interview(
         "date": fmt.day(fmt.calendar.local(event.start).date()),
         "time": fmt.time(event.start),
         "end_time": fmt.time(event.end),
-        "zone": fmt.zone(event.start),
+        "zone": fmt.zone(event.start, short=bool(theirs)),
+        "candidate_time": theirs,
         "duration": fmt.duration(event.end - event.start),
         "location": location,
         "online_url": online_url,

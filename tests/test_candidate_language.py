@@ -15,15 +15,29 @@ import re
 import subprocess
 import sys
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Protocol
+from zoneinfo import ZoneInfo
 
 import pytest
 
+from recruitmail.contracts.connector import KEY_HEADER
+from recruitmail.daemon.cli import main as run_main
 from recruitmail.daemon.demo import config_text
 from recruitmail.daemon.language import detect_language, foreign_sentences
 from recruitmail.daemon.settings import LANGUAGES
+from tests.fakes.google import GoogleFake
+from tests.fakes.graph import FakeGraph
+from tests.scenario import two_weeks
+from tests.scenario.google_backend import GoogleBackend
+from tests.scenario.graph_backend import GraphBackend
+from tests.scenario.runner import write_config
+from tests.scenario.spec import EventSpec, Who
+from tests.servers import DovecotServer, dovecot_fixture  # noqa: F401
+from tests.test_imap import DovecotMailbox
 
+STOCKHOLM = ZoneInfo("Europe/Stockholm")
 NOW = "2026-12-07T09:00:00+01:00"  # Monday; the interviews are later this week
 LATER = "2026-12-08T09:00:00+01:00"
 
@@ -407,3 +421,124 @@ def test_the_language_command_shows_sets_and_clears(booked: Path) -> None:
         timeout=120,
     )
     assert refused.returncode != 0 and "xx" in refused.stderr
+
+
+# -- Sent mail in Microsoft 365 and Gmail ----------------------------------------------------------
+
+MONDAY = datetime(2026, 12, 7, 9, 0, tzinfo=STOCKHOLM)
+THURSDAY = datetime(2026, 12, 10, 14, 0, tzinfo=STOCKHOLM)
+INGRID = CANDIDATES[12]
+INTERVIEW = EventSpec(
+    "sent-nb@test",
+    INGRID.subject,
+    THURSDAY,
+    THURSDAY + timedelta(hours=1),
+    two_weeks.RECRUITER,
+    (two_weeks.RECRUITER, Who(INGRID.address, INGRID.name)),
+    body=INGRID.description,
+)
+
+
+class ProviderBackend(Protocol):
+    def put(self, spec: EventSpec) -> None: ...
+    def config(self) -> str: ...
+    def messages(self) -> list[email.message.Message]: ...
+
+
+def ours_to(backend: ProviderBackend, address: str) -> list[str]:
+    """The text of every mail recruitmail drafted to ``address``."""
+    found = []
+    for message in backend.messages():
+        if message[KEY_HEADER] and address in str(message["To"]):
+            found.append(body(message))  # type: ignore[arg-type]
+    return found
+
+
+def run_twice(backend: ProviderBackend, root: Path) -> tuple[list[str], list[str]]:
+    """A welcome on Monday, a thank-you on Thursday: the texts after each pass."""
+    backend.put(INTERVIEW)
+    config = write_config(backend, root)
+    assert run_main(["--config", str(config), "once", "--now", MONDAY.isoformat()]) == 0
+    first = ours_to(backend, INGRID.address)
+    later = THURSDAY + timedelta(hours=2)
+    assert run_main(["--config", str(config), "once", "--now", later.isoformat()]) == 0
+    return first, ours_to(backend, INGRID.address)
+
+
+def test_microsoft_365_sent_items_decide_the_language(tmp_path: Path) -> None:
+    with FakeGraph(tmp_path) as fake:
+        backend = GraphBackend(fake)
+        fake.add_sent(
+            two_weeks.RECRUITER.address,
+            INGRID.address,
+            MONDAY - timedelta(days=3),
+            subject="Søknaden din",
+            body=INGRID.sent + "\n\nOn Fri, 4 Dec 2026, Ingrid Dahl wrote:\n> Hej Lisa! Tack!",
+        )
+        first, both = run_twice(backend, tmp_path)
+        reads = [
+            r
+            for r in fake.graph_requests()
+            if "sentitems" in r.path and "bodyPreview" in r.query.get("$select", [""])[0]
+        ]
+    assert len(first) == 1 and len(both) == 2, "a welcome, then a thank-you"
+    for text in both:
+        assert detect_language(text, LANGUAGES) == "nb", text
+    assert len(reads) == 1, "read once for the candidate, not once per pass"
+    assert all(r.query["$search"] == [f'"recipients:{INGRID.address}"'] for r in reads)
+
+
+def test_gmail_sent_mail_decides_the_language(tmp_path: Path) -> None:
+    fake = GoogleFake().start()
+    try:
+        backend = GoogleBackend(fake, tmp_path)
+        fake.add_sent(
+            two_weeks.RECRUITER.address,
+            INGRID.address,
+            MONDAY - timedelta(days=3),
+            subject="Søknaden din",
+            body=INGRID.sent + "\n\nDen 4. des. 2026 skrev Ingrid Dahl:\n> Hej Lisa! Tack!\n",
+        )
+        first, both = run_twice(backend, tmp_path)
+        searches = [
+            r
+            for r in fake.api_requests("gmail")
+            if "in:sent" in r.query.get("q", [""])[0] and "to:" in r.query.get("q", [""])[0]
+        ]
+    finally:
+        fake.stop()
+    assert len(first) == 1 and len(both) == 2, "a welcome, then a thank-you"
+    for text in both:
+        assert detect_language(text, LANGUAGES) == "nb", text
+    assert len(searches) == 1, "read once for the candidate, not once per pass"
+
+
+def test_imap_sent_folder_gives_the_recruiter_s_own_words(
+    dovecot: DovecotServer, tmp_path: Path
+) -> None:
+    """A real IMAP server's Sent: an HTML-and-text reply above the candidate's quoted mail."""
+    backend = DovecotMailbox(dovecot, tmp_path)
+    try:
+        mail = email.message.EmailMessage()
+        mail["From"] = two_weeks.RECRUITER.address
+        mail["To"] = f"{INGRID.name} <{INGRID.address}>"
+        mail["Subject"] = "Re: Søknaden din"
+        mail["Date"] = "Fri, 04 Dec 2026 10:00:00 +0100"
+        quoted = (
+            "\n\nDen 3. des. 2026 skrev Ingrid Dahl:\n> Hej Lisa! Tack för att du hörde av dig.\n"
+        )
+        mail.set_content(INGRID.sent + quoted)
+        mail.add_alternative(
+            f"<p>{INGRID.sent}</p><blockquote>Hej Lisa! Tack!</blockquote>", "html"
+        )
+        with backend.client() as client:
+            client.append("Sent", bytes(mail), flags=(b"\\Seen",))
+        sink = backend.sink()
+        since = MONDAY - timedelta(days=30)
+        text = sink.last_sent_text(INGRID.address, since)
+        assert text is not None and text.startswith("Hei Ingrid!")
+        assert "Tack" not in text and detect_language(text, LANGUAGES) == "nb"
+        assert sink.last_sent_text("someone.else@example.com", since) is None
+        assert sink.last_sent_text(INGRID.address, MONDAY) is None  # nothing since Monday
+    finally:
+        backend.close()

@@ -6,6 +6,9 @@ What became of a draft once written (pending, edited, sent, deleted) is read by 
 
 from __future__ import annotations
 
+import base64
+import binascii
+import html
 import logging
 import random
 import re
@@ -13,7 +16,10 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from email.utils import getaddresses
 from typing import Any
+
+from googleapiclient.http import HttpRequest
 
 from recruitmail.connectors.google.auth import _grant
 from recruitmail.connectors.google.client import Sleeper, _build, _Caller, _close, _endpoint
@@ -26,12 +32,25 @@ from recruitmail.connectors.google.headers import (
     _Ref,
     content_digest,
 )
-from recruitmail.connectors.google.options import DEFAULT_GMAIL_ENDPOINT, SinkOptions, gmail_scopes
+from recruitmail.connectors.google.options import (
+    DEFAULT_GMAIL_ENDPOINT,
+    GMAIL_MODIFY,
+    SinkOptions,
+    gmail_scopes,
+)
 from recruitmail.connectors.google.state import GmailState
-from recruitmail.contracts.connector import ConnectorContext
+from recruitmail.contracts.connector import ConnectorContext, own_words
 from recruitmail.contracts.errors import PermanentError
+from recruitmail.contracts.limits import MAX_BODY_CHARS
 from recruitmail.contracts.mime import to_bytes
-from recruitmail.contracts.models import DraftKey, DraftMessage, DraftRef, DraftState, Period
+from recruitmail.contracts.models import (
+    DraftKey,
+    DraftMessage,
+    DraftRef,
+    DraftState,
+    Period,
+    normalise_address,
+)
 
 log = logging.getLogger(__name__)
 
@@ -243,9 +262,65 @@ class GmailSink:
         """The newest Sent mail to ``address`` after ``since`` (needs gmail.metadata)."""
         return self._state.last_contact(address, since)
 
+    def last_sent_text(self, address: str, since: datetime) -> str | None:
+        """The opening of the newest Sent mail to ``address`` after ``since`` (``own_words`` of
+        its text part, else of Gmail's snippet). Reading a body needs gmail.modify
+        (``label_obsolete``): under gmail.metadata Gmail refuses both the search and the body,
+        so without it nothing is read and ``None`` comes back."""
+        if GMAIL_MODIFY not in self._scopes:
+            return None
+        wanted = normalise_address(address)
+        # Gmail's search takes the address as one word; quotes and spaces cannot be part of it.
+        term = "".join(ch for ch in wanted if ch not in '"() \\')
+        query = f"to:{term} in:sent after:{int(since.timestamp())}"
+        listing = self._caller.call(
+            lambda: self._users.messages().list(userId="me", q=query, maxResults=SENT_LOOK),
+            "messages.list",
+        )
+        for found in (listing.get("messages") or [])[:SENT_LOOK]:
+
+            def request(message_id: str = str(found.get("id", ""))) -> HttpRequest:
+                return self._users.messages().get(userId="me", id=message_id, format="full")
+
+            got = self._caller.call(request, "messages.get")
+            payload = got.get("payload") or {}
+            headers = [
+                str(h.get("value", ""))
+                for h in payload.get("headers") or []
+                if str(h.get("name", "")).lower() in ("to", "cc")
+            ]
+            # Gmail's search matches words: confirm the address is a recipient.
+            if wanted not in {normalise_address(a) for _, a in getaddresses(headers) if a}:
+                continue
+            text = _plain_text(payload) or html.unescape(str(got.get("snippet") or ""))
+            return own_words(text)
+        return None
+
     def close(self) -> None:
         """Release the HTTP connections."""
         _close(self._service)
+
+
+SENT_LOOK = 5
+"""Sent mails (newest first) read to find one really addressed to the candidate."""
+
+
+def _plain_text(part: dict[str, Any], depth: int = 0) -> str:
+    """The first text/plain body in a ``format=full`` payload (depth-first, bounded)."""
+    if depth > 10:
+        return ""
+    if str(part.get("mimeType", "")).lower() == "text/plain":
+        data = str((part.get("body") or {}).get("data") or "")[: 4 * MAX_BODY_CHARS]
+        try:
+            raw = base64.urlsafe_b64decode(data + "=" * (-len(data) % 4))
+        except (ValueError, binascii.Error):
+            return ""
+        return raw.decode("utf-8", "replace")[:MAX_BODY_CHARS]
+    for child in part.get("parts") or []:
+        found = _plain_text(child, depth + 1)
+        if found:
+            return found
+    return ""
 
 
 _REPLY_PREFIX = re.compile(r"^\s*(?:(?:re|sv|aw|fwd?|vs|vb)\s*:\s*)+", re.IGNORECASE)

@@ -34,7 +34,7 @@ from recruitmail.connectors.microsoft.calendar import parse_date_time_zone, pars
 from recruitmail.connectors.microsoft.client import GraphClient, json_of, release
 from recruitmail.connectors.microsoft.options import GRAPH_KEY_PROPERTY_GUID, SinkOptions
 from recruitmail.connectors.microsoft.zones import to_iana
-from recruitmail.contracts.connector import KEY_HEADER, ConnectorContext
+from recruitmail.contracts.connector import KEY_HEADER, ConnectorContext, own_words
 from recruitmail.contracts.errors import PermanentError
 from recruitmail.contracts.mime import check_address, clean_header
 from recruitmail.contracts.models import (
@@ -240,16 +240,33 @@ class GraphSink:
 
     def last_contact(self, address: str, since: datetime) -> datetime | None:
         """The newest mail in Sent Items to ``address`` (To, Cc or Bcc) sent after ``since``."""
+        newest = self._newest_sent(address, since, _CONTACT_FIELDS)
+        return newest[0] if newest is not None else None
+
+    def last_sent_text(self, address: str, since: datetime) -> str | None:
+        """The opening of the newest mail in Sent Items to ``address`` after ``since``: its
+        ``bodyPreview`` (Graph's first 255 characters of the body as text), as ``own_words``.
+        The same ``$search`` as ``last_contact``: one request for most candidates."""
+        newest = self._newest_sent(address, since, _CONTACT_FIELDS + ",bodyPreview")
+        if newest is None:
+            return None
+        return own_words(str(newest[1].get("bodyPreview") or ""))
+
+    def _newest_sent(
+        self, address: str, since: datetime, fields: str
+    ) -> tuple[datetime, dict[str, Any]] | None:
+        """The newest mail in Sent Items to ``address`` (To, Cc or Bcc) sent after ``since``,
+        with its ``fields``."""
         wanted = normalise_address(address)
         # KQL: the address as one quoted term; quotes and backslashes cannot be part of it.
         term = wanted.replace('"', "").replace("\\", "")
         params: dict[str, str] | None = {
             "$search": f'"recipients:{term}"',
-            "$select": _CONTACT_FIELDS,
+            "$select": fields,
             "$top": str(CONTACT_PAGE),
         }
         link = self._base + "/mailFolders/sentitems/messages"
-        newest: datetime | None = None
+        newest: tuple[datetime, dict[str, Any]] | None = None
         for _ in range(CONTACT_PAGES):
             response = self.client.request(
                 "GET",
@@ -275,8 +292,8 @@ class GraphSink:
                     *_recipients(message.get("bccRecipients")),
                 }
                 # $search matches words, not addresses: confirm the address here.
-                if sent > since and wanted in addressed and (newest is None or sent > newest):
-                    newest = sent
+                if sent > since and wanted in addressed and (newest is None or sent > newest[0]):
+                    newest = (sent, message)
             following = page.get("@odata.nextLink")
             if newest is not None or not following or (oldest is not None and oldest <= since):
                 break

@@ -669,7 +669,9 @@ class GoogleFake:
             user = user.lower()
             del self.messages[user][self.drafts[user].pop(draft_id)]
 
-    def add_sent(self, user: str, to: str, when: datetime, subject: str = "Hej") -> Message:
+    def add_sent(
+        self, user: str, to: str, when: datetime, subject: str = "Hej", body: str = "Hej!\n"
+    ) -> Message:
         with self.lock:
             mail = EmailMessage()
             mail["From"] = user
@@ -677,7 +679,7 @@ class GoogleFake:
             mail["Subject"] = subject
             mail["Date"] = format_datetime(when)
             mail["Message-ID"] = make_msgid(domain="example.se")
-            mail.set_content("Hej!\n")
+            mail.set_content(body)
             message = Message(
                 self._new_id(),
                 self._new_id(),
@@ -1045,7 +1047,9 @@ class GoogleFake:
         )
         if fmt == "raw":
             out["raw"] = _b64url(message.raw)
-        elif fmt in ("metadata", "full"):
+        elif fmt == "full":
+            out["payload"] = _payload(message.parsed, "")
+        elif fmt == "metadata":
             wanted = {h.lower() for h in headers or []}
             out["payload"] = {
                 "partId": "",
@@ -1054,7 +1058,7 @@ class GoogleFake:
                 "headers": [
                     {"name": k, "value": str(v)}
                     for k, v in message.parsed.items()
-                    if fmt == "full" or not wanted or k.lower() in wanted
+                    if not wanted or k.lower() in wanted
                 ],
             }
         return out
@@ -1302,6 +1306,28 @@ def _same(old: dict[str, Any], new: dict[str, Any]) -> bool:
 
 def _now() -> int:
     return int(time.time() * 1000)
+
+
+def _payload(part: EmailMessage, part_id: str) -> dict[str, Any]:
+    """A MIME part as ``format=full`` gives it: headers, the decoded body as base64url
+    ``body.data`` for a leaf, the parts of a multipart (numbered "0", "0.1", … as Gmail does)."""
+    out: dict[str, Any] = {
+        "partId": part_id,
+        "mimeType": part.get_content_type(),
+        "filename": part.get_filename() or "",
+        "headers": [{"name": k, "value": str(v)} for k, v in part.items()],
+    }
+    if part.is_multipart():
+        out["body"] = {"size": 0}
+        out["parts"] = [
+            _payload(child, f"{part_id}.{n}" if part_id else str(n))  # type: ignore[arg-type]
+            for n, child in enumerate(part.iter_parts())
+        ]
+    else:
+        data = part.get_payload(decode=True) or b""
+        assert isinstance(data, bytes)
+        out["body"] = {"size": len(data), "data": _b64url(data)}
+    return out
 
 
 def _snippet(mail: EmailMessage) -> str:

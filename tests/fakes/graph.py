@@ -503,13 +503,16 @@ class FakeGraph:
                 )
         return out
 
-    def add_sent(self, mailbox: str, to: str, when: dt.datetime, subject: str = "Hej") -> str:
-        """A mail the recruiter sent (it sits in Sent Items)."""
+    def add_sent(
+        self, mailbox: str, to: str, when: dt.datetime, subject: str = "Hej", body: str = ""
+    ) -> str:
+        """A mail the recruiter sent (it sits in Sent Items); ``body`` is its text."""
         with self.lock:
             box = self.box(mailbox)
-            message = self._new_message(
-                box, {"subject": subject, "toRecipients": [_who(to)]}, "sentitems"
-            )
+            data: dict[str, Any] = {"subject": subject, "toRecipients": [_who(to)]}
+            if body:
+                data["body"] = {"contentType": "text", "content": body}
+            message = self._new_message(box, data, "sentitems")
             message.data.update(
                 isDraft=False, sentDateTime=_stamp(when), receivedDateTime=_stamp(when)
             )
