@@ -2,6 +2,8 @@
 
 A provider module defines ``SourceOptions`` and ``open_source`` when it reads calendars, and
 ``SinkOptions`` and ``open_sink`` when it writes drafts. Adding a provider is one line here.
+A provider whose organisation directory lists group members (``mailboxes_from``) has a
+``directory`` module with ``DirectoryOptions`` and ``open_directory``, named in ``DIRECTORIES``.
 """
 
 from __future__ import annotations
@@ -12,7 +14,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from recruitmail.contracts.connector import CalendarSource, ConnectorContext, MailboxSink
+from recruitmail.contracts.connector import (
+    CalendarSource,
+    ConnectorContext,
+    GroupDirectory,
+    MailboxSink,
+)
 from recruitmail.contracts.errors import ConfigError
 
 PROVIDERS: dict[str, str] = {
@@ -25,11 +32,19 @@ PROVIDERS: dict[str, str] = {
 }
 
 
+DIRECTORIES: dict[str, str] = {
+    "microsoft": "recruitmail.connectors.microsoft.directory",
+    "google": "recruitmail.connectors.google.directory",
+}
+"""Providers whose organisation directory lists a group's members (``mailboxes_from``)."""
+
+
 def _provider(name: str, role: str, where: str) -> ModuleType:
-    module_name = PROVIDERS.get(name)
+    module_name = (DIRECTORIES if role == "directory" else PROVIDERS).get(name)
     if module_name is None:
+        known = DIRECTORIES if role == "directory" else PROVIDERS
         raise ConfigError(
-            f"{where}.type: unknown provider {name!r}; known: {', '.join(sorted(PROVIDERS))}"
+            f"{where}.type: unknown provider {name!r}; known: {', '.join(sorted(known))}"
         )
     try:
         module = importlib.import_module(module_name)
@@ -74,3 +89,26 @@ def open_sink(name: str, raw: dict[str, Any], context: ConnectorContext, where: 
     module = _provider(name, "sink", where)
     sink: MailboxSink = module.open_sink(_options(module, "sink", raw, where), context)
     return sink
+
+
+def directory_options(name: str, raw: dict[str, Any]) -> dict[str, Any]:
+    """Of a mailbox's source or sink options, those the directory of the same provider takes
+    (the directory signs in with the same app unless ``mailboxes_from.directory`` says otherwise)."""
+    model = _provider(name, "directory", "mailboxes_from").DirectoryOptions
+    return {k: v for k, v in raw.items() if k in model.model_fields}
+
+
+def validate_directory_options(name: str, raw: dict[str, Any], where: str) -> None:
+    """Check a ``mailboxes_from`` entry's directory options without opening anything."""
+    _options(_provider(name, "directory", where), "directory", raw, where)
+
+
+def open_directory(
+    name: str, raw: dict[str, Any], context: ConnectorContext, where: str
+) -> GroupDirectory:
+    """Build the organisation directory of provider ``name`` from its options."""
+    module = _provider(name, "directory", where)
+    directory: GroupDirectory = module.open_directory(
+        _options(module, "directory", raw, where), context
+    )
+    return directory

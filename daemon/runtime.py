@@ -14,15 +14,22 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from recruitmail import connectors
-from recruitmail.contracts.connector import ConnectorContext, MailboxSink
-from recruitmail.contracts.errors import ConfigError, RecruitmailError
+from recruitmail.contracts.connector import ConnectorContext, DirectoryMember, MailboxSink
+from recruitmail.contracts.errors import ConfigError, RecruitmailError, TransientError
 from recruitmail.daemon.service import Metrics
-from recruitmail.daemon.settings import Mailbox, Settings
+from recruitmail.daemon.settings import (
+    KnownMembers,
+    Mailbox,
+    MailboxesFrom,
+    Settings,
+    read_known_members,
+    write_known_members,
+)
 from recruitmail.daemon.state import State
 
 if TYPE_CHECKING:
@@ -45,6 +52,7 @@ def validate(settings: Settings) -> Renderer:
             box.source.type, "source", box.source.options(), where(index, "source")
         )
         connectors.validate_options(box.sink.type, "sink", box.sink.options(), where(index, "sink"))
+    validate_groups(settings)
     if settings.company.subdivision is not None:
         _check_subdivision(settings.company.country, settings.company.subdivision)
     renderer = Renderer(settings.service.templates_dir, template_cache_dir(settings))
@@ -178,6 +186,9 @@ def run_once(
 
     A failing mailbox never stops the others; reports come back in configuration order.
     """
+    groups: list[GroupReading] = []
+    if settings.mailboxes_from:
+        settings, groups = refresh_fleet(settings, state)
     chosen = [i for i, box in enumerate(settings.mailboxes) if not only or box.address == only]
 
     def one(index: int) -> PassReport | str:
@@ -196,6 +207,10 @@ def run_once(
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pass") as pool:
         results = list(pool.map(one, chosen))
     outcome = PassOutcome([], {})
+    for reading in groups:
+        if reading.problem and not reading.members:
+            # No member known at all: nothing of this group could be done.
+            outcome.failures[f"mailboxes_from[{reading.index}] ({reading.group})"] = reading.problem
     for index, result in zip(chosen, results, strict=True):
         if isinstance(result, str):
             outcome.failures[settings.mailboxes[index].address] = result
@@ -215,3 +230,170 @@ def describe(report: PassReport) -> str:
     if report.deferred:
         parts.append(f"{report.deferred} deferred")
     return ", ".join(parts)
+
+
+# -- fleets from the directory ---------------------------------------------------------------
+
+DIRECTORY_TOPIC = "directory group"
+"""The ``status`` topic under which a member mailbox shows that its group could not be read."""
+
+
+@dataclass(frozen=True)
+class GroupReading:
+    """What one reading of a ``mailboxes_from`` group gave."""
+
+    index: int
+    type: str
+    group: str
+    members: int  # the members in use now (read now, or kept from before)
+    read: int | None  # how many the directory gave this time (None: it did not answer)
+    problem: str = ""  # why the answer was not taken ("" when it was)
+
+    def describe(self) -> str:
+        """One line for ``check`` and the log."""
+        where = f"mailboxes_from[{self.index}] ({self.type} group {self.group})"
+        if not self.problem:
+            return f"{where}: {self.members} member(s)"
+        return f"{where}: {self.problem}; {self.members} member(s) in use"
+
+
+def validate_groups(settings: Settings) -> None:
+    """Check each group's templates and directory options without opening anything."""
+    for index, group in enumerate(settings.mailboxes_from):
+        where_group = f"mailboxes_from[{index}]"
+        connectors.validate_options(
+            group.source.type, "source", group.source.options(), f"{where_group}.source"
+        )
+        connectors.validate_options(
+            group.sink.type, "sink", group.sink.options(), f"{where_group}.sink"
+        )
+        role, raw = _directory_options(group)
+        connectors.validate_directory_options(group.type, raw, f"{where_group}.{role}")
+
+
+def _directory_options(group: MailboxesFrom) -> tuple[str, dict[str, object]]:
+    found = group.directory_options()
+    if found is None:  # refused by the configuration's own checks already
+        raise ConfigError(f"mailboxes_from: give the {group.type} directory's sign-in")
+    role, raw = found
+    if role != "directory":  # borrowed from the source or sink: only what a directory takes
+        raw = connectors.directory_options(group.type, raw)
+    return role, raw
+
+
+def read_group(settings: Settings, index: int) -> list[DirectoryMember]:
+    """Ask the directory for the members of ``mailboxes_from[index]`` (raises on failure)."""
+    group = settings.mailboxes_from[index]
+    role, raw = _directory_options(group)
+    context = ConnectorContext(
+        mailbox=str(raw.get("subject") or group.group),
+        mailbox_name="directory",
+        time_zone=settings.company.time_zone,
+        company_domains=tuple(settings.company.domains),
+        state_dir=settings.service.state_dir,
+        country=settings.company.country,
+    )
+    directory = connectors.open_directory(
+        group.type, dict(raw), context, f"mailboxes_from[{index}].{role}"
+    )
+    try:
+        return directory.members(group.group)
+    finally:
+        directory.close()
+
+
+def refresh_fleet(
+    settings: Settings, state: State | None, now: datetime | None = None
+) -> tuple[Settings, list[GroupReading]]:
+    """Read every ``mailboxes_from`` group and return the configuration with its members.
+
+    Auxiliary trouble never costs a mail: a group the directory cannot answer for keeps its
+    last known members (kept in the state directory between processes), and so does a group
+    that suddenly answers with no member at all while it had some (more likely a broken
+    directory or a wrong permission than a fleet that left at once; a warning says so each
+    time). Either way the log says why, and each kept member's mailbox shows it in
+    ``recruitmail status``, until a reading is taken again.
+    """
+    now = now or datetime.now(UTC)
+    state_dir = settings.service.state_dir
+    found: dict[int, tuple[DirectoryMember, ...]] = {}
+    readings: list[GroupReading] = []
+    for index, group in enumerate(settings.mailboxes_from):
+        known = read_known_members(state_dir, group)
+        problem, permanent, read = "", False, None
+        try:
+            members = read_group(settings, index)
+            read = len(members)
+        except RecruitmailError as exc:
+            problem = f"the directory could not be read ({type(exc).__name__}: {exc})"
+            permanent = not isinstance(exc, TransientError)
+        except Exception as exc:  # a bug here must not stop the mailboxes the file names
+            log.exception("directory group %s: unexpected error while reading it", group.group)
+            problem = f"the directory could not be read (internal error: {type(exc).__name__})"
+        else:
+            if not members and known.members:
+                problem = (
+                    f"the directory answered that the group has no members, where it had "
+                    f"{len(known.members)}; the last known members are kept (remove the "
+                    "[[mailboxes_from]] entry to stop drafting for them)"
+                )
+        if problem:
+            kept = known.members
+            if kept:
+                log.warning(
+                    "directory group %s (%s): %s; keeping the %d member(s) last read %s",
+                    group.group,
+                    group.type,
+                    problem,
+                    len(kept),
+                    known.read_at.strftime("%Y-%m-%d %H:%M UTC") if known.read_at else "earlier",
+                )
+            else:
+                log.error("directory group %s (%s): %s", group.group, group.type, problem)
+            since = known.problem_since if known.problem else now
+            _write(state_dir, group, KnownMembers(kept, known.read_at, problem, since))
+            _note(state, kept, f"group {group.group}: {problem}", permanent, now)
+        else:
+            kept = tuple(members)
+            if known.problem or {m.address for m in kept} != {m.address for m in known.members}:
+                log.info(
+                    "directory group %s (%s): %d member(s), %d added, %d removed",
+                    group.group,
+                    group.type,
+                    len(kept),
+                    len({m.address for m in kept} - {m.address for m in known.members}),
+                    len({m.address for m in known.members} - {m.address for m in kept}),
+                )
+            _write(state_dir, group, KnownMembers(kept, now))
+            if known.problem:
+                _clear(state, (*known.members, *kept))
+        found[index] = kept
+        readings.append(GroupReading(index, group.type, group.group, len(kept), read, problem))
+    return settings.with_members(found), readings
+
+
+def _write(state_dir: Path, group: MailboxesFrom, known: KnownMembers) -> None:
+    try:
+        write_known_members(state_dir, group, known)
+    except OSError as exc:
+        log.warning("cannot keep the members of group %s in %s (%s)", group.group, state_dir, exc)
+
+
+def _note(
+    state: State | None,
+    members: tuple[DirectoryMember, ...],
+    message: str,
+    permanent: bool,
+    now: datetime,
+) -> None:
+    if state is None:
+        return
+    for member in members:
+        state.record_problem(member.address, DIRECTORY_TOPIC, message, permanent, now)
+
+
+def _clear(state: State | None, members: tuple[DirectoryMember, ...]) -> None:
+    if state is None:
+        return
+    for address in {m.address for m in members}:
+        state.clear_problem(address, DIRECTORY_TOPIC)

@@ -7,18 +7,34 @@ shows them all with examples. Loading raises ``ConfigError`` naming the file, th
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
+import logging
 import os
 import re
 import tomllib
-from datetime import date, time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from recruitmail.contracts.connector import DirectoryMember
 from recruitmail.contracts.errors import ConfigError
 from recruitmail.contracts.models import normalise_address
+
+log = logging.getLogger("recruitmail")
 
 DEFAULT_CONFIG_PATH = Path("/etc/recruitmail/recruitmail.toml")
 ENV_PREFIX = "RECRUITMAIL_"
@@ -347,6 +363,12 @@ class ProviderOptions(BaseModel):
         return dict(self.model_extra or {})
 
 
+def _mail_address(value: str) -> str:
+    if "@" not in value:
+        raise ValueError(f"{value!r} is not a mail address")
+    return normalise_address(value)
+
+
 class Mailbox(Section):
     address: str = Field(description="The recruiter's mail address.")
     name: str = Field(description="The recruiter's name, as candidates see it.")
@@ -371,19 +393,165 @@ class Mailbox(Section):
     @field_validator("address")
     @classmethod
     def _address(cls, value: str) -> str:
-        if "@" not in value:
-            raise ValueError(f"{value!r} is not a mail address")
-        return normalise_address(value)
+        return _mail_address(value)
 
     @field_validator("language")
     @classmethod
     def _language(cls, value: str) -> str:
-        if value not in LANGUAGES:
-            raise ValueError(f"use one of {', '.join(LANGUAGES)}")
-        return value
+        return _check_language(value)
 
     def title_in(self, language: str) -> str:
         return _pick(self.title, language)
+
+
+class MemberDefaults(Section):
+    """What every member of a directory group gets where the directory and the file say nothing."""
+
+    title: Localised | str = Field(
+        "", description="Role when the directory has no job title (text, or one per language)."
+    )
+    phone: str = Field("", description="Phone number in the signature.")
+    signature: str = Field("", description="Extra signature lines (plain text).")
+    language: str = Field(
+        "sv",
+        description="Language of the mails when the directory has no preferred language we "
+        "write (sv, en, nb, da, fi, de).",
+    )
+    time_zone: str | None = Field(
+        None,
+        description="Time zone of every member; leave out to use each mailbox's own (read from "
+        "the mailbox), else the company's.",
+    )
+    stand_in: str = Field(
+        "", description="Address (in [people]) of who stands in during vacations."
+    )
+
+    _zone = field_validator("time_zone")(lambda cls, v: v if v is None else _check_zone(v))
+    _language = field_validator("language")(lambda cls, v: _check_language(v))
+
+
+class MailboxOverride(Section):
+    """A ``[[mailboxes]]`` entry without ``source`` or ``sink``: it changes the directory member
+    with its address, field by field (source and sink options key by key)."""
+
+    address: str
+    name: str | None = None
+    title: Localised | str | None = None
+    phone: str | None = None
+    signature: str | None = None
+    language: str | None = None
+    time_zone: str | None = None
+    stand_in: str | None = None
+    vacations: list[Vacation] | None = None
+    source: dict[str, Any] | None = None
+    sink: dict[str, Any] | None = None
+
+    _address = field_validator("address")(lambda cls, v: _mail_address(v))
+    _zone = field_validator("time_zone")(lambda cls, v: v if v is None else _check_zone(v))
+    _language = field_validator("language")(lambda cls, v: v if v is None else _check_language(v))
+
+
+class MailboxesFrom(Section):
+    """A group in the organisation directory whose members are recruiters' mailboxes."""
+
+    type: Literal["microsoft", "google"] = Field(
+        description="The directory: microsoft (Entra ID) or google (Workspace)."
+    )
+    group: str = Field(
+        description="The group: its object id (Entra ID), its id or its mail address."
+    )
+    source: ProviderOptions = Field(
+        description="Where each member's calendar is read from (the member's address fills in "
+        "the user or subject)."
+    )
+    sink: ProviderOptions = Field(description="Where each member's drafts are written.")
+    directory: dict[str, Any] | None = Field(
+        None,
+        description="How the directory is read (the provider's sign-in options); default: the "
+        "sign-in of source (or sink) when it is the same provider.",
+    )
+    defaults: MemberDefaults = Field(
+        default_factory=MemberDefaults, description="What every member gets by default."
+    )
+
+    @field_validator("group")
+    @classmethod
+    def _group(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("name the group: its id or its mail address")
+        return value.strip()
+
+    def directory_options(self) -> tuple[str, dict[str, Any]] | None:
+        """The directory's raw options and where they come from (``None``: nowhere)."""
+        if self.directory is not None:
+            return "directory", dict(self.directory)
+        for role, options in (("source", self.source), ("sink", self.sink)):
+            if options.type == self.type:
+                return role, options.options()
+        return None
+
+
+def _check_language(value: str) -> str:
+    if value not in LANGUAGES:
+        raise ValueError(f"use one of {', '.join(LANGUAGES)}")
+    return value
+
+
+def directory_language(value: str) -> str | None:
+    """A directory's preferred language ("sv-SE", "en_GB", "no") as the language we write, if any."""
+    primary = value.strip().replace("_", "-").split("-")[0].lower()
+    primary = {"no": "nb", "nn": "nb"}.get(primary, primary)
+    return primary if primary in LANGUAGES else None
+
+
+def _split_entries(entries: list[Any]) -> tuple[list[int], dict[int, Any]]:
+    """Positions of the full ``[[mailboxes]]`` entries, and the overrides (no source, no sink)
+    by their position in the file."""
+    full: list[int] = []
+    partial: dict[int, Any] = {}
+    for position, entry in enumerate(entries):
+        if isinstance(entry, dict) and ("source" not in entry or "sink" not in entry):
+            partial[position] = entry
+        else:
+            full.append(position)
+    return full, partial
+
+
+_MEMBER_FIELDS = ("name", "title", "phone", "signature", "language", "time_zone", "stand_in")
+
+
+def _member_mailbox(
+    group: MailboxesFrom,
+    member: DirectoryMember,
+    entry: Mailbox | None,
+    override: MailboxOverride | None,
+) -> Mailbox:
+    """The mailbox of one directory member (see ``Settings.with_members``)."""
+    defaults = group.defaults
+    values: dict[str, Any] = {
+        "address": member.address,
+        "name": member.name or member.address.partition("@")[0],
+        "title": member.title or defaults.title,
+        "phone": defaults.phone,
+        "signature": defaults.signature,
+        "language": directory_language(member.language) or defaults.language,
+        "time_zone": member.time_zone or defaults.time_zone,
+        "stand_in": defaults.stand_in,
+        "source": group.source.model_dump(),
+        "sink": group.sink.model_dump(),
+    }
+    if entry is not None:
+        values.update({name: getattr(entry, name) for name in entry.model_fields_set})
+    if override is not None:
+        for name in override.model_fields_set - {"address"}:
+            value = getattr(override, name)
+            if name in ("source", "sink") and value is not None:
+                template = values[name]
+                same = value.get("type", template.get("type")) == template.get("type")
+                values[name] = {**template, **value} if same else dict(value)
+            elif value is not None:
+                values[name] = value
+    return Mailbox.model_validate(values)
 
 
 class Service(Section):
@@ -469,6 +637,13 @@ class Service(Section):
         le=3600,
         description="Wait after an unclear create before looking the draft up again.",
     )
+    directory_refresh_minutes: int = Field(
+        15,
+        ge=1,
+        le=1440,
+        description="Minutes between two readings of the [[mailboxes_from]] groups by the "
+        "service (and on SIGHUP): members added or removed are picked up without a restart.",
+    )
     log_format: Literal["text", "json"] = Field("text", description="Log line format.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Log level."
@@ -493,7 +668,22 @@ class Settings(BaseModel):
     links: Links = Links()
     touchpoints: Touchpoints = Touchpoints()
     service: Service = Service()
-    mailboxes: list[Mailbox] = Field(description="The recruiters whose calendars are watched.")
+    mailboxes: list[Mailbox] = Field(
+        default_factory=list,
+        description="The recruiters whose calendars are watched. An entry with the address of a "
+        "directory member changes that member field by field; one without source and sink "
+        "does only that.",
+    )
+    mailboxes_from: list[MailboxesFrom] = Field(
+        default_factory=list,
+        description="Directory groups whose members are mailboxes too (see docs/OPERATIONS.md, "
+        '"Fleets from the directory").',
+    )
+    mailbox_overrides: dict[int, MailboxOverride] = Field(
+        default_factory=dict,
+        description="Filled from the [[mailboxes]] entries without source and sink, by their "
+        "position in the file: write those as [[mailboxes]].",
+    )
     languages: dict[str, str] = Field(
         default_factory=dict,
         description=(
@@ -517,6 +707,27 @@ class Settings(BaseModel):
                 raise ValueError(f"{address}: use one of {', '.join(LANGUAGES)}, not {code!r}")
         return {normalise_address(a): code for a, code in value.items()}
 
+    _explicit: tuple[Mailbox, ...] | None = PrivateAttr(None)
+    _members: dict[int, tuple[DirectoryMember, ...]] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split_overrides(cls, data: Any) -> Any:
+        """``[[mailboxes]]`` entries without source and sink are overrides of directory members."""
+        if not isinstance(data, dict) or not data.get("mailboxes_from"):
+            return data
+        entries = data.get("mailboxes")
+        if not isinstance(entries, list):
+            return data
+        full, partial = _split_entries(entries)
+        if partial:
+            data = {
+                **data,
+                "mailboxes": [entries[i] for i in full],
+                "mailbox_overrides": {**data.get("mailbox_overrides", {}), **partial},
+            }
+        return data
+
     @model_validator(mode="after")
     def _cross_checks(self) -> Settings:
         seen: set[str] = set()
@@ -528,9 +739,90 @@ class Settings(BaseModel):
                 raise ValueError(
                     f"mailbox {box.address}: stand_in {box.stand_in!r} is not in [people]; add it there"
                 )
-        if not self.mailboxes:
-            raise ValueError("configure at least one [[mailboxes]] entry")
+        stand_ins: list[tuple[str, str | None]] = [
+            (f"mailboxes_from[{i}].defaults", g.defaults.stand_in)
+            for i, g in enumerate(self.mailboxes_from)
+        ]
+        stand_ins += [(f"mailboxes[{i}]", o.stand_in) for i, o in self.mailbox_overrides.items()]
+        for where, stand_in in stand_ins:
+            if stand_in and normalise_address(stand_in) not in self.people:
+                raise ValueError(f"{where}: stand_in {stand_in!r} is not in [people]; add it there")
+        for index, group in enumerate(self.mailboxes_from):
+            if group.directory_options() is None:
+                raise ValueError(
+                    f"mailboxes_from[{index}]: neither source nor sink is a {group.type} "
+                    "provider: give the directory's sign-in in mailboxes_from.directory"
+                )
+        if not self.mailboxes and not self.mailboxes_from:
+            raise ValueError("configure at least one [[mailboxes]] or [[mailboxes_from]] entry")
         return self
+
+    # -- fleets from the directory ---------------------------------------------------------
+
+    def explicit_mailboxes(self) -> tuple[Mailbox, ...]:
+        """The ``[[mailboxes]]`` of the file, before any directory member was added."""
+        return self._explicit if self._explicit is not None else tuple(self.mailboxes)
+
+    def members(self, group: int) -> tuple[DirectoryMember, ...]:
+        """The members of ``mailboxes_from[group]`` this configuration was expanded with."""
+        return self._members.get(group, ())
+
+    def group_of(self, address: str) -> int | None:
+        """Which ``mailboxes_from`` group made mailbox ``address`` (``None``: the file alone)."""
+        wanted = normalise_address(address)
+        for index in sorted(self._members):
+            if any(m.address == wanted for m in self._members[index]):
+                return index
+        return None
+
+    def with_members(self, found: Mapping[int, Sequence[DirectoryMember]]) -> Settings:
+        """This configuration with the members of each group (by its index) as mailboxes.
+
+        A member gets its name, title and language (and a time zone, where the directory has
+        one) from the directory, the rest from the group's ``defaults`` and its source and
+        sink from the group's templates. A ``[[mailboxes]]`` entry with the member's address
+        wins for every field it sets: a full entry keeps its place in the list and takes from
+        the directory only what it leaves out; an entry without source and sink changes only
+        the fields it names (source and sink options key by key). A member of two groups is
+        made by the first. A member whose entry does not validate is left out, with a warning.
+        """
+        explicit = self.explicit_mailboxes()
+        by_address = {box.address: position for position, box in enumerate(explicit)}
+        overrides = {o.address: o for o in self.mailbox_overrides.values()}
+        boxes: list[Mailbox] = list(explicit)
+        kept: dict[int, tuple[DirectoryMember, ...]] = {}
+        taken: set[str] = set()
+        for index, group in enumerate(self.mailboxes_from):
+            members = sorted(found.get(index, ()), key=lambda m: m.address)
+            kept[index] = tuple(members)
+            for member in members:
+                if member.address in taken:
+                    continue
+                taken.add(member.address)
+                position = by_address.get(member.address)
+                try:
+                    box = _member_mailbox(
+                        group,
+                        member,
+                        explicit[position] if position is not None else None,
+                        overrides.get(member.address),
+                    )
+                except ValidationError as exc:
+                    log.warning(
+                        "directory group %s: member %s left out: %s",
+                        group.group,
+                        member.address,
+                        "; ".join(e["msg"] for e in exc.errors()),
+                    )
+                    continue
+                if position is not None:
+                    boxes[position] = box
+                else:
+                    boxes.append(box)
+        expanded = self.model_copy(update={"mailboxes": boxes})
+        expanded._explicit = explicit
+        expanded._members = kept
+        return expanded
 
     def person(self, address: str) -> Person | None:
         return self.people.get(normalise_address(address))
@@ -575,9 +867,16 @@ def load_settings(path: str | Path | None = None) -> Settings:
     _resolve_relative_paths(data, file.parent)
     model = _with_environment() if _overridden_by_environment() else Settings
     try:
-        return model(**data)
+        settings = model(**data)
     except ValidationError as exc:
-        raise ConfigError(_describe(file, exc)) from None
+        raise ConfigError(_describe(file, exc, data)) from None
+    if settings.mailboxes_from:
+        # Every command sees the members the service last read; the service and `once` ask
+        # the directory again (recruitmail.daemon.runtime.refresh_fleet).
+        settings = settings.with_members(
+            {i: known.members for i, known in last_known_members(settings).items()}
+        )
+    return settings
 
 
 def _overridden_by_environment() -> bool:
@@ -613,10 +912,20 @@ def _with_environment() -> type[Settings]:
     return EnvironmentSettings
 
 
-def _describe(file: Path, exc: ValidationError) -> str:
+def _describe(file: Path, exc: ValidationError, data: dict[str, Any] | None = None) -> str:
     lines = [f"{file}: {exc.error_count()} problem(s) in the configuration:"]
+    entries = (data or {}).get("mailboxes")
+    full: list[int] = []
+    if (data or {}).get("mailboxes_from") and isinstance(entries, list):
+        full = _split_entries(entries)[0]
     for err in exc.errors():
-        where = _key_path(err["loc"])
+        loc = tuple(err["loc"])
+        # Overrides are [[mailboxes]] entries: name them by their place in the file.
+        if loc[:1] == ("mailbox_overrides",) and len(loc) > 1:
+            loc = ("mailboxes", int(loc[1]), *loc[2:])
+        elif full and loc[:1] == ("mailboxes",) and len(loc) > 1 and isinstance(loc[1], int):
+            loc = ("mailboxes", full[loc[1]], *loc[2:])
+        where = _key_path(loc)
         message = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             message = "unknown key (misspelt? see config/recruitmail.example.toml)"
@@ -658,3 +967,83 @@ def _resolve_relative_paths(data: dict[str, Any], base: Path) -> None:
 
 def _is_absolute(value: str) -> bool:
     return value.startswith(("/", "~")) or "://" in value
+
+
+# -- the members last read from the directory ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KnownMembers:
+    """What the directory last said about one ``mailboxes_from`` group, kept between processes."""
+
+    members: tuple[DirectoryMember, ...] = ()
+    read_at: datetime | None = None  # when the directory last answered with these members
+    problem: str = ""  # why the last reading was not taken ("" when it was)
+    problem_since: datetime | None = None
+
+
+def members_file(state_dir: Path, group: MailboxesFrom) -> Path:
+    """Where the last known members of ``group`` are kept (mode 0600, in the state directory)."""
+    digest = hashlib.sha256(f"{group.type}|{group.group}".encode()).hexdigest()[:16]
+    return state_dir / "directory" / f"{group.type}-{digest}.json"
+
+
+def read_known_members(state_dir: Path, group: MailboxesFrom) -> KnownMembers:
+    """The last known members of ``group`` (none when never read or unreadable)."""
+    path = members_file(state_dir, group)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        members = tuple(
+            DirectoryMember(**{k: str(v) for k, v in m.items() if k in _MEMBER_KEYS})
+            for m in data.get("members", [])
+        )
+        return KnownMembers(
+            members,
+            _instant(data.get("read_at")),
+            str(data.get("problem") or ""),
+            _instant(data.get("problem_since")),
+        )
+    except FileNotFoundError:
+        return KnownMembers()
+    except (OSError, ValueError, TypeError, AttributeError) as exc:
+        log.warning("ignoring the unreadable member list %s (%s)", path, exc)
+        return KnownMembers()
+
+
+def write_known_members(state_dir: Path, group: MailboxesFrom, known: KnownMembers) -> None:
+    """Keep what the directory said about ``group`` for the next reading and the next process."""
+    path = members_file(state_dir, group)
+    data = {
+        "type": group.type,
+        "group": group.group,
+        "read_at": known.read_at.isoformat() if known.read_at else None,
+        "problem": known.problem,
+        "problem_since": known.problem_since.isoformat() if known.problem_since else None,
+        "members": [
+            {k: getattr(m, k) for k in _MEMBER_KEYS if getattr(m, k)} for m in known.members
+        ],
+    }
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, ensure_ascii=False, indent=1)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+def last_known_members(settings: Settings) -> dict[int, KnownMembers]:
+    """What the directory last said about each ``mailboxes_from`` group, by the group's index."""
+    state_dir = settings.service.state_dir
+    return {i: read_known_members(state_dir, g) for i, g in enumerate(settings.mailboxes_from)}
+
+
+_MEMBER_KEYS = ("address", "name", "title", "language", "time_zone", "id")
+
+
+def _instant(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    moment = datetime.fromisoformat(value)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

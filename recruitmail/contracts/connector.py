@@ -128,6 +128,38 @@ class ConnectorContext:
     country: str = "SE"  # ISO 3166 code: resolves ambiguous names such as Windows time zones
 
 
+# -- fleets from the directory --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DirectoryMember:
+    """One user of a directory group, as the organisation directory describes them."""
+
+    address: str  # the primary mail address, normalised
+    name: str = ""
+    title: str = ""
+    language: str = ""  # as the directory writes it ("sv-SE", "en"); "" when it has none
+    time_zone: str = ""  # an IANA name when the directory has one
+    id: str = ""  # the directory's own id of the user
+
+
+@runtime_checkable
+class GroupDirectory(Protocol):
+    """Optional: an organisation directory that lists the members of a group."""
+
+    def members(self, group: str) -> list[DirectoryMember]:
+        """Every enabled user with a mailbox in ``group`` (an id or a mail address), nested
+        groups included, each once. Raises the project's errors: ``AuthError`` names the
+        permission to grant, ``PermanentError`` a group that does not exist, ``TransientError``
+        an outage. An empty list means the directory answered that the group has no such user.
+        """
+        ...
+
+    def close(self) -> None:
+        """Release connections. Safe to call more than once."""
+        ...
+
+
 # -- the recruiter's correspondence ----------------------------------------------------------------
 
 SENT_EXCERPT_CHARS = 600

@@ -40,7 +40,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime, getaddresses, make_msgid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
@@ -74,6 +74,13 @@ ALLOWED = {
     "labels.list": _scopes("", "gmail.labels", "gmail.metadata", "gmail.modify", "gmail.readonly"),
     "labels.create": _scopes("", "gmail.labels", "gmail.modify"),
     "settings.getVacation": _scopes("", "gmail.modify", "gmail.readonly", "gmail.settings.basic"),
+    "members.list": _scopes(
+        "admin.directory.group",
+        "admin.directory.group.member",
+        "admin.directory.group.member.readonly",
+        "admin.directory.group.readonly",
+    ),
+    "users.get": _scopes("admin.directory.user", "admin.directory.user.readonly"),
 }
 METADATA_ONLY = SCOPE + "gmail.metadata"
 FULL_READ = _scopes("", "gmail.modify", "gmail.readonly")
@@ -387,6 +394,10 @@ class GoogleFake:
         self.drafts: dict[str, dict[str, str]] = {}  # draft id → message id
         self.labels: dict[str, dict[str, str]] = {}  # label id → name (user labels)
         self.vacation: dict[str, dict[str, Any]] = {}
+        # the Workspace directory: users by id, groups by address, who may read them
+        self.directory_users: dict[str, dict[str, Any]] = {}
+        self.directory_groups: dict[str, list[str]] = {}
+        self.directory_admins: set[str] = set()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -701,6 +712,124 @@ class GoogleFake:
     def set_vacation(self, user: str, settings: dict[str, Any]) -> None:
         with self.lock:
             self.vacation[user.lower()] = settings
+
+    # -- directory controls ---------------------------------------------------------------------
+
+    def add_directory_user(
+        self,
+        address: str,
+        name: str,
+        *,
+        title: str | None = None,
+        language: str | None = None,
+        suspended: bool = False,
+    ) -> str:
+        """A Workspace user as the Admin SDK describes it; returns its id."""
+        user_id = str(100000000000 + int(hashlib.sha1(address.encode()).hexdigest()[:8], 16))
+        user: dict[str, Any] = {
+            "kind": "admin#directory#user",
+            "id": user_id,
+            "primaryEmail": address.lower(),
+            "name": {"fullName": name, "givenName": name.split(" ")[0]},
+            "suspended": suspended,
+            "archived": False,
+        }
+        if title is not None:
+            user["organizations"] = [
+                {"title": "Intern", "primary": False},
+                {"title": title, "primary": True, "type": "work"},
+            ]
+        if language is not None:
+            user["languages"] = [
+                {"languageCode": "en", "preference": "not_preferred"},
+                {"languageCode": language, "preference": "preferred"},
+            ]
+        with self.lock:
+            self.directory_users[user_id] = user
+        return user_id
+
+    def set_directory_group(self, address: str, members: list[str]) -> None:
+        """A group whose members are user or group addresses (groups may nest)."""
+        with self.lock:
+            self.directory_groups[address.lower()] = [m.lower() for m in members]
+
+    def directory(self, token: Token, rest: list[str], q: dict[str, list[str]]) -> dict[str, Any]:
+        """``members.list`` and ``users.get`` of the Admin SDK Directory API, as documented:
+        ``maxResults`` 1..200, ``pageToken`` paging, ``includeDerivedMembership`` flattening nested
+        groups; ``viewType`` admin_view (the default) or domain_public; the impersonated user
+        must hold an admin role that may read groups and users."""
+        one = {k: v[-1] for k, v in q.items()}
+        with self.lock:
+            if token.user not in self.directory_admins:
+                raise GoogleError(403, "forbidden", "Not Authorized to access this resource/api")
+            if len(rest) == 3 and rest[0] == "groups" and rest[2] == "members":
+                _check(token, "members.list")
+                unknown = set(one) - {
+                    "includeDerivedMembership", "maxResults", "pageToken", "roles", "alt",
+                    "prettyPrint", "fields",
+                }  # fmt: skip
+                if unknown:
+                    raise GoogleError(
+                        400, "invalidParameter", f"Unknown parameter: {sorted(unknown)}"
+                    )
+                size = _int_param(one, "maxResults", 200, minimum=1)
+                if size > 200:
+                    raise GoogleError(400, "invalid", "Invalid Input: maxResults")
+                members = self._group_members(
+                    rest[1].lower(), one.get("includeDerivedMembership") == "true"
+                )
+                start = int(one.get("pageToken") or 0)
+                answer: dict[str, Any] = {
+                    "kind": "admin#directory#members",
+                    "members": members[start : start + size],
+                }
+                if start + size < len(members):
+                    answer["nextPageToken"] = str(start + size)
+                return answer
+            if len(rest) == 2 and rest[0] == "users":
+                _check(token, "users.get")
+                view = one.get("viewType", "admin_view")
+                if view not in ("admin_view", "domain_public"):
+                    raise GoogleError(400, "invalid", "Invalid Input: viewType")
+                user = self._directory_user(rest[1])
+                if user is None:
+                    raise GoogleError(404, "notFound", "Resource Not Found: userKey")
+                if view == "domain_public":
+                    user = {k: v for k, v in user.items() if k not in ("suspended", "archived")}
+                return user
+        raise not_found()
+
+    def _directory_user(self, key: str) -> dict[str, Any] | None:
+        if key in self.directory_users:
+            return dict(self.directory_users[key])
+        return next(
+            (dict(u) for u in self.directory_users.values() if u["primaryEmail"] == key.lower()),
+            None,
+        )
+
+    def _group_members(self, address: str, derived: bool) -> list[dict[str, Any]]:
+        if address not in self.directory_groups:
+            raise GoogleError(404, "notFound", "Resource Not Found: groupKey")
+        out: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        pending = list(self.directory_groups[address])
+        while pending:
+            key = pending.pop(0)
+            if key in seen:
+                continue
+            seen.add(key)
+            if key in self.directory_groups:
+                out.append({"kind": "admin#directory#member", "email": key, "role": "MEMBER",
+                            "type": "GROUP", "status": "ACTIVE", "id": hashlib.sha1(key.encode()).hexdigest()[:12]})  # fmt: skip
+                if derived:
+                    pending.extend(self.directory_groups[key])
+                continue
+            user = self._directory_user(key)
+            if user is not None:
+                out.append({"kind": "admin#directory#member", "email": user["primaryEmail"],
+                            "role": "MEMBER", "type": "USER", "id": user["id"],
+                            "status": "SUSPENDED" if user.get("suspended") else "ACTIVE"})  # fmt: skip
+        return out
 
     # -- fault controls -------------------------------------------------------------------------
 
@@ -1477,6 +1606,9 @@ class _Handler(BaseHTTPRequestHandler):
                         self._drop(mode)
                         return
                 self._send(200, answer)
+                return
+            if parts[:3] == ["admin", "directory", "v1"] and method == "GET":
+                self._send(200, fake.directory(token, [unquote(p) for p in parts[3:]], query))
                 return
             raise GoogleError(404, "notFound", f"the fake has no {method} {path}")
         except GoogleError as exc:

@@ -56,7 +56,13 @@ from tests.scenario.spec import EventSpec, Who
 UTC = dt.UTC
 IANA_TO_WINDOWS = {"Europe/Stockholm": "W. Europe Standard Time", "UTC": "UTC"}
 ALL_PERMISSIONS = frozenset(
-    {"Calendars.Read", "Mail.ReadWrite", "MailboxSettings.Read", "User.Read.All"}
+    {
+        "Calendars.Read",
+        "Mail.ReadWrite",
+        "MailboxSettings.Read",
+        "User.Read.All",
+        "GroupMember.Read.All",
+    }
 )
 ACCESS_POLICY_MESSAGE = "Access to OData is disabled: [RAOP] : Blocked by tenant configured AppOnly AccessPolicy settings."
 MESSAGE_FIELDS = frozenset(
@@ -195,6 +201,21 @@ class Instance:
 
 
 @dataclass
+class FakeGroup:
+    """A directory group: its members are user or group object ids."""
+
+    USER_FIELDS = (
+        "displayName", "mail", "userPrincipalName", "jobTitle", "preferredLanguage",
+        "accountEnabled", "givenName", "surname", "mobilePhone", "officeLocation",
+        "businessPhones", "department", "usageLocation",
+    )  # fmt: skip
+
+    id: str
+    mail: str
+    members: list[str]
+
+
+@dataclass
 class Message:
     immutable_id: str
     rest_id: str
@@ -294,6 +315,8 @@ class FakeGraph:
         self.lock = threading.RLock()
         self.mailboxes: dict[str, Mailbox] = {}
         self.people: dict[str, dict[str, str]] = {}
+        self.groups: dict[str, FakeGroup] = {}  # the directory's groups by object id
+        self.directory_users: dict[str, dict[str, Any]] = {}  # user object id -> user
         self.requests: list[Recorded] = []
         self.granted: set[str] = set(ALL_PERMISSIONS)
         self.blocked: set[str] = set()
@@ -420,6 +443,40 @@ class FakeGraph:
 
     def box(self, address: str) -> Mailbox:
         return self.mailboxes[address.lower()]
+
+    # --- test API: the directory's groups ---
+
+    def add_directory_user(
+        self,
+        address: str | None,
+        name: str = "",
+        *,
+        title: str | None = None,
+        language: str | None = None,
+        enabled: bool = True,
+    ) -> str:
+        """A user of the directory (``address`` None: one without a mailbox); returns its id."""
+        user_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"user:{address or name}"))
+        with self.lock:
+            self.directory_users[user_id] = {
+                "id": user_id, "displayName": name or None, "mail": address,
+                "userPrincipalName": address or f"{user_id}@contoso.onmicrosoft.com",
+                "jobTitle": title, "preferredLanguage": language, "accountEnabled": enabled,
+                "givenName": None, "surname": None, "mobilePhone": None, "officeLocation": None,
+                "businessPhones": [], "department": None, "usageLocation": None,
+            }  # fmt: skip
+        return user_id
+
+    def add_group(self, mail: str, members: list[str] | None = None) -> str:
+        """A security group with ``members`` (user or group object ids); returns its id."""
+        group_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"group:{mail}"))
+        with self.lock:
+            self.groups[group_id] = FakeGroup(group_id, mail.lower(), list(members or []))
+        return group_id
+
+    def set_group_members(self, group_id: str, members: list[str]) -> None:
+        with self.lock:
+            self.groups[group_id].members = list(members)
 
     def put_event(self, mailbox: str, spec: EventSpec) -> None:
         """Create or replace (by uid) an event, as Outlook would store it."""
@@ -956,6 +1013,8 @@ class FakeGraph:
         method = handler.command
         if parts == ["$batch"]:
             return self._batch(handler, body)
+        if parts and parts[0] == "groups":
+            return self._groups(handler, method, parts, query)
         if len(parts) < 2 or parts[0] != "users":
             raise GraphFault(
                 400, "BadRequest", f"Resource not found for the segment '{'/'.join(parts)}'."
@@ -1132,6 +1191,136 @@ class FakeGraph:
             **person,
         }
         return 200, _project(data, query), {}
+
+    # the directory's groups
+
+    def _groups(
+        self,
+        handler: _Handler | _InnerRequest,
+        method: str,
+        parts: list[str],
+        query: dict[str, list[str]],
+    ) -> tuple[int, Any, dict[str, str]]:
+        """``/groups?$filter=mail eq '…'`` and ``/groups/{id}/transitiveMembers[/microsoft.graph.user]``
+        as "List groups" and "List group transitive members" document them, refusing what they
+        refuse: an OData cast (or ``$filter``, ``$orderby``, ``$search``) without the
+        ``ConsistencyLevel: eventual`` header and ``$count=true`` (on every page), ``$filter`` on
+        the relationship at all (Graph answers it is "currently not supported"), a ``$select`` of
+        a property users do not have, a ``$top`` outside 1..999. Without User.Read.All a user
+        member comes back with its id and type only (the documented "limited information")."""
+        self._need(method, "GET", "GroupMember.Read.All")
+        advanced = (
+            handler.headers.get("ConsistencyLevel", "") == "eventual"
+            and (query.get("$count") or [""])[0] == "true"
+        )
+        if parts == ["groups"]:
+            wanted = (query.get("$filter") or [""])[0]
+            match = re.fullmatch(r"mail eq '((?:[^']|'')*)'", wanted.strip())
+            if match is None:
+                raise GraphFault(
+                    400,
+                    "Request_UnsupportedQuery",
+                    "Unsupported or invalid query filter clause specified for property 'mail' of resource 'Group'.",
+                )
+            mail = match.group(1).replace("''", "'").lower()
+            with self.lock:
+                found = [g for g in self.groups.values() if g.mail == mail]
+            return (
+                200,
+                {
+                    "value": [
+                        _project({"id": g.id, "mail": g.mail, "displayName": g.mail}, query)
+                        for g in found
+                    ]
+                },
+                {},
+            )
+        if len(parts) < 3 or parts[2] != "transitiveMembers" or len(parts) > 4:
+            raise GraphFault(
+                400, "BadRequest", f"Resource not found for the segment '{'/'.join(parts[2:])}'."
+            )
+        cast = parts[3] if len(parts) == 4 else None
+        if cast is not None and cast != "microsoft.graph.user":
+            raise GraphFault(
+                400, "Request_UnsupportedQuery", f"The type cast '{cast}' is not supported here."
+            )
+        if (cast or "$orderby" in query or "$search" in query) and not advanced:
+            raise GraphFault(
+                400,
+                "Request_UnsupportedQuery",
+                "Request with OData cast, $search or $orderby only works through MSGraph with a "
+                "special request header: 'ConsistencyLevel: eventual' and '$count=true'.",
+            )
+        if "$filter" in query:
+            raise GraphFault(
+                400,
+                "Request_UnsupportedQuery",
+                "The specified filter to the reference property query is currently not supported.",
+            )
+        raw_top = (query.get("$top") or ["100"])[0]
+        if not raw_top.isdigit() or not 1 <= int(raw_top) <= 999:
+            raise GraphFault(
+                400,
+                "Request_BadRequest",
+                f"Invalid page size specified: '{raw_top}'. Must be between 1 and 999 inclusive.",
+            )
+        select = [f.strip() for f in (query.get("$select") or [""])[0].split(",") if f.strip()]
+        for name in select:
+            if name not in ("id", *FakeGroup.USER_FIELDS):
+                raise GraphFault(
+                    400,
+                    "Request_BadRequest",
+                    f"Could not find a property named '{name}' on type 'microsoft.graph.user'.",
+                )
+        with self.lock:
+            group = self.groups.get(parts[1].lower())
+            if group is None:
+                raise GraphFault(
+                    404,
+                    "Request_ResourceNotFound",
+                    f"Resource '{parts[1]}' does not exist or one of its queried reference-property objects are not present.",
+                )
+            objects = self._transitive(group)
+            full = "User.Read.All" in self.granted
+        items: list[dict[str, Any]] = []
+        for kind, data in objects:
+            if cast is not None and kind != "user":
+                continue
+            item = {"@odata.type": f"#microsoft.graph.{kind}", "id": data["id"]}
+            if kind == "group" or full:
+                fields = select or list(data)
+                item.update({k: data.get(k) for k in fields if k != "@odata.type"})
+            items.append(item)
+        start = int((query.get("$skiptoken") or ["0"])[0] or 0)
+        page = items[start : start + int(raw_top)]
+        answer: dict[str, Any] = {"value": page}
+        if advanced:
+            answer["@odata.count"] = len(items)
+        if start + int(raw_top) < len(items):
+            following = {k: v[0] for k, v in query.items() if k != "$skiptoken"}
+            following["$skiptoken"] = str(start + int(raw_top))
+            answer["@odata.nextLink"] = f"{self.base}/v1.0/{'/'.join(parts)}?{urlencode(following)}"
+        return 200, answer, {}
+
+    def _transitive(self, group: FakeGroup) -> list[tuple[str, dict[str, Any]]]:
+        """Every object under ``group``, nested groups flattened, each once (under the lock)."""
+        seen: set[str] = set()
+        out: list[tuple[str, dict[str, Any]]] = []
+        pending = list(group.members)
+        while pending:
+            member = pending.pop(0)
+            if member in seen:
+                continue
+            seen.add(member)
+            if member in self.groups:
+                nested = self.groups[member]
+                out.append(
+                    ("group", {"id": nested.id, "mail": nested.mail, "displayName": nested.mail})
+                )
+                pending.extend(nested.members)
+            elif member in self.directory_users:
+                out.append(("user", dict(self.directory_users[member])))
+        return out
 
     # calendar
 
