@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from recruitmail.contracts.connector import SENT_EXCERPT_CHARS, own_words
 from recruitmail.contracts.errors import ConfigError
 from recruitmail.contracts.models import MailKind
 from recruitmail.daemon.language import (
@@ -239,6 +240,39 @@ def test_quoted_replies_and_forwarded_headers_are_not_the_recruiters_words() -> 
         "Danke für die Einladung.\n"
     )
     assert without_quoted_reply(mail).strip() == "Thanks, see you then!"
+
+
+@pytest.mark.parametrize(
+    ("sent", "own"),
+    [
+        ("Hej Anna!\nVi ses på torsdag.\n\nDen 3 dec. 2026 kl. 10:12 skrev Anna <a@b.se>:\n"
+         "> Hello!", "Hej Anna!\nVi ses på torsdag."),
+        ("Hei Ola!\nTakk!\n\n3. des. 2026 kl. 10:12 skrev Ola Nordmann <o@b.no>:\n> Hej",
+         "Hei Ola!\nTakk!"),
+        ("Hei Aino!\nKiitos!\n\nAino Virtanen kirjoitti 3.12.2026 klo 10.12:\n> Hej",
+         "Hei Aino!\nKiitos!"),
+        ("Hi Liam,\nthanks!\n\n-----Original Message-----\nFrom: Liam\nSent: Monday",
+         "Hi Liam,\nthanks!"),
+        ("Hej Mette!\nTak.\n________________________________\nFra: Mette", "Hej Mette!\nTak."),
+        ("Hej!\nVi hörs.\n-- \nLisa Ek\nRekryterare, Nordljus", "Hej!\nVi hörs."),
+        # A preview or snippet has no line breaks: the header inside the line ends the words.
+        ("Hallo Jonas, danke für das Gespräch! Von: Jonas Müller Gesendet: Montag, 30. November",
+         "Hallo Jonas, danke für das Gespräch!"),
+        ("Hi Emma, see you Thursday! On Fri, 4 Dec 2026 at 10:12, Emma <e@x.ie> wrote: > Hej",
+         "Hi Emma, see you Thursday!"),
+        # Words that only look like a header stay.
+        ("Hej Karin!\nSom jag skrev i fredags: vi ses på kontoret.\n",
+         "Hej Karin!\nSom jag skrev i fredags: vi ses på kontoret."),
+    ],
+)  # fmt: skip
+def test_a_sent_mail_is_cut_to_the_recruiter_s_own_words(sent: str, own: str) -> None:
+    assert own_words(sent) == own
+
+
+def test_the_recruiter_s_own_words_are_bounded() -> None:
+    long = "Hej! " + "Vi ses snart och pratar mer om rollen. " * 2_000
+    assert len(own_words(long)) == SENT_EXCERPT_CHARS
+    assert own_words("> only quoted\n> text") == ""
 
 
 def test_short_or_empty_text_decides_nothing() -> None:
