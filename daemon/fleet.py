@@ -141,7 +141,9 @@ class Fleet:
         mailboxes lost to another instance, mailboxes given back)."""
         started = self._clock()
         self.state.heartbeat(self.id, self.host, self.pid, FORGET_INSTANCES_AFTER)
-        cutoff = self.state.database_time() - self.ttl
+        # Live: heard from within half a lease (two and a half rounds). A dead instance stops
+        # counting well before its leases run out, so the others' shares already cover them.
+        cutoff = self.state.database_time() - self.ttl / 2
         instances = self.state.instances()
         self.live = max(1, sum(1 for i in instances if i.last_seen > cutoff))
         renewed = self.state.renew(self.id, self.ttl)

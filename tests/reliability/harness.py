@@ -40,6 +40,7 @@ from tests.scenario.runner import (
     write_config,
 )
 from tests.scenario.spec import at
+from tests.servers import spawn, stop
 
 ROOT = Path(__file__).resolve().parents[2]
 SYNC_POINTS = ("sync-before-commit", "sync-after-commit")
@@ -103,7 +104,8 @@ def run_pass(
     if crash_at:
         env["RECRUITMAIL_CRASH_AT"] = crash_at
     started = time.monotonic()
-    process = subprocess.Popen(
+    # Its own process group, stopped with it whatever happens (tests/servers.py).
+    process = spawn(
         [
             sys.executable,
             "-m",
@@ -119,16 +121,18 @@ def run_pass(
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
-        text=True,
     )
     try:
-        _, err = process.communicate(
-            timeout=kill_after if kill_after is not None else CLEAN_RUN_LIMIT
-        )
-    except subprocess.TimeoutExpired:
-        process.send_signal(signal.SIGKILL)
-        _, err = process.communicate()
-    return Pass(process.returncode, err, time.monotonic() - started)
+        try:
+            _, err = process.communicate(
+                timeout=kill_after if kill_after is not None else CLEAN_RUN_LIMIT
+            )
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            _, err = process.communicate()
+    finally:
+        stop(process)
+    return Pass(process.returncode, err.decode(errors="replace"), time.monotonic() - started)
 
 
 @dataclass
