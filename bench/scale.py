@@ -831,17 +831,21 @@ def memory_table(args: Any, main_row: tuple[float, float, float, float] | None) 
     print("and per 1,000 events more than the row before in the same sweep)")
     print(f"{'mailboxes':>10}{'events/box':>12}{'events':>9}{'start':>8}{'first':>8}"
           f"{'idle':>8}{'peak':>8}{'growth':>8}{'per 1k more':>13}", flush=True)  # fmt: skip
-    rows = [(m, 100, memory_row(m, 100)) for m in mailbox_rows]
+    rows: list[tuple[int, int, tuple[float, float, float, float] | None]] = [
+        (m, 100, None) for m in mailbox_rows
+    ]
     if main_row is not None and args.mailboxes not in mailbox_rows:
         rows.append((args.mailboxes, args.events, main_row))  # the main run above
     sweeps = [
-        sorted(rows),
-        [(1, e, memory_row(1, e)) for e in sizes("SCALE_MEMORY_EVENTS", event_sizes)],
+        sorted(rows, key=lambda row: row[:2]),
+        [(1, e, None) for e in sizes("SCALE_MEMORY_EVENTS", event_sizes)],
     ]
     for sweep in sweeps:
         before: tuple[int, float] | None = None
         slopes: list[float] = []
-        for mailboxes, per_box, (base, after_first, idle, peak) in sweep:
+        for mailboxes, per_box, measured in sweep:
+            # Each row is printed as soon as it is measured: the largest take many minutes.
+            base, after_first, idle, peak = measured or memory_row(mailboxes, per_box)
             total = mailboxes * per_box
             slope = ""
             if before and total > before[0]:
