@@ -32,12 +32,16 @@ from typing import IO, Any
 
 from recruitmail.contracts.errors import ConfigError
 from recruitmail.contracts.models import DraftMessage, DraftRef
-from recruitmail.daemon.state import LeaseLost, State
+from recruitmail.daemon.state import SCHEMA_VERSION, LeaseLost, State
 
 log = logging.getLogger("recruitmail.fleet")
 
 FORGET_INSTANCES_AFTER = 3600.0
 """Seconds after which a silent instance is no longer listed by ``status --fleet``."""
+
+
+class NewerSchema(ConfigError):
+    """A newer recruitmail upgraded the state's schema while this instance ran."""
 
 
 def lease_seconds(interval_seconds: float) -> float:
@@ -61,6 +65,7 @@ class Fleet:
         mailboxes: Iterable[str],
         interval_seconds: float,
         *,
+        lookup_grace_seconds: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.state = state
@@ -85,6 +90,15 @@ class Fleet:
             self._file = _single_instance(Path(str(state.path)))
         else:
             state.enable_fencing()
+            if lookup_grace_seconds is not None and lookup_grace_seconds <= self.margin:
+                log.warning(
+                    "service.lookup_grace_seconds (%g s) is not longer than the lease's safety "
+                    "margin (%.1f s, a third of interval_seconds): a mailbox taken over from a "
+                    "stopped instance may be looked up before that instance's last create has "
+                    'landed; raise it (docs/RELIABILITY.md, "Several instances")',
+                    lookup_grace_seconds,
+                    self.margin,
+                )
         self.configure(mailboxes)
 
     def configure(self, mailboxes: Iterable[str]) -> None:
@@ -140,6 +154,14 @@ class Fleet:
         is free: not in a pass; held while the lease is released). Returns (mailboxes gained,
         mailboxes lost to another instance, mailboxes given back)."""
         started = self._clock()
+        newer = self.state.newer_schema()
+        if newer is not None:
+            # A newer instance upgraded the schema: this one may not know its rules any more.
+            raise NewerSchema(
+                f"the state was upgraded to schema {newer} by a newer recruitmail; this "
+                f"instance (schema {SCHEMA_VERSION}) gives its mailboxes back and stops: "
+                "upgrade it"
+            )
         self.state.heartbeat(self.id, self.host, self.pid, FORGET_INSTANCES_AFTER)
         # Live: heard from within half a lease (two and a half rounds). A dead instance stops
         # counting well before its leases run out, so the others' shares already cover them.

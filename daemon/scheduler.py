@@ -35,7 +35,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from recruitmail.contracts.errors import ConfigError, RecruitmailError, TransientError
 from recruitmail.daemon.executor import MailboxRunner
-from recruitmail.daemon.fleet import FencedSink, Fleet
+from recruitmail.daemon.fleet import FencedSink, Fleet, NewerSchema
 from recruitmail.daemon.render import Renderer
 from recruitmail.daemon.runtime import describe, open_runner, refresh_fleet, validate
 from recruitmail.daemon.service import (
@@ -90,11 +90,13 @@ class Service:
                 self.state,
                 [b.address for b in settings.mailboxes],
                 settings.service.interval_seconds,
+                lookup_grace_seconds=settings.service.lookup_grace_seconds,
             )
         except BaseException:
             self.state.close()
             raise
         self.stop = threading.Event()
+        self.exit_code = 0
         self.reload_requested = threading.Event()
         # Not only a hung pass stops the pings: so does a scheduler that stopped running passes.
         self.heartbeat = Heartbeat(
@@ -182,6 +184,11 @@ class Service:
         what it holds beyond its share (mailboxes not in a pass)."""
         try:
             gained, lost, given = self.fleet.round(lock_for=self.locks.get)
+        except NewerSchema as exc:
+            log.error("%s", exc)
+            self.exit_code = 1
+            self.stop.set()
+            return
         except Exception as exc:  # noqa: BLE001 - the database may be away; leases run out
             log.warning("fleet round failed (%s); passes go on while the leases last", exc)
             return
@@ -520,7 +527,7 @@ class Service:
         self.state.close()
         self.metrics.close()
         log.info("stopped")
-        return 0
+        return self.exit_code
 
 
 def run(config: Path | None) -> int:

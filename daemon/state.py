@@ -885,6 +885,13 @@ class State:
                     "instance reconciles it"
                 )
 
+    def newer_schema(self) -> int | None:
+        """The schema version when a newer recruitmail has upgraded the database since this one
+        opened it (an instance must then step down); ``None`` otherwise."""
+        with self._read() as db:
+            version = self._backend.current_version(db)
+        return version if version > SCHEMA_VERSION else None
+
     def database_time(self) -> float:
         """The database's clock, epoch seconds."""
         with self._read() as db:
@@ -964,8 +971,9 @@ class State:
         under its next fencing token, in one transaction; returns mailbox → (token, previous
         holder). Rows a concurrent claim is taking are skipped, not waited for.
 
-        A mailbox taken from another holder may have attempts that holder recorded and was
-        about to hand to the mailbox: they are marked unclear at ``now`` (``ambiguous``), so the
+        A mailbox taken from another holder (or given back by one) may have attempts that holder
+        recorded and was about to hand to the mailbox: they are marked unclear at ``now``
+        (``ambiguous``), so the
         executor looks them up only after ``service.lookup_grace_seconds`` and never creates
         one while the old holder's create could still land (docs/RELIABILITY.md).
 
@@ -994,7 +1002,7 @@ class State:
                 if row is None:
                     continue
                 taken[mailbox] = (int(row[0]), previous)
-                if previous and not exclusive:
+                if not exclusive:
                     db.execute(
                         "UPDATE ledger SET ambiguous = 1, last_attempt = ?, updated_at = ? "
                         "WHERE mailbox = ? AND state = 'attempting'",
@@ -1367,6 +1375,9 @@ class _SQLite:
     def set_schema_version(self, db: _Db, version: int) -> None:
         db.execute(f"PRAGMA user_version = {int(version)}")
 
+    def current_version(self, db: _Db) -> int:
+        return int(db.execute("PRAGMA user_version").fetchone()[0])
+
     def ddl(self, statement: str) -> str:
         return statement
 
@@ -1487,6 +1498,10 @@ class _PostgreSQL:
         # Serialises instances migrating at once; released with the transaction.
         db.execute("SELECT pg_advisory_xact_lock(?)", (_MIGRATION_LOCK,))
         db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        row = db.execute("SELECT max(version) FROM schema_version").fetchone()
+        return int(row[0] or 0)
+
+    def current_version(self, db: _Db) -> int:
         row = db.execute("SELECT max(version) FROM schema_version").fetchone()
         return int(row[0] or 0)
 

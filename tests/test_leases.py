@@ -21,7 +21,7 @@ import pytest
 from recruitmail.contracts.errors import ConfigError
 from recruitmail.contracts.models import DraftKey, DraftMessage, DraftRef, MailKind, Recipient
 from recruitmail.daemon.cli import main
-from recruitmail.daemon.fleet import FencedSink, Fleet
+from recruitmail.daemon.fleet import FencedSink, Fleet, NewerSchema
 from recruitmail.daemon.state import Finished, LeaseLost, State
 from tests.postgres import postgres_fixture, postgres_url_fixture  # noqa: F401
 from tests.scenario import two_weeks
@@ -207,6 +207,19 @@ def test_a_released_lease_is_free_at_once_and_its_token_keeps_growing(
     assert all((staying.token(m) or 0) == tokens[m] + 1 for m in theirs)
     assert staying.takeovers == 0  # given back, not taken over
     assert [i.id for i in staying.state.instances()] == [staying.id]
+
+
+def test_an_instance_steps_down_when_a_newer_one_upgraded_the_schema(
+    instances: Instances,
+) -> None:
+    old = instances.start()
+    rounds(old)
+    with old.state.transaction() as db:  # what a newer recruitmail's migration leaves behind
+        db.execute("UPDATE schema_version SET version = version + 1")
+    with pytest.raises(NewerSchema, match="upgrade it"):
+        old.round(NOW)
+    with pytest.raises(ConfigError, match="written by a newer recruitmail"):
+        State(instances.url)  # and it would not start again
 
 
 def test_a_second_run_on_one_sqlite_state_is_refused_and_the_first_holds_every_mailbox(
