@@ -280,3 +280,31 @@ def _message(mailbox: str) -> DraftMessage:
         text="Hej Anna!",
         html="<p>Hej Anna!</p>",
     )
+
+
+def test_the_metrics_endpoint_shows_the_instance_and_the_mailboxes_it_holds(
+    tmp_path: Path,
+) -> None:
+    import httpx
+
+    from recruitmail.daemon.runtime import validate
+    from recruitmail.daemon.scheduler import Service
+    from recruitmail.daemon.service import Notifier, PrometheusMetrics
+    from recruitmail.daemon.settings import load_settings
+
+    config = write_config(IcsMaildirBackend(tmp_path), tmp_path)
+    settings = load_settings(config)
+    metrics = PrometheusMetrics()
+    port = metrics.serve("127.0.0.1", 0)
+    service = Service(config, settings, validate(settings), Notifier(None), metrics)
+    try:
+        service.fleet_round()
+        scraped = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+    finally:
+        service.fleet.leave()
+        service.state.close()
+        metrics.close()
+    assert f'recruitmail_fleet_instance_info{{id="{service.fleet.id}"}} 1.0' in scraped
+    assert "recruitmail_fleet_mailboxes_held 1.0" in scraped
+    assert "recruitmail_fleet_takeovers 0.0" in scraped
+    assert "recruitmail_fleet_fenced_writes 0.0" in scraped
