@@ -170,6 +170,7 @@ class Fleet:
         self.live = max(1, sum(1 for i in instances if i.last_seen > cutoff))
         renewed = self.state.renew(self.id, self.ttl)
         lost: list[str] = []
+        gained: list[str] = []
         with self._lock:
             for mailbox in list(self._deadlines):
                 if mailbox in renewed:
@@ -177,10 +178,12 @@ class Fleet:
                 else:
                     lost.append(mailbox)
                     self._forget(mailbox)
-            # Held in the database but unknown here (a claim whose answer was lost): ours again.
+            # Held in the database but not here (a claim whose answer was lost, or a write
+            # refused for want of time left on a lease that was then renewed): ours again.
             for mailbox, token in renewed.items():
                 if mailbox not in self._deadlines and mailbox in self._mailboxes:
                     self._take(mailbox, token, started)
+                    gained.append(mailbox)
         configured = set(self._mailboxes)
         stray = [m for m in renewed if m not in configured]
         if stray:  # removed from the configuration since: free for whoever still has them
@@ -190,7 +193,6 @@ class Fleet:
                     self._forget(mailbox)
         share = math.ceil(len(self._mailboxes) / self.live) if self._mailboxes else 0
         held = len(self.held())
-        gained: list[str] = []
         if held < share:
             started = self._clock()
             taken = self.state.claim(

@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
@@ -31,6 +32,7 @@ from typing import Any
 
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_SUBMITTED, JobSubmissionEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from recruitmail.contracts.errors import ConfigError, RecruitmailError, TransientError
@@ -341,8 +343,12 @@ class Service:
                 ok = True
                 log.info("mailbox %s: pass done: %s", address, describe(report))
             except LeaseLost as exc:
+                # Its next pass comes from whichever instance holds it (this one again, if the
+                # lease turns out to be renewed at the next round).
                 self.fleet.lose(address)
                 self.close_runner(address)
+                with contextlib.suppress(JobLookupError):
+                    self.scheduler.remove_job(address)
                 log.warning("mailbox %s: pass stopped: %s", address, exc)
             except RecruitmailError as exc:
                 self.close_runner(address)  # reconnect next time

@@ -229,7 +229,7 @@ def test_three_instances_killed_and_stopped_at_random_never_duplicate_or_lose_a_
             else:
                 fleet.kill(victim)
                 failures.append((time.monotonic(), "SIGKILL", held))
-            time.sleep(rng.uniform(0.5, 2.5))
+            time.sleep(rng.uniform(0.3, 1.5))
         # Every instance back; the last failure gets its two intervals; the last bookings drafted.
         deadline = time.monotonic() + 2 * INTERVAL
         while time.monotonic() < deadline:
