@@ -257,6 +257,33 @@ class GroupReading:
         return f"{where}: {self.problem}; {self.members} member(s) in use"
 
 
+def describe_groups(settings: Settings, *, online: bool = False) -> list[str]:
+    """One line per ``mailboxes_from`` group for ``recruitmail check``: how many members it
+    gave, and what is wrong with it. ``online`` asks the directory now (and keeps what it
+    says, as a pass would); otherwise the members last read are counted."""
+    if online:
+        return [reading.describe() for reading in refresh_fleet(settings, None)[1]]
+    lines = []
+    for index, group in enumerate(settings.mailboxes_from):
+        known = read_known_members(settings.service.state_dir, group)
+        when = known.read_at.strftime("%Y-%m-%d %H:%M UTC") if known.read_at else "never"
+        reading = GroupReading(
+            index, group.type, group.group, len(known.members), None, known.problem
+        )
+        lines.append(f"{reading.describe()} (last read {when})")
+    unmatched = sorted(
+        override.address
+        for override in settings.mailbox_overrides.values()
+        if settings.group_of(override.address) is None
+    )
+    if unmatched and any(settings.members(i) for i in range(len(settings.mailboxes_from))):
+        lines.append(
+            f"[[mailboxes]] without source or sink, for no member of any group: "
+            f"{', '.join(unmatched)}"
+        )
+    return lines
+
+
 def validate_groups(settings: Settings) -> None:
     """Check each group's templates and directory options without opening anything."""
     for index, group in enumerate(settings.mailboxes_from):

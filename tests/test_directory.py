@@ -28,8 +28,8 @@ import httpx
 import pytest
 
 from recruitmail.daemon.cli import main
-from recruitmail.daemon.runtime import refresh_fleet
-from recruitmail.daemon.settings import Settings, load_settings
+from recruitmail.daemon.runtime import describe_groups, refresh_fleet
+from recruitmail.daemon.settings import load_settings
 from tests.fakes.google import GoogleFake
 from tests.fakes.graph import FakeGraph
 from tests.scenario import two_weeks
@@ -175,6 +175,10 @@ language = "sv"
 signature = "Bo, tel. 070-123 45 67"
 
 [[mailboxes]]
+address = "nobody@nordljus.se"
+phone = "+46 70 000 00 00"
+
+[[mailboxes]]
 address = "{CARL}"
 name = "Carl D."
 title = "Rekryteringsansvarig"
@@ -197,6 +201,10 @@ category = "rekrytering"
     assert seen[CARL] == ("Carl D.", "Rekryteringsansvarig", "sv", "Nordljus AB")
     assert load_settings(entra.config).mailbox(CARL).sink.options()["category"] == "rekrytering"
     assert list(seen) == [CARL, BO, LISA]  # the file's own entry first, in its place
+    # `check` names an override that matches no member (a typo, or someone who left).
+    assert describe_groups(load_settings(entra.config))[-1] == (
+        "[[mailboxes]] without source or sink, for no member of any group: nobody@nordljus.se"
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -322,7 +330,7 @@ def wait_for(condition: Any, log: Path) -> None:
 
 
 @pytest.fixture
-def workspace(tmp_path: Path) -> Iterator[tuple[GoogleFake, Settings]]:
+def workspace(tmp_path: Path) -> Iterator[tuple[GoogleFake, Path]]:
     fake = GoogleFake().start()
     try:
         info, client_id = fake.create_service_account()
@@ -340,6 +348,8 @@ def workspace(tmp_path: Path) -> Iterator[tuple[GoogleFake, Settings]]:
                 "https://www.googleapis.com/auth/gmail.compose",
             ],
         )
+        for member in (LISA, BO, CARL, DORA):
+            fake.add_user(member)  # the Workspace accounts: calendars and mailboxes
         fake.add_directory_user(LISA, "Lisa Ek", title="Rekryterare", language="sv")
         fake.add_directory_user(BO, "Bo Berg", title="Talent Partner", language="nb")
         fake.add_directory_user(CARL, "Carl Dahl", suspended=True)
@@ -370,15 +380,16 @@ type = "google"
         )
         config = tmp_path / "recruitmail.toml"
         config.write_text(text, encoding="utf-8")
-        yield fake, load_settings(config)
+        yield fake, config
     finally:
         fake.stop()
 
 
 def test_the_members_of_a_workspace_group_become_mailboxes(
-    workspace: tuple[GoogleFake, Settings],
+    workspace: tuple[GoogleFake, Path],
 ) -> None:
-    fake, settings = workspace
+    fake, config = workspace
+    settings = load_settings(config)
 
     expanded, readings = refresh_fleet(settings, None)
 
@@ -398,10 +409,23 @@ def test_the_members_of_a_workspace_group_become_mailboxes(
     assert gets and all(r.query["viewType"] == ["domain_public"] for r in gets)
 
 
+def test_a_workspace_fleet_has_its_passes_through_once(workspace: tuple[GoogleFake, Path]) -> None:
+    fake, config = workspace
+
+    assert once(config) == 0
+
+    assert {r.user for r in fake.api_requests("calendar")} == {LISA, BO, DORA}
+    (line,) = describe_groups(load_settings(config))  # what `check` prints for the group
+    assert re.fullmatch(
+        rf"mailboxes_from\[0\] \(google group {GROUP}\): 3 member\(s\) \(last read .* UTC\)", line
+    )
+
+
 def test_a_workspace_subject_without_an_admin_role_is_named_and_the_members_are_kept(
-    workspace: tuple[GoogleFake, Settings],
+    workspace: tuple[GoogleFake, Path],
 ) -> None:
-    fake, settings = workspace
+    fake, config = workspace
+    settings = load_settings(config)
     refresh_fleet(settings, None)
     fake.directory_admins.clear()
 
@@ -481,9 +505,10 @@ def test_the_graph_fake_refuses_the_query_shapes_graph_refuses(entra: Directory)
 
 
 def test_the_workspace_fake_refuses_what_the_admin_sdk_refuses(
-    workspace: tuple[GoogleFake, Settings],
+    workspace: tuple[GoogleFake, Path],
 ) -> None:
-    fake, settings = workspace
+    fake, config = workspace
+    settings = load_settings(config)
     from google.oauth2 import service_account  # noqa: PLC0415 - the test's own client
 
     info = json.loads(Path(settings.mailboxes_from[0].directory["key_file"]).read_text())  # type: ignore[index]
