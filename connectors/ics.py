@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -13,7 +14,7 @@ import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from datetime import UTC, date, datetime, time, timedelta, timezone, tzinfo
 from email.utils import parsedate_to_datetime
 from functools import lru_cache
 from html.parser import HTMLParser
@@ -46,7 +47,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CURSOR_VERSION = 1
+CURSOR_VERSION = 2
+"""2: events' digests from ``repr`` and timestamps (a cursor of version 1 asks for a full sync)."""
 MAX_CALENDAR_BYTES = limits.MAX_FEED_BYTES
 """A published calendar or file larger than this is refused rather than read into memory."""
 
@@ -540,34 +542,36 @@ def _read_cursor(cursor: str) -> dict[str, str]:
 
 def _digest(event: Event) -> str:
     """What the planner cares about in an event; ``updated`` is left out on purpose (feeds such
-    as Google's stamp every event anew on each download)."""
+    as Google's stamp every event anew on each download).
 
-    def moment(value: datetime) -> str:
-        return value.astimezone(UTC).isoformat()
+    The ``repr`` of plain values (strings, numbers, booleans, tuples) and instants as POSIX
+    timestamps: a few microseconds an event, where JSON and ISO dates took three times as long.
+    Should another Python write a value differently, events look changed once; nothing is lost.
+    """
 
-    def person(a: Attendee | None) -> list[Any] | None:
+    def person(a: Attendee | None) -> tuple[Any, ...] | None:
         if a is None:
             return None
-        return [a.address, a.name, a.response.value, a.is_resource, a.is_organizer, a.optional]
+        return (a.address, a.name, a.response.value, a.is_resource, a.is_organizer, a.optional)
 
-    fields = [
+    fields = (
         event.event_id,
         event.ical_uid,
         event.recurrence_id,
         event.subject,
-        moment(event.start),
-        moment(event.end),
+        event.start.timestamp(),
+        event.end.timestamp(),
         event.body,
         event.all_day,
         event.cancelled,
         event.location,
         event.online_url,
         person(event.organizer),
-        [person(a) for a in event.attendees],
-        list(event.categories),
-    ]
-    text = json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:24]
+        tuple(map(person, event.attendees)),
+        tuple(event.categories),
+    )
+    text = repr(fields).encode("utf-8", "surrogatepass")
+    return hashlib.blake2b(text, digest_size=12).hexdigest()
 
 
 # --- iCalendar to events (shared with other sources that receive iCalendar, such as CalDAV) ---
@@ -579,13 +583,26 @@ def _digest(event: Event) -> str:
 # by a generator that stops at the budget. One bad component is skipped with a reason
 # (``SkippedEvent``); it never costs the others, the feed or the mailbox.
 
-_COMPONENT_LINE = re.compile(
-    rb"^(BEGIN|END):([A-Za-z0-9-]+)[ \t]*\r?$", re.MULTILINE | re.IGNORECASE
+# The one scan of a document (``_split``): every BEGIN and END line, and the lines the checks
+# before parsing read. It looks for line breaks rather than line starts (``^`` is tried at every
+# byte), so the first line of the document is matched on its own by ``_FIRST_LINE``.
+_SCAN_LINE = re.compile(
+    rb"\n(?:(BEGIN|END):([A-Za-z0-9-]+)[ \t]*\r?$"
+    rb"|(UID|DTSTART|DTEND|RRULE|EXRULE|RDATE|RECURRENCE-ID)[;:])",
+    re.MULTILINE | re.IGNORECASE,
 )
-_UID_LINE = re.compile(rb"^UID(?:;[^:\r\n]*)?:", re.MULTILINE | re.IGNORECASE)
+_FIRST_LINE = re.compile(
+    rb"(?:(BEGIN|END):([A-Za-z0-9-]+)[ \t]*\r?$"
+    rb"|(UID|DTSTART|DTEND|RRULE|EXRULE|RDATE|RECURRENCE-ID)[;:])",
+    re.MULTILINE | re.IGNORECASE,
+)
+_PARAMETERS = re.compile(rb"(?:;[^:\r\n]*)?:")
+"""From the end of a property's name to the start of its value (no colon among the parameters)."""
 _TZID_LINE = re.compile(rb"^TZID(?:;[^:\r\n]*)?:", re.MULTILINE | re.IGNORECASE)
 _ATTENDEE_LINE = re.compile(rb"^ATTENDEE[;:]", re.MULTILINE | re.IGNORECASE)
-_RULE_LINE = re.compile(rb"^(?:RRULE|EXRULE)[;:]", re.MULTILINE | re.IGNORECASE)
+_ATTENDEES_ROOM = len(b"\nATTENDEE:") * (limits.MAX_ATTENDEES + 1)
+"""The fewest bytes a component with more than ``MAX_ATTENDEES`` attendee lines can have: a
+smaller one is not searched for them."""
 _ZONE_PART_LINE = re.compile(
     rb"^BEGIN:(?:STANDARD|DAYLIGHT)[ \t]*\r?$", re.MULTILINE | re.IGNORECASE
 )
@@ -623,13 +640,24 @@ class Parsed:
     skipped: list[SkippedEvent] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Raw:
-    """One top-level component of the document, as byte offsets."""
+    """One top-level component of the document, as byte offsets, with what the checks before
+    parsing read of its lines (gathered by ``_split``'s one scan of the document: the component's
+    bytes are not searched again, once per question)."""
 
     name: str
     start: int
     end: int
+    uids: list[int] = field(default_factory=list)
+    """Where the value of each UID line begins."""
+    dtstart: int = -1
+    """Where the value of the first DTSTART line begins (-1: none); DTEND likewise."""
+    dtend: int = -1
+    rules: list[int] = field(default_factory=list)
+    """Where each RRULE or EXRULE line continues after its name."""
+    series: bool = False
+    """Whether it has an RRULE, RDATE, EXRULE or RECURRENCE-ID line."""
 
 
 def check_calendar_bytes(data: bytes, where: str) -> None:
@@ -652,10 +680,17 @@ def _split(data: bytes) -> tuple[bytes, list[_Raw]]:
     components: list[_Raw] = []
     stack: list[str] = []  # the names of the components open at this point
     gap = 0  # where the calendar's own properties resume after a component
-    opened = 0  # where the open top-level component began
-    for match in _COMPONENT_LINE.finditer(data):
+    raw: _Raw | None = None  # the open top-level component
+    first = _FIRST_LINE.match(data)
+    matches = _SCAN_LINE.finditer(data)
+    for match in itertools.chain((first,) if first is not None else (), matches):
+        if match.lastindex == 3:  # a line the checks read
+            if raw is not None:
+                _note(data, raw, match.group(3).upper(), match.end())
+            continue
         begin = match.group(1).upper() == b"BEGIN"
         name = match.group(2).upper().decode("ascii")
+        line_start = match.start(1)
         line_end = data.find(b"\n", match.end())
         after = len(data) if line_end < 0 else line_end + 1
         if begin:
@@ -663,11 +698,11 @@ def _split(data: bytes) -> tuple[bytes, list[_Raw]]:
             if len(stack) == 1:
                 gap = after
             elif len(stack) == 2:
-                chunk = data[gap : match.start()]
+                chunk = data[gap:line_start]
                 if size + len(chunk) <= limits.MAX_EVENT_BYTES:
                     properties.append(chunk)
                     size += len(chunk)
-                opened = match.start()
+                raw = _Raw(name, line_start, line_start)
             continue
         if name not in stack:
             continue  # a stray END: left in place for the parser to refuse that component
@@ -675,10 +710,13 @@ def _split(data: bytes) -> tuple[bytes, list[_Raw]]:
         while stack.pop() != name:
             pass
         if depth >= 2 and len(stack) < 2:
-            components.append(_Raw(_component_name(data, opened), opened, after))
+            assert raw is not None
+            raw.end = after
+            components.append(raw)
+            raw = None
             gap = after
         if not stack:
-            chunk = data[gap : match.start()]
+            chunk = data[gap:line_start]
             if size + len(chunk) <= limits.MAX_EVENT_BYTES:
                 properties.append(chunk)
                 size += len(chunk)
@@ -692,10 +730,24 @@ def _split(data: bytes) -> tuple[bytes, list[_Raw]]:
     return shell, components
 
 
-def _component_name(data: bytes, start: int) -> str:
-    """The component name of the BEGIN line at ``start``."""
-    match = _COMPONENT_LINE.match(data, start)
-    return match.group(2).upper().decode("ascii") if match else ""
+def _note(data: bytes, raw: _Raw, name: bytes, after: int) -> None:
+    """Record a line of the open component ``raw`` whose name and first ``;`` or ``:`` end at
+    ``after``."""
+    if name in (b"UID", b"DTSTART", b"DTEND"):
+        parameters = _PARAMETERS.match(data, after - 1)
+        if parameters is None:
+            return  # a colon among the parameters: not read before parsing
+        if name == b"UID":
+            raw.uids.append(parameters.end())
+        elif name == b"DTSTART":
+            if raw.dtstart < 0:
+                raw.dtstart = parameters.end()
+        elif raw.dtend < 0:
+            raw.dtend = parameters.end()
+    else:
+        raw.series = True
+        if name in (b"RRULE", b"EXRULE"):
+            raw.rules.append(after)
 
 
 def _unfolded(data: bytes, start: int, end: int, limit: int = 4096) -> bytes:
@@ -718,10 +770,17 @@ def _first_value(pattern: re.Pattern[bytes], data: bytes, raw: _Raw) -> str:
     return _unfolded(data, match.end(), raw.end, 500).strip().decode("utf-8", "replace")
 
 
+def _uid_value(data: bytes, raw: _Raw) -> str:
+    """The value of the component's first UID line (folded lines joined), or ""."""
+    if not raw.uids:
+        return ""
+    return _unfolded(data, raw.uids[0], raw.end, 500).strip().decode("utf-8", "replace")
+
+
 def _rules(data: bytes, raw: _Raw) -> Iterator[dict[str, list[str]]]:
     """Every RRULE and EXRULE of a component (folded lines joined), as upper-case parts."""
-    for match in _RULE_LINE.finditer(data, raw.start, raw.end):
-        line = _unfolded(data, match.end(), raw.end)
+    for after in raw.rules:
+        line = _unfolded(data, after, raw.end)
         text = line.decode("ascii", "replace").upper()
         text = text.rpartition(":")[2] if ":" in text else text
         parts: dict[str, list[str]] = {}
@@ -823,55 +882,52 @@ def _known_zone(tzid: str) -> bool:
         return False
 
 
-_SERIES_LINE = re.compile(
-    rb"^(?:RRULE|RDATE|EXRULE|RECURRENCE-ID)[;:]", re.MULTILINE | re.IGNORECASE
-)
-_DATE_VALUE = re.compile(rb"(\d{4})(\d{2})(\d{2})")
-_DATE_LINES = {
-    name: re.compile(rb"^" + name + rb"(?:;[^:\r\n]*)?:", re.MULTILINE | re.IGNORECASE)
-    for name in (b"DTSTART", b"DTEND")
-}
 _MARGIN = timedelta(days=2)
 """More than any UTC offset: a date read without its zone is still on the right side."""
 
 
-def _line_date(data: bytes, raw: _Raw, name: bytes) -> date | None:
-    """The calendar date of the first ``name`` property of a component, read from the bytes
-    (``DTSTART;TZID=…:20260310T100000`` → 2026-03-10), or None."""
-    match = _DATE_LINES[name].search(data, raw.start, raw.end)
-    if match is None:
+def _line_date(data: bytes, raw: _Raw, at: int) -> date | None:
+    """The calendar date of a DTSTART or DTEND value that begins at ``at`` (-1: none), read from
+    the bytes (``DTSTART;TZID=…:20260310T100000`` → 2026-03-10), or None."""
+    if at < 0:
         return None
-    value = _DATE_VALUE.match(data, match.end(), min(raw.end, match.end() + 8))
-    if value is None:
+    value = data[at : min(raw.end, at + 8)]
+    if len(value) < 8 or not value.isdigit():
         return None
     try:
-        return date(int(value.group(1)), int(value.group(2)), int(value.group(3)))
+        return date(int(value[:4]), int(value[4:6]), int(value[6:]))
     except ValueError:
         return None
 
 
-def _outside(data: bytes, raw: _Raw, window: Period) -> bool:
-    """A single event (no series, no override) that starts after the window or ends before it,
-    by its dates alone: it cannot have an occurrence in the window, so it is not parsed."""
-    if _SERIES_LINE.search(data, raw.start, raw.end):
+_EARLIEST_DAY = limits.EARLIEST.date()
+_LATEST_DAY = limits.LATEST.date()
+
+
+def _outside(data: bytes, raw: _Raw, first_day: date, last_day: date) -> bool:
+    """A single event (no series, no override) that starts after ``last_day`` or ends before
+    ``first_day`` (the window's, widened by ``_MARGIN``), by its dates alone: it cannot have an
+    occurrence in the window, so it is not parsed."""
+    if raw.series:
         return False
-    start = _line_date(data, raw, b"DTSTART")
-    if start is None or not limits.EARLIEST.date() <= start < limits.LATEST.date():
+    start = _line_date(data, raw, raw.dtstart)
+    if start is None or not _EARLIEST_DAY <= start < _LATEST_DAY:
         return False  # absurd dates are read, so that the event is reported as skipped
-    if start > (window.end + _MARGIN).date():
+    if start > last_day:
         return True
-    end = _line_date(data, raw, b"DTEND")
-    return end is not None and end < (window.start - _MARGIN).date()
+    end = _line_date(data, raw, raw.dtend)
+    return end is not None and end < first_day
 
 
 def _event_precheck(data: bytes, raw: _Raw, ignored_zones: set[str]) -> str:
     """Why a VEVENT is skipped before it is parsed (size, attendees, rules, zone), or ""."""
     if raw.end - raw.start > limits.MAX_EVENT_BYTES:
         return limits.REASON_TOO_BIG
-    for count, _ in enumerate(_ATTENDEE_LINE.finditer(data, raw.start, raw.end), start=1):
-        if count > limits.MAX_ATTENDEES:
+    if raw.end - raw.start >= _ATTENDEES_ROOM:
+        lines = _ATTENDEE_LINE.finditer(data, raw.start, raw.end)
+        if next(itertools.islice(lines, limits.MAX_ATTENDEES, None), None) is not None:
             return limits.REASON_TOO_MANY_ATTENDEES
-    if any(_sub_daily(rule) for rule in _rules(data, raw)):
+    if raw.rules and any(_sub_daily(rule) for rule in _rules(data, raw)):
         return limits.REASON_REPEATS_TOO_OFTEN
     if ignored_zones:
         for match in _TZID_PARAM.finditer(data, raw.start, raw.end):
@@ -957,7 +1013,6 @@ _PLAIN_LINE = re.compile(
 # The library's own patterns (icalendar.parser.content_line and .property), copied so that a pass
 # that parses nothing need not import the library.
 _LIBRARY_UNFOLD = re.compile(r"(?:(?<!\n)\r\n|(?<![\r\n])\n)(?:\r?\n)*[ \t]")
-_LIBRARY_NEWLINE = re.compile(r"\r?\n")
 _LIBRARY_ESCAPE = re.compile(r"\\([\\,;:nN])")
 _SIMPLE_UNFOLD = re.compile(r"\r?\n[ \t]")
 
@@ -1006,8 +1061,11 @@ class _Properties(Protocol):
 class _PlainValue(str):
     """A text or address value with its parameters, as the library's value types carry them."""
 
-    __slots__ = ("params",)
+    __slots__ = ("params", "people")
     params: dict[str, str]
+    people: dict[bool, Attendee | None]
+    """An ORGANIZER's or ATTENDEE's person, by ``is_organizer`` (``_person``): a remembered line
+    is read once, the person it names is made once."""
 
 
 @dataclass(frozen=True)
@@ -1033,6 +1091,8 @@ def _plain_value(name: str, params: dict[str, str], raw: str) -> Any:
     if name in _PLAIN_TEXT:
         value = _PlainValue(_unescape_backslash(raw) if "\\" in raw else raw)
         value.params = params
+        if name in ("ORGANIZER", "ATTENDEE"):
+            value.people = {}
         return value
     if name in _PLAIN_RAW:
         value = _PlainValue(raw)
@@ -1101,8 +1161,28 @@ def _library_utc() -> tzinfo | None:
     return _UTC[0] if _UTC else None
 
 
-def _plain_properties(chunk: bytes) -> dict[str, Any] | None:
-    """The properties of a plain VEVENT that an ``Event`` is made of, or None."""
+_KNOWN_NAMES = frozenset({"ORGANIZER", "ATTENDEE", "DTSTART", "DTEND", "CATEGORIES"})
+"""Properties whose lines recur from event to event (the same colleagues, the same hours)."""
+_KNOWN_LINE_CHARS = 512
+_KNOWN_LINES = 8192
+"""At most this many lines of at most ``_KNOWN_LINE_CHARS`` are remembered during one reading."""
+_IGNORED = object()
+"""A remembered line of a property no field of an event is made of."""
+
+
+def _remember(known: dict[str, tuple[str, Any]] | None, line: str, name: str, value: Any) -> None:
+    if known is not None and len(line) <= _KNOWN_LINE_CHARS and len(known) < _KNOWN_LINES:
+        known[line] = (name, value)
+
+
+def _plain_properties(
+    chunk: bytes, known: dict[str, tuple[str, Any]] | None = None
+) -> dict[str, Any] | None:
+    """The properties of a plain VEVENT that an ``Event`` is made of, or None.
+
+    ``known`` remembers lines already read (one reading of a calendar meets the same organiser,
+    attendee and time lines thousands of times): their values are immutable and shared.
+    """
     try:
         text = chunk.decode("utf-8")
     except UnicodeDecodeError:
@@ -1112,35 +1192,45 @@ def _plain_properties(chunk: bytes) -> dict[str, Any] | None:
         # removes what the library's does.
         simple = "\n\n" not in text and "\n\r\n" not in text
         text = (_SIMPLE_UNFOLD if simple else _LIBRARY_UNFOLD).sub("", text)
-    lines = [line for line in _LIBRARY_NEWLINE.split(text) if line]
+    # As the library splits lines (``\r?\n``): at LF, and a CR just before it goes with it.
+    lines = [line for line in text.replace("\r\n", "\n").split("\n") if line]
     if len(lines) < 2 or lines[0].upper() != "BEGIN:VEVENT" or lines[-1].upper() != "END:VEVENT":
         return None
     properties: dict[str, Any] = {}
     for line in lines[1:-1]:
-        named = _PLAIN_NAME.match(line)
-        if named is None:
-            return None
-        name = named.group(1).upper()
-        if name in _NOT_PLAIN:
-            return None
-        if name not in _PLAIN_READ:
-            # A property no field of an event is made of (DTSTAMP, SEQUENCE, …): the library
-            # reads its name as this does; a value it cannot read only adds to its warnings.
-            continue
-        match = _PLAIN_LINE.fullmatch(line)
-        if match is None:
-            return None
-        params = (
-            {
-                key.upper(): value[1:-1] if value.startswith('"') else value
-                for key, value in _PLAIN_PARAM.findall(match.group(2))
-            }
-            if match.group(2)
-            else {}
-        )
-        value = _plain_value(name, params, match.group(3))
-        if value is None:
-            return None
+        remembered = known.get(line) if known is not None else None
+        if remembered is not None:
+            name, value = remembered
+            if value is _IGNORED:
+                continue
+        else:
+            named = _PLAIN_NAME.match(line)
+            if named is None:
+                return None
+            name = named.group(1).upper()
+            if name in _NOT_PLAIN:
+                return None
+            if name not in _PLAIN_READ:
+                # A property no field of an event is made of (DTSTAMP, SEQUENCE, …): the library
+                # reads its name as this does; a value it cannot read only adds to its warnings.
+                _remember(known, line, name, _IGNORED)
+                continue
+            match = _PLAIN_LINE.fullmatch(line)
+            if match is None:
+                return None
+            params = (
+                {
+                    key.upper(): value[1:-1] if value.startswith('"') else value
+                    for key, value in _PLAIN_PARAM.findall(match.group(2))
+                }
+                if match.group(2)
+                else {}
+            )
+            value = _plain_value(name, params, match.group(3))
+            if value is None:
+                return None
+            if name in _KNOWN_NAMES:
+                _remember(known, line, name, value)
         # As the library adds a repeated property: the values become a list.
         present = properties.get(name)
         if present is None:
@@ -1155,10 +1245,9 @@ def _plain_properties(chunk: bytes) -> dict[str, Any] | None:
 def _exact_uid(data: bytes, raw: _Raw) -> str | None:
     """The UID of a component as the library reads it, when its bytes say so without doubt (one
     short UID line, no escapes, no surrounding spaces), else None."""
-    lines = list(_UID_LINE.finditer(data, raw.start, raw.end))
-    if len(lines) != 1:
+    if len(raw.uids) != 1:
         return None
-    value = _unfolded(data, lines[0].end(), raw.end, 500)
+    value = _unfolded(data, raw.uids[0], raw.end, 500)
     try:
         text = value.decode("utf-8")
     except UnicodeDecodeError:
@@ -1199,18 +1288,55 @@ class _Plain:
     skipped: SkippedEvent | None = None
 
 
+def _plain_sound(properties: dict[str, Any]) -> bool:
+    """True only when ``_problem`` and ``_range_problem`` find nothing wrong with a plain event
+    (one UID, one DTSTART and one DTEND of one kind, in order, within 1970–2200 and a year of
+    each other): the checks most events pass, without their generic reading of the properties.
+    False leaves the answer to them."""
+    uid, start, end = properties.get("UID"), properties.get("DTSTART"), properties.get("DTEND")
+    if type(uid) is not _PlainValue or not uid.strip():
+        return False
+    if type(start) is not _PlainMoment or type(end) is not _PlainMoment:
+        return False
+    first, last = start.dt, end.dt
+    if isinstance(first, datetime) != isinstance(last, datetime):
+        return False
+    if isinstance(first, datetime) and isinstance(last, datetime):
+        if (first.tzinfo is None) != (last.tzinfo is None):
+            return False
+        if first.tzinfo is None and ("TZID" in start.params or "TZID" in end.params):
+            return False  # a zone nobody knows
+    if last < first:
+        return False
+    try:
+        begins, ends = _as_utc(first), _as_utc(last)
+    except (OverflowError, ValueError):
+        return False
+    return (
+        limits.EARLIEST <= begins <= limits.LATEST
+        and limits.EARLIEST <= ends <= limits.LATEST
+        and ends - begins <= limits.MAX_DURATION
+    )
+
+
 def _read_plain(
-    chunk: bytes, uid: str, window: Period, zone: ZoneInfo, named: ZoneInfo | None
+    chunk: bytes,
+    uid: str,
+    window: Period,
+    zone: ZoneInfo,
+    named: ZoneInfo | None,
+    known: dict[str, tuple[str, Any]] | None = None,
 ) -> _Plain | None:
     """A plain single event read without the library, or None to let the library read it."""
-    properties = _plain_properties(chunk)
+    properties = _plain_properties(chunk, known)
     if properties is None or "DTEND" not in properties:
         return None
-    try:
-        if _problem(properties) or _range_problem(properties):
-            return None  # the library's reading gives the reason
-    except Exception:  # noqa: BLE001 - in doubt, the library reads it
-        return None
+    if not _plain_sound(properties):
+        try:
+            if _problem(properties) or _range_problem(properties):
+                return None  # the library's reading gives the reason
+        except Exception:  # noqa: BLE001 - in doubt, the library reads it
+            return None
     if _uid(properties) != uid:
         return None
     if named is not None:
@@ -1353,9 +1479,12 @@ def read_ics(
     units: dict[str, _Plain | None] = {}
     plain_raws: dict[str, _Raw] = {}
     surplus: set[str] = set()  # UIDs past the pass budget, left unparsed
+    known: dict[
+        str, tuple[str, Any]
+    ] = {}  # lines the plain reader has read (``_plain_properties``)
     certain = 0  # events the plain units met so far return for sure
-    raw_uids = [(raw, _first_value(_UID_LINE, data, raw) or "(no UID)") for raw in raws]
-    raw_uids = [(raw, uid) for raw, uid in raw_uids if raw.name == "VEVENT"]
+    first_day, last_day = (window.start - _MARGIN).date(), (window.end + _MARGIN).date()
+    raw_uids = [(raw, _uid_value(data, raw) or "(no UID)") for raw in raws if raw.name == "VEVENT"]
     # A series with more overrides than its occurrence budget is skipped before any is parsed.
     components = Counter(uid for _, uid in raw_uids)
     for uid, count in components.items():
@@ -1369,7 +1498,7 @@ def read_ics(
         if budget.spent():
             bad[uid] = limits.REASON_PASS_BUDGET
             continue
-        if _outside(data, raw, window):
+        if _outside(data, raw, first_day, last_day):
             continue  # a single event far from the window: never parsed (most of a long history)
         problem = _event_precheck(data, raw, ignored_zones)
         if not problem and prefilter:
@@ -1385,7 +1514,7 @@ def read_ics(
                 continue
             plain = None
             if components[uid] == 1 and alike[uid] == 1 and uid not in units:
-                plain = _read_plain(data[raw.start : raw.end], uid, window, zone, named)
+                plain = _read_plain(data[raw.start : raw.end], uid, window, zone, named, known)
             if plain is not None:
                 units[uid] = plain
                 plain_raws[uid] = raw
@@ -1442,7 +1571,7 @@ def read_ics(
 
     calendar.subcomponents = zones + [c for group in by_uid.values() for c in group]
     _expand(calendar, units, window, zone, where, budget, result)
-    result.events.sort(key=lambda e: (e.start.astimezone(UTC), e.event_id))
+    result.events.sort(key=lambda e: (e.start.timestamp(), e.event_id))
     return result
 
 
@@ -1659,10 +1788,20 @@ def _existing(moment: datetime) -> datetime:
         return moment
 
 
+_GAPLESS_ZONES = frozenset({"UTC", "Etc/UTC", "GMT", "Etc/GMT"})
+
+
+def _gapless(zone: tzinfo | None) -> bool:
+    """Whether every wall time exists in ``zone``: a fixed offset such as UTC."""
+    return isinstance(zone, timezone) or getattr(zone, "key", None) in _GAPLESS_ZONES
+
+
 def _past_gaps(start: datetime, end: datetime) -> tuple[datetime, datetime]:
     """Start and end moved out of a DST gap as a careful client does. When the start is shifted
     past an end that (on the wall clock) was after it, the event keeps its wall-clock length:
     an interview booked 02:30–03:00 on that night takes place 03:30–04:00."""
+    if _gapless(start.tzinfo) and _gapless(end.tzinfo):
+        return start, end  # most feeds give UTC times
     new_start, new_end = _existing(start), _existing(end)
     if new_end.astimezone(UTC) < new_start.astimezone(UTC):
         wall_length = end.replace(tzinfo=None) - start.replace(tzinfo=None)
@@ -1790,6 +1929,15 @@ def _address(value: Any) -> str:
 
 
 def _person(value: Any, *, is_organizer: bool) -> Attendee | None:
+    people = getattr(value, "people", None)
+    if people is None:
+        return _person_read(value, is_organizer=is_organizer)
+    if is_organizer not in people:
+        people[is_organizer] = _person_read(value, is_organizer=is_organizer)
+    return people[is_organizer]
+
+
+def _person_read(value: Any, *, is_organizer: bool) -> Attendee | None:
     params = getattr(value, "params", {})
     key = (
         _address(value),
