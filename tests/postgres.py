@@ -271,4 +271,6 @@ def state_location_fixture(request: pytest.FixtureRequest, tmp_path: Path) -> Pa
     (``State(state_location)`` opens either). PostgreSQL skips, or fails under CI, when missing."""
     if request.param == "sqlite":
         return tmp_path / "state" / "recruitmail.sqlite"
-    return server().new_database()
+    # Through the session's fixture, so that its teardown stops the server with the session.
+    running: PostgresServer = request.getfixturevalue("postgres")
+    return running.new_database()

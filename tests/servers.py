@@ -192,18 +192,28 @@ class Watchdog:
             process.wait(timeout=30)
 
 
-_running: dict[int, subprocess.Popen[bytes]] = {}
+_running: dict[int, subprocess.Popen[Any]] = {}
 
 
-def spawn(argv: list[str], **popen: Any) -> subprocess.Popen[bytes]:
-    """Start a server (or any long-lived child) that cannot outlive this test run.
+def spawn(argv: list[str], **popen: Any) -> subprocess.Popen[Any]:
+    """Start a server (or any child: a daemon, a pass of the CLI) that cannot outlive this test
+    run, with ``subprocess.Popen``'s keyword arguments (``stdin``, ``stdout``, ``text``, ``env``,
+    ``cwd``, ``preexec_fn``…).
 
-    It leads a new process group, dies with the starting thread (``PR_SET_PDEATHSIG``), is
-    registered with the watchdog and with the ``atexit`` hook; ``stop`` ends it and its group.
+    It leads a new process group (so no ``start_new_session``: it always does; a ``preexec_fn``
+    runs in it and must not call ``setsid``), dies with the starting thread
+    (``PR_SET_PDEATHSIG``), is registered with the watchdog and with the ``atexit`` hook, and
+    carries the run's mark even in an ``env`` of its own; ``stop`` ends it and its group. Its pid
+    is the program's own (signals sent to it reach the program).
     """
-    run_mark()
+    if "start_new_session" in popen:
+        raise TypeError("spawn always starts a new session")
+    mark = run_mark()
+    if popen.get("env") is not None:
+        name, _, value = mark.partition("=")
+        popen["env"] = {**popen["env"], name: value}
     Watchdog.start()
-    process: subprocess.Popen[bytes] = subprocess.Popen(
+    process: subprocess.Popen[Any] = subprocess.Popen(
         [sys.executable, "-S", "-c", _ORPHAN_GUARD, str(os.getpid()), *argv],
         start_new_session=True,
         **popen,
@@ -213,16 +223,23 @@ def spawn(argv: list[str], **popen: Any) -> subprocess.Popen[bytes]:
     return process
 
 
-def stop(process: subprocess.Popen[bytes] | None) -> None:
-    """Stop a process ``spawn`` started, and every child it left behind in its group."""
+def stop(process: subprocess.Popen[Any] | None, *, grace: float = 15.0) -> None:
+    """Stop a process ``spawn`` started, and every child it left behind in its group: SIGTERM to
+    the group and up to ``grace`` seconds to end, then SIGKILL (``grace=0``: SIGKILL at once, as
+    a test that kills what it started means it). A process that has ended already is only
+    forgotten, with whatever it left in its group."""
     if process is None:
         return
+    if process.poll() is None and grace <= 0:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
     if process.poll() is None:
         # The whole group: Dovecot's master alone waits a second or more for its helpers.
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(process.pid, signal.SIGTERM)
         try:
-            process.wait(timeout=15)
+            process.wait(timeout=grace)
         except subprocess.TimeoutExpired:
             os.kill(process.pid, signal.SIGKILL)
             process.wait()
@@ -232,6 +249,38 @@ def stop(process: subprocess.Popen[bytes] | None) -> None:
         os.killpg(process.pid, signal.SIGKILL)
     if _running.pop(process.pid, None) is not None:
         Watchdog.tell(f"-{process.pid}")
+
+
+_prctl: Any = None
+
+
+def guard_fork() -> None:
+    """Before forking a child that will not exec (it runs our code in a copy of the test run):
+    resolve what ``die_with_parent`` calls, as the child may not load a library safely."""
+    global _prctl
+    if _prctl is None:
+        import ctypes
+
+        _prctl = ctypes.CDLL(None, use_errno=True).prctl
+    run_mark()
+    Watchdog.start()
+
+
+def die_with_parent(parent: int) -> None:
+    """In a child forked after ``guard_fork``: the kernel SIGKILLs it when the forking thread
+    ends (leave at once if it has already). The parent ``watch``es its process group."""
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(70)
+
+
+def watch(group: int) -> None:
+    """Have the watchdog SIGKILL process group ``group`` should the run end before ``unwatch``."""
+    Watchdog.tell(f"+{group}")
+
+
+def unwatch(group: int) -> None:
+    Watchdog.tell(f"-{group}")
 
 
 @atexit.register

@@ -35,7 +35,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.scenario import two_weeks
 from tests.scenario.spec import STOCKHOLM, EventSpec, Who, at, to_ics
-from tests.servers import LOOPBACK, free_port
+from tests.servers import LOOPBACK, free_port, spawn, stop
 
 pytestmark = pytest.mark.slow
 
@@ -306,7 +306,7 @@ class Daemon:
             NO_PROXY="127.0.0.1,localhost",
         )
         with self.log.open("wb") as out:
-            self.process = subprocess.Popen(
+            self.process = spawn(
                 [sys.executable, "-m", "recruitmail", "run", "--config", str(self.config)],
                 cwd=self.root,
                 env=env,
@@ -332,9 +332,8 @@ class Daemon:
             pytest.fail(f"still running {stop_timeout():.0f}s after SIGTERM:\n{self.output()}")
 
     def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
+        """SIGKILL, unless it has ended already; what it left in its group goes too."""
+        stop(self.process, grace=0)
 
     def output(self) -> str:
         return self.log.read_text(encoding="utf-8", errors="replace") if self.log.exists() else ""

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.servers import DOVECOT_BINARY, missing
+from tests.servers import DOVECOT_BINARY, missing, run_mark, spawn, stop
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -169,3 +169,50 @@ def test_a_run_that_ends_the_hard_way_leaves_no_server(ending: str, tmp_path: Pa
 
     _wait_for(lambda: not left_behind(started), 30)
     assert left_behind(started) == [], f"left running after {ending}:\n{output}"
+
+
+IGNORES_SIGTERM_WITH_A_HELPER = """
+import signal, subprocess, sys, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+helper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+print(helper.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def test_stop_without_grace_kills_the_process_and_its_group_at_once() -> None:
+    """``stop(grace=0)`` (what a test that kills what it started asks for) sends SIGKILL to the
+    whole group: a process that ignores SIGTERM and the helper it started are both gone."""
+    process = spawn(
+        [sys.executable, "-c", IGNORES_SIGTERM_WITH_A_HELPER],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ),
+    )
+    try:
+        assert process.stdout is not None
+        helper = int(process.stdout.readline())
+        assert _alive(helper) is not None
+    finally:
+        stop(process, grace=0)
+    assert process.returncode == -signal.SIGKILL
+    _wait_for(lambda: _alive(helper) is None, 30)
+    assert _alive(helper) is None, "the helper in the stopped process's group is still running"
+
+
+def test_a_child_given_its_own_environment_still_carries_the_runs_mark() -> None:
+    """The watchdog finds what a run left by the run's mark: ``spawn`` adds it to an ``env`` of
+    the caller's own, as daemons started with a cleaned environment have."""
+    mark = run_mark()
+    process = spawn(
+        [sys.executable, "-c", "import time; time.sleep(600)"],
+        env={"PATH": os.environ.get("PATH", "")},
+    )
+    try:
+        seen = _alive(process.pid)
+        assert seen is not None
+        assert mark.encode() in seen[1].split(b"\0")
+        assert seen[0] == process.pid  # it leads its own process group
+    finally:
+        stop(process, grace=0)
+    assert process.returncode == -signal.SIGKILL

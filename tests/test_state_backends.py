@@ -48,6 +48,7 @@ from tests.postgres import (  # noqa: F401
 from tests.scenario import two_weeks
 from tests.scenario.default_backend import IcsMaildirBackend
 from tests.scenario.runner import STATE_VARIABLE, assert_drafted_exactly, replay
+from tests.servers import spawn, stop
 
 ROOT = Path(__file__).resolve().parent.parent
 BOX = "rekryterare@nordljus.se"
@@ -477,7 +478,7 @@ def test_two_processes_attempting_the_same_keys_leave_exactly_one_winner_each(
 ) -> None:
     State(state_location).close()  # the schema exists before the race
     racers = [
-        subprocess.Popen(
+        spawn(
             [sys.executable, "-c", RACER, str(state_location), str(RACE_KEYS)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -496,9 +497,7 @@ def test_two_processes_attempting_the_same_keys_leave_exactly_one_winner_each(
         outputs = [racer.communicate(timeout=120)[0] for racer in racers]
     finally:
         for racer in racers:
-            if racer.poll() is None:
-                racer.kill()
-                racer.wait()
+            stop(racer, grace=0)  # SIGKILL if still running
     assert [racer.returncode for racer in racers] == [0, 0]
     won = [json.loads(out.strip().splitlines()[-1]) for out in outputs]
 

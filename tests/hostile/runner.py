@@ -30,6 +30,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from recruitmail.daemon import cli
+from tests import servers
 from tests.hostile.model import ORDINARY, Entry
 from tests.hostile.translate import calendar
 from tests.scenario import two_weeks
@@ -220,7 +221,6 @@ def repair(entry: Entry, root: Path, feed: Feed | None) -> None:
 
 def _limits() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
-    os.setsid()
 
 
 def run_cli(
@@ -253,22 +253,25 @@ def run_cli(
                 "sys.argv[0] = 'recruitmail'\n"
                 "runpy.run_module('recruitmail', run_name='__main__')\n"
             )
-            child = subprocess.Popen(  # noqa: S603
+            child = servers.spawn(
                 [sys.executable, "-c", launcher, *argv],
                 cwd=ROOT,
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=sink,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_limits,  # noqa: PLW1509
+                preexec_fn=_limits,
             )
             pid = child.pid
         else:
             sys.stdout.flush()
             sys.stderr.flush()
+            servers.guard_fork()
+            parent = os.getpid()
             pid = os.fork()
             if pid == 0:
-                _child(sink.fileno(), argv)
+                _child(sink.fileno(), argv, parent)
+            servers.watch(pid)  # its own group: the child calls setsid first
         timed_out = threading.Event()
 
         def kill() -> None:
@@ -278,12 +281,23 @@ def run_cli(
 
         guard = threading.Timer(timeout, kill)
         guard.start()
+        reaped = False
         try:
             _, status, usage = os.wait4(pid, 0)
+            reaped = True
+            if fresh:
+                child.returncode = os.waitstatus_to_exitcode(status)
         finally:
             guard.cancel()
-        if fresh:
-            child.returncode = os.waitstatus_to_exitcode(status)
+            # Whatever the pass left in its group goes too (all of it, if this was interrupted).
+            if fresh:
+                servers.stop(child, grace=0)
+            else:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, signal.SIGKILL)
+                if not reaped:
+                    os.waitpid(pid, 0)
+                servers.unwatch(pid)
     seconds = time.monotonic() - started
     log = out.read_bytes().decode("utf-8", "replace")
     out.unlink()
@@ -295,10 +309,12 @@ def run_cli(
     return Run(code, seconds, peak_kib / 1024, timed_out.is_set(), log)
 
 
-def _child(output: int, argv: list[str]) -> None:
+def _child(output: int, argv: list[str], parent: int) -> None:
     """The forked pass: never returns into the test runner."""
     code = 70
     try:
+        os.setsid()
+        servers.die_with_parent(parent)
         _limits()
         os.dup2(output, 1)
         os.dup2(output, 2)

@@ -44,6 +44,7 @@ from tests.reliability.harness import (
 from tests.reliability.icsserver import STATUS_FAULTS, FaultyCalendarServer
 from tests.scenario import two_weeks
 from tests.scenario.runner import apply, wait_out_retry_after, write_config
+from tests.servers import spawn, stop
 
 # Up to this many faulted passes before the clean one, at each of the scenario's 85 instants.
 MAX_FAULTS_PER_INSTANT = 16
@@ -285,7 +286,7 @@ def test_the_daemon_waits_for_retry_after_before_polling_again(scratch: Path) ->
         env["PYTHONPATH"] = str(ROOT)
         log = scratch / "daemon.log"
         with log.open("wb") as out:
-            daemon = subprocess.Popen(
+            daemon = spawn(
                 [sys.executable, "-m", "recruitmail", "run", "--config", str(config)],
                 cwd=scratch,
                 env=env,
@@ -301,8 +302,11 @@ def test_the_daemon_waits_for_retry_after_before_polling_again(scratch: Path) ->
             ):
                 time.sleep(0.2)
         finally:
-            daemon.send_signal(signal.SIGTERM)
-            daemon.wait(timeout=60)
+            try:
+                daemon.send_signal(signal.SIGTERM)
+                daemon.wait(timeout=60)
+            finally:
+                stop(daemon)  # still running only if SIGTERM did not end it
         output = log.read_text(encoding="utf-8", errors="replace")
         assert len(server.requests) >= 2, output
         first, second = server.requests[0], server.requests[1]
