@@ -10,7 +10,13 @@
    the hostile events around it.
 2. The same documents with raw byte mutations (flips, NULs, cut and doubled ranges, stray folds,
    truncation): only the project's errors, and the budgets hold for whatever comes back.
-3. Generated events (anything within the budgets a connector lets through) and instants go
+3. Hostile *plain* single events (no recurrence, no DURATION, no alarm: what the source reads
+   without the iCalendar library) with odd parameters, escapes, folds anywhere and control
+   characters, as they are and mutated: the quick reader returns exactly what the library's full
+   parse returns (events, their zones, and what was skipped and why).
+4. Whatever the source makes of any of these byte strings goes on through the real planner at
+   a few instants: no exception, at most one draft per candidate and day, no key twice.
+5. Generated events (anything within the budgets a connector lets through) and instants go
    through the real planner: no exception, at most one draft per candidate and day, no key twice.
 
 Sized by RELIABILITY_EXAMPLES (default 60 each; ``make soak`` runs 2,000).
@@ -27,7 +33,7 @@ import pytest
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
-from recruitmail.connectors.ics import SourceOptions, open_source
+from recruitmail.connectors.ics import PassBudget, SourceOptions, open_source, read_ics
 from recruitmail.contracts import limits
 from recruitmail.contracts.connector import ConnectorContext
 from recruitmail.contracts.errors import RecruitmailError
@@ -35,6 +41,7 @@ from recruitmail.contracts.models import Attendee, Event, Period, Response, Skip
 from tests.hostile.translate import ics_text, ordinary, vevent
 from tests.planner_harness import Sim
 from tests.reliability import budget
+from tests.test_ics_prefilter import shape
 
 NOW = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
 WINDOW = Period(NOW - timedelta(days=30), NOW + timedelta(days=90))
@@ -209,7 +216,13 @@ def documents(draw: st.DrawFn) -> bytes:
 
 @st.composite
 def mutated(draw: st.DrawFn) -> bytes:
-    data = bytearray(draw(documents()))
+    return draw(mutations(draw(documents())))
+
+
+@st.composite
+def mutations(draw: st.DrawFn, document: bytes) -> bytes:
+    """``document`` with 1–8 raw byte mutations."""
+    data = bytearray(document)
     for _ in range(draw(st.integers(1, 8))):
         if not data:
             break
@@ -231,6 +244,126 @@ def mutated(draw: st.DrawFn) -> bytes:
         else:
             del data[at:]
     return bytes(data)
+
+
+# Plain single events: every line the quick reader reads, written the ways an attacker may.
+PARAMETERS = st.sampled_from(
+    (
+        "",
+        ";CN=Anna",
+        ';CN="Svensson, Anna"',
+        ';CN="Mallory:mailto:boss@nordljus.se"',
+        ";CN=a\\,b",
+        ";CN=^n^'",
+        ";CN=%41",
+        ';CN=""',
+        ";CN=",
+        ";X-ODD=1;PARTSTAT=ACCEPTED;ROLE=OPT-PARTICIPANT;CUTYPE=ROOM",
+        ";PARTSTAT=accepted;EMAIL=anna@example.com",
+        ";VALUE=TEXT",
+        ';LANGUAGE=sv;ALTREP="cid:x"',
+    )
+)
+UID_TAILS = st.sampled_from(("", "\\,x", " ", "@nordljus.se"))
+PLAIN_STAMPS = st.sampled_from(
+    (
+        "20261203T100000Z",
+        "20261203T100000",
+        "20261203",
+        "20261203T250000",
+        "20261231T235960Z",
+        "20261203T100000z",
+        "2026120",
+    )
+)
+
+
+@st.composite
+def plain_vevent(draw: st.DrawFn, index: int) -> str:
+    """A single event inside the window that the quick reader takes, with hostile lines."""
+    tzid = draw(TZIDS)
+    start, end = draw(PLAIN_STAMPS), draw(PLAIN_STAMPS)
+    if draw(st.booleans()):  # mostly a sound hour, so that most events are read to the end
+        start, end = "20261203T100000Z", "20261203T110000Z"
+    lines = [
+        f"UID:plain-{index}{draw(UID_TAILS)}",
+        "DTSTAMP:20261101T000000Z",
+        f"SUMMARY{draw(PARAMETERS)}:{ics_text(draw(TEXT))}",
+        _time("DTSTART", start, tzid).strip(),
+        _time("DTEND", end, tzid).strip(),
+        f"DESCRIPTION:{ics_text(draw(TEXT))}",
+        f"LOCATION{draw(PARAMETERS)}:{ics_text(draw(TEXT))}",
+        f"ORGANIZER{draw(PARAMETERS)}:mailto:lisa.ek@nordljus.se",
+        f"ATTENDEE{draw(PARAMETERS)}:mailto:lisa.ek@nordljus.se",
+        f"ATTENDEE{draw(PARAMETERS)}:{draw(PEOPLE_IN_TEXT)}",
+    ]
+    for _ in range(draw(st.integers(0, 3))):
+        lines.append(
+            draw(
+                st.sampled_from(
+                    (
+                        "CATEGORIES:EN,Intervju\\,2,,",
+                        "CATEGORIES;X=1:SV",
+                        "CLASS:PRIVATE",
+                        "STATUS:CANCELLED",
+                        "URL:https://teams.microsoft.com/l/meetup-join/x",
+                        "URL;VALUE=URI:javascript:alert(1)",
+                        "X-MICROSOFT-SKYPETEAMSMEETINGURL:https://teams.microsoft.com/l/y",
+                        "X-GOOGLE-CONFERENCE:https://meet.google.com/abc-defg-hij",
+                        "LAST-MODIFIED:20261101T000000Z",
+                        "LAST-MODIFIED:garbage",
+                        "SEQUENCE:x",
+                        "X-ALT-DESC;FMTTYPE=text/html:<p>Agenda</p>",
+                        "SUMMARY:a second summary",
+                        "DTSTART:20261204T100000Z",
+                    )
+                )
+            )
+        )
+    lines = [line for line in lines if line]
+    order = draw(st.permutations(range(len(lines))))
+    lines = [lines[n] for n in order]
+    width = draw(st.sampled_from((0, 0, 1, 7, 74)))
+    eol = draw(st.sampled_from(("\r\n", "\n")))
+    if width:  # folded every ``width`` characters, as a careless writer might
+        lines = [
+            (eol + draw(st.sampled_from((" ", "\t")))).join(
+                line[i : i + width] for i in range(0, len(line), width)
+            )
+            for line in lines
+        ]
+    return eol.join(["BEGIN:VEVENT", *lines, "END:VEVENT"]) + eol
+
+
+PEOPLE_IN_TEXT = st.sampled_from(
+    (
+        "mailto:anna@example.com",
+        "MAILTO:ANNA@EXAMPLE.COM",
+        "mailto:anna@exämple.se",
+        "mailto:erik.holm@nordljus.se.",
+        "urn:uuid:1234",
+        "mailto:",
+        "anna@example.com",
+    )
+)
+
+
+@st.composite
+def plain_documents(draw: st.DrawFn) -> bytes:
+    """The ordinary interview and 1–4 hostile plain events (maybe a VTIMEZONE, maybe mutated)."""
+    body = vevent(ORDINARY)
+    if draw(st.booleans()):
+        body += draw(hostile_vtimezone())
+    for index in range(draw(st.integers(1, 4))):
+        body += draw(plain_vevent(index))
+    head = draw(
+        st.sampled_from(("", "X-WR-TIMEZONE:Europe/Stockholm\r\n", "X-WR-TIMEZONE:Nope\r\n"))
+    )
+    text = f"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//fuzz//EN\r\n{head}{body}END:VCALENDAR\r\n"
+    data = text.encode("utf-8", "surrogatepass")
+    if draw(st.booleans()):
+        data = draw(mutations(data))
+    return data
 
 
 # --- the ICS source ---------------------------------------------------------------------------------
@@ -285,6 +418,59 @@ def test_mutated_calendars_raise_only_our_errors(scratch: Path, data: bytes) -> 
     result = read(scratch / "calendar.ics", data)
     if result is not None:
         assert_within_budgets(result)
+
+
+def both_readings(data: bytes) -> tuple[object, object]:
+    """``read_ics`` with the quick reader of plain events and with the library only, each as
+    its result or the project's error it raised (anything else fails the test)."""
+    zone = ZoneInfo("Europe/Stockholm")
+    readings: list[object] = []
+    for prefilter in (True, False):
+        budget_ = PassBudget(deadline=float("inf"))
+        try:
+            readings.append(read_ics(data, WINDOW, zone, "fuzz", budget_, prefilter=prefilter))
+        except RecruitmailError as exc:
+            readings.append(exc)
+    return readings[0], readings[1]
+
+
+@TIMEOUT
+@seed(budget.SEED)
+@FUZZ
+@given(data=plain_documents())
+def test_hostile_plain_events_are_read_as_the_library_reads_them(data: bytes) -> None:
+    quick, full = both_readings(data)
+    if isinstance(full, RecruitmailError):
+        assert isinstance(quick, RecruitmailError) and str(quick) == str(full)
+        return
+    assert not isinstance(quick, RecruitmailError), quick
+    assert [shape(e) for e in quick.events] == [shape(e) for e in full.events]  # type: ignore[attr-defined]
+    assert sorted(quick.skipped, key=repr) == sorted(full.skipped, key=repr)  # type: ignore[attr-defined]
+
+
+@TIMEOUT
+@seed(budget.SEED)
+@FUZZ
+@given(data=st.one_of(documents(), mutated(), plain_documents()), later=st.integers(0, 20))
+def test_hostile_bytes_through_the_source_and_the_planner(
+    scratch: Path, data: bytes, later: int
+) -> None:
+    """Whatever the source makes of a byte string is safe to plan with: the planner raises
+    nothing and drafts no key twice and no candidate twice a day."""
+    result = read(scratch / "calendar.ics", data)
+    if result is None:
+        return  # the whole document refused with one of the project's errors
+    assert_within_budgets(result)
+    sim = Sim()
+    drafted: Counter[str] = Counter()
+    per_day: Counter[tuple[str, str]] = Counter()
+    for now in (NOW, NOW + timedelta(days=2, hours=5), NOW + timedelta(days=later, hours=9)):
+        for mail in sim.poll(result.events, now).drafts:
+            drafted[mail.key.id] += 1
+            day = now.astimezone(ZoneInfo("Europe/Stockholm")).date().isoformat()
+            per_day[(mail.candidate, day)] += 1
+    assert all(count == 1 for count in drafted.values()), "a key was drafted twice"
+    assert all(count == 1 for count in per_day.values()), "two drafts to one candidate in a day"
 
 
 # --- the planner ------------------------------------------------------------------------------------
