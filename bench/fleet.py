@@ -16,7 +16,7 @@ bench reads from the fake's request records and the database:
   due and after it, each read after the statistics were flushed; reads in autocommit count as
   transactions too), beside the rate of a quiet stretch after it (the lease rounds alone);
 - failover: one instance is SIGKILLed; the time until each of its mailboxes had a pass at another
-  instance (the lease is one interval: expected between one and two intervals).
+  instance (a lease is ¾ of an interval: expected between ¾ and two intervals).
 
 The same idle round is then measured for one instance on SQLite (the default), the same mailboxes.
 ``--repeat`` idle rounds each; medians are printed.
@@ -59,7 +59,7 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=3, help="event occurrences per mailbox")
     parser.add_argument("--latency-ms", type=float, default=50.0)
     parser.add_argument(
-        "--interval", type=int, default=60, help="service.interval_seconds (and the lease)"
+        "--interval", type=int, default=60, help="service.interval_seconds (a lease is ¾ of it)"
     )
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--workers", type=int, default=None)
@@ -293,7 +293,11 @@ def report(args: Any, fleet: dict[str, Any], single: dict[str, Any] | None) -> N
         "-",
     )
     if "failover" in fleet:
-        row(f"failover after SIGKILL (lease {args.interval} s)", f"{fleet['failover']:.1f} s", "-")
+        row(
+            f"failover after SIGKILL (interval {args.interval} s)",
+            f"{fleet['failover']:.1f} s",
+            "-",
+        )
 
 
 if __name__ == "__main__":

@@ -45,9 +45,10 @@ class NewerSchema(ConfigError):
 
 
 def lease_seconds(interval_seconds: float) -> float:
-    """A lease lives one pass interval: an instance that dies right after renewing is taken
-    over after at most ``interval + period`` seconds, inside two intervals."""
-    return float(interval_seconds)
+    """A lease lives three quarters of a pass interval: an instance that dies right after
+    renewing is taken over after at most ``lease + period`` (0.9 interval), which leaves more
+    than an interval for the new holder's first pass inside the promised two."""
+    return 0.75 * float(interval_seconds)
 
 
 def instance_id() -> str:
@@ -93,7 +94,7 @@ class Fleet:
             if lookup_grace_seconds is not None and lookup_grace_seconds <= self.margin:
                 log.warning(
                     "service.lookup_grace_seconds (%g s) is not longer than the lease's safety "
-                    "margin (%.1f s, a third of interval_seconds): a mailbox taken over from a "
+                    "margin (%.1f s, a quarter of interval_seconds): a mailbox taken over from a "
                     "stopped instance may be looked up before that instance's last create has "
                     'landed; raise it (docs/RELIABILITY.md, "Several instances")',
                     lookup_grace_seconds,

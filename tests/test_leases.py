@@ -170,7 +170,7 @@ def test_a_draft_write_needs_more_than_the_margin_left_on_the_lease(
     sink = RecordingSink()
     fenced = FencedSink(sink, BOXES[0], fleet)
     fenced.create_draft(_message(BOXES[0]))
-    clock[0] += 30.0 - fleet.margin + 0.01  # the database still says the lease holds
+    clock[0] += fleet.ttl - fleet.margin + 0.01  # the database still says the lease holds
     with pytest.raises(LeaseLost):
         fenced.create_draft(_message(BOXES[0]))
     assert len(sink.created) == 1

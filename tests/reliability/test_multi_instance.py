@@ -6,7 +6,7 @@ reconciled within two pass intervals (read from the fake's own request records).
 
 Sized by ``RELIABILITY_INSTANCE_KILLS`` (failures, SIGKILL and SIGSTOP together; 200 when
 ``CI=true``, 8 otherwise). The instances run with the shortest pass interval the configuration
-allows (10 s, which is also the lease) and a 4 s look-up grace (more than the lease's 3.3 s
+allows (10 s, so a 7.5 s lease) and a 4 s look-up grace (more than the lease's 2.5 s
 safety margin, docs/RELIABILITY.md "Several instances").
 """
 
@@ -224,7 +224,7 @@ def test_three_instances_killed_and_stopped_at_random_never_duplicate_or_lose_a_
             held = frozenset(holders.get(victim.process.pid, ()))
             # At least one of each kind, then a quarter of them SIGSTOP.
             if len(failures) == 1 or (len(failures) > 1 and rng.random() < 0.25):
-                fleet.pause(victim, INTERVAL + rng.uniform(0.5, 4.0))  # past its lease
+                fleet.pause(victim, 0.75 * INTERVAL + rng.uniform(0.5, 4.0))  # past its lease
                 failures.append((time.monotonic(), "SIGSTOP", held))
             else:
                 fleet.kill(victim)
