@@ -281,14 +281,16 @@ def test_three_instances_killed_and_stopped_at_random_never_duplicate_or_lose_a_
     # A clean stop (SIGTERM) of every instance still running, and no traceback in any log.
     assert all(code in (0, None) for code in codes), codes
     takeovers = 0
+    said: list[str] = []
     for slot in fleet.slots:
         for log in slot.logs:
             text = log.read_text(errors="replace")
             assert "Traceback" not in text, log
             takeovers += text.count(" taken over from ")
+            said += [f"{log.name}: {line}" for line in text.splitlines() if "fleet" in line]
     print(f"{takeovers} mailboxes taken over from a dead or stopped instance")
     if "SIGKILL" in kinds:
-        assert takeovers > 0
+        assert takeovers > 0, "no takeover; the instances said:\n" + "\n".join(said[-60:])
     # Every mailbox reconciled within two intervals of each failure (its calendar asked).
     asked: dict[str, list[float]] = {}
     for record in fake.graph_requests():
