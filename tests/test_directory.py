@@ -123,14 +123,24 @@ def once(config: Path) -> int:
     return main(["--config", str(config), "once", "--now", BEFORE_ANNAS_INTERVIEW.isoformat()])
 
 
-def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "recruitmail", "--config", str(config), *args],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=120,
-    )
+@dataclass
+class Ran:
+    returncode: int
+    stdout: str
+    stderr: str  # the log lines too
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> Any:
+    """``recruitmail --config CONFIG ARGS…`` (the command line's own entry point, in this process)."""
+
+    def run(config: Path, *args: str) -> Ran:
+        capsys.readouterr()
+        code = main(["--config", str(config), *args])
+        out = capsys.readouterr()
+        return Ran(code, out.out, out.err)
+
+    return run
 
 
 def mailboxes(config: Path) -> dict[str, tuple[str, str, str, str]]:
@@ -145,7 +155,9 @@ def mailboxes(config: Path) -> dict[str, tuple[str, str, str, str]]:
 # Members become mailboxes
 
 
-def test_the_members_of_a_group_become_mailboxes_through_once_and_status(entra: Directory) -> None:
+def test_the_members_of_a_group_become_mailboxes_through_once_and_status(
+    entra: Directory, cli: Any
+) -> None:
     assert once(entra.config) == 0
 
     assert mailboxes(entra.config) == {
@@ -212,7 +224,7 @@ category = "rekrytering"
 
 
 def test_a_directory_outage_keeps_the_members_and_status_and_the_log_say_so(
-    entra: Directory,
+    entra: Directory, cli: Any
 ) -> None:
     assert once(entra.config) == 0
     entra.fake.fail_always("/groups", 503, "ServiceUnavailable")
@@ -235,7 +247,7 @@ def test_a_directory_outage_keeps_the_members_and_status_and_the_log_say_so(
     assert "! directory group" not in cli(entra.config, "status", "--offline").stdout
 
 
-def test_a_first_reading_that_fails_says_so_and_fails_the_run(entra: Directory) -> None:
+def test_a_first_reading_that_fails_says_so_and_fails_the_run(entra: Directory, cli: Any) -> None:
     entra.fake.granted.discard("GroupMember.Read.All")
 
     run = cli(entra.config, "once", "--now", BEFORE_ANNAS_INTERVIEW.isoformat())
@@ -246,7 +258,7 @@ def test_a_first_reading_that_fails_says_so_and_fails_the_run(entra: Directory) 
 
 
 def test_without_user_read_all_the_members_are_not_taken_for_an_empty_group(
-    entra: Directory,
+    entra: Directory, cli: Any
 ) -> None:
     assert once(entra.config) == 0
     entra.fake.granted.discard("User.Read.All")  # Graph then lists members with id and type only
@@ -259,7 +271,7 @@ def test_without_user_read_all_the_members_are_not_taken_for_an_empty_group(
 
 
 def test_an_empty_answer_from_a_group_that_had_members_keeps_them_with_a_warning(
-    entra: Directory,
+    entra: Directory, cli: Any
 ) -> None:
     assert once(entra.config) == 0
     entra.fake.set_group_members(entra.group, [])
@@ -295,7 +307,18 @@ def test_a_running_service_picks_up_a_member_added_and_one_removed(entra: Direct
                 entra.group, [entra.users[LISA], dora, entra.users["off@nordljus.se"]]
             )
             process.send_signal(signal.SIGHUP)
-            wait_for(lambda: DORA in asked_calendar(entra.fake), log)
+
+            def dora_asked() -> bool:
+                # A reload is refused when the templates render too slowly (a loaded machine):
+                # the running configuration stays, so ask again, as an administrator would.
+                refused = log.read_text("utf-8").count("reload refused")
+                if refused > dora_asked.refused:  # type: ignore[attr-defined]
+                    dora_asked.refused = refused  # type: ignore[attr-defined]
+                    process.send_signal(signal.SIGHUP)
+                return DORA in asked_calendar(entra.fake)
+
+            dora_asked.refused = 0  # type: ignore[attr-defined]
+            wait_for(dora_asked, log)
             wait_for(lambda: "1 mailbox(es) added, 2 removed" in log.read_text("utf-8"), log)
             requests_for_bo = len([r for r in entra.fake.graph_requests() if r.mailbox == BO])
             started = time.monotonic()
