@@ -41,7 +41,7 @@ CORE_LAYERS: tuple[tuple[str, ...], ...] = (
     ("scheduler", "gallery"),  # the daemon; the template gallery server
     ("preview",),  # what would be drafted, without writing
     ("runtime",),  # composition root: settings + state + connectors → one runner per mailbox
-    ("executor",),  # one pass for one mailbox
+    ("executor", "fleet"),  # one pass for one mailbox; leases shared by several instances
     ("compose", "state", "render"),  # template variables, the SQLite state, Jinja2
     ("planner",),  # pure: what is due
     ("interviews", "workdays", "language", "service", "samples", "faults"),  # leaves
