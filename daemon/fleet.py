@@ -83,6 +83,9 @@ class Fleet:
         self._lock = threading.Lock()
         self._deadlines: dict[str, float] = {}  # mailbox → monotonic instant the lease surely holds
         self._tokens: dict[str, int] = {}
+        # Taken but not reconciled here yet: never given back before that first pass, or a
+        # mailbox taken over from a dead instance could change hands again without a pass.
+        self._unreconciled: set[str] = set()
         self._mailboxes: list[str] = []
         self.takeovers = 0
         self.live = 1
@@ -230,7 +233,9 @@ class Fleet:
         if excess > 0:
             locks: list[threading.Lock] = []
             try:
-                for mailbox in self.held():
+                with self._lock:
+                    settled = [m for m in sorted(self._deadlines) if m not in self._unreconciled]
+                for mailbox in settled:
                     if len(given) == excess:
                         break
                     lock = lock_for(mailbox)
@@ -249,6 +254,11 @@ class Fleet:
                     self.live,
                 )
         return gained, lost, given
+
+    def reconciled(self, mailbox: str) -> None:
+        """A pass over ``mailbox`` ran here since this instance took its lease."""
+        with self._lock:
+            self._unreconciled.discard(mailbox)
 
     def release(self, mailboxes: list[str]) -> None:
         """Give ``mailboxes`` back (none of them may be in a pass)."""
@@ -278,11 +288,13 @@ class Fleet:
     def _take(self, mailbox: str, token: int, started: float) -> None:
         self._deadlines[mailbox] = started + self.ttl
         self._tokens[mailbox] = token
+        self._unreconciled.add(mailbox)
         self.state.fence_with(mailbox, self.id, token)
 
     def _forget(self, mailbox: str) -> None:
         self._deadlines.pop(mailbox, None)
         self._tokens.pop(mailbox, None)
+        self._unreconciled.discard(mailbox)
         self.state.unfence(mailbox)
 
 

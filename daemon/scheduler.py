@@ -359,6 +359,7 @@ class Service:
                 self.close_runner(address)
                 log.exception("mailbox %s: unexpected error; the next pass tries again", address)
             finally:
+                self.fleet.reconciled(address)
                 self.metrics.pass_finished(address, time.monotonic() - started, ok)
                 self.last_pass = datetime.now(UTC)
                 self.heartbeat.pass_finished(token)

@@ -4,7 +4,7 @@ record an attempt nor write a draft, a released lease is free at once, and a tak
 attempt waits for the grace period; one ``run`` per SQLite state, and ``status --fleet`` on both.
 
 Each ``Fleet`` here is one instance with its own ``State`` (its own connections), as in
-separate processes; leases of one second keep the waiting short.
+separate processes; leases of three seconds keep the waiting short.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from tests.scenario.runner import write_config
 
 BOXES = [f"rekryterare{n}@nordljus.se" for n in range(7)]
 NOW = datetime(2026, 12, 7, 8, 0, tzinfo=UTC)
-LEASE = 1.0  # seconds (the daemon's is one pass interval)
+INTERVAL = 4.0  # seconds: a lease of 3 s
 
 
 def key(mailbox: str, candidate: str = "anna@example.com") -> DraftKey:
@@ -46,7 +46,7 @@ class Instances:
 
     def start(self, boxes: list[str] = BOXES) -> Fleet:
         state = State(self.url)
-        fleet = Fleet(state, boxes, LEASE)
+        fleet = Fleet(state, boxes, INTERVAL)
         self.opened.append((fleet, state))
         return fleet
 
@@ -63,13 +63,17 @@ def instances(postgres_url: str) -> Iterator[Instances]:
 
 
 def rounds(*fleets: Fleet, times: int = 3) -> None:
+    """Rounds of each instance, each followed by a pass over what it holds (as the daemon's
+    jobs do)."""
     for _ in range(times):
         for fleet in fleets:
             fleet.round(NOW)
+            for mailbox in fleet.held():
+                fleet.reconciled(mailbox)
 
 
 def wait_out_lease() -> None:
-    time.sleep(LEASE + 0.2)
+    time.sleep(0.75 * INTERVAL + 0.3)
 
 
 class RecordingSink:
@@ -102,11 +106,14 @@ def test_the_mailboxes_are_shared_fairly_and_each_is_held_by_one_instance(
 def test_a_newcomer_gets_its_share_from_the_instances_already_running(
     instances: Instances,
 ) -> None:
-    first = instances.start()
-    rounds(first)
+    first, second = instances.start(), instances.start()
+    first.round(NOW)  # alone so far: takes every mailbox
     assert len(first.held()) == len(BOXES)
-    second = instances.start()
     second.round(NOW)  # says it is alive; nothing is free yet
+    assert first.round(NOW)[2] == []  # nothing given back before its first pass here
+    for mailbox in first.held():
+        first.reconciled(mailbox)
+    second.round(NOW)
     gained, lost, given = first.round(NOW)
     assert len(given) == len(BOXES) - math.ceil(len(BOXES) / 2)
     rounds(second, first)
@@ -164,7 +171,7 @@ def test_a_draft_write_needs_more_than_the_margin_left_on_the_lease(
 ) -> None:
     clock = [100.0]
     state = State(instances.url)
-    instances.opened.append((Fleet(state, [], LEASE), state))  # closed at the end
+    instances.opened.append((Fleet(state, [], INTERVAL), state))  # closed at the end
     fleet = Fleet(state, BOXES[:1], 30.0, clock=lambda: clock[0])
     fleet.round(NOW)
     sink = RecordingSink()
@@ -230,16 +237,16 @@ def test_a_second_run_on_one_sqlite_state_is_refused_and_the_first_holds_every_m
     first = State(tmp_path / "recruitmail.sqlite")
     second = State(tmp_path / "recruitmail.sqlite")
     try:
-        fleet = Fleet(first, BOXES, LEASE)
+        fleet = Fleet(first, BOXES, INTERVAL)
         with pytest.raises(ConfigError, match="another `recruitmail run` already uses"):
-            Fleet(second, BOXES, LEASE)
+            Fleet(second, BOXES, INTERVAL)
         fleet.round(NOW)
         assert fleet.held() == sorted(BOXES)
-        time.sleep(LEASE + 0.2)
+        wait_out_lease()
         fleet.round(NOW)  # however late, nobody else can have taken anything
         assert fleet.held() == sorted(BOXES)
         fleet.leave()
-        Fleet(second, BOXES, LEASE).leave()  # the first left: the lock is free
+        Fleet(second, BOXES, INTERVAL).leave()  # the first left: the lock is free
     finally:
         first.close()
         second.close()

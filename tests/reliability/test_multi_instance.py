@@ -279,7 +279,12 @@ def test_three_instances_killed_and_stopped_at_random_never_duplicate_or_lose_a_
     if FAILURES >= 4:
         assert {"SIGKILL", "SIGSTOP"} <= set(kinds)
     # A clean stop (SIGTERM) of every instance still running, and no traceback in any log.
-    assert all(code in (0, None) for code in codes), codes
+    ended = [
+        f"{slot.logs[-1].name} (exit {code}):\n{slot.logs[-1].read_text(errors='replace')[-3000:]}"
+        for slot, code in zip(fleet.slots, codes, strict=True)
+        if code not in (0, None)
+    ]
+    assert not ended, "\n".join(ended)
     takeovers = 0
     said: list[str] = []
     for slot in fleet.slots:
