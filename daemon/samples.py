@@ -349,6 +349,22 @@ def _clock(moment: datetime, language: str) -> str:
     return format_time(moment, TIME_PATTERNS.get(language, "HH:mm"), locale=language)
 
 
+_IRISH_TIME = {
+    "sv": "irländsk tid",
+    "en": "Irish time",
+    "nb": "irsk tid",
+    "da": "irsk tid",
+    "fi": "Irlannin aikaa",
+    "de": "irische Zeit",
+}
+
+
+def _irish_time(start: datetime, end: datetime, language: str) -> str:
+    there = timedelta(hours=-1)  # Dublin is an hour behind Stockholm all year
+    times = f"{_clock(start + there, language)}–{_clock(end + there, language)}"
+    return f"{times}{' Uhr' if language == 'de' else ''} {_IRISH_TIME[language]}"
+
+
 def _interview(
     language: str, start: datetime, minutes: int, number: int, *, sparse: bool, place: str
 ) -> dict[str, Any]:
@@ -363,6 +379,8 @@ def _interview(
         "time": time,
         "end_time": _clock(end, language),
         "zone": f"{texts['zone']} ({start.tzname()})",
+        # The online interview's candidate reads from Ireland: their own time beside ours.
+        "candidate_time": "" if sparse or place != "online" else _irish_time(start, end, language),
         "duration": format_timedelta(end - start, locale=language),
         "location": "" if sparse or place == "online" else texts["location"],
         "online_url": ""
