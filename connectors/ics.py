@@ -1163,9 +1163,10 @@ def _library_utc() -> tzinfo | None:
 
 _KNOWN_NAMES = frozenset({"ORGANIZER", "ATTENDEE", "DTSTART", "DTEND", "CATEGORIES"})
 """Properties whose lines recur from event to event (the same colleagues, the same hours)."""
-_KNOWN_LINE_CHARS = 512
-_KNOWN_LINES = 8192
-"""At most this many lines of at most ``_KNOWN_LINE_CHARS`` are remembered during one reading."""
+_KNOWN_LINE_CHARS = 320
+_KNOWN_LINES = 4096
+"""At most this many lines of at most ``_KNOWN_LINE_CHARS`` are remembered during one reading
+(a few megabytes even for lines crafted to be all distinct and of four-byte characters)."""
 _IGNORED = object()
 """A remembered line of a property no field of an event is made of."""
 
