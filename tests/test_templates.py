@@ -666,6 +666,11 @@ def test_a_render_error_never_quotes_calendar_text(tmp_path: Path) -> None:
             "grew past",
         ),
         ("{% for i in range(9000) %}{{ 'y' * 100 }}{% endfor %}", "exceeds 256 KiB"),
+        (
+            "{% for i in range(10000) %}{% for j in range(10000) %}{% set x = i + j %}"
+            "{% endfor %}{% endfor %}",
+            "CPU time",
+        ),
     ],
 )
 def test_a_template_cannot_make_a_huge_mail_or_run_away(
