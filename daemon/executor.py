@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from recruitmail.contracts.connector import (
     CalendarSource,
+    KnowsCorrespondence,
     KnowsLastContact,
     KnowsOutOfOffice,
     KnowsPeople,
@@ -70,7 +71,7 @@ from recruitmail.daemon.render import Renderer
 from recruitmail.daemon.service import Metrics
 from recruitmail.daemon.settings import Mailbox, Settings
 from recruitmail.daemon.state import Finished, LedgerRow, SkipRecord, State
-from recruitmail.daemon.workdays import WorkCalendar
+from recruitmail.daemon.workdays import DaysOffTables, WorkCalendar
 
 log = logging.getLogger("recruitmail.executor")
 Found = TypeVar("Found")
@@ -93,11 +94,13 @@ LAST_CONTACT = "last contact"
 OUT_OF_OFFICE = "out of office"
 DIRECTORY = "directory"
 TIME_ZONE = "time zone"
+CORRESPONDENCE = "correspondence"
 FALLBACKS = {
     LAST_CONTACT: "greetings and status updates are drafted without checking Sent mail",
     OUT_OF_OFFICE: "only the vacations in the configuration are used",
     DIRECTORY: "panel roles come from the configured people directory only",
     TIME_ZONE: "the configured time zone (mailbox, else company) is used",
+    CORRESPONDENCE: "the candidate's language is decided from the event's text",
 }
 
 REASON_UNREADABLE = "it could not be read (the log at DEBUG has the details)"
@@ -263,6 +266,11 @@ class MailboxRunner:
                 self.zone(now),
                 self.settings.company.closure_days,
                 self.settings.company.subdivision,
+                # Days off worked out once are kept beside the compiled templates, also for the
+                # daemon and the gallery (a kept table spares the holidays package's import).
+                tables=DaysOffTables(self.renderer.cache_dir)
+                if self.renderer.cache_dir is not None
+                else None,
             )
         return self._calendar
 
@@ -907,8 +915,6 @@ class MailboxRunner:
         event's text or the default gives, and that choice is not kept, so a later mail reads
         Sent again. ``recruitmail status`` shows the failing look-up ("correspondence").
         """
-        from recruitmail.contracts.connector import KnowsCorrespondence
-
         if self._languages is None or self._languages[0] is not snapshot:
             stored = {a: lang for a, (lang, _) in self.state.languages("*").items()}
             self._languages = (snapshot, self.state.languages(self.box.address), stored)
@@ -923,7 +929,7 @@ class MailboxRunner:
             sink, since = self.sink, now - timedelta(days=180)
             try:
                 return self.look_up(
-                    "correspondence", lambda: sink.last_sent_text(mail.candidate, since), now
+                    CORRESPONDENCE, lambda: sink.last_sent_text(mail.candidate, since), now
                 )
             except LookupDeferred:
                 failed = True
