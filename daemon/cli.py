@@ -61,6 +61,7 @@ def cmd_once(args: argparse.Namespace) -> int:
     renderer = validate(settings)
     state = State.open(settings.service)
     try:
+        _refuse_beside_running_instances(state, settings.service.interval_seconds)
         # Days off worked out once are kept beside the compiled templates: a pass that finds
         # them there never loads the holidays package (~0.15 s).
         with tables_kept_in(renderer.cache_dir):
@@ -72,6 +73,21 @@ def cmd_once(args: argparse.Namespace) -> int:
     for mailbox, problem in outcome.failures.items():
         print(f"{mailbox}: FAILED: {problem}", file=sys.stderr)
     return 1 if outcome.failures else 0
+
+
+def _refuse_beside_running_instances(state: State, interval: float) -> None:
+    """`once` takes no lease: on a PostgreSQL state that running instances share it would write
+    beside them, so it refuses while one has said it is alive within the last interval."""
+    if state.backend != "postgresql":
+        return  # SQLite: `once` beside `run` is safe (one database, one writer at a time)
+    alive_since = state.database_time() - interval
+    live = [i for i in state.instances() if i.last_seen >= alive_since]
+    if live:
+        raise ConfigError(
+            f"{len(live)} instance(s) of `recruitmail run` share this state "
+            f"({', '.join(i.host for i in live)}); `once` takes no lease and would write beside "
+            "them: use `recruitmail preview`, or stop the instances first"
+        )
 
 
 def cmd_preview(args: argparse.Namespace) -> int:
@@ -126,7 +142,12 @@ def cmd_check(args: argparse.Namespace) -> int:
     from recruitmail.contracts.models import DraftKey, MailKind
     from recruitmail.daemon.executor import PassReport
     from recruitmail.daemon.render import Renderer
-    from recruitmail.daemon.runtime import open_runner, template_cache_dir, validate
+    from recruitmail.daemon.runtime import (
+        describe_groups,
+        open_runner,
+        template_cache_dir,
+        validate,
+    )
     from recruitmail.daemon.samples import SAMPLE_LANGUAGES, SAMPLES
     from recruitmail.daemon.settings import config_path, load_settings
     from recruitmail.daemon.state import State
@@ -154,6 +175,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         f"{config_path(args.config)}: configuration and templates are valid "
         f"({len(settings.mailboxes)} mailbox(es))."
     )
+    for line in describe_groups(settings, online=args.online):  # one per [[mailboxes_from]]
+        print(line)
     if not args.online:
         return 0
     failed = 0
@@ -202,6 +225,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     if wanted:
         print(f"(the logs name {wanted} as {pseudonym(wanted)})")
     else:
+        from recruitmail.daemon.runtime import describe_groups
+
+        for line in describe_groups(settings):  # the directory groups' members last read
+            print(line)
         _print_health(health)
     journeys: dict[tuple[str, str], list[str]] = defaultdict(list)
     zone = settings.company.time_zone

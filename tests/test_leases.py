@@ -317,3 +317,27 @@ def test_the_metrics_endpoint_shows_the_instance_and_the_mailboxes_it_holds(
     assert "recruitmail_fleet_mailboxes_held 1.0" in scraped
     assert "recruitmail_fleet_takeovers 0.0" in scraped
     assert "recruitmail_fleet_fenced_writes 0.0" in scraped
+
+
+def test_once_refuses_to_write_beside_running_instances_on_postgresql(
+    tmp_path: Path, postgres_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(IcsMaildirBackend(tmp_path), tmp_path)
+    config.write_text(
+        config.read_text().replace("[service]", f'[service]\nstate = "{postgres_url}"', 1)
+    )
+    state = State(postgres_url)
+    try:
+        fleet = Fleet(state, [two_weeks.RECRUITER.address], 60)
+        fleet.round(NOW)  # a running instance has just said it is alive
+        assert main(["--config", str(config), "once", "--now", NOW.isoformat()]) == 2
+        said = capsys.readouterr().err
+        assert "1 instance(s) of `recruitmail run` share this state" in said
+        assert "recruitmail preview" in said
+        assert not list((tmp_path).rglob("Drafts/new/*")) and not list(
+            (tmp_path).rglob(".Drafts/new/*")
+        )
+        fleet.leave()  # stopped: now `once` may run
+        assert main(["--config", str(config), "once", "--now", NOW.isoformat()]) == 0
+    finally:
+        state.close()
