@@ -30,8 +30,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check daemon connectors tests bench
-	$(BIN)/ruff format --check daemon connectors tests bench
+	$(BIN)/ruff check recruitmail daemon connectors tests bench
+	$(BIN)/ruff format --check recruitmail daemon connectors tests bench
 
 # mypy cannot follow the editable install's folder mapping (daemon/ is recruitmail.daemon, see
 # [tool.setuptools.package-dir]); it reads build/typecheck/recruitmail/, a tree of symbolic links

@@ -1935,7 +1935,8 @@ def _person(value: Any, *, is_organizer: bool) -> Attendee | None:
         return _person_read(value, is_organizer=is_organizer)
     if is_organizer not in people:
         people[is_organizer] = _person_read(value, is_organizer=is_organizer)
-    return people[is_organizer]
+    found: Attendee | None = people[is_organizer]
+    return found
 
 
 def _person_read(value: Any, *, is_organizer: bool) -> Attendee | None:
