@@ -31,12 +31,15 @@ Draft = tuple[str, str, date]
 
 # "kl. 14:00", "14:00", "2:00 PM": a time of day as the Swedish and English templates write it.
 TIME = re.compile(r"(?:kl\. )?\d{1,2}[:.]\d{2}(?: ?[AaPp]\.? ?[Mm]\.?)?")
-# "Sverigetid (CET)", "Sweden Time (CET)", "Tyskland (Berlin)tid (CET)": a zone as Babel names it.
+# "svensk tid (CET)", "Swedish time (CET)", and any other name a zone could be given: Babel's
+# "Sverigetid (CET)", "Tyskland (Berlin)tid (CET)", "Central European Time (CET)".
 ZONE = re.compile(
-    r"[A-ZÅÄÖ][^\s,:;()]*(?: \([^()\n]*\))?(?:tid| Time) \([A-Z][A-Za-z0-9+−-]{1,8}\)"
+    r"(?:[A-Za-zÅÄÖåäö][^\s,:;()]*(?: \([^()\n]*\))?(?:tid| Time)|[A-Za-zåäö]+ (?:tid|time))"
+    r" \([A-Z][A-Za-z0-9+−-]{1,8}\)"
 )
-# The zone every time must be named in: the company is Swedish, and so is the recruiter's calendar.
-SWEDISH_ZONE = {"sv": "Sverigetid (CET)", "en": "Sweden Time (CET)"}
+# The zone every time must be named in: the company's own name for its zone, whatever the provider
+# called it (Microsoft 365 says "W. Europe Standard Time").
+SWEDISH_ZONE = {"sv": "svensk tid (CET)", "en": "Swedish time (CET)"}
 # Mails that exist to tell the candidate when the interview is.
 NAMES_THE_TIME = ("welcome", "interview_details", "reschedule_notice")
 
