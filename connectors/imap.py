@@ -501,42 +501,45 @@ class ImapSink:
 
     # -- KnowsLastContact -------------------------------------------------------------------
 
-    def last_contact(self, address: str, since: datetime) -> datetime | None:
-        """Newest mail in Sent addressed (To or Cc) to ``address`` at or after ``since``."""
-        wanted = address_key(address)
+    def _sent_to(
+        self, client: IMAPClient, wanted: str, since: datetime
+    ) -> list[tuple[datetime, int]]:
+        """(Date, UID) of each mail in Sent addressed (To or Cc) to ``wanted`` at or after
+        ``since``; empty without a Sent folder. Leaves Sent selected."""
+        _, sent = self._folders()
+        if sent is None:
+            return []
+        client.select_folder(sent, readonly=True)
         # Search by the local part only: servers disagree on how they match a domain written
         # as IDNA or with a final dot (Dovecot finds neither spelling), and the recipients are
         # compared exactly below.
         term = wanted.rpartition("@")[0] or wanted
+        charset = None if term.isascii() else "UTF-8"
+        # SENTSINCE compares the Date: header's day (SINCE would compare the day the server
+        # stored the mail, which an APPEND by another client may not set); a day earlier
+        # covers the header's own time zone. TO is a substring match: both refined below.
+        uids = client.search(
+            ["OR", "TO", term, "CC", term, "SENTSINCE", (since - timedelta(days=1)).date()],
+            charset=charset,
+        )
+        if not uids:
+            return []
+        fetched = client.fetch(uids, ["INTERNALDATE", "BODY.PEEK[HEADER.FIELDS (TO CC DATE)]"])
+        found = []
+        for uid, item in fetched.items():
+            when = _when(item)
+            if when is not None and when >= since and wanted in _recipients(item):
+                found.append((when, int(uid)))
+        return found
+
+    def last_contact(self, address: str, since: datetime) -> datetime | None:
+        """Newest mail in Sent addressed (To or Cc) to ``address`` at or after ``since``."""
+        wanted = address_key(address)
         if since.tzinfo is None:
             since = since.replace(tzinfo=UTC)
 
         def newest(client: IMAPClient) -> datetime | None:
-            _, sent = self._folders()
-            if sent is None:
-                return None
-            client.select_folder(sent, readonly=True)
-            charset = None if term.isascii() else "UTF-8"
-            # SENTSINCE compares the Date: header's day (SINCE would compare the day the server
-            # stored the mail, which an APPEND by another client may not set); a day earlier
-            # covers the header's own time zone. TO is a substring match: both refined below.
-            uids = client.search(
-                ["OR", "TO", term, "CC", term, "SENTSINCE", (since - timedelta(days=1)).date()],
-                charset=charset,
-            )
-            if not uids:
-                return None
-            fetched = client.fetch(uids, ["INTERNALDATE", "BODY.PEEK[HEADER.FIELDS (TO CC DATE)]"])
-            best: datetime | None = None
-            for item in fetched.values():
-                when = _when(item)
-                if when is None or when < since:
-                    continue
-                if wanted not in _recipients(item):
-                    continue
-                if best is None or when > best:
-                    best = when
-            return best
+            return max((when for when, _ in self._sent_to(client, wanted, since)), default=None)
 
         result = self._run("reading sent mail", newest)
         log.debug("last contact with %s since %s: %s", wanted, since, result)
@@ -548,34 +551,18 @@ class ImapSink:
         """The opening of the newest mail in Sent to ``address`` (To or Cc) after ``since``:
         ``own_words`` of its text, read from at most ``MAX_SENT_BYTES`` of the message."""
         wanted = address_key(address)
-        term = wanted.rpartition("@")[0] or wanted  # see last_contact
         if since.tzinfo is None:
             since = since.replace(tzinfo=UTC)
 
         def newest_text(client: IMAPClient) -> str | None:
-            _, sent = self._folders()
-            if sent is None:
+            after = [
+                (when, uid) for when, uid in self._sent_to(client, wanted, since) if when > since
+            ]
+            if not after:
                 return None
-            client.select_folder(sent, readonly=True)
-            charset = None if term.isascii() else "UTF-8"
-            uids = client.search(
-                ["OR", "TO", term, "CC", term, "SENTSINCE", (since - timedelta(days=1)).date()],
-                charset=charset,
-            )
-            if not uids:
-                return None
-            fetched = client.fetch(uids, ["INTERNALDATE", "BODY.PEEK[HEADER.FIELDS (TO CC DATE)]"])
-            best: tuple[datetime, int] | None = None
-            for uid, item in fetched.items():
-                when = _when(item)
-                if when is None or when <= since or wanted not in _recipients(item):
-                    continue
-                if best is None or when > best[0]:
-                    best = (when, int(uid))
-            if best is None:
-                return None
+            uid = max(after)[1]
             part = f"BODY.PEEK[]<0.{MAX_SENT_BYTES}>"
-            body = client.fetch([best[1]], [part]).get(best[1]) or {}
+            body = client.fetch([uid], [part]).get(uid) or {}
             data = next((v for k, v in body.items() if k.startswith(b"BODY[]")), b"")
             return own_words(message_text(bytes(data))) if isinstance(data, bytes) else ""
 
