@@ -56,8 +56,8 @@ from scale import (  # noqa: E402
     FakeProcess,
     PassWatch,
     Round,
-    Sampler,
     floor,
+    idle_rounds,
     measure_round,
     median,
     print_rounds,
@@ -151,19 +151,8 @@ def daemon_idle(args: argparse.Namespace) -> int:
                     rounds.append(settling)
                     if not settling.drafts and n >= 1:
                         break
-                sampler = Sampler()
-                if args.profile:
-                    sampler.start()
-                for batching, label in ((False, "idle"), (True, "idle, $batch")):
-                    daemon.batching(batching)
-                    for n in range(args.repeat):
-                        moment = time.monotonic()
-                        daemon.all_due_now()
-                        name = label if n == 0 else f"{label} {n + 1}"
-                        found, _ = measure_round(name, watch, fake, moment, args, timeout)
-                        rounds.append(found)
-                if args.profile:
-                    sampler.stop()
+                idle, sampler = idle_rounds(daemon, watch, fake, args, timeout)
+                rounds += idle
                 floors = [floor(daemon, fake.options, workers) for _ in range(args.repeat)]
                 held = held_by_module() if args.tracemalloc else []
             finally:

@@ -529,6 +529,28 @@ def print_rounds(rounds: list[Round], mailboxes: int) -> None:
 # --- the floor: the same requests, without the daemon --------------------------------------------
 
 
+def idle_rounds(
+    daemon: Daemon, watch: PassWatch, fake: Any, args: argparse.Namespace, timeout: float
+) -> tuple[list[Round], Sampler]:
+    """The idle rounds, without and then with ``$batch``, ``args.repeat`` of each (sampled for
+    the profile with ``--profile``)."""
+    rounds = []
+    sampler = Sampler()
+    if args.profile:
+        sampler.start()
+    for batching, label in ((False, "idle"), (True, "idle, $batch")):
+        daemon.batching(batching)
+        for n in range(args.repeat):
+            moment = time.monotonic()
+            daemon.all_due_now()
+            name = label if n == 0 else f"{label} {n + 1}"
+            found, _ = measure_round(name, watch, fake, moment, args, timeout)
+            rounds.append(found)
+    if args.profile:
+        sampler.stop()
+    return rounds, sampler
+
+
 def floor(daemon: Daemon, options: dict[str, Any], workers: int) -> tuple[float, float, int]:
     """The pure network time of an idle pass's requests, measured now against the same fake:
     every mailbox's own next delta link, sent by a bare HTTP client ``workers`` at a time, and
@@ -666,19 +688,8 @@ def main() -> int:
                 daemon = Daemon(passes, watch)
                 first, ended = measure_round("first (full)", watch, fake, start, args, timeout)
                 rounds = [first]
-                sampler = Sampler()
-                if args.profile:
-                    sampler.start()
-                for batching, label in ((False, "idle"), (True, "idle, $batch")):
-                    daemon.batching(batching)
-                    for n in range(args.repeat):
-                        moment = time.monotonic()
-                        daemon.all_due_now()
-                        name = label if n == 0 else f"{label} {n + 1}"
-                        found, ended = measure_round(name, watch, fake, moment, args, timeout)
-                        rounds.append(found)
-                if args.profile:
-                    sampler.stop()
+                idle, sampler = idle_rounds(daemon, watch, fake, args, timeout)
+                rounds += idle
                 # 2. The floor, now, against the same fake: the same requests, no daemon.
                 for _ in range(args.repeat):
                     floors.append(floor(daemon, fake.options, workers))
