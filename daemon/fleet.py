@@ -6,8 +6,10 @@ leases in one statement every ``period`` seconds, claims free or expired ones up
 share (mailboxes / live instances, rounded up) and gives back what it holds beyond it. Every
 ledger and calendar write of a pass checks the lease and token in its own transaction
 (``State.enable_fencing``), and every draft write to a mailbox first checks, on the monotonic
-clock, that more than ``margin`` seconds of the lease are left (``FencedSink``). Why this is
-enough, and what is left: docs/RELIABILITY.md, "Several instances".
+clock, that more than ``margin`` seconds of the lease are left: once when the sink is called
+(``FencedSink``) and again right before each request the connector sends for it, after any wait
+or retry inside the call (``ConnectorContext.may_write``, built by ``may_write``). Why this is
+enough: docs/RELIABILITY.md, "Several instances".
 
 On SQLite there is one instance: a second ``run`` on the same file is refused (an ``flock`` on
 a file beside it, released by the kernel however the first one ends), and the single instance
@@ -17,6 +19,7 @@ holds every lease without fencing, so that ``status --fleet`` reads the same on 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import fcntl
 import logging
 import math
@@ -25,12 +28,12 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from recruitmail.contracts.errors import ConfigError
+from recruitmail.contracts.errors import ConfigError, FencedOut
 from recruitmail.contracts.models import DraftMessage, DraftRef
 from recruitmail.daemon.state import SCHEMA_VERSION, LeaseLost, State
 
@@ -42,6 +45,12 @@ FORGET_INSTANCES_AFTER = 3600.0
 
 class NewerSchema(ConfigError):
     """A newer recruitmail upgraded the state's schema while this instance ran."""
+
+
+class WriteFenced(LeaseLost, FencedOut):
+    """A draft write refused for want of time left on this instance's lease: ``LeaseLost`` to
+    the scheduler (the mailbox is dropped until a round says it is ours again) and the
+    contract's ``FencedOut`` to a connector that asked ``may_write`` in the middle of a call."""
 
 
 def lease_seconds(interval_seconds: float) -> float:
@@ -135,13 +144,14 @@ class Fleet:
         return max(0.0, deadline - self._clock()) if deadline is not None else 0.0
 
     def check(self, mailbox: str) -> None:
-        """Raise ``LeaseLost`` unless more than ``margin`` seconds of the lease are left: called
-        right before every write to the mailbox."""
+        """Raise ``WriteFenced`` (a ``LeaseLost``) unless more than ``margin`` seconds of the
+        lease are left: called right before every write to the mailbox, and by the connector
+        right before each request of it. A clock read and a comparison, no database."""
         left = self.remaining(mailbox)
         if left <= self.margin:
             with self._lock:
                 self.state.fenced_writes += 1
-            raise LeaseLost(
+            raise WriteFenced(
                 f"mailbox {mailbox}: {left:.1f} s left on this instance's lease, less than the "
                 f"{self.margin:.1f} s a write needs; the next holder looks the draft up"
             )
@@ -317,9 +327,32 @@ def _single_instance(database: Path) -> IO[bytes] | None:
     return handle
 
 
+# The fleet whose lease the current draft write needs: set by ``FencedSink`` for the length of
+# one sink call, in the calling thread only (every connector sends its writes from the thread
+# that called it), and read by the ``may_write`` of the mailbox's connector context.
+_WRITING: contextvars.ContextVar[Fleet | None] = contextvars.ContextVar(
+    "recruitmail_fleet_writing", default=None
+)
+
+
+def may_write(mailbox: str) -> Callable[[], None]:
+    """The ``ConnectorContext.may_write`` of ``mailbox``: inside a ``FencedSink`` call it is the
+    fleet's ``check`` (``WriteFenced`` when less than the margin is left on the lease), asked by
+    the connector right before each request that writes, however long the call has waited or
+    retried; outside one (SQLite, ``once``, ``check --online``) every write is allowed."""
+
+    def check() -> None:
+        fleet = _WRITING.get()
+        if fleet is not None:
+            fleet.check(mailbox)
+
+    return check
+
+
 class FencedSink:
     """A mailbox sink whose writes (create, update, mark obsolete) need more than the fleet's
-    margin left on this instance's lease; everything else is the wrapped sink's."""
+    margin left on this instance's lease: when called, and again before each request the
+    connector sends for them (``may_write``); everything else is the wrapped sink's."""
 
     def __init__(self, sink: Any, mailbox: str, fleet: Fleet) -> None:
         self._sink = sink
@@ -329,14 +362,23 @@ class FencedSink:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._sink, name)
 
-    def create_draft(self, message: DraftMessage) -> DraftRef:
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
         self._fleet.check(self._mailbox)
-        return self._sink.create_draft(message)  # type: ignore[no-any-return]
+        token = _WRITING.set(self._fleet)
+        try:
+            yield
+        finally:
+            _WRITING.reset(token)
+
+    def create_draft(self, message: DraftMessage) -> DraftRef:
+        with self._writing():
+            return self._sink.create_draft(message)  # type: ignore[no-any-return]
 
     def update_draft(self, ref: DraftRef, message: DraftMessage) -> DraftRef:
-        self._fleet.check(self._mailbox)
-        return self._sink.update_draft(ref, message)  # type: ignore[no-any-return]
+        with self._writing():
+            return self._sink.update_draft(ref, message)  # type: ignore[no-any-return]
 
     def mark_obsolete(self, ref: DraftRef) -> None:
-        self._fleet.check(self._mailbox)
-        self._sink.mark_obsolete(ref)
+        with self._writing():
+            self._sink.mark_obsolete(ref)

@@ -11,14 +11,22 @@ Terms:
   answered).
 - *ref*: a ``DraftRef``, what a sink returns to point at a draft later.
 
-Errors: connectors raise only the types in ``daemon.errors``. A call that may have reached the
-provider without an answer raises ``AmbiguousError``; the caller looks the key up before retrying.
+Errors: connectors raise only the types in ``recruitmail.contracts.errors``. A call that may have
+reached the provider without an answer raises ``AmbiguousError``; the caller looks the key up
+before retrying.
+
+Writes: a sink calls ``ConnectorContext.may_write()`` immediately before every request that
+writes to the mailbox (create, update, flag, move), on every attempt, after any wait or retry
+and after any reconnect; it raises ``FencedOut`` when this instance may no longer write (another
+instance of the fleet holds the mailbox now), and the sink lets that pass without sending the
+request.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -116,6 +124,10 @@ class KnowsTimeZone(Protocol):
         ...
 
 
+def always_writable() -> None:
+    """The ``may_write`` of a mailbox only this process writes to (SQLite, ``once``, tests)."""
+
+
 @dataclass(frozen=True)
 class ConnectorContext:
     """What every connector may know about the mailbox it serves."""
@@ -126,6 +138,11 @@ class ConnectorContext:
     company_domains: tuple[str, ...]
     state_dir: Path
     country: str = "SE"  # ISO 3166 code: resolves ambiguous names such as Windows time zones
+    may_write: Callable[[], None] = field(default=always_writable, compare=False)
+    """Asked right before every request that writes to the mailbox, on every attempt (after any
+    wait, retry or reconnect, never before them): returns when this instance may still write,
+    raises ``FencedOut`` when it may not (its lease on the mailbox is gone or nearly so). Cheap:
+    it reads a clock, never the network or the database."""
 
 
 # -- fleets from the directory --------------------------------------------------------------

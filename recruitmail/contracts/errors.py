@@ -4,8 +4,10 @@
     ├── ConfigError      the configuration or a template is wrong: say what to fix, and where
     ├── AuthError        credentials, consent or a permission is missing: say which
     ├── TransientError   try again later (outage, throttling, timeout before the request was sent)
-    │   └── AmbiguousError   the request may or may not have been carried out (timeout or reset
-    │                        after it was sent): look the item up before trying again
+    │   ├── AmbiguousError   the request may or may not have been carried out (timeout or reset
+    │   │                    after it was sent): look the item up before trying again
+    │   └── FencedOut        this instance may no longer write to the mailbox (another instance
+    │                        holds it now): nothing was sent; the holder writes it
     ├── CursorExpired    the calendar's sync cursor is no longer valid: do a full resync
     ├── RenderError      a template failed on one mail's data: hold that mail, draft the others
     └── PermanentError   this one item cannot be done (bad data, refused request): skip it, go on
@@ -41,6 +43,14 @@ class TransientError(RecruitmailError):
 
 class AmbiguousError(TransientError):
     """The request was sent but its outcome is unknown: look up before any retry."""
+
+
+class FencedOut(TransientError):
+    """This instance may no longer write to the mailbox: another instance of the fleet holds it
+    now, or this one's lease is about to run out. Raised by ``ConnectorContext.may_write``
+    before a write request is sent, so the request was not sent; a connector lets it pass
+    unchanged (never retried, never turned into another error). The pass ends and the holder
+    of the mailbox looks the draft up and writes it."""
 
 
 class CursorExpired(RecruitmailError):
