@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from recruitmail import connectors
 from recruitmail.contracts.connector import ConnectorContext, DirectoryMember, MailboxSink
 from recruitmail.contracts.errors import ConfigError, RecruitmailError, TransientError
+from recruitmail.daemon.fleet import may_write
 from recruitmail.daemon.service import Metrics
 from recruitmail.daemon.settings import (
     KnownMembers,
@@ -118,6 +119,7 @@ def context_for(settings: Settings, box: Mailbox) -> ConnectorContext:
         company_domains=tuple(settings.company.domains),
         state_dir=settings.service.state_dir,
         country=settings.company.country,
+        may_write=may_write(box.address),  # the fleet's lease check, inside a FencedSink call
     )
 
 
