@@ -392,6 +392,16 @@ class MailboxRunner:
         except RecruitmailError as exc:
             self.observer.sync_error(self.box.source.type, type(exc).__name__)
             raise
+        report.synced_events = len(result.events) + len(result.removed)
+        report.full_sync = result.full
+        if not (result.events or result.removed or result.skipped or result.full) and (
+            result.cursor == cursor
+        ):
+            # Nothing came and the cursor is the one stored: there is nothing to write (the
+            # source hands the same cursor back while its calendar is quiet). An idle pass
+            # then takes no write transaction at all.
+            crash_point("sync-after-commit")
+            return
         # Only interviews are kept (and never a private event): the rest of the calendar is
         # none of our business. An event that stopped being an interview is dropped.
         kept: list[Event] = []
@@ -434,8 +444,6 @@ class MailboxRunner:
                 )
             for reason, count in sorted(reasons.items()):
                 log.info("mailbox %s: %d event(s) left out: %s", self.box.address, count, reason)
-        report.synced_events = len(result.events) + len(result.removed)
-        report.full_sync = result.full
 
     def recognise(self, event: Event) -> list[Interview] | Rejection:
         """``recognise``, isolated: an event it cannot read never stops the others."""
@@ -534,10 +542,13 @@ class MailboxRunner:
     # The planner is pure: the same snapshot at another instant before ``Plan.next_due`` gives
     # the same plan. After an empty plan the runner remembers what it was decided on; a later
     # pass whose sync stored nothing new, whose state no one else wrote to and whose absences
-    # are the same then skips snapshot and planning. Only the runner's own passes write this
-    # mailbox's ledger in this process, and a pass that writes to it is not quiet (its plan was
-    # not empty), so the next one plans. Kept in memory only: a new process plans on its first
-    # pass, so nothing here can survive a crash to mislead a later pass.
+    # are the same then skips snapshot and planning. "No one else": SQLite's ``data_version``
+    # changes with any other connection's commit; on PostgreSQL every write to a mailbox's
+    # events, ledger or candidates raises its change counter in the same transaction, whichever
+    # instance or command wrote (``State.events_version``). Only the runner's own passes write
+    # this mailbox's ledger in this process, and a pass that writes to it is not quiet (its
+    # plan was not empty), so the next one plans. Kept in memory only: a new process plans on
+    # its first pass, so nothing here can survive a crash to mislead a later pass.
 
     def nothing_to_plan(self, run: Pass) -> bool:
         """Whether planning now would decide what the last, empty plan decided: nothing."""
@@ -554,25 +565,12 @@ class MailboxRunner:
         run.report.planned = True
         self._numbers = None
         self._languages = None
-        if (
-            not decided.empty
-            or run.refreshed
-            or run.version is None
-            or decided.next_due is None
-            or not self.skips_quiet_passes()
-        ):
+        if not decided.empty or run.refreshed or run.version is None or decided.next_due is None:
             return
         until = min(decided.next_due, run.now + REPLAN_AFTER)
         self._quiet = _Quiet(run.version, snapshot.absences, run.now, until)
         # Until something changes no pass reads the interviews; the next plan reads them again.
         self._interviews = None
-
-    def skips_quiet_passes(self) -> bool:
-        """Whether the state tells every other writer apart: SQLite's ``data_version`` changes
-        with any other connection's commit (another process, e.g. ``recruitmail close``);
-        PostgreSQL's version covers only the stored events, not the ledger, so another instance's
-        or command's write there would go unseen."""
-        return self.state.backend == "sqlite"
 
     def carry_out(self, decided: Plan, snapshot: Snapshot, run: Pass) -> None:
         """The plan, done: stale mails recorded, obsolete drafts marked, due mails drafted."""

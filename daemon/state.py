@@ -52,7 +52,7 @@ from recruitmail.contracts.secrets import load_secret
 from recruitmail.daemon.faults import crash_point
 from recruitmail.daemon.planner import LedgerEntry, LedgerState
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -159,11 +159,26 @@ _MIGRATIONS: dict[int, str] = {
         last_seen REAL NOT NULL
     )
     """,
+    # Version 5: a counter per mailbox, raised in the same transaction as every write to what
+    # planning reads of it (its stored events, ledger rows and candidates), by any process or
+    # instance; mailbox "*" for a write that may touch every mailbox (``forget``, a copy). A
+    # runner that planned nothing skips planning while its mailbox's counters stay the same
+    # (``State.events_version``), on PostgreSQL as on SQLite.
+    5: """
+    CREATE TABLE mailbox_versions (
+        mailbox TEXT PRIMARY KEY,
+        version INTEGER NOT NULL DEFAULT 0
+    )
+    """,
 }
 
 # Tables of the running fleet, not of the state: a copy to another database leaves them behind
-# (the instances of the old database hold nothing in the new one).
-_FLEET_TABLES = frozenset({"leases", "instances"})
+# (the instances of the old database hold nothing in the new one). The mailboxes' change
+# counters stay behind too: the copy raises the target's own ("*").
+_FLEET_TABLES = frozenset({"leases", "instances", "mailbox_versions"})
+
+ALL_MAILBOXES = "*"
+"""The ``mailbox_versions`` row raised by a write that may touch every mailbox."""
 
 
 @dataclass(frozen=True)
@@ -408,6 +423,8 @@ class State:
                 "synced_at = excluded.synced_at, basis = excluded.basis",
                 (mailbox, cursor, _iso(now), basis),
             )
+            if full or events or removed:
+                self._changed(db, (mailbox,))
             crash_point("sync-before-commit")
         if full or events or removed:
             self._events_changed(mailbox)
@@ -434,6 +451,7 @@ class State:
                 "DELETE FROM events WHERE mailbox = ? AND event_id = ?",
                 [(mailbox, e) for e in event_ids],
             )
+            self._changed(db, (mailbox,))
         self._events_changed(mailbox)
 
     # -- what an administrator must see --------------------------------------------------
@@ -489,11 +507,22 @@ class State:
             db.execute("DELETE FROM cursors WHERE mailbox = ?", (mailbox,))
 
     def events_version(self, mailbox: str) -> tuple[int, int, int]:
-        """Changes when the stored events of ``mailbox`` may have changed: a write through this
-        object, or any commit by another connection (another process, e.g. ``forget``)."""
+        """Changes when what planning reads of ``mailbox`` may have changed (its stored events,
+        ledger rows, candidates): a write through this object, or a commit by any other
+        connection (another process or instance, e.g. ``close`` or ``forget``). One read."""
         foreign = self._backend.data_version(mailbox)
         with self._lock:
             return (foreign, self._events_changes.get("", 0), self._events_changes.get(mailbox, 0))
+
+    def _changed(self, db: _Db, mailboxes: Iterable[str]) -> None:
+        """Raise the change counters of ``mailboxes`` inside the caller's write transaction, so
+        that the write and its mark are committed (or lost) together. In sorted order: two
+        transactions raising the same rows take their locks in the same order."""
+        db.executemany(
+            "INSERT INTO mailbox_versions (mailbox, version) VALUES (?, 1) "
+            "ON CONFLICT (mailbox) DO UPDATE SET version = mailbox_versions.version + 1",
+            [(m,) for m in sorted(set(mailboxes))],
+        )
 
     def _events_changed(self, mailbox: str) -> None:
         """Note a change of ``mailbox``'s stored events ("" for every mailbox's)."""
@@ -539,6 +568,7 @@ class State:
                 "THEN excluded.last_contact ELSE candidates.last_contact END",
                 (mailbox, address, _iso(when)),
             )
+            self._changed(db, (mailbox,))
 
     def set_closed(self, mailbox: str | None, address: str, closed: bool) -> int:
         """Mark a candidate's process closed (or open again); returns the mailboxes touched."""
@@ -559,6 +589,7 @@ class State:
                     "ON CONFLICT (mailbox, address) DO UPDATE SET closed = excluded.closed",
                     (box, address, int(closed)),
                 )
+            self._changed(db, boxes)
         return len(boxes)
 
     # -- languages -----------------------------------------------------------------------
@@ -630,6 +661,7 @@ class State:
         with self.transaction() as db:
             self._fence(db, (key.mailbox,))
             db.execute(_BEGIN_ATTEMPT, _attempt_values(key, due, context, now))
+            self._changed(db, (key.mailbox,))
             # Read inside the transaction: what this call did, not what another did since.
             row = db.execute(
                 f"SELECT {_LEDGER_COLUMNS} FROM ledger WHERE key_id = ?", (key.id,)
@@ -656,6 +688,7 @@ class State:
                 ).fetchall()
                 if done and done[0][0] == 1:
                     fresh.add(key.id)
+            self._changed(db, {key.mailbox for key, _, _ in intents})
         return frozenset(fresh)
 
     def abandon_attempts(self, keys: list[DraftKey]) -> None:
@@ -667,6 +700,7 @@ class State:
                 "DELETE FROM ledger WHERE key_id = ? AND state = 'attempting' AND attempts = 1",
                 [(k.id,) for k in keys],
             )
+            self._changed(db, {k.mailbox for k in keys})
 
     def mark_ambiguous(self, key: DraftKey, now: datetime) -> None:
         with self.transaction() as db:
@@ -675,6 +709,7 @@ class State:
                 "UPDATE ledger SET ambiguous = 1, last_attempt = ?, updated_at = ? WHERE key_id = ?",
                 (_iso(now), _iso(now), key.id),
             )
+            self._changed(db, (key.mailbox,))
 
     def finish_draft(
         self,
@@ -700,13 +735,13 @@ class State:
         it carries folded), the mails skipped for good and the creates whose outcome is unknown."""
         if not (finished or skips or ambiguous):
             return
+        touched = (
+            {d.key.mailbox for d in finished}
+            | {k.key.mailbox for k in skips}
+            | {k.mailbox for k in ambiguous}
+        )
         with self.transaction() as db:
-            self._fence(
-                db,
-                {d.key.mailbox for d in finished}
-                | {k.key.mailbox for k in skips}
-                | {k.mailbox for k in ambiguous},
-            )
+            self._fence(db, touched)
             for done in finished:
                 db.execute(
                     "UPDATE ledger SET state = 'drafted', remote_id = ?, fingerprint = ?, "
@@ -739,6 +774,7 @@ class State:
                 "UPDATE ledger SET ambiguous = 1, last_attempt = ?, updated_at = ? WHERE key_id = ?",
                 [(_iso(now), _iso(now), k.id) for k in ambiguous],
             )
+            self._changed(db, touched)
 
     def record_skip(
         self,
@@ -758,6 +794,7 @@ class State:
             self._fence(db, {skip.key.mailbox for skip in skips})
             for skip in skips:
                 self._skip(db, skip, now)
+            self._changed(db, {skip.key.mailbox for skip in skips})
 
     def _skip(self, db: _Db, skip: SkipRecord, now: datetime) -> None:
         for k in (skip.key, *skip.folded):
@@ -805,6 +842,7 @@ class State:
                 "UPDATE ledger SET state = 'obsolete', reason = ?, updated_at = ? WHERE key_id = ?",
                 (reason, _iso(now), key.id),
             )
+            self._changed(db, (key.mailbox,))
 
     def set_remote_state(self, key: DraftKey, remote_state: DraftState, now: datetime) -> None:
         with self.transaction() as db:
@@ -813,6 +851,7 @@ class State:
                 "UPDATE ledger SET remote_state = ?, updated_at = ? WHERE key_id = ?",
                 (remote_state.value, _iso(now), key.id),
             )
+            self._changed(db, (key.mailbox,))
 
     def forget(self, address: str) -> int:
         """Erase every trace of a candidate (GDPR): ledger rows, contact data, calendar copies.
@@ -830,6 +869,7 @@ class State:
             removed += db.execute(
                 "DELETE FROM events WHERE instr(lower(data), ?) > 0", (needle,)
             ).rowcount
+            self._changed(db, (ALL_MAILBOXES,))
         self._events_changed("")
         self._backend.compact()
         return int(removed)
@@ -1008,6 +1048,8 @@ class State:
                         "WHERE mailbox = ? AND state = 'attempting'",
                         (_iso(now), _iso(now), mailbox),
                     )
+            if not exclusive:
+                self._changed(db, taken)
         return taken
 
     def release(self, holder: str, mailboxes: Iterable[str] | None = None) -> int:
@@ -1087,6 +1129,7 @@ class State:
                         f"VALUES ({', '.join('?' * len(columns))})",
                         [tuple(row) for row in tables[table]],
                     )
+            target._changed(db, (ALL_MAILBOXES,))
         target._key = target.secret("pseudonym")
         target._events_changed("")
 
@@ -1523,15 +1566,15 @@ class _PostgreSQL:
         return {str(r[0]) for r in rows}
 
     def data_version(self, mailbox: str) -> int:
-        """Changes when a row of the mailbox's stored events is added, changed or removed, by
-        any connection (a changed row has a new xmin; a removed one lowers the count)."""
+        """Changes with every commit, by any connection, that wrote the mailbox's stored events,
+        ledger rows or candidates (or any mailbox's: ``*``): the sum of their change counters,
+        which only grow, raised in the same transaction as the write."""
         with self.read() as db:
-            count, newest = db.execute(
-                "SELECT count(*), coalesce(max(xmin::text::bigint), 0) FROM events "
-                "WHERE mailbox = ?",
-                (mailbox,),
+            row = db.execute(
+                "SELECT coalesce(sum(version), 0) FROM mailbox_versions WHERE mailbox IN (?, ?)",
+                (mailbox, ALL_MAILBOXES),
             ).fetchone()
-        return int(count) << 32 | int(newest)
+        return int(row[0])
 
     def compact(self) -> None:
         """Rewrite the tables a candidate's rows were erased from (``VACUUM FULL``), so that no
