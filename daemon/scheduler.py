@@ -45,6 +45,7 @@ from recruitmail.daemon.service import (
     Metrics,
     Notifier,
     describe_status,
+    give_back_memory,
     open_metrics,
     setup_logging,
     watchdog_interval,
@@ -60,6 +61,10 @@ PROBE_THREADS = 8
 """Batches in flight at once: each holds one request slot of each of its mailboxes."""
 CLAIM_WAIT_SECONDS = 60.0
 """How long a pass waits for the batch asking its calendar before it asks on its own."""
+STATUS_EVERY_SECONDS = 1.0
+"""The ``STATUS=`` line is sent at most this often (at once when a draft was created)."""
+TRIM_EVERY_SECONDS = 10.0
+"""Memory is handed back to the system at most this often, after passes that held much."""
 
 
 class _Behind(logging.Filter):
@@ -114,6 +119,14 @@ class Service:
         self.count_lock = threading.Lock()
         self.last_pass: datetime | None = None
         self.problem = ""
+        # What the passes since the last summary line did (one INFO line a round, not a pass).
+        self.tally = {"passes": 0, "failed": 0, "drafted": 0, "planned": 0}
+        self.status_sent = 0.0  # monotonic; when the last STATUS= line went out
+        self.status_due = False  # a pass finished since then
+        # A pass that held much (a first pass, a full sync, drafts) finished since the last
+        # time memory was handed back; when that was.
+        self.trim_wanted = False
+        self.trimmed = 0.0
         # Passes submitted to a worker but not started (a count: the submission event and the
         # pass itself may come in either order), calendars being asked ahead, and passes that
         # were still waiting when their next interval came.
@@ -336,12 +349,34 @@ class Service:
             token = self.heartbeat.pass_started()
             started = time.monotonic()
             ok = False
+            drafted = False
             try:
+                opened = address not in self.runners
                 report = self.runner(address).reconcile(datetime.now(UTC))
+                drafted = bool(report.drafted)
                 with self.count_lock:
                     self.drafts_created += len(report.drafted)
+                    self.tally["drafted"] += len(report.drafted)
+                    self.tally["planned"] += report.planned
+                    if opened or report.full_sync or report.drafted:
+                        self.trim_wanted = True
                 ok = True
-                log.info("mailbox %s: pass done: %s", address, describe(report))
+                # An idle pass that changed nothing says so at DEBUG only: a thousand mailboxes
+                # every minute would fill the journal; the round's summary line counts them.
+                eventful = (
+                    report.drafted
+                    or report.skipped
+                    or report.obsolete
+                    or report.deferred
+                    or report.folded
+                    or report.synced_events
+                )
+                log.log(
+                    logging.INFO if eventful else logging.DEBUG,
+                    "mailbox %s: pass done: %s",
+                    address,
+                    describe(report),
+                )
             except LeaseLost as exc:
                 # Its next pass comes from whichever instance holds it (this one again, if the
                 # lease turns out to be renewed at the next round).
@@ -362,8 +397,11 @@ class Service:
                 self.fleet.reconciled(address)
                 self.metrics.pass_finished(address, time.monotonic() - started, ok)
                 self.last_pass = datetime.now(UTC)
+                with self.count_lock:
+                    self.tally["passes"] += 1
+                    self.tally["failed"] += not ok
                 self.heartbeat.pass_finished(token)
-                self.notifier.status(self.status_line())
+                self.publish_status(force=drafted)
 
     def postpone(self, address: str, seconds: float) -> None:
         """The provider asked us to wait (Retry-After): no pass for this mailbox before then."""
@@ -385,6 +423,45 @@ class Service:
                 behind,
                 self.settings.service.interval_seconds,
             )
+
+    def publish_status(self, *, force: bool = False) -> None:
+        """Send the ``STATUS=`` line when a service manager listens: at once when ``force``
+        (a draft was created), else at most every ``STATUS_EVERY_SECONDS`` (the main loop
+        sends what is left over)."""
+        if not self.notifier.enabled:
+            return
+        now = time.monotonic()
+        with self.count_lock:
+            if not force and now - self.status_sent < STATUS_EVERY_SECONDS:
+                self.status_due = True
+                return
+            self.status_sent, self.status_due = now, False
+        self.notifier.status(self.status_line())
+
+    def summarise(self) -> None:
+        """Once a round: one INFO line with what the passes since the last one did."""
+        with self.count_lock:
+            tally = self.tally
+            self.tally = dict.fromkeys(tally, 0)
+        if tally["passes"]:
+            log.info(
+                "%d pass(es) in the last %d s: %d planned, %d draft(s) created, %d failed",
+                tally["passes"],
+                self.settings.service.interval_seconds,
+                tally["planned"],
+                tally["drafted"],
+                tally["failed"],
+            )
+
+    def give_back_memory(self) -> None:
+        """After passes that held much (first passes, full syncs, drafts), at most every
+        ``TRIM_EVERY_SECONDS``: the allocator's free memory goes back to the system."""
+        now = time.monotonic()
+        with self.count_lock:
+            if not self.trim_wanted or now - self.trimmed < TRIM_EVERY_SECONDS:
+                return
+            self.trim_wanted, self.trimmed = False, now
+        give_back_memory()
 
     def status_line(self) -> str:
         line = describe_status(len(self.settings.mailboxes), self.last_pass, self.drafts_created)
@@ -518,9 +595,13 @@ class Service:
                 self.reload()
             self.apply_directory()
             self.heartbeat.beat()
+            if self.status_due:
+                self.publish_status()
+            self.give_back_memory()
             if time.monotonic() - said >= self.settings.service.interval_seconds:
                 said = time.monotonic()
                 self.say_behind()
+                self.summarise()
             self.stop.wait(min(tick, 1.0, max(0.05, next_round - time.monotonic())))
         self.notifier.stopping()
         log.info("stopping: finishing the current step")
