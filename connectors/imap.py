@@ -5,6 +5,10 @@ without UIDPLUS. A draft is found again by its ``X-Recruitmail-Key`` header (or 
 Message-ID) in Drafts, then in Sent. The sink never sends, never deletes and never expunges: a
 pending draft is "updated" by appending the replacement and tagging the old one with the obsolete
 keyword, so the recruiter sees both and nothing is lost.
+
+Each write (the APPEND of a draft, the STORE of the obsolete keyword) asks the context's
+``may_write`` right before the command is sent, after any reconnect: an instance whose lease on
+the mailbox ran out meanwhile sends nothing.
 """
 
 from __future__ import annotations
@@ -398,6 +402,7 @@ class ImapSink:
         self._run("checking the connection", lambda c: c.noop())
         client = self._ensure()
         drafts, _ = self._folders()
+        self._context.may_write()  # after the reconnect, right before the APPEND
         try:
             response = client.append(drafts, data, flags=DRAFT_FLAGS)
         except _DROPPED as exc:
@@ -492,6 +497,7 @@ class ImapSink:
             elif folder == drafts:
                 targets = client.search([*_key_criteria(key_id), "NOT", "DELETED"])
             if targets:
+                self._context.may_write()  # on every attempt: a reconnect may have taken long
                 client.add_flags(targets, [keyword])
                 log.info("marked %d draft(s) in %s obsolete", len(targets), folder)
             else:

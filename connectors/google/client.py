@@ -7,7 +7,8 @@ by its Message-ID before trying again.
 
 ``_Caller`` retries what Google says may be retried (throttling, outages) with capped, jittered
 backoff; a ``Retry-After`` is read first, capped at an hour, and no later call of the same source
-or sink is sent before it is over. Every other answer becomes one of the project's errors, naming
+or sink is sent before it is over. A write asks the mailbox's ``may_write`` before each attempt,
+so a retry never leaves once this instance's lease is gone. Every other answer becomes one of the project's errors, naming
 the call, the least scope it needs and how to grant it.
 """
 
@@ -244,15 +245,21 @@ class _Caller:
         what: str,
         *,
         on_server_error: Callable[[], dict[str, Any] | None] | None = None,
+        may_write: Callable[[], None] | None = None,
     ) -> dict[str, Any]:
         """Execute the request ``build`` makes, retrying what Google says may be retried.
 
         ``on_server_error`` runs before retrying after a 5xx answer to a request that changes
         state (it may have been carried out); a non-``None`` result is returned instead.
+        ``may_write`` (for a request that writes to the mailbox) is asked right before each
+        attempt, after every wait and look-up: when it raises (``FencedOut``), nothing more is
+        sent.
         """
         self._wait_for_retry_after(what)
         attempt = 0
         while True:
+            if may_write is not None:
+                may_write()  # after any wait: this instance may still write
             try:
                 self.requests += 1
                 result = build().execute(num_retries=0)

@@ -1,7 +1,9 @@
 """The Gmail draft sink: drafts written with ``drafts.create`` (raw JSON, never an upload), joined
 to our earlier mail's thread when Gmail would, labelled when obsolete; the vacation responder.
 
-What became of a draft once written (pending, edited, sent, deleted) is read by ``state``.
+What became of a draft once written (pending, edited, sent, deleted) is read by ``state``. Every
+write (``drafts.create``/``update``, ``messages.modify``, ``labels.create``) asks the context's
+``may_write`` before each attempt (``_Caller.call``).
 """
 
 from __future__ import annotations
@@ -150,6 +152,7 @@ class GmailSink:
             lambda: self._users.drafts().create(userId="me", body=body),
             "drafts.create",
             on_server_error=already_there,
+            may_write=self._context.may_write,
         )
         log.info("google: created draft %s (%s)", created_draft.get("id"), message.key.kind.value)
         ref = _Ref.of(
@@ -178,6 +181,7 @@ class GmailSink:
         updated = self._caller.call(
             lambda: self._users.drafts().update(userId="me", id=mine.draft_id, body=body),
             "drafts.update",
+            may_write=self._context.may_write,
         )
         again = _Ref.of(
             updated,
@@ -208,6 +212,7 @@ class GmailSink:
                 userId="me", id=message_id, body={"addLabelIds": [label]}
             ),
             "messages.modify",
+            may_write=self._context.may_write,
         )
 
     def _obsolete_label_id(self) -> str:
@@ -230,6 +235,7 @@ class GmailSink:
                     },
                 ),
                 "labels.create",
+                may_write=self._context.may_write,
             )
             label_id = str(created["id"])
         with self._lock:

@@ -15,7 +15,8 @@ state directory too). A short wait is slept through; a long one ends the call wi
 without a clear answer (a create answered 5xx, or a timeout after sending) is never repeated
 blindly: it raises ``AmbiguousError`` (with the ``retry_after`` Graph gave) and the caller looks the
 key up first. A create answered 429 was refused unprocessed (Graph's throttling guidance: "the
-requests fail"), so it is sent again once the wait is over.
+requests fail"), so it is sent again once the wait is over — but only if the mailbox's
+``may_write`` still allows it then: every attempt of a write asks it right before it leaves.
 """
 
 from __future__ import annotations
@@ -601,10 +602,13 @@ class GraphClient:
         json_body: Any = None,
         prefer: Sequence[str] = (),
         expect: frozenset[int] = frozenset(),
+        may_write: Callable[[], None] | None = None,
     ) -> httpx.Response:
         """Send one Graph request for ``mailbox`` and return a 2xx response (or one in ``expect``).
 
-        ``permission`` names what a 403 means is missing. Throttling and server errors of
+        ``permission`` names what a 403 means is missing. ``may_write`` (for a request that
+        writes to the mailbox) is asked right before each attempt leaves, after every wait,
+        token refresh and backoff: when it raises (``FencedOut``), nothing more is sent. Throttling and server errors of
         idempotent requests are retried up to ``max_attempts``; a POST that may have been carried
         out raises ``AmbiguousError``. Errors follow the project's contract: ``TransientError``
         (429, 5xx, timeouts; ``retry_after`` when Graph gave one), ``AuthError`` (403: the
@@ -628,6 +632,8 @@ class GraphClient:
             content = None if json_body is None else json.dumps(json_body).encode("utf-8")
             try:
                 with self._slot(mailbox):
+                    if may_write is not None:
+                        may_write()  # after any wait: this instance may still write
                     log.debug("graph %s (attempt %d)", what, attempt)
                     response = self._http.request(
                         method, url, params=params, headers=headers, content=content

@@ -13,6 +13,10 @@ the item stays in the mailbox, Sent Items included), so ``draft_state`` decides 
 key property, our ``X-`` header and our Message-ID are not promised to survive an edit in Outlook
 on the web or desktop; they are used only to find a draft whose create answer was lost.
 
+Every write (the create's POST, the PATCHes of an update or an obsolete mark) hands the context's
+``may_write`` to ``GraphClient.request``, which asks it right before each attempt leaves: a create
+throttled while this instance's lease ran out is not sent again from here.
+
 The recruiter's last contact with a candidate is read with ``$search`` over Sent Items
 (``recipients:`` covers To, Cc and Bcc) and matched here: Exchange refuses the lambda filter
 ``toRecipients/any(…)`` that the filter documentation suggests (400 ErrorInvalidUrlQueryFilter).
@@ -111,6 +115,7 @@ class GraphSink:
         self.options = options
         self.user = (options.user or context.mailbox).strip()
         self.country = context.country
+        self.may_write = context.may_write
         self.clock: Callable[[], float] = time.monotonic
         self._base = f"/users/{quote(self.user, safe='@')}"
         self._folders: dict[str, str] = {}
@@ -153,6 +158,7 @@ class GraphSink:
             mailbox=self.user,
             permission="Mail.ReadWrite",
             json_body=payload,
+            may_write=self.may_write,
         )
         created = json_of(response, "the new draft")
         log.info("drafted message %s in %s", message.key.kind.value, self.user)
@@ -216,6 +222,7 @@ class GraphSink:
             mailbox=self.user,
             permission="Mail.ReadWrite",
             json_body=self._content(message),
+            may_write=self.may_write,
         )
         return DraftRef(ref.remote_id, fingerprint(json_of(response, "the updated draft")))
 
@@ -236,6 +243,7 @@ class GraphSink:
             mailbox=self.user,
             permission="Mail.ReadWrite",
             json_body={"categories": [*categories, self.options.obsolete_category]},
+            may_write=self.may_write,
         )
 
     def last_contact(self, address: str, since: datetime) -> datetime | None:
