@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import email.policy
 import email.utils
@@ -154,7 +155,11 @@ class _Folder:
             self._list(stamp)
             return
         self._stamp = stamp
-        self._ordered = sorted([*self._ordered, entry], key=lambda e: e.path.name)
+        # A new list (a caller may hold the old one), the entry placed by name as the sort of a
+        # fresh listing would place it: not the whole folder sorted again for each draft.
+        ordered = self._ordered.copy()
+        bisect.insort(ordered, entry, key=_by_name)
+        self._ordered = ordered
         self._index(entry)
 
     def _index(self, entry: _Entry) -> None:
@@ -195,7 +200,7 @@ class _Folder:
                 if entry is not None:
                     found[version] = entry
         self._seen = found
-        self._ordered = sorted(found.values(), key=lambda e: e.path.name)
+        self._ordered = sorted(found.values(), key=_by_name)
         self._by_key = {}
         for known in self._ordered:
             self._index(known)
@@ -221,6 +226,10 @@ class _Folder:
         """The entries whose name, key header or Message-ID carries ``key_id``."""
         self.entries()
         return self._by_key.get(key_id, [])
+
+
+def _by_name(entry: _Entry) -> str:
+    return entry.path.name
 
 
 def _read_entry(path: Path) -> _Entry | None:

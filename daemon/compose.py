@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -338,14 +339,19 @@ class _Formatter:
         return f"{times} {_ZONE_NAMES[country][1][self.language]}"
 
     def duration(self, length: timedelta) -> str:
-        minutes = max(0, int(length.total_seconds() // 60))
-        hours, rest = divmod(minutes, 60)
-        parts = []
-        if hours:
-            parts.append(format_unit(hours, "duration-hour", length="long", locale=self.locale))
-        if rest or not hours:
-            parts.append(format_unit(rest, "duration-minute", length="long", locale=self.locale))
-        return " ".join(parts)
+        return _duration(max(0, int(length.total_seconds() // 60)), self.locale)
+
+
+@lru_cache(maxsize=512)
+def _duration(minutes: int, locale: str) -> str:
+    # A handful of lengths recur in every calendar; Babel's unit formatting is not cheap.
+    hours, rest = divmod(minutes, 60)
+    parts = []
+    if hours:
+        parts.append(format_unit(hours, "duration-hour", length="long", locale=locale))
+    if rest or not hours:
+        parts.append(format_unit(rest, "duration-minute", length="long", locale=locale))
+    return " ".join(parts)
 
 
 # -- time zones as people say them -----------------------------------------------------------------
@@ -532,6 +538,7 @@ def _interview(
     }
 
 
+@lru_cache(maxsize=256)
 def _written_in(text: str, language: str) -> bool:
     """Whether calendar text may stand in a mail in ``language``: it is, or it is too short or
     too mixed to tell (names, places, a few words)."""

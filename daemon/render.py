@@ -138,6 +138,11 @@ def _small_range(*args: int) -> range:
     return numbers
 
 
+_MISSING = object()
+_PLAIN_DATA = frozenset({str, int, float, bool, type(None), tuple, Record})
+"""Values a ``Record`` attribute is returned as directly (no method, no ``str.format``)."""
+
+
 class _LanguageEnvironment(SandboxedEnvironment):
     """A sandbox where ``{% extends "x" %}`` inside ``sv/…`` means ``sv/x``, and where no
     expression can make a huge value or run for long.
@@ -171,6 +176,12 @@ class _LanguageEnvironment(SandboxedEnvironment):
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         self.budget.check()
+        if type(obj) is Record and attribute[:1] != "_":
+            # The context's own records hold plain data in their instance dictionary: what the
+            # sandbox would allow anyway, found without its checks (most of a mail's look-ups).
+            value = obj.__dict__.get(attribute, _MISSING)
+            if type(value) in _PLAIN_DATA:
+                return _sized(value)
         return _sized(super().getattr(obj, attribute))
 
     def getitem(self, obj: Any, argument: Any) -> Any:
@@ -354,7 +365,10 @@ class Renderer:
                 f"{text_template.filename}: has no {{% block subject %}}…{{% endblock %}}; "
                 "the subject of the mail comes from it"
             )
-        secrets = () if reveal else _strings_in(context)
+
+        def secrets() -> tuple[str, ...]:
+            # Only a failing mail needs them: its error message must not quote its data.
+            return () if reveal else _strings_in(context)
 
         def generate(
             env: _LanguageEnvironment,
@@ -394,7 +408,7 @@ class Renderer:
         env: _LanguageEnvironment,
         template: jinja2.Template,
         chunks: Callable[[], Iterator[str]],
-        secrets: tuple[str, ...],
+        secrets: Callable[[], tuple[str, ...]],
     ) -> str:
         parts: list[str] = []
         size = 0
@@ -421,7 +435,7 @@ class Renderer:
             # Undefined names in a branch only this data reaches, sandbox refusals, runaway
             # macros, a filter choking on odd data: this mail is held, the others go on.
             where = _template_location(exc.__traceback__) or str(template.filename)
-            raise RenderError(f"{where}: {_reason(exc, secrets)}") from None
+            raise RenderError(f"{where}: {_reason(exc, secrets())}") from None
         if size > MAX_PART_BYTES:
             raise RenderError(
                 f"{template.filename}: the rendered part exceeds {MAX_PART_BYTES // 1024} KiB; "

@@ -176,3 +176,31 @@ def test_hand_assembled_bodies_are_byte_for_byte_the_email_package_s() -> None:
     old_lines = BOUNDARY.sub(b"B", email_package_bytes(message)).split(b"\r\n")
     new_lines = BOUNDARY.sub(b"B", to_bytes(message, WHEN)).split(b"\r\n")
     assert new_lines == old_lines
+
+
+QUOTED_PRINTABLE_EDGES = [
+    "",
+    "\n",
+    " ",
+    "\t\n\t",
+    "x" * 77 + " ",  # white space at the end of a line where only a soft break fits after it
+    "x" * 76 + " ",
+    "x" * 75 + "\t",
+    "x" * 74 + " ",
+    "x" * 76 + "=" + "y" * 10,  # an escape just where the line breaks
+    "x" * 75 + "=" + "y" * 10,
+    "x" * 74 + "é" * 40,  # escapes of a multi-byte character across the break
+    "é" * 200 + " ",
+    "line\x0bwith\x0cform feeds\x1c\x1d\x1e and NEL\x85 and\u2028separators",
+    "lone\rcarriage\r\rreturns\r\n and \x00 a NUL",
+    "=?utf-8?q?=0D=0A?= ==== " + "=" * 100,
+    "Hej Åsa!\n\n" + ("Tack för i dag – " * 12) + "\n",
+]
+
+
+@pytest.mark.parametrize("body", QUOTED_PRINTABLE_EDGES)
+def test_quoted_printable_bodies_are_the_email_package_s_at_every_edge(body: str) -> None:
+    message = replace(draft_message(text=body, subject="plain"), html=f"<p>{body}</p>")
+    assert BOUNDARY.sub(b"B", to_bytes(message, WHEN)) == BOUNDARY.sub(
+        b"B", email_package_bytes(message)
+    )
