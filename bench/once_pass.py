@@ -4,12 +4,12 @@ Writes an ICS file around a fixed date (about 20 % interviews with external cand
 internal meetings, a share of them weekly series with a moved and a cancelled occurrence), then
 runs ``recruitmail once --now …`` twice in a subprocess with a Maildir sink: a first, full pass
 (everything is new: sync, recognition, planning, rendering, drafting) and a second, idle pass
-(nothing changed). Prints the wall time and peak RSS of each pass (a whole `recruitmail once`,
+(nothing changed). Prints the wall time, CPU and peak RSS of each pass (a whole `recruitmail once`,
 start-up included); targets: the first pass under 1.5 s and 100 MB, the idle one under 0.3 s.
 Figures are printed, never asserted.
 
     python bench/once_pass.py [--events 5000] [--keep DIR] [--profile] [--repeat N]
-                              [--source] [--cold]
+                              [--source] [--cold] [--no-reading]
 
 The passes run as an installed service's do: from compiled bytecode (``--source``: as this
 environment has it), with the cache directory systemd gives the unit (``CACHE_DIRECTORY``:
@@ -21,22 +21,24 @@ checks and compiles the templates and works out the days off, as a new installat
 ``--repeat N`` runs both passes N times, each time on a fresh state and Maildir, and prints the
 medians (one run on a busy machine is noise).
 
-Beside the passes, in the same run, it measures the calendar reading alone in this process: the
-floor (a bare read of the file and its unfolding into content lines: what any reader pays), the
-source's reading (``read_ics`` over the pass's window, with the pre-filter) and the full parse of
-every component (``prefilter=False``), with their ratios to the floor.
+Each pass's wall time, CPU (user + system of its process) and peak RSS are printed beside the
+same figures of its floor, a process of its own measured in the same runs, and the ratio: for
+the first pass, a Python process that reads the calendar, unfolds it into content lines and
+writes as many files of the same sizes as the drafts the pass made, each fsynced before its
+rename, with one directory fsync per 64 (what the Maildir sink must do at least to keep its
+crash guarantee); for the idle pass, a Python process that reads and digests the calendar (what
+tells a pass that nothing changed). Each run takes the first pass, the idle pass and the two
+floors in turn, so that the machine's load falls on all of them alike.
 
-Each pass's goal is printed beside its floor from the same run: for the first pass, a bare
-interpreter's start (``python -c pass``), the bare read and unfold of the calendar, and writing
-the same number of files of the same sizes as the drafts the pass made, each fsynced, with one
-directory fsync per 64 (what the Maildir sink must do at least); for the idle pass, the
-interpreter's start and a read and digest of the calendar (what tells it nothing changed).
+Then, in this process, the calendar reading alone: the floor (a bare read and unfold), the
+source's reading (``read_ics`` over the pass's window, with the pre-filter) and the full parse of
+every component (``prefilter=False``), with their ratios to the floor (``--no-reading`` leaves
+this out: the full parse takes long).
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import random
 import re
@@ -45,6 +47,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from datetime import time as clock_time
 from pathlib import Path
@@ -171,7 +174,7 @@ def child_environment(workdir: Path, source: bool, cold: bool) -> dict[str, str]
     return env
 
 
-# Starts the pass from a small process and reports its wall time, CPU and peak RSS. The kernel
+# Starts a child from a small process and reports its wall time, CPU and peak RSS. The kernel
 # carries a process's peak RSS across exec, so a pass started straight from this benchmark
 # (which holds the 5,000 event specs, ~90 MB) would report this process's peak, not its own.
 LAUNCHER = """
@@ -185,12 +188,67 @@ sys.stdout.write(f"\\n@@ {wall} {cpu} {usage.ru_maxrss}\\n")
 sys.exit(os.waitstatus_to_exitcode(status))
 """
 
+# The floor of each pass, as a process of its own started the same way: the interpreter's start,
+# then what any reader of the calendar must do. First pass: read the file and unfold it into
+# content lines, then write as many files of the same sizes as the pass's drafts, each fsynced
+# before its rename into place, with one directory fsync per FSYNC_BATCH (what the Maildir sink
+# must do at least to keep its crash guarantee). Idle pass: read the file and digest it (what
+# tells a pass that nothing changed).
+FLOOR = """
+import hashlib, os, re, sys
+calendar, mode = sys.argv[1], sys.argv[2]
+data = open(calendar, "rb").read()
+if mode == "idle":
+    hashlib.sha256(data).hexdigest()
+    sys.exit(0)
+re.sub(rb"\\r?\\n[ \\t]", b"", data).splitlines()
+scratch, sizes, batch = sys.argv[3], open(sys.argv[4]).read().split(), int(sys.argv[5])
+os.makedirs(scratch, exist_ok=True)
+folder = os.open(scratch, os.O_RDONLY)
+for n, size in enumerate(sizes):
+    temporary, final = os.path.join(scratch, f"{n}.tmp"), os.path.join(scratch, f"{n}.eml")
+    with open(temporary, "wb") as out:
+        out.write(b"x" * int(size))
+        out.flush()
+        os.fsync(out.fileno())
+    os.rename(temporary, final)
+    if (n + 1) % batch == 0:
+        os.fsync(folder)
+os.fsync(folder)
+"""
+
+
+@dataclass(frozen=True)
+class Figures:
+    """One child process: wall seconds, CPU seconds (user + system), peak RSS in MB."""
+
+    wall: float
+    cpu: float
+    mb: float
+
+
+def run_child(command: list[str], env: dict[str, str] | None = None) -> tuple[Figures, str]:
+    """Run ``command`` from the launcher: its figures and its output."""
+    child = subprocess.run(
+        [sys.executable, "-S", "-c", LAUNCHER, *command],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=ROOT,
+        env=env or {**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    output, _, figures = child.stdout.rpartition("\n@@ ")
+    if child.returncode != 0 or not figures:
+        print(child.stdout, file=sys.stderr)
+        raise SystemExit(f"{command[1:4]} failed with exit code {child.returncode}")
+    wall, cpu, max_rss = figures.split()
+    return Figures(float(wall), float(cpu), int(max_rss) / 1024), output  # KiB on Linux
+
 
 def one_pass(
     config_path: Path, profile: bool, env: dict[str, str] | None = None
-) -> tuple[float, float, str]:
-    """Run ``once`` in a child process: (wall seconds, peak RSS in MB, its output); its CPU
-    seconds in ``last_cpu``."""
+) -> tuple[Figures, str]:
+    """Run ``recruitmail once`` in a child process: its figures and its output."""
     command = [
         sys.executable,
         "-m",
@@ -203,64 +261,32 @@ def one_pass(
     ]
     if profile:
         command[1:3] = ["-m", "pyinstrument", "-m", "recruitmail"]
-    child = subprocess.run(
-        [sys.executable, "-S", "-c", LAUNCHER, *command],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        cwd=ROOT,
-        env=env or {**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    output, _, figures = child.stdout.rpartition("\n@@ ")
-    if child.returncode != 0 or not figures:
-        print(child.stdout, file=sys.stderr)
-        raise SystemExit(f"recruitmail once failed with exit code {child.returncode}")
-    wall, cpu, max_rss = figures.split()
-    global last_cpu
-    last_cpu = float(cpu)
-    return float(wall), int(max_rss) / 1024, output  # ru_maxrss is in KiB on Linux
+    return run_child(command, env)
 
 
-FOLD = re.compile(rb"\r?\n[ \t]")
-FSYNC_BATCH = 64  # drafts per directory fsync in the Maildir sink
-last_cpu = 0.0  # user + system seconds of the last pass's process (wait4)
-
-
-def interpreter_floor(repeat: int) -> float:
-    """Median wall seconds of ``python -c pass`` in a fresh process (the floor of any command)."""
-    times = []
-    for _ in range(max(3, repeat)):
-        started = time.perf_counter()
-        subprocess.run([sys.executable, "-c", "pass"], check=True)
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
-
-
-def writing_floor(maildir: Path, scratch: Path) -> tuple[float, int]:
-    """Seconds to write as many files of the same sizes as the drafts in ``maildir``, each
-    fsynced before its rename, with a directory fsync per ``FSYNC_BATCH``; and the count."""
+def floor_pass(name: str, ics: Path, maildir: Path, scratch: Path) -> Figures:
+    """The floor of pass ``name`` (see ``FLOOR``), the drafts' sizes read from ``maildir``."""
+    if name == IDLE:
+        figures, _ = run_child([sys.executable, "-c", FLOOR, str(ics), "idle"])
+        return figures
     sizes = [
-        p.stat().st_size
+        str(p.stat().st_size)
         for p in maildir.rglob("*")
         if p.is_file() and p.parent.name in ("cur", "new")
     ]
     scratch.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    folder = os.open(scratch, os.O_RDONLY)
-    try:
-        for n, size in enumerate(sizes):
-            temporary, final = scratch / f"{n}.tmp", scratch / f"{n}.eml"
-            with open(temporary, "wb") as out:
-                out.write(b"x" * size)
-                out.flush()
-                os.fsync(out.fileno())
-            os.rename(temporary, final)
-            if (n + 1) % FSYNC_BATCH == 0:
-                os.fsync(folder)
-        os.fsync(folder)
-    finally:
-        os.close(folder)
-    return time.perf_counter() - started, len(sizes)
+    listing = scratch.parent / f"{scratch.name}.sizes"
+    listing.write_text(" ".join(sizes))
+    figures, _ = run_child(
+        [sys.executable, "-c", FLOOR, str(ics), "first", str(scratch), str(listing),
+         str(FSYNC_BATCH)]
+    )  # fmt: skip
+    return figures
+
+
+FOLD = re.compile(rb"\r?\n[ \t]")
+FSYNC_BATCH = 64  # drafts per directory fsync in the Maildir sink
+FIRST, IDLE = "first (full)", "second (idle)"
 
 
 def reading_figures(ics: Path, repeat: int) -> dict[str, float]:
@@ -306,6 +332,11 @@ def main() -> int:
     parser.add_argument(
         "--cold", action="store_true", help="no cache directory: each pass as a new installation's"
     )
+    parser.add_argument(
+        "--no-reading",
+        action="store_true",
+        help="leave out the calendar reading in this process (the full parse takes long)",
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -314,8 +345,9 @@ def main() -> int:
         specs, interviews = calendar(args.events)
         ics = workdir / "calendar.ics"
         ics.write_bytes(to_ics(specs))
+        del specs
         print(
-            f"calendar: {args.events} events ({interviews} interviews, {len(specs)} VEVENT masters), "
+            f"calendar: {args.events} events ({interviews} interviews), "
             f"{ics.stat().st_size / 1e6:.1f} MB ICS; --now {NOW.isoformat()}"
         )
         env = child_environment(workdir, args.source, args.cold)
@@ -327,42 +359,62 @@ def main() -> int:
                "in CACHE_DIRECTORY, as under systemd, filled by an untimed warm-up pass")
         )  # fmt: skip
         if not args.cold or not args.source:
-            wall, _, _ = one_pass(config(workdir / "warm-up", ics), False, env)
-            print(f"warm-up pass (untimed): {wall:.2f} s")
-        print(f"{'pass':<14}{'wall time':>12}{'CPU':>9}{'peak RSS':>12}   result")
-        figures: dict[str, list[tuple[float, float]]] = {}
-        cpus: dict[str, list[float]] = {}  # user + system seconds of each pass's process
+            warm, _ = one_pass(config(workdir / "warm-up", ics), False, env)
+            print(f"warm-up pass (untimed): {warm.wall:.2f} s")
+        print(
+            "each run: the first pass, the idle pass, then their floors (the same launcher; "
+            "see FLOOR)"
+        )
+        print(f"{'run':<5}{'what':<22}{'wall':>9}{'CPU':>9}{'peak RSS':>10}   result")
+        passes: dict[str, list[Figures]] = {FIRST: [], IDLE: []}
+        floors: dict[str, list[Figures]] = {FIRST: [], IDLE: []}
         for run in range(max(1, args.repeat)):
             config_path = config(workdir / f"run-{run}", ics)
-            for name in ("first (full)", "second (idle)"):
-                wall, mb, output = one_pass(config_path, args.profile, env)
-                figures.setdefault(name, []).append((wall, mb))
-                cpus.setdefault(name, []).append(last_cpu)
-                seconds, megabytes = TARGETS[name]
-                verdict = "ok" if wall < seconds and mb < megabytes else "OVER TARGET"
+            for name in (FIRST, IDLE):
+                figures, output = one_pass(config_path, args.profile, env)
+                passes[name].append(figures)
                 summary = (
                     output.strip().splitlines()[-1] if output.strip() and not args.profile else ""
                 )
-                print(
-                    f"{name:<14}{wall:>10.2f} s{last_cpu:>7.2f} s{mb:>9.0f} MB   {verdict}  {summary}"
-                )
+                print(f"{run:<5}{name:<22}{_row(figures)}   {summary}")
                 if args.profile:
                     print(output)
-        if args.repeat > 1:
-            for name, runs in figures.items():
-                wall = statistics.median(w for w, _ in runs)
-                mb = statistics.median(m for _, m in runs)
-                cpu = statistics.median(cpus[name])
+            for name in (FIRST, IDLE):
+                figures = floor_pass(
+                    name, ics, workdir / f"run-{run}" / "Maildir", workdir / f"floor-{run}"
+                )
+                floors[name].append(figures)
+                print(f"{run:<5}{'floor of ' + name:<22}{_row(figures)}")
+        runs = len(passes[FIRST])
+        print(
+            f"\ngoals (median of {runs} run{'s' if runs > 1 else ''}; the floor of each pass "
+            "measured in the same runs):"
+        )
+        print(f"{'pass':<15}{'measure':<10}{'figure':>10}{'floor':>10}{'ratio':>8}{'goal':>11}")
+        for name in (FIRST, IDLE):
+            seconds, megabytes = TARGETS[name]
+            got, low = _median(passes[name]), _median(floors[name])
+            for measure, value, base, goal, unit in (
+                ("wall", got.wall, low.wall, seconds, "s"),
+                ("CPU", got.cpu, low.cpu, None, "s"),
+                ("peak RSS", got.mb, low.mb, megabytes, "MB"),
+            ):
+                verdict = "" if goal is None else ("ok" if value < goal else "OVER")
+                goal_text = "" if goal is None else f"< {goal:g} {unit}"
                 print(
-                    f"{name:<14}{wall:>10.2f} s{cpu:>7.2f} s{mb:>9.0f} MB   median of {len(runs)}"
+                    f"{name:<15}{measure:<10}{_amount(value, unit):>10}{_amount(base, unit):>10}"
+                    f"{value / base:>7.1f}×{goal_text:>11}  {verdict}"
                 )
         print(
-            "targets: "
-            + "; ".join(f"{name} under {t:g} s and {m:.0f} MB" for name, (t, m) in TARGETS.items())
+            "floors: first pass = a Python process that reads and unfolds the calendar and "
+            f"writes as many files of the drafts' sizes, each fsynced, a directory fsync per "
+            f"{FSYNC_BATCH}; idle pass = a Python process that reads and digests the calendar"
         )
+        if args.no_reading:
+            return 0
         reading = reading_figures(ics, max(3, args.repeat))
         base = reading["floor"]
-        print("reading the calendar in this process (median of at least three):")
+        print("\nreading the calendar in this process (median of at least three):")
         for name, seconds in reading.items():
             ratio = "" if name == "floor" else f"  {seconds / base:>5.1f}× the floor"
             what = {
@@ -371,37 +423,23 @@ def main() -> int:
                 "full parse": "every component parsed",
             }[name]
             print(f"  {name:<11}{seconds * 1000:>8.0f} ms  {what}{ratio}")
-        started = time.perf_counter()
-        hashlib.sha256(ics.read_bytes()).hexdigest()
-        digest = time.perf_counter() - started
-        interpreter = interpreter_floor(args.repeat)
-        writes, drafts = writing_floor(workdir / "run-0" / "Maildir", workdir / "floor-writes")
-        floors = {
-            "first (full)": (interpreter + base + writes, f"python -c pass {interpreter * 1000:.0f} ms"
-                             f" + read and unfold {base * 1000:.0f} ms + {drafts} files written"
-                             f" and fsynced {writes * 1000:.0f} ms"),
-            "second (idle)": (interpreter + digest, f"python -c pass {interpreter * 1000:.0f} ms"
-                              f" + read and digest {digest * 1000:.0f} ms"),
-        }  # fmt: skip
-        print(
-            f"\ngoals, this run (median of {len(next(iter(figures.values())))}; floors measured after the passes)"
-        )
-        print(
-            f"{'goal':<28}{'figure':>10}{'goal':>9}{'floor':>10}{'ratio':>8}{'peak':>8}{'goal':>9}"
-        )
-        for name, runs in figures.items():
-            wall = statistics.median(w for w, _ in runs)
-            mb = statistics.median(m for _, m in runs)
-            seconds, megabytes = TARGETS[name]
-            floor_seconds, how = floors[name]
-            verdict = "ok" if wall < seconds and mb < megabytes else "OVER"
-            print(
-                f"{name + ' pass':<28}{wall:>8.2f} s{'< ' + format(seconds, 'g') + ' s':>9}"
-                f"{floor_seconds:>8.2f} s{wall / floor_seconds:>7.1f}×{mb:>5.0f} MB"
-                f"{'< ' + format(megabytes, '.0f') + ' MB':>9}   {verdict}; "
-                f"CPU {statistics.median(cpus[name]):.2f} s; floor: {how}"
-            )
     return 0
+
+
+def _row(figures: Figures) -> str:
+    return f"{figures.wall:>7.2f} s{figures.cpu:>7.2f} s{figures.mb:>7.0f} MB"
+
+
+def _median(runs: list[Figures]) -> Figures:
+    return Figures(
+        statistics.median(f.wall for f in runs),
+        statistics.median(f.cpu for f in runs),
+        statistics.median(f.mb for f in runs),
+    )
+
+
+def _amount(value: float, unit: str) -> str:
+    return f"{value:.2f} s" if unit == "s" else f"{value:.0f} MB"
 
 
 if __name__ == "__main__":
