@@ -315,6 +315,12 @@ class State:
         ``service.state_dir``."""
         url = getattr(service, "state", None)
         if url:
+            # The state directory still keeps this machine's files (compiled templates, days-off
+            # tables, directory members): made as the SQLite state would make it, else every
+            # process on PostgreSQL compiled the templates afresh. Not a must: without it those
+            # files cost their time again.
+            with contextlib.suppress(OSError):
+                Path(service.state_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
             return cls(str(url), pool_size=max(2, min(int(service.workers), 16)))
         return cls.in_dir(service.state_dir)
 
