@@ -17,7 +17,7 @@ from datetime import datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
-from email.quoprimime import _QUOPRI_BODY_ENCODE_MAP as _QUOPRI_BODY
+from email.quoprimime import body_check, quote
 from email.utils import format_datetime
 
 import idna
@@ -279,6 +279,8 @@ def _quoted_printable(body: str) -> str:
 
 _UNFOLDED_BODY = 78  # the SMTP policy's line length, as the email package wraps bodies
 _QP_MAP = [f"={c:02X}" for c in range(256)]
+_QUOPRI_BODY = [chr(c) if c in b"\r\n" or not body_check(c) else quote(chr(c)) for c in range(256)]
+"""The email package's table for bodies (``quoprimime``): each character as it is written."""
 _QP_UNSAFE = re.compile(
     "[" + re.escape("".join(chr(c) for c in range(256) if _QUOPRI_BODY[c] != chr(c))) + "]"
 )
