@@ -16,7 +16,14 @@ compile every module of the project again in every process, so the children get 
 directory of their own (``PYTHONPYCACHEPREFIX``) and a first, untimed round of every command
 fills it; ``--source`` measures without it.
 
-    python bench/startup.py [--runs 10] [--keep DIR] [--source]
+With ``--against REV`` (a git revision) or ``--against DIR`` (a tree laid out as installed:
+``DIR/recruitmail/{contracts,daemon,connectors,templates}``), the same commands of that
+recruitmail run too, taking turns with this tree's in the same rounds, each tree with a
+workspace of its own (its own state, compiled templates and remembered check): a before and
+after measured under the same load. Give it twice to compare two revisions exactly
+(``--against HEAD~1 --against HEAD``); this tree, uncommitted edits included, always runs.
+
+    python bench/startup.py [--runs 10] [--keep DIR] [--source] [--against REV|DIR ...]
 
 Where the time of one command goes: ``python -X importtime -m recruitmail --help``.
 """
@@ -118,6 +125,7 @@ def recruitmail_command() -> list[str]:
 class Timings:
     command: list[str]
     fresh_cache: bool = False
+    env: dict[str, str] = field(default_factory=dict)
     walls: list[float] = field(default_factory=list)
     cpus: list[float] = field(default_factory=list)
     last_output: str = ""
@@ -125,7 +133,7 @@ class Timings:
 
 def run(timings: Timings, env: dict[str, str], scratch: Path) -> None:
     """One run of the command in a fresh process: its wall time and its own CPU time."""
-    child_env = dict(env)
+    child_env = {**env, **timings.env}
     if timings.fresh_cache:
         cache = Path(tempfile.mkdtemp(dir=scratch))
         child_env["CACHE_DIRECTORY"] = str(cache)
@@ -152,6 +160,25 @@ def run(timings: Timings, env: dict[str, str], scratch: Path) -> None:
         shutil.rmtree(child_env["CACHE_DIRECTORY"], ignore_errors=True)
 
 
+def lay_out(revision: str, into: Path) -> Path:
+    """The recruitmail of a git revision as installed: ``into/recruitmail/{daemon,connectors,…}``
+    (the mapping of ``[tool.setuptools.package-dir]``), for ``PYTHONPATH``."""
+    repository = Path(__file__).resolve().parent.parent
+    source = into / "source"
+    source.mkdir(parents=True)
+    archive = subprocess.run(
+        ["git", "-C", str(repository), "archive", revision],
+        capture_output=True,
+        check=True,
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(source)], input=archive, check=True)
+    package = into / "tree" / "recruitmail"
+    shutil.copytree(source / "recruitmail", package)
+    for folder in ("daemon", "connectors", "templates"):
+        shutil.copytree(source / folder, package / folder)
+    return into / "tree"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10, help="runs of each command (median)")
@@ -161,12 +188,19 @@ def main() -> int:
         action="store_true",
         help="leave the bytecode settings of this environment as they are",
     )
+    parser.add_argument(
+        "--against",
+        metavar="REV|DIR",
+        action="append",
+        default=[],
+        help="also time the recruitmail of this git revision (or tree laid out as installed); "
+        "may be given more than once",
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
         root = (args.keep or Path(tmp)).resolve()
         root.mkdir(parents=True, exist_ok=True)
-        config = workspace(root)
         # The environment a user's shell gives: no configuration overrides, no systemd cache.
         env = {
             k: v
@@ -177,26 +211,40 @@ def main() -> int:
             env.pop("PYTHONDONTWRITEBYTECODE", None)
             env["PYTHONPYCACHEPREFIX"] = str(root / "bytecode")
         recruitmail = recruitmail_command()
-        with_config = [*recruitmail, "--config", str(config)]
-        rows = {
-            "python -c pass (floor)": Timings([sys.executable, "-c", "pass"]),
-            "recruitmail --help": Timings([*recruitmail, "--help"]),
-            "recruitmail --version": Timings([*recruitmail, "--version"]),
-            "recruitmail check": Timings([*with_config, "check"]),
-            "recruitmail status --offline": Timings([*with_config, "status", "--offline"]),
-            "recruitmail once (idle)": Timings([*with_config, "once", "--now", NOW]),
-            "recruitmail once (idle), empty template cache": Timings(
-                [*with_config, "once", "--now", NOW], fresh_cache=True
-            ),
-        }
+        trees: list[tuple[str, Path, dict[str, str]]] = [("", root, {})]
+        for number, against in enumerate(args.against, 1):
+            place = root / f"against-{number}"
+            other = Path(against)
+            if not other.is_dir():
+                other = lay_out(against, place)
+            trees.append((f"{against}: ", place, {"PYTHONPATH": str(other.resolve())}))
+        rows = {"python -c pass (floor)": Timings([sys.executable, "-c", "pass"])}
+        firsts: list[Timings] = []
+        for label, place, tree_env in trees:
+            place.mkdir(parents=True, exist_ok=True)
+            with_config = [*recruitmail, "--config", str(workspace(place))]
+            commands = {
+                "recruitmail --help": ([*recruitmail, "--help"], False),
+                "recruitmail --version": ([*recruitmail, "--version"], False),
+                "recruitmail check": ([*with_config, "check"], False),
+                "recruitmail status --offline": ([*with_config, "status", "--offline"], False),
+                "recruitmail once (idle)": ([*with_config, "once", "--now", NOW], False),
+                "recruitmail once (idle), empty template cache": (
+                    [*with_config, "once", "--now", NOW],
+                    True,
+                ),
+            }
+            for name, (command, fresh) in commands.items():
+                rows[label + name] = Timings(command, fresh, tree_env)
+            firsts.append(Timings([*with_config, "once", "--now", NOW], env=tree_env))
         scratch = root / "scratch"
         scratch.mkdir(exist_ok=True)
         # The first pass drafts what is due and makes the state directory; a round of every
         # command then fills the caches (bytecode, compiled templates, days off). Not timed.
-        first = Timings([*with_config, "once", "--now", NOW])
-        run(first, env, scratch)
+        for first in firsts:
+            run(first, env, scratch)
         for timings in rows.values():
-            run(Timings(timings.command, timings.fresh_cache), env, scratch)
+            run(Timings(timings.command, timings.fresh_cache, timings.env), env, scratch)
         load_before = os.getloadavg()[0]
         for _ in range(args.runs):
             for timings in rows.values():
@@ -205,20 +253,24 @@ def main() -> int:
 
         floor = rows["python -c pass (floor)"]
         floor_wall, floor_cpu = statistics.median(floor.walls), statistics.median(floor.cpus)
-        print(f"command: {' '.join(recruitmail)}; calendar: {root / 'calendar.ics'}; --now {NOW}")
-        print(f"first pass (untimed): {first.last_output.strip()}")
+        print(f"command: {' '.join(recruitmail)}; --now {NOW}")
+        for (label, place, tree_env), first in zip(trees, firsts, strict=True):
+            where = tree_env.get("PYTHONPATH", str(Path(__file__).resolve().parent.parent))
+            print(f"{label or 'this tree: '}{where}; calendar {place / 'calendar.ics'}")
+            print(f"  first pass (untimed): {first.last_output.strip()}")
         print(
             f"{args.runs} runs of each, medians; load average {load_before:.1f} → {load_after:.1f}"
         )
-        print(f"{'':<46}{'wall':>9}{'CPU':>9}{'wall/floor':>12}{'CPU/floor':>11}   target")
+        width = max(46, *(len(name) + 2 for name in rows))
+        print(f"{'':<{width}}{'wall':>9}{'CPU':>9}{'wall/floor':>12}{'CPU/floor':>11}   target")
         for name, timings in rows.items():
             wall, cpu = statistics.median(timings.walls), statistics.median(timings.cpus)
-            target = TARGETS_MS.get(name)
+            target = next((t for goal, t in TARGETS_MS.items() if name.endswith(goal)), None)
             verdict = ""
             if target is not None:
                 verdict = f"< {target:.0f} ms wall: {'ok' if wall * 1000 < target else 'OVER'}"
             print(
-                f"{name:<46}{wall * 1000:>6.0f} ms{cpu * 1000:>6.0f} ms"
+                f"{name:<{width}}{wall * 1000:>6.0f} ms{cpu * 1000:>6.0f} ms"
                 f"{wall / floor_wall:>11.1f}×{cpu / floor_cpu:>10.1f}×   {verdict}"
             )
         idle = rows["recruitmail once (idle)"].last_output.strip().splitlines()
@@ -228,14 +280,15 @@ def main() -> int:
             + ("as this environment has it (--source)" if args.source else "compiled, as installed")
         )
         print("\ngoals (median wall time; floor: python -c pass in the same run)")
-        print(f"{'goal':<40}{'figure':>10}{'goal':>10}{'floor':>10}{'ratio':>8}")
-        for name, target in TARGETS_MS.items():
-            wall = statistics.median(rows[name].walls) * 1000
-            print(
-                f"{name:<40}{wall:>7.0f} ms{'< ' + format(target, '.0f') + ' ms':>10}"
-                f"{floor_wall * 1000:>7.0f} ms{wall / (floor_wall * 1000):>7.1f}×   "
-                + ("ok" if wall < target else "OVER")
-            )
+        print(f"{'goal':<{width}}{'figure':>10}{'goal':>10}{'floor':>10}{'ratio':>8}")
+        for label, _, _ in trees:
+            for name, target in TARGETS_MS.items():
+                wall = statistics.median(rows[label + name].walls) * 1000
+                print(
+                    f"{label + name:<{width}}{wall:>7.0f} ms{'< ' + format(target, '.0f') + ' ms':>10}"
+                    f"{floor_wall * 1000:>7.0f} ms{wall / (floor_wall * 1000):>7.1f}×   "
+                    + ("ok" if wall < target else "OVER")
+                )
     return 0
 
 

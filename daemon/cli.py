@@ -8,6 +8,7 @@ argument answer without loading pydantic, Jinja2, Babel, holidays or a connector
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 from collections.abc import Sequence
@@ -635,6 +636,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    finally:
+        if argv is None:
+            _leave_the_rest_to_the_exit()
+
+
+def _leave_the_rest_to_the_exit() -> None:
+    """The process ends with this command: spare its exit the garbage collector's full passes.
+
+    By now the command has closed what it opened (the state in its ``finally``, connectors and
+    worker threads in their ``with`` blocks); the log's handlers are flushed and closed at exit
+    as before. What is left is the interpreter's teardown, which runs full collections over
+    every object the imports made (pydantic's, Jinja2's, Babel's: ~65 ms of an idle ``once``'s
+    CPU). Frozen, those objects are still released at exit, and every ``atexit`` handler and
+    finaliser of an object that is freed still runs; only objects in reference cycles are left
+    for the operating system to reclaim, with the rest of the process's memory.
+
+    Only when ``main`` is the process's own command line (``argv`` is None: the console script,
+    ``python -m recruitmail``); a caller that passes arguments keeps its collector as it was.
+    """
+    gc.freeze()
 
 
 if __name__ == "__main__":

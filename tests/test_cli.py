@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import re
 import sqlite3
@@ -31,13 +32,15 @@ def setup(tmp_path: Path) -> tuple[IcsMaildirBackend, Path]:
     return backend, write_config(backend, tmp_path)
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, unset: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "recruitmail", *args],
         capture_output=True,
         text=True,
         cwd=REPO,
-        env={**os.environ, **(env or {})},
+        env={k: v for k, v in {**os.environ, **(env or {})}.items() if k not in unset},
         timeout=120,
     )
 
@@ -170,6 +173,42 @@ def test_once_then_status_then_forget(setup: tuple[IcsMaildirBackend, Path]) -> 
     with sqlite3.connect(database) as db:
         dump = "\n".join(db.iterdump())
     assert two_weeks.ANNA not in dump and "Svensson" not in dump
+
+
+def test_once_as_its_own_process_closes_the_state_and_says_everything_before_it_ends(
+    setup: tuple[IcsMaildirBackend, Path],
+) -> None:
+    backend, config = setup
+    state = config.parent / "state"
+    for drafted in (2, 0):
+        # Output buffered as it is into a pipe or a journal, not line by line.
+        result = run_cli(
+            "--config",
+            str(config),
+            "once",
+            "--now",
+            MONDAY.isoformat(),
+            unset=("PYTHONUNBUFFERED",),
+        )
+        assert result.returncode == 0, result.stderr
+        # The last line the process prints reaches its reader (nothing is cut off at exit)...
+        assert result.stdout.splitlines()[-1].endswith(f": {drafted} drafted"), result.stdout
+        # ...and the state was closed, not left to the exit: SQLite folds its write-ahead log
+        # into the database and removes it when the last connection closes.
+        assert (state / "recruitmail.sqlite").exists()
+        assert not (state / "recruitmail.sqlite-wal").exists()
+        assert len(backend.messages()) == 2
+
+
+def test_main_called_with_arguments_leaves_the_callers_garbage_collector_alone(
+    setup: tuple[IcsMaildirBackend, Path],
+) -> None:
+    # The demo, the tests and the benchmarks call main() in their own long-lived process: only
+    # the command line of a process of its own (no arguments given) spares the exit its work.
+    _, config = setup
+    frozen = gc.get_freeze_count()
+    assert main(["--config", str(config), "once", "--now", MONDAY.isoformat()]) == 0
+    assert gc.get_freeze_count() == frozen
 
 
 def test_a_closed_process_gets_no_status_update(setup: tuple[IcsMaildirBackend, Path]) -> None:
