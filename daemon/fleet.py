@@ -83,12 +83,8 @@ class Fleet:
         self.host = socket.gethostname()
         self.pid = os.getpid()
         self.fencing = state.backend == "postgresql"
-        self.ttl = lease_seconds(interval_seconds)
-        # Renewed five times a lease; a draft write needs a third of a lease left. Both are
-        # far from each other: a renewal that is late by a whole period still leaves room.
-        self.period = self.ttl / 5
-        self.margin = self.ttl / 3
         self._clock = clock
+        self.interval(interval_seconds)
         self._lock = threading.Lock()
         self._deadlines: dict[str, float] = {}  # mailbox → monotonic instant the lease surely holds
         self._tokens: dict[str, int] = {}
@@ -118,6 +114,16 @@ class Fleet:
         """The configured mailboxes (at start and after a reload): a lease row for each."""
         self._mailboxes = list(dict.fromkeys(mailboxes))
         self.state.add_leases(self._mailboxes)
+
+    def interval(self, interval_seconds: float) -> None:
+        """The pass interval (at start and after a reload that changed it): the leases this
+        instance takes or renews from the next round on last ¾ of it. A lease already granted
+        keeps the expiry it was given, here as in the database, until that round."""
+        self.ttl = lease_seconds(interval_seconds)
+        # Renewed five times a lease; a draft write needs a third of a lease left. Both are
+        # far from each other: a renewal that is late by a whole period still leaves room.
+        self.period = self.ttl / 5
+        self.margin = self.ttl / 3
 
     # -- what the scheduler asks -------------------------------------------------------------
 
@@ -168,6 +174,7 @@ class Fleet:
         is free: not in a pass; held while the lease is released). Returns (mailboxes gained,
         mailboxes lost to another instance, mailboxes given back)."""
         started = self._clock()
+        ttl = self.ttl  # one length for the whole round, whatever a reload sets meanwhile
         newer = self.state.newer_schema()
         if newer is not None:
             # A newer instance upgraded the schema: this one may not know its rules any more.
@@ -179,16 +186,16 @@ class Fleet:
         self.state.heartbeat(self.id, self.host, self.pid, FORGET_INSTANCES_AFTER)
         # Live: heard from within half a lease (two and a half rounds). A dead instance stops
         # counting well before its leases run out, so the others' shares already cover them.
-        cutoff = self.state.database_time() - self.ttl / 2
+        cutoff = self.state.database_time() - ttl / 2
         instances = self.state.instances()
         self.live = max(1, sum(1 for i in instances if i.last_seen > cutoff))
-        renewed = self.state.renew(self.id, self.ttl)
+        renewed = self.state.renew(self.id, ttl)
         lost: list[str] = []
         gained: list[str] = []
         with self._lock:
             for mailbox in list(self._deadlines):
                 if mailbox in renewed:
-                    self._deadlines[mailbox] = started + self.ttl
+                    self._deadlines[mailbox] = started + ttl
                 else:
                     lost.append(mailbox)
                     self._forget(mailbox)
@@ -196,7 +203,7 @@ class Fleet:
             # refused for want of time left on a lease that was then renewed): ours again.
             for mailbox, token in renewed.items():
                 if mailbox not in self._deadlines and mailbox in self._mailboxes:
-                    self._take(mailbox, token, started)
+                    self._take(mailbox, token, started + ttl)
                     gained.append(mailbox)
         configured = set(self._mailboxes)
         stray = [m for m in renewed if m not in configured]
@@ -213,13 +220,13 @@ class Fleet:
                 self.id,
                 configured - set(self.held()),
                 share - held,
-                self.ttl,
+                ttl,
                 now or datetime.now(UTC),
                 exclusive=not self.fencing,
             )
             with self._lock:
                 for mailbox, (token, previous) in taken.items():
-                    self._take(mailbox, token, started)
+                    self._take(mailbox, token, started + ttl)
                     if previous and self.fencing:
                         self.takeovers += 1
                     gained.append(mailbox)
@@ -295,8 +302,8 @@ class Fleet:
             self._file.close()
             self._file = None
 
-    def _take(self, mailbox: str, token: int, started: float) -> None:
-        self._deadlines[mailbox] = started + self.ttl
+    def _take(self, mailbox: str, token: int, deadline: float) -> None:
+        self._deadlines[mailbox] = deadline
         self._tokens[mailbox] = token
         self._unreconciled.add(mailbox)
         self.state.fence_with(mailbox, self.id, token)

@@ -564,6 +564,7 @@ class Service:
             )
         self.settings, self.renderer, self.problem = settings, renderer, ""
         self.fleet.configure([b.address for b in settings.mailboxes])
+        self.fleet.interval(settings.service.interval_seconds)  # leases follow a new interval
         self.batching = settings.service.batch_requests
         setup_logging(settings.service.log_level, settings.service.log_format)
         self.schedule()

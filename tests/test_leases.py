@@ -218,6 +218,27 @@ def test_a_released_lease_is_free_at_once_and_its_token_keeps_growing(
     assert [i.id for i in staying.state.instances()] == [staying.id]
 
 
+def test_after_a_reload_with_a_new_interval_the_leases_renewed_last_three_quarters_of_it(
+    instances: Instances,
+) -> None:
+    """A SIGHUP that changes service.interval_seconds changes the lease length from the next
+    round on, in the database as in the instance's own deadlines (and with it the margin a
+    write needs)."""
+    fleet = instances.start()
+    rounds(fleet, times=1)
+    lengths = {round(lease.expires_at - lease.renewed_at, 1) for lease in fleet.state.leases()}
+    assert lengths == {0.75 * INTERVAL}
+
+    fleet.interval(40.0)
+    fleet.round(NOW)
+
+    lengths = {round(lease.expires_at - lease.renewed_at, 1) for lease in fleet.state.leases()}
+    assert lengths == {30.0}
+    assert set(fleet.held()) == set(BOXES)
+    assert all(fleet.remaining(box) > 0.75 * INTERVAL for box in BOXES)
+    assert fleet.margin == 10.0
+
+
 def test_an_instance_steps_down_when_a_newer_one_upgraded_the_schema(
     instances: Instances,
 ) -> None:
