@@ -5,11 +5,11 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help demo test lint typecheck bench check wheel clean install uninstall reliability soak
+.PHONY: help demo test test-postgresql lint typecheck bench check wheel clean install uninstall reliability soak
 
 help:
 	@echo "make demo       run the pipeline on a generated demo calendar (no account needed)"
-	@echo "make test       run the test suite"
+	@echo "make test       run the test suite (its scenarios then again with the state in PostgreSQL)"
 	@echo "make lint       ruff (lint and format check)"
 	@echo "make typecheck  mypy --strict on recruitmail (contracts, daemon/, connectors/)"
 	@echo "make bench      print the benchmark figures"
@@ -28,6 +28,22 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+	$(MAKE) --no-print-directory test-postgresql
+
+# Everything that replays scenarios through the executor (every end-to-end pair, the executor's
+# own tests, the crash and fault chains) once more with the state in PostgreSQL: each scenario a
+# fresh database of the server the tests start (tests/postgres.py). The planner is pure, and the
+# state's own tests run on both backends in the first run. The chains are sized down here (the
+# same code path at fewer kills and faults); `make soak` sizes them up, on either backend.
+POSTGRESQL_SUITE := tests/test_executor_edges.py tests/test_executor_pipeline.py \
+	tests/test_e2e_default.py tests/test_e2e_microsoft.py tests/test_e2e_google.py \
+	tests/test_e2e_caldav_imap.py tests/test_cross_provider.py \
+	tests/reliability/test_crash_consistency.py tests/reliability/test_faults.py \
+	tests/reliability/test_connector_faults.py
+
+test-postgresql: $(STAMP)
+	RECRUITMAIL_TEST_STATE=postgresql RELIABILITY_KILLS=$${RELIABILITY_KILLS:-60} \
+	RELIABILITY_FAULTS=$${RELIABILITY_FAULTS:-600} $(BIN)/python -m pytest $(POSTGRESQL_SUITE)
 
 lint: $(STAMP)
 	$(BIN)/ruff check recruitmail daemon connectors tests bench

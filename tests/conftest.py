@@ -11,10 +11,14 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+from collections.abc import Iterator
 
 import pytest
 
+from tests.postgres import postgres_fixture, suite_on_postgresql
 from tests.servers import Watchdog, marked_processes, run_mark, stop_all
+
+__all__ = ["postgres_fixture"]
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -23,6 +27,15 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 _left: list[tuple[int, str]] = []
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _suite_state(request: pytest.FixtureRequest) -> Iterator[None]:
+    """With ``RECRUITMAIL_TEST_STATE=postgresql`` the scenarios keep their state in the test
+    PostgreSQL server (``tests/postgres.py``): started once here, stopped with the session."""
+    if suite_on_postgresql():
+        request.getfixturevalue("postgres")
+    yield
 
 
 @pytest.hookimpl(trylast=True)  # after the fixtures' own teardown

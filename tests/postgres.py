@@ -14,6 +14,11 @@ A test module imports the fixture functions (``postgres_fixture``, ``postgres_ur
 ``state_location`` (a fresh state on each backend in turn).
 When PostgreSQL is not installed the tests that need it are skipped with the reason — except under
 CI (``CI=true``), where that fails the run (``apt-get install postgresql``).
+
+**The suite on PostgreSQL.** With ``RECRUITMAIL_TEST_STATE=postgresql`` every scenario the suite
+replays (the end-to-end pairs, the executor's tests, the crash and fault chains) keeps its state in
+a fresh database of this server instead of SQLite: ``scenario_state_line()`` is the ``state = …``
+line their configuration gains (``make test`` runs those modules a second time that way).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -210,6 +216,7 @@ class PostgresServer:
 
 
 _server: PostgresServer | None = None
+_starting = threading.Lock()  # scenario chains run side by side and may ask for it at once
 
 
 def _stop_server() -> None:
@@ -235,6 +242,11 @@ def available() -> bool:
 
 def server() -> PostgresServer:
     """The test run's PostgreSQL server, started on first use (skips or fails when missing)."""
+    with _starting:
+        return _running_server()
+
+
+def _running_server() -> PostgresServer:
     global _server
     if _server is not None and _server.process is not None and _server.process.poll() is None:
         return _server
@@ -274,3 +286,25 @@ def state_location_fixture(request: pytest.FixtureRequest, tmp_path: Path) -> Pa
     # Through the session's fixture, so that its teardown stops the server with the session.
     running: PostgresServer = request.getfixturevalue("postgres")
     return running.new_database()
+
+
+SUITE_STATE_VARIABLE = "RECRUITMAIL_TEST_STATE"
+"""``sqlite`` (the default) or ``postgresql``: where the suite's scenarios keep their state."""
+
+
+def suite_on_postgresql() -> bool:
+    """Whether this test run keeps its scenarios' state in PostgreSQL."""
+    value = os.environ.get(SUITE_STATE_VARIABLE, "").strip().lower() or "sqlite"
+    if value not in ("sqlite", "postgresql"):
+        raise pytest.UsageError(
+            f"{SUITE_STATE_VARIABLE} must be sqlite or postgresql, not {value!r}"
+        )
+    return value == "postgresql"
+
+
+def scenario_state_line() -> str:
+    """The ``[service]`` line that puts a scenario's state in a fresh PostgreSQL database when
+    the suite runs on PostgreSQL; nothing (SQLite in ``state_dir``, the default) otherwise."""
+    if not suite_on_postgresql():
+        return ""
+    return f'state = "{server().new_database()}"\n'

@@ -52,7 +52,7 @@ class Mailbox:
         self.backend = IcsMaildirBackend(root)
         self.config = write_config(self.backend, root)
         self.settings: Settings = load_settings(self.config)
-        self.state = State.in_dir(self.settings.service.state_dir)
+        self.state = State.open(self.settings.service)
         self.renderer = renderer
 
     def runner(self) -> Iterator[MailboxRunner]:
@@ -201,7 +201,7 @@ def test_a_calendar_change_plans_again_and_drafts_what_it_brings(
 def test_a_write_by_another_process_plans_again(mailbox: Mailbox, runner: MailboxRunner) -> None:
     """`recruitmail close` in another process: the next pass plans (and so sees it)."""
     moment = quiet_runner(runner)
-    other = State.in_dir(mailbox.settings.service.state_dir)
+    other = State.open(mailbox.settings.service)
     try:
         assert other.set_closed(runner.box.address, ANNA.address, True) > 0
     finally:

@@ -301,7 +301,7 @@ def connector_replay(connector: str, root: Path, seed: int, target: int) -> Faul
             backend.extra_options = "max_attempts = 1"
         settings = load_settings(write_config(backend, root))
         renderer = validate(settings)
-        state = State.in_dir(settings.service.state_dir)
+        state = State.open(settings.service)
         injector = INJECTORS[connector](backend, rng)
         deleted: set[str] = set()
         pending = sorted(CHANGES, key=lambda c: c.at)

@@ -146,7 +146,7 @@ def fault_replay(root: Path, seed: int, maildir_faults: bool = True) -> FaultRep
         backend.url = server.url
         settings = load_settings(write_config(backend, root))
         renderer = validate(settings)
-        state = State.in_dir(settings.service.state_dir)
+        state = State.open(settings.service)
         deleted: set[str] = set()
         pending = sorted(CHANGES, key=lambda c: c.at)
         try:

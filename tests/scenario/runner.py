@@ -24,7 +24,9 @@ from typing import Protocol
 from recruitmail.contracts.connector import KEY_HEADER
 from recruitmail.daemon.cli import main
 from recruitmail.daemon.planner import LedgerState
+from recruitmail.daemon.settings import load_settings
 from recruitmail.daemon.state import State
+from tests.postgres import scenario_state_line
 from tests.scenario import two_weeks
 from tests.scenario.spec import STOCKHOLM, EventSpec
 
@@ -104,11 +106,19 @@ def status_output(workdir: Path) -> subprocess.CompletedProcess[str]:
 
 
 def write_config(backend: ScenarioBackend, workdir: Path) -> Path:
+    """The scenario's configuration for ``backend`` in ``workdir``: its state in SQLite under
+    ``workdir/state``, or in a fresh PostgreSQL database when the suite runs on PostgreSQL
+    (``RECRUITMAIL_TEST_STATE``, see ``tests/postgres.py``). Written once per workdir: a chain
+    that writes it again keeps the database it had."""
     state_dir = workdir / "state"
     path = workdir / "recruitmail.toml"
-    path.write_text(
-        two_weeks.CONFIG.replace("{state_dir}", str(state_dir)) + backend.config(), encoding="utf-8"
-    )
+    text = two_weeks.CONFIG.replace("{state_dir}", str(state_dir))
+    if path.exists() and "\nstate = " in (kept := path.read_text(encoding="utf-8")):
+        database = kept.split("\nstate = ", 1)[1].split("\n", 1)[0]
+        text = text.replace("[service]\n", f"[service]\nstate = {database}\n", 1)
+    else:
+        text = text.replace("[service]\n", f"[service]\n{scenario_state_line()}", 1)
+    path.write_text(text + backend.config(), encoding="utf-8")
     return path
 
 
@@ -128,7 +138,7 @@ def replay(
     for instant in instants:
         while pending and pending[0].at <= instant:
             apply(backend, pending.pop(0))
-        if os.environ.get(STATE_VARIABLE) or (workdir / "state" / "recruitmail.sqlite").exists():
+        if outcome.exit_codes or os.environ.get(STATE_VARIABLE) or state_kept(workdir):
             state = open_state(workdir)
             try:
                 wait_out_retry_after(state)
@@ -166,10 +176,18 @@ STATE_VARIABLE = "RECRUITMAIL_SERVICE__STATE"
 
 
 def open_state(workdir: Path) -> State:
-    """The state the passes of ``workdir`` write: SQLite in its state directory, or the
-    database ``$RECRUITMAIL_SERVICE__STATE`` names (``service.state`` from the environment)."""
-    url = os.environ.get(STATE_VARIABLE)
-    return State(url) if url else State.in_dir(workdir / "state")
+    """The state the passes of ``workdir`` write, as they open it: from its configuration (SQLite
+    in the state directory, or the PostgreSQL database ``service.state`` names), with
+    ``$RECRUITMAIL_SERVICE__STATE`` over the file as for every command."""
+    return State.open(load_settings(workdir / "recruitmail.toml").service)
+
+
+def state_kept(workdir: Path) -> bool:
+    """Whether an earlier pass of ``workdir`` left a state (SQLite file, or a database named)."""
+    config = workdir / "recruitmail.toml"
+    return (workdir / "state" / "recruitmail.sqlite").exists() or (
+        config.exists() and "\nstate = " in config.read_text(encoding="utf-8")
+    )
 
 
 def wait_out_retry_after(state: State) -> None:
