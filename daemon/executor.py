@@ -399,9 +399,7 @@ class MailboxRunner:
         ):
             # Nothing came and the cursor is the one stored: there is nothing to write (the
             # source hands the same cursor back while its calendar is quiet). An idle pass
-            # then takes no write transaction at all. A kill here is the same step of the pass
-            # as a kill around the sync's commit: the answer in hand, nothing stored of it.
-            crash_point("sync-before-commit")
+            # then takes no write transaction at all.
             crash_point("sync-after-commit")
             return
         # Only interviews are kept (and never a private event): the rest of the calendar is
