@@ -42,8 +42,8 @@ POSTGRESQL_SUITE := tests/test_executor_edges.py tests/test_executor_pipeline.py
 	tests/reliability/test_connector_faults.py
 
 test-postgresql: $(STAMP)
-	RECRUITMAIL_TEST_STATE=postgresql RELIABILITY_KILLS=$${RELIABILITY_KILLS:-60} \
-	RELIABILITY_FAULTS=$${RELIABILITY_FAULTS:-600} $(BIN)/python -m pytest $(POSTGRESQL_SUITE)
+	RECRUITMAIL_TEST_STATE=postgresql RELIABILITY_KILLS=$${RELIABILITY_KILLS:-120} \
+	RELIABILITY_FAULTS=$${RELIABILITY_FAULTS:-1000} $(BIN)/python -m pytest $(POSTGRESQL_SUITE)
 
 lint: $(STAMP)
 	$(BIN)/ruff check recruitmail daemon connectors tests bench

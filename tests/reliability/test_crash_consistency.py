@@ -56,6 +56,9 @@ def run_chains(root: Path, targets: dict[str, int]) -> dict[str, list[ChainRepor
                 root / f"{connector}-{number}",
                 "mixed",
                 budget.SEED + number,
+                # Inside the sync's transaction, whatever the rate: only a pass whose calendar
+                # changed writes in its sync, and the first (full) one always does.
+                forced={two_weeks.INSTANTS[0]: "sync-before-commit"},
                 backend=backend,
                 rate=rate,
                 connector=connector,
