@@ -1235,27 +1235,27 @@ def event_to_json(event: Event) -> str:
             "optional": a.optional,
         }
 
-    return json.dumps(
-        {
-            "event_id": event.event_id,
-            "ical_uid": event.ical_uid,
-            "recurrence_id": event.recurrence_id,
-            "subject": event.subject,
-            "start": event.start.isoformat(),
-            "end": event.end.isoformat(),
-            "body": event.body,
-            "all_day": event.all_day,
-            "cancelled": event.cancelled,
-            "location": event.location,
-            "online_url": event.online_url,
-            "organizer": person(event.organizer),
-            "attendees": [person(a) for a in event.attendees],
-            "categories": list(event.categories),
-            "updated": event.updated.isoformat() if event.updated else None,
-            "zone": _zone_name(event.start),
-        },
-        ensure_ascii=False,
-    )
+    data: dict[str, Any] = {
+        "event_id": event.event_id,
+        "ical_uid": event.ical_uid,
+        "recurrence_id": event.recurrence_id,
+        "subject": event.subject,
+        "start": event.start.isoformat(),
+        "end": event.end.isoformat(),
+        "body": event.body,
+        "all_day": event.all_day,
+        "cancelled": event.cancelled,
+        "location": event.location,
+        "online_url": event.online_url,
+        "organizer": person(event.organizer),
+        "attendees": [person(a) for a in event.attendees],
+        "categories": list(event.categories),
+        "updated": event.updated.isoformat() if event.updated else None,
+        "zone": _zone_name(event.start),
+    }
+    if event.private:  # never stored by the executor; kept so that a copy says the same
+        data["private"] = True
+    return json.dumps(data, ensure_ascii=False)
 
 
 def _zone_name(moment: datetime) -> str:
@@ -1302,6 +1302,7 @@ def event_from_json(text: str) -> Event:
         attendees=attendees,
         categories=tuple(d["categories"]),
         updated=datetime.fromisoformat(d["updated"]) if d["updated"] else None,
+        private=bool(d.get("private", False)),
     )
 
 

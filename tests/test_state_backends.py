@@ -19,6 +19,7 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -39,7 +40,7 @@ from recruitmail.daemon import demo
 from recruitmail.daemon.cli import main
 from recruitmail.daemon.planner import LedgerState
 from recruitmail.daemon.settings import load_settings
-from recruitmail.daemon.state import Finished, SkipRecord, State
+from recruitmail.daemon.state import Finished, SkipRecord, State, event_from_json, event_to_json
 from tests.postgres import (  # noqa: F401
     postgres_fixture,
     postgres_url_fixture,
@@ -238,6 +239,27 @@ def answers(location: Path | str) -> list[tuple[str, Any]]:
         return [(what, seen(operation(state))) for what, operation in OPERATIONS]
     finally:
         state.close()
+
+
+@pytest.mark.parametrize("private", [False, True])
+def test_a_stored_event_reads_back_as_it_was_written(private: bool) -> None:
+    """The stored form of an event loses nothing a reader of it decides on (a private event read
+    back stays private, so it can never become an interview)."""
+    stockholm = ZoneInfo("Europe/Stockholm")
+    event = Event(
+        event_id="e1",
+        ical_uid="u1",
+        subject="Intervju: Anna Svensson",
+        start=datetime(2026, 12, 8, 10, 0, tzinfo=stockholm),
+        end=datetime(2026, 12, 8, 11, 0, tzinfo=stockholm),
+        body="Agenda",
+        location="Kontoret",
+        attendees=(Attendee("anna@example.com", "Anna Svensson", Response.ACCEPTED),),
+        categories=("Rekrytering",),
+        private=private,
+    )
+
+    assert event_from_json(event_to_json(event)) == event
 
 
 def test_every_state_operation_answers_the_same_on_sqlite_and_postgresql(
