@@ -131,6 +131,18 @@ class PassReport:
     full_sync: bool = False
     planned: bool = False  # False: nothing changed since an empty plan, so none was made
 
+    @property
+    def eventful(self) -> bool:
+        """Whether the pass changed or held anything (an idle pass is logged at DEBUG only)."""
+        return bool(
+            self.drafted
+            or self.skipped
+            or self.obsolete
+            or self.deferred
+            or self.folded
+            or self.synced_events
+        )
+
 
 @dataclass
 class Pass:

@@ -363,16 +363,8 @@ class Service:
                 ok = True
                 # An idle pass that changed nothing says so at DEBUG only: a thousand mailboxes
                 # every minute would fill the journal; the round's summary line counts them.
-                eventful = (
-                    report.drafted
-                    or report.skipped
-                    or report.obsolete
-                    or report.deferred
-                    or report.folded
-                    or report.synced_events
-                )
                 log.log(
-                    logging.INFO if eventful else logging.DEBUG,
+                    logging.INFO if report.eventful else logging.DEBUG,
                     "mailbox %s: pass done: %s",
                     address,
                     describe(report),

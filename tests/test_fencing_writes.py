@@ -115,6 +115,17 @@ def meanwhile(action: Callable[[], None]) -> None:
         raise failed[0]
 
 
+def stale_holds_the_mailbox(stale: Instance, other: Instance) -> DraftMessage:
+    """Both instances signed in before any lease is timed, then ``stale`` takes the mailbox;
+    returns the draft it is about to write."""
+    message = draft_message()
+    for instance in (stale, other):
+        assert instance.sink.find_draft(message.key) is None
+    stale.fleet.round(NOW)
+    assert stale.fleet.holds(MAILBOX)
+    return message
+
+
 def takes_over_and_drafts(other: Instance, created: list[DraftRef]) -> None:
     """What the other instance does once the stale one's lease ran out: its round claims the
     mailbox, and its pass looks the key up and creates the draft."""
@@ -140,11 +151,7 @@ def test_a_graph_create_throttled_past_the_lease_is_not_sent_again_by_the_stale_
     stale = start(tmp_path / "a", backend, postgres_url, graph_sink)
     other = start(tmp_path / "b", backend, postgres_url, graph_sink)
     try:
-        message = draft_message()
-        for instance in (stale, other):  # signed in before any lease is timed
-            assert instance.sink.find_draft(message.key) is None
-        stale.fleet.round(NOW)
-        assert stale.fleet.holds(MAILBOX)
+        message = stale_holds_the_mailbox(stale, other)
         created: list[DraftRef] = []
         posts_after_takeover: list[int] = []
         waits: list[float] = []
@@ -222,11 +229,7 @@ def test_a_gmail_create_throttled_past_the_lease_is_not_sent_again_by_the_stale_
         tmp_path / "b", backend, postgres_url, gmail_sink(time.sleep)
     )
     try:
-        message = draft_message()
-        for instance in (stale, other):  # signed in before any lease is timed
-            assert instance.sink.find_draft(message.key) is None
-        stale.fleet.round(NOW)
-        assert stale.fleet.holds(MAILBOX)
+        message = stale_holds_the_mailbox(stale, other)
         gmail.fail_always("/drafts", 429, "rateLimitExceeded", retry_after=RETRY_AFTER)
         with pytest.raises(FencedOut) as refused:
             stale.fenced.create_draft(message)

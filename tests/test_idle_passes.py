@@ -9,7 +9,7 @@ server started by the tests), with a real ICS file and a real Maildir; nothing o
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -28,27 +28,11 @@ from tests.postgres import (  # noqa: F401
 )
 from tests.scenario import two_weeks
 from tests.scenario.default_backend import IcsMaildirBackend, parse
-from tests.scenario.spec import EventSpec, Who, at
+from tests.test_executor_pipeline import ANNA, BO, MONDAY, WEDNESDAY, booking
 
-ANNA = Who("anna.svensson@example.com", "Anna Svensson")
-BO = Who("bo.ek@example.org", "Bo Ek")
-MONDAY = at(date(2026, 12, 7), "09:00")
-WEDNESDAY = date(2026, 12, 9)
 BOX = two_weeks.RECRUITER.address
 OTHER_BOX = "kollega@nordljus.se"
 NOW = datetime(2026, 12, 7, 8, 0, tzinfo=UTC)
-
-
-def booking(uid: str, who: Who, day: date, hhmm: str) -> EventSpec:
-    start = at(day, hhmm)
-    return EventSpec(
-        uid=uid,
-        subject=f"Intervju: {who.name}",
-        start=start,
-        end=start + timedelta(hours=1),
-        organizer=two_weeks.RECRUITER,
-        attendees=(two_weeks.RECRUITER, two_weeks.PANEL, who),
-    )
 
 
 class Setup:

@@ -113,13 +113,22 @@ def write_config(backend: ScenarioBackend, workdir: Path) -> Path:
     state_dir = workdir / "state"
     path = workdir / "recruitmail.toml"
     text = two_weeks.CONFIG.replace("{state_dir}", str(state_dir))
-    if path.exists() and "\nstate = " in (kept := path.read_text(encoding="utf-8")):
-        database = kept.split("\nstate = ", 1)[1].split("\n", 1)[0]
-        text = text.replace("[service]\n", f"[service]\nstate = {database}\n", 1)
-    else:
-        text = text.replace("[service]\n", f"[service]\n{scenario_state_line()}", 1)
+    line = database_line(workdir) or scenario_state_line()
+    text = text.replace("[service]\n", f"[service]\n{line}", 1)
     path.write_text(text + backend.config(), encoding="utf-8")
     return path
+
+
+def database_line(workdir: Path) -> str:
+    """The ``state = "postgresql://…"`` line (with its newline) of ``workdir``'s configuration,
+    or "" when it has none (its state is SQLite, or it was not written yet)."""
+    config = workdir / "recruitmail.toml"
+    if not config.exists():
+        return ""
+    text = config.read_text(encoding="utf-8")
+    if "\nstate = " not in text:
+        return ""
+    return "state = " + text.split("\nstate = ", 1)[1].split("\n", 1)[0] + "\n"
 
 
 def replay(
@@ -184,10 +193,7 @@ def open_state(workdir: Path) -> State:
 
 def state_kept(workdir: Path) -> bool:
     """Whether an earlier pass of ``workdir`` left a state (SQLite file, or a database named)."""
-    config = workdir / "recruitmail.toml"
-    return (workdir / "state" / "recruitmail.sqlite").exists() or (
-        config.exists() and "\nstate = " in config.read_text(encoding="utf-8")
-    )
+    return (workdir / "state" / "recruitmail.sqlite").exists() or bool(database_line(workdir))
 
 
 def wait_out_retry_after(state: State) -> None:
