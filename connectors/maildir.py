@@ -148,19 +148,20 @@ class _Folder:
         """Forget the index: the next call lists the folder again."""
         self._stamp = None
 
-    def added(self, entry: _Entry) -> None:
-        """Index a message this sink has just written (so its own creates need no listing)."""
+    def added(self, entries: list[_Entry]) -> None:
+        """Index messages this sink has just written (so its own creates need no listing)."""
         stamp = self._stamps()
         if self._stamp is None:
             self._list(stamp)
             return
         self._stamp = stamp
-        # A new list (a caller may hold the old one), the entry placed by name as the sort of a
-        # fresh listing would place it: not the whole folder sorted again for each draft.
+        # A new list (a caller may hold the old one), each entry placed by name as the sort of
+        # a fresh listing would place it: not the whole folder sorted again for each draft.
         ordered = self._ordered.copy()
-        bisect.insort(ordered, entry, key=_by_name)
+        for entry in entries:
+            bisect.insort(ordered, entry, key=_by_name)
+            self._index(entry)
         self._ordered = ordered
-        self._index(entry)
 
     def _index(self, entry: _Entry) -> None:
         for key_id in {
@@ -226,6 +227,15 @@ class _Folder:
         """The entries whose name, key header or Message-ID carries ``key_id``."""
         self.entries()
         return self._by_key.get(key_id, [])
+
+
+@dataclass(frozen=True)
+class _Held:
+    """A draft written to tmp/ under ``name``, waiting for ``flush`` to be put in place."""
+
+    name: str
+    entry: _Entry
+    ref: DraftRef
 
 
 def _by_name(entry: _Entry) -> str:
@@ -398,6 +408,9 @@ class MaildirSink:
             self._zone = None
         # Maildir unique names end in the host name, with "/" and ":" escaped as the spec says.
         self._unsynced: set[Path] = set()  # folders with renames not yet fsynced
+        # Between ``hold`` and ``flush``: creates written to tmp/, not yet fsynced nor renamed.
+        self._held: list[_Held] | None = None
+        self._leftovers: dict[str, list[str]] | None = None  # tmp/ files of killed processes
         self._host = socket.gethostname().replace("/", r"\057").replace(":", r"\072") or "localhost"
 
     # --- MailboxSink ---------------------------------------------------------------------------
@@ -416,6 +429,9 @@ class MaildirSink:
         return ref
 
     def _find(self, key: DraftKey) -> tuple[DraftRef | None, bool]:
+        for held in self._held or ():
+            if held.entry.key_id == key.id:
+                return held.ref, False
         stale = False
         drafts = [e for e in self._drafts.keyed(key.id) if not e.trashed]
         by_name = [e for e in drafts if _key_in_name(e.base) == key.id]
@@ -437,25 +453,128 @@ class MaildirSink:
 
         The file is fsynced before it is renamed into place; the rename is made durable by
         ``flush`` (one directory fsync for a batch of creates, see there), or by ``close``.
+        After ``hold`` the file is only written to tmp/: ``flush`` fsyncs the batch's files
+        together, then renames them into cur/.
         """
         data = self._render(message)
         now = time.time()
         base = f"{int(now)}.M{int(now % 1 * 1e6)}P{os.getpid()}rm-{message.key.id}-{secrets.token_hex(3)}.{self._host}"
         target = self._drafts.path / "cur" / f"{base}:2,D"
-        self._write(data, base, target, durable=False)
-        self._drafts.added(
-            _Entry(
-                target,
-                base,
-                "D",
-                message.key.id,
-                message.message_id,
-                frozenset(),  # recipients and date are read from Sent only
-                None,
-            )
+        entry = _Entry(
+            target,
+            base,
+            "D",
+            message.key.id,
+            message.message_id,
+            frozenset(),  # recipients and date are read from Sent only
+            None,
         )
-        log.info("maildir: drafted %s (%s)", message.key.kind.value, base)
-        return DraftRef(remote_id=base, fingerprint=hashlib.sha256(data).hexdigest())
+        ref = DraftRef(remote_id=base, fingerprint=hashlib.sha256(data).hexdigest())
+        if self._held is not None:
+            self._drop_leftovers(message.key.id)
+            self._held.append(_Held(self._write_held(data, base), entry, ref))
+        else:
+            self._write(data, base, target, durable=False)
+            self._drafts.added([entry])
+        log.debug("maildir: drafted %s (%s)", message.key.kind.value, base)
+        return ref
+
+    def hold(self) -> None:
+        """Until the next ``flush``, write created drafts to tmp/ only: ``flush`` then fsyncs
+        them together (the kernel writes them in one go instead of one journal commit each) and
+        renames them into cur/. A draft held is found by ``find_draft`` in this process; a
+        process killed before ``flush`` leaves it in tmp/, where no mail client and no look-up
+        sees it (the next create of its key removes it)."""
+        if self._held is None:
+            self._held = []
+
+    def _write_held(self, data: bytes, base: str) -> str:
+        """``data`` written to a new file in tmp/ (not fsynced); its name there."""
+        name = f"{base}.{secrets.token_hex(4)}"
+        tmp = _open_folder(self._drafts.path / "tmp")
+        try:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+            descriptor = os.open(name, flags, 0o600, dir_fd=tmp)
+            with os.fdopen(descriptor, "wb") as handle:
+                handle.write(data)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(name, dir_fd=tmp)
+            raise TransientError(
+                f"cannot write the draft into {self._drafts.path} ({exc.strerror})"
+            ) from None
+        finally:
+            os.close(tmp)
+        return name
+
+    def _drop_leftovers(self, key_id: str) -> None:
+        """Remove from tmp/ the files a killed process left while drafting ``key_id`` (held,
+        never renamed: no one saw them). Listed once per hold; tmp/ is empty but for those."""
+        if self._leftovers is None:
+            self._leftovers = {}
+            with contextlib.suppress(OSError):
+                for item in os.scandir(self._drafts.path / "tmp"):
+                    found = _key_in_name(item.name)
+                    if found and item.name.startswith(tuple("0123456789")):
+                        self._leftovers.setdefault(found, []).append(item.name)
+        for name in self._leftovers.pop(key_id, ()):
+            with contextlib.suppress(OSError):
+                os.unlink(self._drafts.path / "tmp" / name)
+
+    def _put_held(self) -> None:
+        """The held creates made whole on disk (each file fsynced), then renamed into cur/.
+        A file that cannot be fsynced is never renamed: all of them are removed and the error
+        raised (the executor then records none of them as drafted; the next pass looks up)."""
+        held, self._held = self._held or [], None
+        self._leftovers = None
+        if not held:
+            return
+        tmp = _open_folder(self._drafts.path / "tmp")
+        try:
+            try:
+                folder = _open_folder(self._drafts.path / "cur")
+            except BaseException:
+                self._remove_held(tmp, held)
+                raise
+            try:
+                try:
+                    for item in held:
+                        descriptor = os.open(item.name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=tmp)
+                        try:
+                            os.fsync(descriptor)
+                        finally:
+                            os.close(descriptor)
+                except OSError as exc:
+                    self._remove_held(tmp, held)
+                    raise TransientError(
+                        f"cannot make the drafts in {self._drafts.path} durable ({exc.strerror})"
+                    ) from None
+                placed: list[_Entry] = []
+                try:
+                    for item in held:
+                        os.replace(
+                            item.name, item.entry.path.name, src_dir_fd=tmp, dst_dir_fd=folder
+                        )
+                        placed.append(item.entry)
+                except OSError as exc:
+                    self._remove_held(tmp, held[len(placed) :])
+                    raise TransientError(
+                        f"cannot write the draft into {self._drafts.path} ({exc.strerror})"
+                    ) from None
+                finally:
+                    if placed:
+                        self._unsynced.add(self._drafts.path / "cur")
+                        self._drafts.added(placed)
+            finally:
+                os.close(folder)
+        finally:
+            os.close(tmp)
+
+    @staticmethod
+    def _remove_held(tmp: int, held: list[_Held]) -> None:
+        for item in held:
+            with contextlib.suppress(OSError):
+                os.unlink(item.name, dir_fd=tmp)
 
     def flush(self) -> None:
         """Make the creates since the last flush durable: one fsync of each folder they were
@@ -472,6 +591,7 @@ class MaildirSink:
         survived and creates it once if it did not. A draft the disk lost is never reported
         as created, and at most one file carries a key.
         """
+        self._put_held()
         pending, self._unsynced = self._unsynced, set()
         for folder_path in sorted(pending):
             try:

@@ -657,6 +657,8 @@ class MailboxRunner:
             fresh = self.state.begin_attempts(
                 [(c.mail.key, c.mail.due, c.mail.context) for c in composed], now
             )
+            if composed and isinstance(self.sink, FlushesWrites):
+                self.sink.hold()  # the batch's files are fsynced together by ``flush``
             for item in composed:
                 if self.stop.is_set():
                     stopped = True
@@ -1000,7 +1002,12 @@ class FlushesWrites(Protocol):
     """A sink whose creates become durable only when ``flush`` returns (the Maildir: one
     directory fsync per batch instead of one per draft)."""
 
-    def flush(self) -> None: ...
+    def hold(self) -> None:
+        """Creates from now on may be put in place only by the next ``flush`` (a look-up in
+        this process finds them before; a crash before it leaves none of them visible)."""
+
+    def flush(self) -> None:
+        """Make every create since the last flush durable and visible, or raise."""
 
 
 def held_topic(key: DraftKey) -> str:

@@ -1,0 +1,87 @@
+"""Held creates of the Maildir sink: a batch's drafts are written to tmp/, then ``flush`` makes
+them whole on disk together and only then puts them into cur/ (docs/RELIABILITY.md, "A batch of
+drafts"). What a mail client, a look-up and a killed process see at each step."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from pathlib import Path
+
+from recruitmail.connectors.maildir import MaildirSink
+from recruitmail.contracts.connector import KEY_HEADER
+from tests.contract.mailbox_sink import draft_message
+from tests.test_maildir import MaildirBackend
+
+
+def tmp_files(backend: MaildirBackend) -> list[Path]:
+    return sorted((backend.root / ".Drafts" / "tmp").iterdir())
+
+
+def test_a_held_draft_is_found_by_its_key_but_shown_to_no_client_before_the_flush(
+    tmp_path: Path,
+) -> None:
+    backend = MaildirBackend(tmp_path)
+    sink = backend.sink()
+    sink.hold()
+    message = draft_message()
+    ref = sink.create_draft(message)
+    assert backend.draft_files() == []  # a mail client sees nothing yet
+    assert sink.find_draft(message.key) == ref  # the pass that wrote it does
+    sink.flush()
+    [path] = backend.draft_files()
+    assert path.name.endswith(":2,D")
+    parsed = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+    assert parsed[KEY_HEADER] == message.key.id
+    assert tmp_files(backend) == []
+    assert sink.find_draft(message.key) == ref
+    assert backend.sink().find_draft(message.key) == ref  # and a new process finds it
+
+
+def test_a_batch_of_held_drafts_lands_whole_and_creates_after_the_flush_are_not_held(
+    tmp_path: Path,
+) -> None:
+    backend = MaildirBackend(tmp_path)
+    sink = backend.sink()
+    sink.hold()
+    refs = [sink.create_draft(draft_message(f"interview-{n}@example.se")) for n in range(20)]
+    sink.flush()
+    assert sorted(p.name.split(":")[0] for p in backend.draft_files()) == sorted(
+        r.remote_id for r in refs
+    )
+    for ref in refs:
+        assert backend.sink().draft_state(ref).value == "pending"  # content as written
+    sink.create_draft(draft_message("interview-late@example.se"))  # no hold: at once
+    assert len(backend.draft_files()) == 21
+
+
+def test_a_process_killed_before_its_flush_leaves_no_draft_and_the_next_creates_it_once(
+    tmp_path: Path,
+) -> None:
+    backend = MaildirBackend(tmp_path)
+    killed = backend.sink()
+    killed.hold()
+    message = draft_message()
+    killed.create_draft(message)
+    del killed  # never flushed nor closed, as after SIGKILL: the file stays in tmp/
+    assert len(tmp_files(backend)) == 1
+    assert backend.draft_files() == []
+
+    nxt: MaildirSink = backend.sink()
+    assert nxt.find_draft(message.key) is None  # nothing any client could see
+    nxt.hold()
+    ref = nxt.create_draft(message)
+    nxt.flush()
+    [path] = backend.draft_files()
+    assert path.name.startswith(ref.remote_id)
+    assert tmp_files(backend) == []  # the killed process's file is gone with it
+
+
+def test_close_puts_held_drafts_in_place(tmp_path: Path) -> None:
+    backend = MaildirBackend(tmp_path)
+    sink = backend.sink()
+    sink.hold()
+    sink.create_draft(draft_message())
+    sink.close()
+    assert len(backend.draft_files()) == 1
+    assert tmp_files(backend) == []
