@@ -19,6 +19,7 @@ import os
 import re
 import stat
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -100,8 +101,6 @@ class _Budget:
     """The CPU-time deadline of the mail being rendered (per thread: runners render in parallel)."""
 
     def __init__(self) -> None:
-        import threading
-
         self._local = threading.local()
 
     def start(self) -> None:
@@ -336,6 +335,11 @@ class Renderer:
         if self.cache_dir is not None:
             for env in (self._text_env, self._html_env):
                 env.bytecode_cache = TemplateCache(self.cache_dir, env)
+        # A remembered check not loaded yet (``check_unless_unchanged(load=False)``): the samples
+        # and digest it was remembered under, verified before the first mail is rendered.
+        self._unverified: tuple[tuple[str, ...], str] | None = None
+        self._refused = ""
+        self._verifying = threading.Lock()
 
     def render(self, kind: str, language: str, context: Mapping[str, Any]) -> RenderedMail:
         """Render ``kind`` in ``language`` with ``context`` (the names of docs/TEMPLATES.md).
@@ -344,7 +348,27 @@ class Renderer:
         block: every mail of the kind would fail), and ``RenderError`` with a short reason that
         holds no calendar text when rendering this mail's data fails or goes over a budget.
         """
+        if self._unverified is not None or self._refused:
+            self._verify_remembered_check()
         return self._render(kind, language, context, reveal=False)
+
+    def _verify_remembered_check(self) -> None:
+        """Before the first mail of a renderer whose remembered check was not loaded: the
+        templates must still be those that passed it. Unchanged, they are all loaded now (as
+        ``check_unless_unchanged`` would have at start-up); changed since, they are checked
+        again and, with problems, every mail of this renderer is refused (``ConfigError``)."""
+        with self._verifying:  # runners render in parallel: one verifies, the others wait
+            if self._unverified is not None:
+                samples, remembered = self._unverified
+                if self._check_digest(samples)[0] == remembered:
+                    self._load_all()
+                else:
+                    problems = self.check(samples=samples)
+                    if problems:
+                        self._refused = "templates do not render:\n  " + "\n  ".join(problems)
+                self._unverified = None
+        if self._refused:
+            raise ConfigError(self._refused)
 
     def _render(
         self, kind: str, language: str, context: Mapping[str, Any], *, reveal: bool
@@ -472,7 +496,7 @@ class Renderer:
                     problems.extend(self._output_problems(mail, kind.value, language, sample))
         return list(dict.fromkeys(problems))
 
-    def check_unless_unchanged(self, samples: tuple[str, ...]) -> list[str]:
+    def check_unless_unchanged(self, samples: tuple[str, ...], *, load: bool = True) -> list[str]:
         """``check(samples=samples)``, unless these very templates already passed it.
 
         A clean result is remembered in the cache directory under a digest of everything the
@@ -482,13 +506,21 @@ class Renderer:
         upgrade or another sample set checks again. Either way every template is in memory
         afterwards, so a template edited in place later reaches this renderer only through a
         new one (a reload).
+
+        With ``load=False`` (a process that may render nothing, such as an idle ``once``) a
+        remembered check loads no template: the first ``render`` verifies the digest again and
+        then loads them all, or, when a template changed in between, checks them again and
+        refuses every mail with ``ConfigError`` if they do not pass.
         """
         if self.cache_dir is None:
             return self.check(samples=samples)
         digest, settled = self._check_digest(samples)
         passed = self.cache_dir / f"checked-{digest}"
         if passed.exists():
-            self._load_all()
+            if load:
+                self._load_all()
+            else:
+                self._unverified = (samples, digest)
             return []
         problems = self.check(samples=samples)
         if not problems and settled:

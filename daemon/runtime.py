@@ -44,8 +44,13 @@ def where(index: int, role: str) -> str:
     return f"mailboxes[{index}].{role}"
 
 
-def validate(settings: Settings) -> Renderer:
-    """Everything that can be checked without the network: connector options and templates."""
+def validate(settings: Settings, *, load_templates: bool = True) -> Renderer:
+    """Everything that can be checked without the network: connector options and templates.
+
+    ``load_templates=False``: templates that passed the start-up check before, unchanged, are
+    loaded when the first mail is rendered (``Renderer.check_unless_unchanged``), for a process
+    that may render none; the daemon loads them here and keeps them until a reload.
+    """
     from recruitmail.daemon.render import Renderer
 
     for index, box in enumerate(settings.mailboxes):
@@ -60,7 +65,7 @@ def validate(settings: Settings) -> Renderer:
     # The hostile sample is `recruitmail check`'s: at start-up a template that fails on odd data
     # only holds that mail (RenderError), so the cheaper samples are enough to refuse a broken one.
     # Templates that passed before, unchanged, are not rendered again (`recruitmail check` is).
-    problems = renderer.check_unless_unchanged(samples=("full", "sparse"))
+    problems = renderer.check_unless_unchanged(samples=("full", "sparse"), load=load_templates)
     if problems:
         raise ConfigError("templates do not render:\n  " + "\n  ".join(problems))
     return renderer

@@ -50,6 +50,17 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# Default factories are plain functions, not the builtins `list` and `dict`: pydantic reads each
+# factory's signature, and a builtin's is parsed from its text with the tokenizer, whose
+# regular expressions are compiled on first use (~3 ms of every command's start-up).
+def _empty_list() -> list[Any]:
+    return []
+
+
+def _empty_dict() -> dict[Any, Any]:
+    return {}
+
+
 def _check_zone(value: str) -> str:
     try:
         ZoneInfo(value)
@@ -87,11 +98,11 @@ class Company(Section):
     )
     time_zone: str = Field("Europe/Stockholm", description="Default time zone of recruiters.")
     closure_days: list[date] = Field(
-        default_factory=list, description="Extra company closure days."
+        default_factory=_empty_list, description="Extra company closure days."
     )
     careers_url: str = Field("", description="Link to the careers site.")
     texts: dict[str, CompanyTexts] = Field(
-        default_factory=dict, description="Branding texts per language."
+        default_factory=_empty_dict, description="Branding texts per language."
     )
 
     _zone = field_validator("time_zone")(_check_zone)
@@ -137,10 +148,10 @@ class Stage(Section):
 
     name: Localised = Field(description="What the stage is called, per language.")
     agenda: dict[str, list[str]] = Field(
-        default_factory=dict, description="Agenda items per language."
+        default_factory=_empty_dict, description="Agenda items per language."
     )
     next_steps: Localised = Field(
-        default_factory=dict, description="What happens after this stage."
+        default_factory=_empty_dict, description="What happens after this stage."
     )
     decision_working_days: int = Field(
         5, ge=0, le=60, description="Working days until the candidate hears back."
@@ -384,7 +395,7 @@ class Mailbox(Section):
     stand_in: str = Field(
         "", description="Address (in [people]) of who stands in during vacations."
     )
-    vacations: list[Vacation] = Field(default_factory=list, description="Planned vacations.")
+    vacations: list[Vacation] = Field(default_factory=_empty_list, description="Planned vacations.")
     source: ProviderOptions = Field(description="Where the calendar is read from.")
     sink: ProviderOptions = Field(description="Where drafts are written.")
 
@@ -678,31 +689,33 @@ class Settings(BaseModel):
 
     company: Company
     people: dict[str, Person] = Field(
-        default_factory=dict, description="Colleagues by mail address."
+        default_factory=_empty_dict, description="Colleagues by mail address."
     )
-    stages: list[Stage] = Field(default_factory=list, description="Interview stages, in order.")
+    stages: list[Stage] = Field(
+        default_factory=_empty_list, description="Interview stages, in order."
+    )
     detection: Detection = Detection()
     links: Links = Links()
     touchpoints: Touchpoints = Touchpoints()
     service: Service = Service()
     mailboxes: list[Mailbox] = Field(
-        default_factory=list,
+        default_factory=_empty_list,
         description="The recruiters whose calendars are watched. An entry with the address of a "
         "directory member changes that member field by field; one without source and sink "
         "does only that.",
     )
     mailboxes_from: list[MailboxesFrom] = Field(
-        default_factory=list,
+        default_factory=_empty_list,
         description="Directory groups whose members are mailboxes too (see docs/OPERATIONS.md, "
         '"Fleets from the directory").',
     )
     mailbox_overrides: dict[int, MailboxOverride] = Field(
-        default_factory=dict,
+        default_factory=_empty_dict,
         description="Filled from the [[mailboxes]] entries without source and sink, by their "
         "position in the file: write those as [[mailboxes]].",
     )
     languages: dict[str, str] = Field(
-        default_factory=dict,
+        default_factory=_empty_dict,
         description=(
             'The language of one candidate\'s mails, by address: "anna@example.ie" = "en". '
             "Wins over categories, correspondence and the event's text."

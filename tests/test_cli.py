@@ -140,6 +140,50 @@ def test_a_broken_template_fails_check_and_start_up_with_file_and_line(
     assert backend.messages() == []
 
 
+def test_a_template_broken_after_a_remembered_check_refuses_once_before_any_draft(
+    setup: tuple[IcsMaildirBackend, Path],
+) -> None:
+    backend, config = setup
+    overrides = config.parent / "templates" / "en"
+    overrides.mkdir(parents=True)
+    thanks = overrides / "thank_you.txt.j2"
+    thanks.write_text(
+        (REPO / "templates" / "en" / "thank_you.txt.j2").read_text(encoding="utf-8"),
+        encoding="utf-8",
+    )
+    settle(thanks)
+    config.write_text(
+        config.read_text(encoding="utf-8").replace(
+            "[service]", f'[service]\ntemplates_dir = "{config.parent / "templates"}"'
+        ),
+        encoding="utf-8",
+    )
+    # The first pass makes the state directory; the second finds nothing to do and remembers
+    # that these templates passed the start-up check.
+    for _ in range(2):
+        assert main(["--config", str(config), "once", "--now", MONDAY.isoformat()]) == 0
+    assert list((config.parent / "state" / "template-cache").glob("checked-*"))
+    assert len(backend.messages()) == 2
+
+    # The English thank-you breaks, and Bo's (Wed 9 Dec, 13:00, in English) becomes due.
+    thanks.write_text(
+        "{% block subject %}Thanks{% endblock %}\nThanks {{ candidate.first_name }\n",
+        encoding="utf-8",
+    )
+    settle(thanks)
+    after_bo = at(date(2026, 12, 9), "15:00").isoformat()
+    result = run_cli("--config", str(config), "once", "--now", after_bo)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "en/thank_you.txt.j2" in result.stderr and ":2" in result.stderr
+    assert len(backend.messages()) == 2
+
+
+def settle(path: Path) -> None:
+    """Date the file's last edit a minute back, as a template edited a while ago is."""
+    earlier = path.stat().st_mtime - 60
+    os.utime(path, (earlier, earlier))
+
+
 def test_preview_renders_and_writes_nothing_anywhere(setup: tuple[IcsMaildirBackend, Path]) -> None:
     backend, config = setup
     html_dir = config.parent / "html"

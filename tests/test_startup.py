@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from recruitmail.contracts.errors import ConfigError
 from recruitmail.daemon.cli import main
 from recruitmail.daemon.render import Renderer
 from recruitmail.daemon.runtime import template_cache_dir
@@ -335,6 +336,49 @@ def test_templates_that_passed_before_are_in_memory_as_if_checked(tmp_path: Path
     context = sample_context("thank_you", "sv")
     assert renderer.render("thank_you", "sv", context).subject == "Tack för i dag"
     assert Renderer(templates, cache).render("thank_you", "sv", context).subject == "Ändrad"
+
+
+def test_a_remembered_check_left_unloaded_is_verified_before_the_first_mail(
+    tmp_path: Path,
+) -> None:
+    templates = tmp_path / "templates"
+    (templates / "sv").mkdir(parents=True)
+    thanks = templates / "sv" / "thank_you.txt.j2"
+
+    def edit(text: str) -> None:
+        thanks.write_text("{% block subject %}" + text + "{% endblock %}\nTack!\n")
+        settle(thanks)
+
+    def remembered() -> Renderer:
+        """A renderer started as an idle ``once`` starts: on a remembered check, nothing loaded."""
+        assert Renderer(templates, cache).check_unless_unchanged(("full",)) == []
+        renderer = Renderer(templates, cache)
+        assert renderer.check_unless_unchanged(("full",), load=False) == []
+        return renderer
+
+    cache = tmp_path / "cache"
+    context = sample_context("thank_you", "sv")
+    edit("Tack för i dag")
+
+    # Unchanged since the check: the first mail renders what was checked, and from then on
+    # every template is in memory, as after a start-up that loaded them.
+    renderer = remembered()
+    assert renderer.render("thank_you", "sv", context).subject == "Tack för i dag"
+    edit("Tack igen")
+    assert renderer.render("thank_you", "sv", context).subject == "Tack för i dag"
+
+    # Edited between the start-up and the first mail: checked again before it is used.
+    renderer = remembered()
+    edit("Tack en gång till")
+    assert renderer.render("thank_you", "sv", context).subject == "Tack en gång till"
+
+    # Broken in between: this mail and every later one are refused, naming the file.
+    renderer = remembered()
+    edit("Tack {{ no_such_name }}")
+    with pytest.raises(ConfigError, match="sv/thank_you.txt.j2"):
+        renderer.render("thank_you", "sv", context)
+    with pytest.raises(ConfigError, match="sv/thank_you.txt.j2"):
+        renderer.render("welcome", "sv", sample_context("welcome", "sv"))
 
 
 def test_the_cache_directory_is_private(tmp_path: Path) -> None:
