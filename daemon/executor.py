@@ -205,6 +205,9 @@ class MailboxRunner:
         # Per snapshot: (the languages decided so far, those set with `recruitmail language`).
         self._languages: tuple[Snapshot, dict[str, tuple[str, str]], dict[str, str]] | None = None
         self._quiet: _Quiet | None = None  # the last plan, when it was empty (nothing_to_plan)
+        # Languages decided for new candidates, written with the batch's intents (one
+        # transaction instead of one per candidate): (candidate, language, reason).
+        self._new_languages: list[tuple[str, str, str]] = []
         self.wall: Callable[[], float] = epoch_seconds  # the real clock, for Retry-After only
 
     # -- mailbox knowledge ---------------------------------------------------------------
@@ -654,8 +657,11 @@ class MailboxRunner:
                     continue
                 if ready is not None:
                     composed.append(ready)
+            languages, self._new_languages = self._new_languages, []
             fresh = self.state.begin_attempts(
-                [(c.mail.key, c.mail.due, c.mail.context) for c in composed], now
+                [(c.mail.key, c.mail.due, c.mail.context) for c in composed],
+                now,
+                languages=[(self.box.address, *decided) for decided in languages],
             )
             if composed and isinstance(self.sink, FlushesWrites):
                 self.sink.hold()  # the batch's files are fsynced together by ``flush``
@@ -956,9 +962,10 @@ class MailboxRunner:
             last_written=last_written,
         )
         if remembered != (language, reason.value) and not failed:
-            self.state.remember_language(
-                self.box.address, mail.candidate, language, reason.value, now
-            )
+            # Kept with the batch's intents (``draft_batch``), before any mail of the batch is
+            # created: a candidate's first mail and the language it was written in are stored
+            # in the same transaction.
+            self._new_languages.append((mail.candidate, language, reason.value))
             decided[mail.candidate] = (language, reason.value)
         return language
 

@@ -631,13 +631,7 @@ class State:
         self, mailbox: str, address: str, language: str, reason: str, now: datetime
     ) -> None:
         with self.transaction() as db:
-            db.execute(
-                "INSERT INTO languages (mailbox, address, language, reason, decided_at) "
-                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (mailbox, address) DO UPDATE SET "
-                "language = excluded.language, reason = excluded.reason, "
-                "decided_at = excluded.decided_at",
-                (mailbox, address, language, reason, _iso(now)),
-            )
+            db.execute(_REMEMBER_LANGUAGE, (mailbox, address, language, reason, _iso(now)))
 
     # -- ledger --------------------------------------------------------------------------
 
@@ -676,16 +670,29 @@ class State:
         return _row(row)
 
     def begin_attempts(
-        self, intents: list[tuple[DraftKey, datetime, dict[str, Any]]], now: datetime
+        self,
+        intents: list[tuple[DraftKey, datetime, dict[str, Any]]],
+        now: datetime,
+        *,
+        languages: Sequence[tuple[str, str, str, str]] = (),
     ) -> frozenset[str]:
         """Phase one for a batch of mails, in one transaction: every row says "attempting"
         (committed) before the mailbox is touched for any of them. Returns the ids of the keys
-        whose row this call created (no earlier pass had attempted them)."""
+        whose row this call created (no earlier pass had attempted them). ``languages``:
+        (mailbox, address, language, reason) decided for the batch's candidates, stored in the
+        same transaction as ``remember_language`` stores one."""
         if not intents:
+            for mailbox, address, language, reason in languages:
+                self.remember_language(mailbox, address, language, reason, now)
             return frozenset()
         fresh: set[str] = set()
         with self.transaction() as db:
             self._fence(db, {key.mailbox for key, _, _ in intents})
+            if languages:
+                db.executemany(
+                    _REMEMBER_LANGUAGE,
+                    [(m, a, lang, r, _iso(now)) for m, a, lang, r in languages],
+                )
             for key, due, context in intents:
                 # attempts is 1 only for the row this statement inserted: decided in the same
                 # statement, so two instances racing for one key cannot both see it fresh.
@@ -1140,6 +1147,12 @@ class State:
         target._events_changed("")
 
 
+_REMEMBER_LANGUAGE = (
+    "INSERT INTO languages (mailbox, address, language, reason, decided_at) "
+    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (mailbox, address) DO UPDATE SET "
+    "language = excluded.language, reason = excluded.reason, "
+    "decided_at = excluded.decided_at"
+)
 _BEGIN_ATTEMPT = (
     "INSERT INTO ledger (key_id, mailbox, candidate, kind, occasion, state, due, context, "
     "attempts, last_attempt, updated_at) VALUES (?, ?, ?, ?, ?, 'attempting', ?, ?, 1, ?, ?) "
