@@ -23,6 +23,11 @@ workspace of its own (its own state, compiled templates and remembered check): a
 after measured under the same load. Give it twice to compare two revisions exactly
 (``--against HEAD~1 --against HEAD``); this tree, uncommitted edits included, always runs.
 
+Last, what the idle ``once`` of this tree imports, by top-level package: the median over
+three runs under ``python -X importtime`` of each package's own import time (the modules'
+bodies, pydantic's model building in ``recruitmail`` included), largest first; ``--imports 0``
+leaves it out.
+
     python bench/startup.py [--runs 10] [--keep DIR] [--source] [--against REV|DIR ...]
 
 Where the time of one command goes: ``python -X importtime -m recruitmail --help``.
@@ -160,6 +165,30 @@ def run(timings: Timings, env: dict[str, str], scratch: Path) -> None:
         shutil.rmtree(child_env["CACHE_DIRECTORY"], ignore_errors=True)
 
 
+def imports_by_package(command: list[str], env: dict[str, str], runs: int) -> dict[str, float]:
+    """Median self import time (ms) per top-level package of ``command`` under ``-X importtime``."""
+    totals: dict[str, list[float]] = {}
+    for run_number in range(runs):
+        child = subprocess.run(
+            [sys.executable, "-X", "importtime", "-m", "recruitmail", *command],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
+        if child.returncode != 0:
+            raise SystemExit(f"recruitmail {' '.join(command)} failed:\n{child.stderr}")
+        found: dict[str, float] = {}
+        for line in child.stderr.splitlines():
+            fields = line.removeprefix("import time:").split("|")
+            if not line.startswith("import time:") or not fields[0].strip().isdigit():
+                continue  # the header line
+            package = fields[2].strip().partition(".")[0]
+            found[package] = found.get(package, 0.0) + int(fields[0]) / 1000
+        for package in set(totals) | set(found):
+            totals.setdefault(package, [0.0] * run_number).append(found.get(package, 0.0))
+    return {package: statistics.median(times) for package, times in totals.items()}
+
+
 def lay_out(revision: str, into: Path) -> Path:
     """The recruitmail of a git revision as installed: ``into/recruitmail/{daemon,connectors,…}``
     (the mapping of ``[tool.setuptools.package-dir]``), for ``PYTHONPATH``."""
@@ -195,6 +224,13 @@ def main() -> int:
         default=[],
         help="also time the recruitmail of this git revision (or tree laid out as installed); "
         "may be given more than once",
+    )
+    parser.add_argument(
+        "--imports",
+        type=int,
+        default=3,
+        metavar="RUNS",
+        help="runs of this tree's idle once under -X importtime (0: leave the breakdown out)",
     )
     args = parser.parse_args()
 
@@ -289,6 +325,19 @@ def main() -> int:
                     f"{floor_wall * 1000:>7.0f} ms{wall / (floor_wall * 1000):>7.1f}×   "
                     + ("ok" if wall < target else "OVER")
                 )
+        if args.imports:
+            idle = rows["recruitmail once (idle)"].command[len(recruitmail) :]
+            by_package = imports_by_package(idle, env, args.imports)
+            total = sum(by_package.values())
+            print(
+                f"\nwhat the idle once imports (this tree; median of {args.imports} runs under "
+                f"-X importtime, own time per top-level package): {total:.0f} ms in all"
+            )
+            ranked = sorted(by_package.items(), key=lambda item: -item[1])
+            for package, took in ranked[:12]:
+                print(f"  {package:<28}{took:>7.1f} ms")
+            rest = sum(took for _, took in ranked[12:])
+            print(f"  {f'{len(ranked) - 12} others':<28}{rest:>7.1f} ms")
     return 0
 
 

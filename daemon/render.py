@@ -13,6 +13,7 @@ same directory remembers which templates passed the start-up check (``check_unle
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 import os
@@ -25,16 +26,16 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace, TracebackType
-from typing import Any
-
-import jinja2
-from jinja2.exceptions import SecurityError
-from jinja2.sandbox import SandboxedEnvironment
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from recruitmail.contracts.errors import ConfigError, RenderError
 from recruitmail.contracts.mime import clean_header
 from recruitmail.contracts.models import MailKind
 from recruitmail.daemon.samples import SAMPLE_LANGUAGES, SAMPLES, hostile_context, sample_context
+
+if TYPE_CHECKING:
+    import jinja2
+    from jinja2.sandbox import SandboxedEnvironment
 
 log = logging.getLogger("recruitmail")
 
@@ -131,6 +132,8 @@ def _sized(value: Any) -> Any:
 
 
 def _small_range(*args: int) -> range:
+    from jinja2.exceptions import SecurityError
+
     numbers = range(*args)
     if len(numbers) > MAX_RANGE:
         raise SecurityError(f"range() in a template is limited to {MAX_RANGE} numbers")
@@ -142,91 +145,110 @@ _PLAIN_DATA = frozenset({str, int, float, bool, type(None), tuple, Record})
 """Values a ``Record`` attribute is returned as directly (no method, no ``str.format``)."""
 
 
-class _LanguageEnvironment(SandboxedEnvironment):
-    """A sandbox where ``{% extends "x" %}`` inside ``sv/…`` means ``sv/x``, and where no
-    expression can make a huge value or run for long.
+class _Engine(NamedTuple):
+    """Jinja2's classes as recruitmail uses them (``_engine``)."""
 
-    Each language directory is self-contained, so names in extends/import/include resolve next
-    to the template that uses them.
+    environment: Callable[..., SandboxedEnvironment]
+    cache: Callable[[Path, jinja2.Environment], jinja2.BytecodeCache]
+
+
+@functools.cache
+def _engine() -> _Engine:
+    """Jinja2, and recruitmail's sandbox and compiled-template cache over it, made at first use.
+
+    A process that renders nothing (an idle ``once``, ``status``) does without Jinja2: its
+    import is ~18 ms of such a process's start-up.
     """
+    import jinja2
+    from jinja2.exceptions import SecurityError
+    from jinja2.sandbox import SandboxedEnvironment
 
-    intercepted_binops = frozenset({"*", "**", "+"})
+    class _LanguageEnvironment(SandboxedEnvironment):
+        """A sandbox where ``{% extends "x" %}`` inside ``sv/…`` means ``sv/x``, and where no
+        expression can make a huge value or run for long.
 
-    def __init__(self, budget: _Budget, **options: Any) -> None:
-        super().__init__(**options)
-        self.budget = budget
-        self.globals["range"] = _small_range
+        Each language directory is self-contained, so names in extends/import/include resolve next
+        to the template that uses them.
+        """
 
-    def call_binop(
-        self, context: jinja2.runtime.Context, operator: str, left: Any, right: Any
-    ) -> Any:
-        self.budget.check()
-        if operator == "**" and isinstance(right, int) and abs(right) > 64:
-            raise SecurityError("the template raises a number to a huge power")
-        if operator == "*":
-            for seq, times in ((left, right), (right, left)):
-                if (
-                    isinstance(seq, str | list | tuple)
-                    and isinstance(times, int)
-                    and len(seq) * times > MAX_VALUE_CHARS
-                ):
-                    raise _OverBudget(f"a value grew past {MAX_VALUE_CHARS} characters")
-        return _sized(super().call_binop(context, operator, left, right))
+        intercepted_binops = frozenset({"*", "**", "+"})
 
-    def getattr(self, obj: Any, attribute: str) -> Any:
-        self.budget.check()
-        if type(obj) is Record and attribute[:1] != "_":
-            # The context's own records hold plain data in their instance dictionary: what the
-            # sandbox would allow anyway, found without its checks (most of a mail's look-ups).
-            value = obj.__dict__.get(attribute, _MISSING)
-            if type(value) in _PLAIN_DATA:
-                return _sized(value)
-        return _sized(super().getattr(obj, attribute))
+        def __init__(self, budget: _Budget, **options: Any) -> None:
+            super().__init__(**options)
+            self.budget = budget
+            self.globals["range"] = _small_range
 
-    def getitem(self, obj: Any, argument: Any) -> Any:
-        self.budget.check()
-        return _sized(super().getitem(obj, argument))
+        def call_binop(
+            self, context: jinja2.runtime.Context, operator: str, left: Any, right: Any
+        ) -> Any:
+            self.budget.check()
+            if operator == "**" and isinstance(right, int) and abs(right) > 64:
+                raise SecurityError("the template raises a number to a huge power")
+            if operator == "*":
+                for seq, times in ((left, right), (right, left)):
+                    if (
+                        isinstance(seq, str | list | tuple)
+                        and isinstance(times, int)
+                        and len(seq) * times > MAX_VALUE_CHARS
+                    ):
+                        raise _OverBudget(f"a value grew past {MAX_VALUE_CHARS} characters")
+            return _sized(super().call_binop(context, operator, left, right))
 
-    def call(
-        __self,  # noqa: N805 - Jinja's own signature
-        __context: jinja2.runtime.Context,
-        __obj: Any,
-        *args: Any,
-        **kwargs: Any,
-    ) -> Any:
-        __self.budget.check()
-        return _sized(super().call(__context, __obj, *args, **kwargs))
+        def getattr(self, obj: Any, attribute: str) -> Any:
+            self.budget.check()
+            if type(obj) is Record and attribute[:1] != "_":
+                # The context's own records hold plain data in their instance dictionary: what the
+                # sandbox would allow anyway, found without its checks (most of a mail's look-ups).
+                value = obj.__dict__.get(attribute, _MISSING)
+                if type(value) in _PLAIN_DATA:
+                    return _sized(value)
+            return _sized(super().getattr(obj, attribute))
 
-    def join_path(self, template: str, parent: str) -> str:
-        if "/" in template:
-            return template
-        directory = parent.rpartition("/")[0]
-        return f"{directory}/{template}" if directory else template
+        def getitem(self, obj: Any, argument: Any) -> Any:
+            self.budget.check()
+            return _sized(super().getitem(obj, argument))
 
+        def call(
+            __self,  # noqa: N805 - Jinja's own signature
+            __context: jinja2.runtime.Context,
+            __obj: Any,
+            *args: Any,
+            **kwargs: Any,
+        ) -> Any:
+            __self.budget.check()
+            return _sized(super().call(__context, __obj, *args, **kwargs))
 
-class TemplateCache(jinja2.FileSystemBytecodeCache):
-    """Compiled templates in a directory that several processes share.
+        def join_path(self, template: str, parent: str) -> str:
+            if "/" in template:
+                return template
+            directory = parent.rpartition("/")[0]
+            return f"{directory}/{template}" if directory else template
 
-    Jinja2 names an entry by the template's name and file and keeps a checksum of its source in
-    it: an edited template misses and is compiled and stored again. An entry is written to a
-    temporary file and renamed into place, so two processes writing at once leave one whole
-    entry. An entry that cannot be read or written costs only the compile time, never a mail.
-    """
+    class TemplateCache(jinja2.FileSystemBytecodeCache):
+        """Compiled templates in a directory that several processes share.
 
-    def __init__(self, directory: Path, environment: jinja2.Environment) -> None:
-        super().__init__(str(directory), f"{_compiled_code_fingerprint(environment)}-%s.cache")
+        Jinja2 names an entry by the template's name and file and keeps a checksum of its source in
+        it: an edited template misses and is compiled and stored again. An entry is written to a
+        temporary file and renamed into place, so two processes writing at once leave one whole
+        entry. An entry that cannot be read or written costs only the compile time, never a mail.
+        """
 
-    def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
-        try:
-            super().load_bytecode(bucket)
-        except Exception:  # noqa: BLE001 - a damaged entry is a miss: compile again
-            bucket.reset()
+        def __init__(self, directory: Path, environment: jinja2.Environment) -> None:
+            super().__init__(str(directory), f"{_compiled_code_fingerprint(environment)}-%s.cache")
 
-    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
-        try:
-            super().dump_bytecode(bucket)
-        except OSError as exc:
-            log.debug("template cache %s not written: %s", self.directory, exc)
+        def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+            try:
+                super().load_bytecode(bucket)
+            except Exception:  # noqa: BLE001 - a damaged entry is a miss: compile again
+                bucket.reset()
+
+        def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+            try:
+                super().dump_bytecode(bucket)
+            except OSError as exc:
+                log.debug("template cache %s not written: %s", self.directory, exc)
+
+    return _Engine(_LanguageEnvironment, TemplateCache)
 
 
 def _compiled_code_fingerprint(environment: jinja2.Environment) -> str:
@@ -236,6 +258,8 @@ def _compiled_code_fingerprint(environment: jinja2.Environment) -> str:
     differently (autoescaping; the sandbox routes calls and operators through its checks), so
     each keeps its own entries; so does another Jinja2 version or option.
     """
+    import jinja2
+
     shape = (
         jinja2.__version__,
         type(environment).__qualname__,
@@ -317,29 +341,45 @@ class Renderer:
             )
         self.override_dir = override_dir
         self.default_dir = default_template_dir()
-        search = [str(override_dir)] if override_dir is not None else []
-        search.append(str(self.default_dir))
-        loader = jinja2.FileSystemLoader(search)
-        options: dict[str, Any] = {
-            "loader": loader,
-            "undefined": jinja2.StrictUndefined,
-            "keep_trailing_newline": True,
-            "trim_blocks": True,
-            "lstrip_blocks": True,
-            "auto_reload": False,
-        }
         self._budget = _Budget()
-        self._text_env = _LanguageEnvironment(self._budget, autoescape=False, **options)
-        self._html_env = _LanguageEnvironment(self._budget, autoescape=True, **options)
         self.cache_dir = usable_cache_dir(cache_dir) if cache_dir is not None else None
-        if self.cache_dir is not None:
-            for env in (self._text_env, self._html_env):
-                env.bytecode_cache = TemplateCache(self.cache_dir, env)
+        # The text and the HTML environment, made at first use (``_environments``).
+        self._made: tuple[SandboxedEnvironment, SandboxedEnvironment] | None = None
+        self._making = threading.Lock()
         # A remembered check not loaded yet (``check_unless_unchanged(load=False)``): the samples
         # and digest it was remembered under, verified before the first mail is rendered.
         self._unverified: tuple[tuple[str, ...], str] | None = None
         self._refused = ""
         self._verifying = threading.Lock()
+
+    def _environments(self) -> tuple[SandboxedEnvironment, SandboxedEnvironment]:
+        """The text environment (no autoescaping) and the HTML one, both sandboxed, loading
+        from the override directory over the default templates; made at first use."""
+        made = self._made
+        if made is not None:
+            return made
+        with self._making:  # runners render in parallel: one makes them, the others wait
+            if self._made is None:
+                import jinja2
+
+                engine = _engine()
+                search = [str(self.override_dir)] if self.override_dir is not None else []
+                search.append(str(self.default_dir))
+                options: dict[str, Any] = {
+                    "loader": jinja2.FileSystemLoader(search),
+                    "undefined": jinja2.StrictUndefined,
+                    "keep_trailing_newline": True,
+                    "trim_blocks": True,
+                    "lstrip_blocks": True,
+                    "auto_reload": False,
+                }
+                text = engine.environment(self._budget, autoescape=False, **options)
+                html = engine.environment(self._budget, autoescape=True, **options)
+                if self.cache_dir is not None:
+                    for env in (text, html):
+                        env.bytecode_cache = engine.cache(self.cache_dir, env)
+                self._made = (text, html)
+            return self._made
 
     def render(self, kind: str, language: str, context: Mapping[str, Any]) -> RenderedMail:
         """Render ``kind`` in ``language`` with ``context`` (the names of docs/TEMPLATES.md).
@@ -381,8 +421,9 @@ class Renderer:
             )
         values = {str(name): _as_template_value(value) for name, value in context.items()}
 
-        text_template = self._load(self._text_env, f"{language}/{kind}.txt.j2")
-        html_template = self._load(self._html_env, f"{language}/{kind}.html.j2")
+        text_env, html_env = self._environments()
+        text_template = self._load(text_env, f"{language}/{kind}.txt.j2")
+        html_template = self._load(html_env, f"{language}/{kind}.html.j2")
         subject_block = text_template.blocks.get("subject")
         if subject_block is None:
             raise ConfigError(
@@ -395,7 +436,7 @@ class Renderer:
             return () if reveal else _strings_in(context)
 
         def generate(
-            env: _LanguageEnvironment,
+            env: SandboxedEnvironment,
             template: jinja2.Template,
             chunks: Callable[[], Iterator[str]],
         ) -> str:
@@ -406,17 +447,19 @@ class Renderer:
         # imports (the macros) are only bound once the template's root has run.
         text_context = text_template.new_context(values)
         text = generate(
-            self._text_env, text_template, lambda: text_template.root_render_func(text_context)
+            text_env, text_template, lambda: text_template.root_render_func(text_context)
         )
-        subject = generate(self._text_env, text_template, lambda: subject_block(text_context))
+        subject = generate(text_env, text_template, lambda: subject_block(text_context))
         html = generate(
-            self._html_env,
+            html_env,
             html_template,
             lambda: html_template.root_render_func(html_template.new_context(values)),
         )
         return RenderedMail(subject=clean_header(subject), text=_tidy_text(text), html=html)
 
-    def _load(self, env: _LanguageEnvironment, name: str) -> jinja2.Template:
+    def _load(self, env: SandboxedEnvironment, name: str) -> jinja2.Template:
+        import jinja2
+
         try:
             return env.get_template(name)
         except jinja2.TemplateSyntaxError as exc:
@@ -429,11 +472,13 @@ class Renderer:
 
     def _generate(
         self,
-        env: _LanguageEnvironment,
+        env: SandboxedEnvironment,
         template: jinja2.Template,
         chunks: Callable[[], Iterator[str]],
         secrets: Callable[[], tuple[str, ...]],
     ) -> str:
+        import jinja2
+
         parts: list[str] = []
         size = 0
         try:
@@ -535,7 +580,8 @@ class Renderer:
 
     def _load_all(self) -> None:
         """Load every template of every language as ``check`` would (compiled, or from the cache)."""
-        for env, other_part in ((self._text_env, ".html.j2"), (self._html_env, ".txt.j2")):
+        text_env, html_env = self._environments()
+        for env, other_part in ((text_env, ".html.j2"), (html_env, ".txt.j2")):
             for name in env.list_templates(extensions=["j2"]):
                 if name.partition("/")[0] in SAMPLE_LANGUAGES and not name.endswith(other_part):
                     with contextlib.suppress(ConfigError):  # a file no mail uses; check said so
@@ -569,9 +615,9 @@ class Renderer:
                     for path, info in _files(folder, recursive)
                     if recursive or path.endswith(".py")
                 ]
-        for module in _checked_libraries():
-            with contextlib.suppress(OSError, TypeError):
-                files.append((module.__file__, os.stat(module.__file__)))
+        for library in _checked_libraries():
+            with contextlib.suppress(OSError):
+                files.append((library, os.stat(library)))
         for path, info in files:
             times = f"{info.st_mtime_ns}:{info.st_ctime_ns}"
             digest.update(f"\0{path}\0{info.st_size}:{info.st_ino}:{times}".encode())
@@ -616,13 +662,17 @@ class Renderer:
         ]
 
 
-def _checked_libraries() -> tuple[Any, ...]:
-    """The libraries whose version shapes what a template renders (their ``__init__`` files
-    are rewritten by every upgrade)."""
-    import babel
-    import markupsafe
+def _checked_libraries() -> list[str]:
+    """The ``__init__`` files of the libraries whose version shapes what a template renders
+    (rewritten by every upgrade), found without importing them."""
+    from importlib.util import find_spec
 
-    return (jinja2, babel, markupsafe)
+    found = []
+    for name in ("jinja2", "babel", "markupsafe"):
+        spec = find_spec(name)
+        if spec is not None and spec.origin:
+            found.append(spec.origin)
+    return found
 
 
 def _files(folder: Path, recursive: bool) -> Iterator[tuple[str, os.stat_result]]:

@@ -164,6 +164,37 @@ def test_a_pass_after_the_first_does_without_the_holidays_package(
     assert len(backend.messages()) == 1
 
 
+def test_an_idle_pass_loads_no_template_and_a_busy_one_renders_as_before(
+    setup: tuple[IcsMaildirBackend, Path], tmp_path: Path
+) -> None:
+    backend, config = setup
+    monday = MONDAY.isoformat()
+    # The first pass makes the state directory (and drafts the welcome); the second finds
+    # nothing to do and remembers that the templates passed the start-up check.
+    for _ in range(2):
+        assert main(["--config", str(config), "once", "--now", monday]) == 0
+    cache = load_settings(config).service.state_dir / "template-cache"
+    assert list(cache.glob("checked-*"))
+
+    # An idle pass after it renders nothing, so it never needs the template engine.
+    code, modules, output = imported_by(tmp_path, "--config", str(config), "once", "--now", monday)
+    assert code == 0, output
+    assert "0 drafted" in output
+    assert "jinja2" not in top_level(modules)
+
+    # A pass with a mail due (Anna's thank-you, after her interview on Tue 8 Dec at 10:00)
+    # loads the templates and drafts it.
+    after_anna = at(date(2026, 12, 8), "12:00").isoformat()
+    code, modules, output = imported_by(
+        tmp_path, "--config", str(config), "once", "--now", after_anna
+    )
+    assert code == 0, output
+    assert "1 drafted" in output
+    assert "jinja2" in top_level(modules)
+    assert len(backend.messages()) == 2
+    assert "Tack" in str(backend.messages()[-1]["Subject"])
+
+
 def test_pydantic_settings_is_loaded_only_for_environment_overrides(
     setup: tuple[IcsMaildirBackend, Path], tmp_path: Path
 ) -> None:
