@@ -190,9 +190,10 @@ def booking(owner: Who, serial: int, today: date) -> tuple[EventSpec, str]:
 # --- the fake Graph, in a process of its own ----------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Request:
-    """What the bench needs of one recorded Graph request."""
+    """What the bench needs of one recorded Graph request (compact: the bench process is the
+    daemon's, and its RSS is the figure measured)."""
 
     method: str
     what: str
@@ -233,9 +234,9 @@ def serve_fake(conn: Connection, directory: str, mailboxes: int, events: int) ->
         options.pop("user", None)
         conn.send(options)
 
-        def requests(since: int) -> list[Request]:
+        def requests(since: int, end: int | None = None) -> list[Request]:
             with fake.lock:
-                records = fake.requests[since:]
+                records = fake.requests[since:end]
             return [
                 Request(
                     r.method, _what(r.path), r.mailbox, r.arrived, r.in_flight, r.status, r.batched
@@ -264,11 +265,23 @@ def serve_fake(conn: Connection, directory: str, mailboxes: int, events: int) ->
                 time.sleep(0.01)
             return put, float("nan"), float("nan")
 
+        def since(index: int) -> tuple[int, list[Request]]:
+            """The requests recorded from ``index`` on, and the index to ask from next time."""
+            with fake.lock:
+                end = len(fake.requests)
+            return end, requests(index, end)
+
+        def most_in_flight() -> int:
+            with fake.lock:
+                return max((r.in_flight for r in fake.requests if r.mailbox), default=0)
+
         def latency(seconds: float) -> None:
             fake.latency = seconds
 
         commands: dict[str, Callable[..., Any]] = {
             "requests": requests,
+            "since": since,
+            "most_in_flight": most_in_flight,
             "book": book,
             "latency": latency,
         }
@@ -291,6 +304,25 @@ class FakeProcess:
         )
         self.process.start()
         self.options: dict[str, Any] = self._answer()
+        self.fetched = 0  # the fake's requests up to here have been handed to the bench
+
+    def new_requests(self) -> list[Request]:
+        """The Graph requests recorded since the last call (the bench keeps only those of its
+        rounds: fetching every request of the run each round made the bench's own memory grow
+        with the run, inside the process whose RSS is the daemon's)."""
+        self.fetched, records = self.call("since", self.fetched)
+        return [
+            Request(
+                r.method,
+                r.what,
+                sys.intern(r.mailbox) if r.mailbox else r.mailbox,
+                r.arrived,
+                r.in_flight,
+                r.status,
+                r.batched,
+            )
+            for r in records
+        ]
 
     def _answer(self) -> Any:
         # A fake that died (a bug, memory) must end the bench, not leave it waiting forever.
@@ -346,7 +378,7 @@ def write_config(
     return path
 
 
-@dataclass
+@dataclass(slots=True)
 class Pass:
     mailbox: str
     started: float
@@ -496,7 +528,7 @@ def measure_round(
     passes = watch.round_after(after, args.mailboxes, timeout)
     ended = time.monotonic()
     cpu = time.process_time() - cpu
-    records = round_requests(passes, fake.call("requests", 0), after)
+    records = round_requests(passes, fake.new_requests(), after)
     return Round(name, passes, records, cpu, rss_mb(), watch.drafted - drafts), ended
 
 
@@ -708,7 +740,7 @@ def main() -> int:
                 print_rounds(rounds, args.mailboxes)
                 print(
                     f"most requests in flight for one mailbox, whole bench: "
-                    f"{max(r.in_flight for r in fake.call('requests', 0) if r.mailbox)} "
+                    f"{fake.call('most_in_flight')} "
                     f"(limit {MAX_IN_FLIGHT})"
                 )
                 if args.profile:

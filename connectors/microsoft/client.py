@@ -76,6 +76,10 @@ _BACKOFF_CAP = 60.0
 # A longer wait than this is handed to the scheduler rather than slept through here.
 MAX_INLINE_WAIT = 60.0
 WAITS_FILE = "graph-waits.json"
+TOKEN_MARGIN = 300.0
+"""Seconds before its expiry at which a kept access token is no longer used: msal's own rule
+("expires_in < 5*60: consider it expired"), so a kept token is used exactly while msal would
+have served it from its cache."""
 BATCH_LIMIT = 20
 """Requests in one JSON batch (learn.microsoft.com/graph/json-batching, "Batch size limitations")."""
 
@@ -313,6 +317,21 @@ def app_cache_path(options: GraphOptions, state_dir: Path | None) -> Path | None
     return state_dir / f"msal-app-{digest}.cache"
 
 
+def _kept_until(result: Mapping[str, Any]) -> float:
+    """The monotonic instant until which msal would serve this token from its cache: its
+    ``expires_in`` less ``TOKEN_MARGIN``, and not past its ``refresh_in``/``refresh_on``."""
+    now = time.monotonic()
+    try:
+        until = now + float(result.get("expires_in", 0)) - TOKEN_MARGIN
+        if "refresh_in" in result:
+            until = min(until, now + float(result["refresh_in"]))
+        if "refresh_on" in result:
+            until = min(until, now + float(result["refresh_on"]) - time.time())
+    except (TypeError, ValueError):
+        return now  # an answer we cannot read: ask msal again next time
+    return until
+
+
 class _Tokens:
     """msal behind a lock: one token for every mailbox, source and sink that shares the app.
 
@@ -338,6 +357,10 @@ class _Tokens:
         self._save: Callable[[], None] = lambda: None
         self._cache_path = cache_path
         self._app_cache = app_cache
+        # The last token msal gave, per account (one for app-only sign-in), with the monotonic
+        # instant until which msal would have served it from its cache: every Graph request
+        # asks for a token, and asking msal costs a cache search under a lock each time.
+        self._kept: dict[str, tuple[str, float]] = {}
 
     @property
     def scopes(self) -> list[str]:
@@ -413,8 +436,19 @@ class _Tokens:
         return self._app
 
     def token(self, account_hint: str | None, *, fresh: bool = False) -> str:
-        """A bearer token; ``fresh`` drops the cached one first (after a 401)."""
+        """A bearer token; ``fresh`` drops the cached one first (after a 401).
+
+        The token msal gave last is kept and handed out again until ``TOKEN_MARGIN`` before its
+        expiry (or its ``refresh_in``), when msal is asked again.
+        """
+        account = "" if self.options.auth == "app" else (account_hint or "").lower()
+        if not fresh:
+            kept = self._kept.get(account)
+            if kept is not None and time.monotonic() < kept[1]:
+                return kept[0]
         with self._lock:
+            if fresh:
+                self._kept.pop(account, None)
             try:
                 result = self._acquire(account_hint, fresh)
             except httpx.HTTPError as exc:
@@ -426,8 +460,10 @@ class _Tokens:
                     f"the sign-in service {self.authority} failed: {exc}"
                 ) from None
             self._save()
-        if result and "access_token" in result:
-            return str(result["access_token"])
+            if result and "access_token" in result:
+                token = str(result["access_token"])
+                self._kept[account] = (token, _kept_until(result))
+                return token
         raise self._refused(result)
 
     def _acquire(self, account_hint: str | None, fresh: bool) -> dict[str, Any] | None:
