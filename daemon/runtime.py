@@ -206,9 +206,9 @@ def run_once(
         except RecruitmailError as exc:
             log.error("mailbox %s: pass failed: %s", box.address, exc)
             return f"{type(exc).__name__}: {exc}"
-        except Exception:  # a bug must not take the other mailboxes down with it
+        except Exception as exc:  # a bug must not take the other mailboxes down with it
             log.exception("mailbox %s: unexpected error; the next pass tries again", box.address)
-            return "internal error (the log has the details)"
+            return f"internal error ({type(exc).__name__}; the log has the details)"
 
     workers = max(1, min(settings.service.workers, len(chosen)))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pass") as pool:

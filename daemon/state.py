@@ -1385,6 +1385,13 @@ def is_postgresql_url(value: str) -> bool:
     return value.startswith(("postgresql://", "postgres://"))
 
 
+# SQLite's primary result codes of a database that cannot answer now: busy or locked by another
+# connection, an I/O error, the disk full.
+_SQLITE_FOR_NOW = frozenset(
+    (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL)
+)
+
+
 class _SQLite:
     """One SQLite file, one connection shared by the threads under a lock; writes start with
     ``BEGIN IMMEDIATE`` (the write lock is taken first, so writers never deadlock)."""
@@ -1418,19 +1425,32 @@ class _SQLite:
 
     @contextmanager
     def read(self) -> Iterator[_Db]:
-        with self.lock:
+        with self._answering(), self.lock:
             yield self.db
 
     @contextmanager
     def transaction(self) -> Iterator[_Db]:
-        with self.lock:
+        with self._answering(), self.lock:
             self.db.execute("BEGIN IMMEDIATE")
             try:
                 yield self.db
             except BaseException:
-                self.db.execute("ROLLBACK")
+                if self.db.in_transaction:
+                    self.db.execute("ROLLBACK")
                 raise
             self.db.execute("COMMIT")
+
+    @contextmanager
+    def _answering(self) -> Iterator[None]:
+        """The file locked by another process for longer than the 30 s wait, the disk full or
+        failing: ``TransientError`` (the pass fails and the next one tries again). Any other
+        error (a statement SQLite does not understand) is a bug and stays what it is."""
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            if getattr(exc, "sqlite_errorcode", 0) & 0xFF not in _SQLITE_FOR_NOW:
+                raise
+            raise TransientError(f"{self.where}: the state database failed ({exc})") from exc
 
     def schema_version(self, db: _Db) -> int:
         return int(db.execute("PRAGMA user_version").fetchone()[0])
@@ -1549,13 +1569,28 @@ class _PostgreSQL:
 
     @contextmanager
     def read(self) -> Iterator[_Db]:
-        with self.pool.connection() as connection:
+        with self._answering(), self.pool.connection() as connection:
             yield _PostgresConnection(connection)
 
     @contextmanager
     def transaction(self) -> Iterator[_Db]:
-        with self.pool.connection() as connection, connection.transaction():
+        with self._answering(), self.pool.connection() as connection, connection.transaction():
             yield _PostgresConnection(connection)
+
+    @contextmanager
+    def _answering(self) -> Iterator[None]:
+        """The server out of reach, a connection lost, no connection free in time, a deadlock
+        or a lock not granted: ``TransientError`` (the pass fails and the next one tries again;
+        a write that failed left nothing, a commit whose answer was lost is read back then)."""
+        import psycopg
+
+        try:
+            yield
+        except psycopg.OperationalError as exc:
+            first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise TransientError(
+                f"{self.where}: the state database did not answer ({first_line[:200]})"
+            ) from exc
 
     def schema_version(self, db: _Db) -> int:
         # Serialises instances migrating at once; released with the transaction.

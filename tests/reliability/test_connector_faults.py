@@ -13,9 +13,11 @@ exactly the expected drafts; from the fakes' request records, no request before 
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import threading
 import time
+import traceback
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -44,6 +46,23 @@ CONNECTORS = ("microsoft", "google", "imap")
 # None of the injected faults is a wrong password or a refusal for good: a pass may end only as
 # "try again later" (or "look it up first"), never as AuthError or PermanentError.
 HANDLED = ("TransientError", "AmbiguousError", "CursorExpired")
+
+
+class LastTraceback(logging.Handler):
+    """The traceback the service logged last (an "internal error" names only its type; the log
+    says where, and a replay runs in a process of its own)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.text = ""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.exc_info and record.exc_info[1] is not None:
+            self.text = "".join(traceback.format_exception(*record.exc_info))
+
+
+LAST_TRACEBACK = LastTraceback()
+logging.getLogger("recruitmail").addHandler(LAST_TRACEBACK)
 IN_FLIGHT_LIMIT = 4
 # The instants at which the scenario's calendar changes (IMAP faults are met there).
 CHANGED_INSTANTS = len({min(i for i in two_weeks.INSTANTS if i >= c.at) for c in CHANGES})
@@ -223,9 +242,13 @@ class ImapFaults(Injector):
         self.dovecot = backend.dovecot
         self.typical = 0.3
         self.stopped_during = False
+        self.met: Counter[str] = Counter()  # the faults a pass met (it asked Dovecot)
 
     def inject(self, drafting: bool) -> str:
-        if self.rng.random() < 0.3:
+        # Both kinds in every replay, however few faults it is given: Dovecot is stopped before
+        # the pass until a pass has met that (with a small budget, chance alone once left the
+        # suite without one).
+        if not self.met["dovecot-down"] or self.rng.random() < 0.3:
             self.dovecot.stop()
             return "dovecot-down"
         return "dovecot-stopped-mid-pass"
@@ -276,13 +299,15 @@ def faulted_pass(
     if isinstance(injector, ImapFaults | GraphFaults) and not outcome.failures:
         injector.typical = max(0.05, time.monotonic() - started)
     served = injector.settle(kind)
-    if isinstance(injector, ImapFaults) and not outcome.failures:
-        served.clear()  # Dovecot was down, but the pass had nothing to ask it: not a fault met
+    if isinstance(injector, ImapFaults):
+        if not outcome.failures:
+            served.clear()  # Dovecot was down, but the pass had nothing to ask it: not a fault met
+        injector.met.update(served)
     report.passes += 1
     report.faults.update(served)
     for problem in outcome.failures.values():
         name = problem.split(":")[0]
-        assert name in HANDLED, f"{kind} at {instant} ended in {problem!r}"
+        assert name in HANDLED, f"{kind} at {instant} ended in {problem!r}\n{LAST_TRACEBACK.text}"
         report.failures[name] += 1
     if not outcome.failures and served:
         report.absorbed += 1
