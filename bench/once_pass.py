@@ -9,7 +9,7 @@ start-up included); targets: the first pass under 1.5 s and 100 MB, the idle one
 Figures are printed, never asserted.
 
     python bench/once_pass.py [--events 5000] [--keep DIR] [--profile] [--repeat N]
-                              [--source] [--cold] [--no-reading]
+                              [--source] [--cold] [--no-reading] [--stages N]
 
 The passes run as an installed service's do: from compiled bytecode (``--source``: as this
 environment has it), with the cache directory systemd gives the unit (``CACHE_DIRECTORY``:
@@ -20,7 +20,9 @@ checks and compiles the templates and works out the days off, as a new installat
 ``--profile`` runs each pass under cProfile in every thread (the pass itself runs in a worker
 thread, which a profiler of the main thread alone never sees) and prints the top of its profile,
 by cumulative and by own time (the CPU cost of profiling stretches every figure).
-``--repeat N`` runs both passes N times, each time on a fresh state and Maildir, and prints the
+``--stages N`` then runs N first passes in process (no start-up), each on a fresh state, and
+prints the CPU and wall time of each stage (sync, reading, composing, rendering, writing, the
+ledger's transactions), medians. ``--repeat N`` runs both passes N times, each time on a fresh state and Maildir, and prints the
 medians (one run on a busy machine is noise).
 
 Each pass's wall time, CPU (user + system of its process) and peak RSS are printed beside the
@@ -252,6 +254,68 @@ sys.exit(code)
 """
 
 
+# One first pass in a process of its own, in process (no start-up): the thread's CPU clock and
+# the wall clock around each stage, inclusive (an inner call of the same stage is not counted
+# twice), printed as JSON. The stages are wrapped here, in the measuring process only.
+STAGES = """
+import functools, json, logging, os, sys, time
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+from recruitmail.connectors import ics, maildir
+from recruitmail.daemon import executor
+from recruitmail.daemon.render import Renderer
+from recruitmail.daemon.runtime import open_runner, template_cache_dir
+from recruitmail.daemon.settings import load_settings
+from recruitmail.daemon.state import State
+from recruitmail.daemon.language import _detector, _LINGUA_NAMES
+logging.disable(logging.INFO)
+settings = load_settings(Path(sys.argv[1]))
+state = State.open(settings.service)
+renderer = Renderer(settings.service.templates_dir, template_cache_dir(settings))
+_detector(tuple(sorted(_LINGUA_NAMES)))  # loaded as a pass after start-up finds it
+import icalendar, recurring_ical_events  # noqa: F401
+figures = {}
+def wrap(owner, name, label):
+    inner = getattr(owner, name, None)
+    if inner is None:
+        return
+    busy = [False]
+    @functools.wraps(inner)
+    def timed(*args, **kwargs):
+        if busy[0]:
+            return inner(*args, **kwargs)
+        busy[0] = True
+        cpu, wall = time.thread_time(), time.perf_counter()
+        try:
+            return inner(*args, **kwargs)
+        finally:
+            busy[0] = False
+            seen = figures.setdefault(label, [0.0, 0.0, 0])
+            seen[0] += time.thread_time() - cpu
+            seen[1] += time.perf_counter() - wall
+            seen[2] += 1
+    setattr(owner, name, timed)
+for name in ("sync", "settled_snapshot", "carry_out", "prepare", "language", "interviews"):
+    wrap(executor.MailboxRunner, name, "runner." + name)
+wrap(executor, "plan", "plan")
+wrap(Renderer, "render", "render")
+for name in ("create_draft", "flush", "find_draft"):
+    wrap(maildir.MaildirSink, name, "sink." + name)
+wrap(maildir, "to_bytes", "to_bytes")
+wrap(ics, "read_ics", "read_ics")
+wrap(ics, "_expand", "read_ics: series expansion")
+for name in ("begin_attempts", "finish_drafts", "remember_language", "apply_sync", "events"):
+    wrap(State, name, "state." + name)
+now = datetime.fromisoformat(sys.argv[2])
+cpu, wall = time.thread_time(), time.perf_counter()
+with open_runner(settings, 0, state, renderer) as runner:
+    report = runner.reconcile(now)
+figures["the pass"] = [time.thread_time() - cpu, time.perf_counter() - wall, len(report.drafted)]
+print(json.dumps(figures))
+"""
+
+
 @dataclass(frozen=True)
 class Figures:
     """One child process: wall seconds, CPU seconds (user + system), peak RSS in MB."""
@@ -367,6 +431,13 @@ def main() -> int:
         "--cold", action="store_true", help="no cache directory: each pass as a new installation's"
     )
     parser.add_argument(
+        "--stages",
+        type=int,
+        default=0,
+        metavar="N",
+        help="then N first passes in process (no start-up): CPU and wall of each stage",
+    )
+    parser.add_argument(
         "--no-reading",
         action="store_true",
         help="leave out the calendar reading in this process (the full parse takes long)",
@@ -444,6 +515,8 @@ def main() -> int:
             f"writes as many files of the drafts' sizes, {FSYNC_BATCH} at a time (written, "
             "each fsynced, renamed, one directory fsync); idle pass = a Python process that reads and digests the calendar"
         )
+        if args.stages:
+            stage_figures(workdir, ics, env, args.stages)
         if args.no_reading:
             return 0
         reading = reading_figures(ics, max(3, args.repeat))
@@ -458,6 +531,32 @@ def main() -> int:
             }[name]
             print(f"  {name:<11}{seconds * 1000:>8.0f} ms  {what}{ratio}")
     return 0
+
+
+def stage_figures(workdir: Path, ics: Path, env: dict[str, str], runs: int) -> None:
+    """``runs`` first passes in process (``STAGES``), each on a fresh state and Maildir: the
+    median CPU and wall of each stage."""
+    import json
+
+    found: list[dict[str, list[float]]] = []
+    for run in range(runs):
+        config_path = config(workdir / f"stages-{run}", ics)
+        child = subprocess.run(
+            [sys.executable, "-c", STAGES, str(config_path), NOW.isoformat()],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env=env,
+            check=True,
+        )
+        found.append(json.loads(child.stdout.strip().splitlines()[-1]))
+    print(f"\nstages of the first pass in process (median of {runs}; inclusive):")
+    print(f"{'stage':<30}{'CPU':>9}{'wall':>9}{'calls':>7}")
+    for label in sorted({name for figures in found for name in figures}):
+        seen = [figures[label] for figures in found if label in figures]
+        cpu = statistics.median(f[0] for f in seen)
+        wall = statistics.median(f[1] for f in seen)
+        print(f"{label:<30}{cpu:>8.3f}s{wall:>8.3f}s{int(seen[0][2]):>7}")
 
 
 def _row(figures: Figures) -> str:
