@@ -35,17 +35,21 @@ watches through the daemon's metrics interface (``pass_finished``) and the fake'
 Each goal is printed with its figure and the floor it was measured against; nothing is asserted.
 
     python bench/scale.py [--mailboxes 1000] [--events 100] [--latency-ms 50] [--workers N]
-                          [--interval 10] [--bookings 3] [--profile]
+                          [--interval 10] [--bookings 3] [--profile] [--census]
                           [--memory short|full|off] [--memory-only]
 
 ``--profile`` samples every thread of this process during the idle passes and prints the
-functions the daemon spends its time in (self time, and the project's own frames).
+functions the daemon spends its time in (self time, and the project's own frames). ``--census``
+prints, after the floors, what the idle daemon holds: Python's small-object allocator (arenas,
+live bytes, free bytes inside them) and glibc's heap, the SSL contexts, HTTP clients and threads
+of the process, the language detectors kept, and the same figures once every runner is closed.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import itertools
 import json
 import multiprocessing
@@ -646,6 +650,81 @@ class Daemon:
         self.thread.join()
 
 
+def _allocator_stats() -> dict[str, int]:
+    """Python's small-object allocator (``sys._debugmallocstats``) and glibc's heap
+    (``malloc_stats``), in bytes; both print to the C stderr, read back through a file."""
+    import ctypes
+
+    found: dict[str, int] = {}
+    with tempfile.TemporaryFile("w+") as out:
+        saved = os.dup(2)
+        sys.stderr.flush()
+        os.dup2(out.fileno(), 2)
+        try:
+            sys._debugmallocstats()
+            with contextlib.suppress(OSError, AttributeError):
+                ctypes.CDLL(None).malloc_stats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        out.seek(0)
+        text = out.read()
+    for line in text.splitlines():
+        label, _, value = line.partition("=")
+        label = " ".join(label.split())
+        number = value.strip().replace(",", "")
+        if number.isdigit():
+            found.setdefault(label, int(number))  # the totals come last: keep the first
+            found[label + " (last)"] = int(number)
+    return found
+
+
+def census(daemon: Daemon) -> None:
+    """What the idle daemon holds: allocator figures, shared objects that could have been per
+    mailbox, and what closing every runner gives back."""
+    import ctypes
+    import gc
+
+    def trimmed() -> None:
+        gc.collect()
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None).malloc_trim(0)
+
+    def allocators(label: str) -> None:
+        stats = _allocator_stats()
+        mb = 1024 * 1024
+        print(
+            f"  {label}: RSS {rss_mb():.0f} MB; pymalloc {stats.get('# arenas allocated current', 0)}"
+            f" arenas (high-water {stats.get('# arenas highwater mark', 0)}), live "
+            f"{stats.get('# bytes in allocated blocks', 0) / mb:.1f} MB, free inside them "
+            f"{stats.get('# bytes in available blocks', 0) / mb:.1f} MB; glibc heap "
+            f"{stats.get('system bytes (last)', 0) / mb:.1f} MB, in use "
+            f"{stats.get('in use bytes (last)', 0) / mb:.1f} MB"
+        )
+
+    trimmed()
+    print("\ncensus of the idle daemon (after gc.collect and malloc_trim):")
+    allocators("idle")
+    objects = gc.get_objects()
+    print(
+        f"  ssl.SSLContext: {sum(isinstance(o, ssl.SSLContext) for o in objects)}, "
+        f"httpx.Client: {sum(isinstance(o, httpx.Client) for o in objects)}, "
+        f"threads: {threading.active_count()}, live objects tracked by gc: {len(objects)}"
+    )
+    language = sys.modules.get("recruitmail.daemon.language")
+    detector = getattr(language, "_detector", None)
+    if detector is not None:
+        print(f"  language detectors kept: {detector.cache_info().currsize}")
+    del objects
+    service = daemon.service
+    for address in list(service.runners):
+        with service.locks[address]:
+            service.close_runner(address)
+    trimmed()
+    allocators("every runner closed")
+    print("  (the runners open again at their next pass)")
+
+
 def median(values: list[float]) -> float:
     ordered = sorted(values)
     middle = len(ordered) // 2
@@ -666,6 +745,9 @@ def main() -> int:
     )
     parser.add_argument("--bookings", type=int, default=3, help="booking → draft measurements")
     parser.add_argument("--profile", action="store_true", help="sample the idle passes")
+    parser.add_argument(
+        "--census", action="store_true", help="what the idle daemon holds, after the idle rounds"
+    )
     parser.add_argument(
         "--memory",
         choices=sorted(MEMORY_SIZES) + ["off"],
@@ -725,6 +807,8 @@ def main() -> int:
                 # 2. The floor, now, against the same fake: the same requests, no daemon.
                 for _ in range(args.repeat):
                     floors.append(floor(daemon, fake.options, workers))
+                if args.census:  # it closes every runner: after the floors, which use them
+                    census(daemon)
                 daemon.stop()
                 # A restart on the same state: every runner opens its connectors again.
                 moment = time.monotonic()
