@@ -493,10 +493,7 @@ class MaildirSink:
         name = f"{base}.{secrets.token_hex(4)}"
         tmp = _open_folder(self._drafts.path / "tmp")
         try:
-            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-            descriptor = os.open(name, flags, 0o600, dir_fd=tmp)
-            with os.fdopen(descriptor, "wb") as handle:
-                handle.write(data)
+            _write_new(tmp, name, data, fsync=False)
         except OSError as exc:
             with contextlib.suppress(OSError):
                 os.unlink(name, dir_fd=tmp)
@@ -742,12 +739,7 @@ class MaildirSink:
             raise
         try:
             try:
-                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-                descriptor = os.open(name, flags, 0o600, dir_fd=tmp)
-                with os.fdopen(descriptor, "wb") as handle:
-                    handle.write(data)
-                    handle.flush()
-                    os.fsync(handle.fileno())
+                _write_new(tmp, name, data, fsync=True)
                 os.replace(name, target.name, src_dir_fd=tmp, dst_dir_fd=folder)
             except OSError as exc:
                 with contextlib.suppress(OSError):
@@ -764,6 +756,18 @@ class MaildirSink:
         finally:
             os.close(folder)
             os.close(tmp)
+
+
+def _write_new(folder: int, name: str, data: bytes, *, fsync: bool) -> None:
+    """``data`` in a new file ``name`` of the open ``folder`` (never over a file or through a
+    link), fsynced when asked."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+    descriptor = os.open(name, flags, 0o600, dir_fd=folder)
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(data)
+        if fsync:
+            handle.flush()
+            os.fsync(handle.fileno())
 
 
 def _read(path: Path, limit: int = -1) -> bytes | None:
