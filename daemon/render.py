@@ -5,7 +5,7 @@ past ``MAX_PART_BYTES`` or a mail that takes longer than ``MAX_RENDER_SECONDS``,
 ``RenderError`` (the mail is held, the others are drafted). Only a template that cannot be
 loaded at all (missing, syntax) is a ``ConfigError``.
 
-Compiled templates are kept on disk (``TemplateCache``) so that a process does not compile every
+Compiled templates are kept on disk (``sandbox.TemplateCache``) so that a process does not compile every
 template again; an edited template is compiled afresh, since the cache checks each source. The
 same directory remembers which templates passed the start-up check (``check_unless_unchanged``).
 """
@@ -13,7 +13,6 @@ same directory remembers which templates passed the start-up check (``check_unle
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import logging
 import os
@@ -26,7 +25,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace, TracebackType
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from recruitmail.contracts.errors import ConfigError, RenderError
 from recruitmail.contracts.mime import clean_header
@@ -145,112 +144,6 @@ _PLAIN_DATA = frozenset({str, int, float, bool, type(None), tuple, Record})
 """Values a ``Record`` attribute is returned as directly (no method, no ``str.format``)."""
 
 
-class _Engine(NamedTuple):
-    """Jinja2's classes as recruitmail uses them (``_engine``)."""
-
-    environment: Callable[..., SandboxedEnvironment]
-    cache: Callable[[Path, jinja2.Environment], jinja2.BytecodeCache]
-
-
-@functools.cache
-def _engine() -> _Engine:
-    """Jinja2, and recruitmail's sandbox and compiled-template cache over it, made at first use.
-
-    A process that renders nothing (an idle ``once``, ``status``) does without Jinja2: its
-    import is ~18 ms of such a process's start-up.
-    """
-    import jinja2
-    from jinja2.exceptions import SecurityError
-    from jinja2.sandbox import SandboxedEnvironment
-
-    class _LanguageEnvironment(SandboxedEnvironment):
-        """A sandbox where ``{% extends "x" %}`` inside ``sv/…`` means ``sv/x``, and where no
-        expression can make a huge value or run for long.
-
-        Each language directory is self-contained, so names in extends/import/include resolve next
-        to the template that uses them.
-        """
-
-        intercepted_binops = frozenset({"*", "**", "+"})
-
-        def __init__(self, budget: _Budget, **options: Any) -> None:
-            super().__init__(**options)
-            self.budget = budget
-            self.globals["range"] = _small_range
-
-        def call_binop(
-            self, context: jinja2.runtime.Context, operator: str, left: Any, right: Any
-        ) -> Any:
-            self.budget.check()
-            if operator == "**" and isinstance(right, int) and abs(right) > 64:
-                raise SecurityError("the template raises a number to a huge power")
-            if operator == "*":
-                for seq, times in ((left, right), (right, left)):
-                    if (
-                        isinstance(seq, str | list | tuple)
-                        and isinstance(times, int)
-                        and len(seq) * times > MAX_VALUE_CHARS
-                    ):
-                        raise _OverBudget(f"a value grew past {MAX_VALUE_CHARS} characters")
-            return _sized(super().call_binop(context, operator, left, right))
-
-        def getattr(self, obj: Any, attribute: str) -> Any:
-            self.budget.check()
-            if type(obj) is Record and attribute[:1] != "_":
-                # The context's own records hold plain data in their instance dictionary: what the
-                # sandbox would allow anyway, found without its checks (most of a mail's look-ups).
-                value = obj.__dict__.get(attribute, _MISSING)
-                if type(value) in _PLAIN_DATA:
-                    return _sized(value)
-            return _sized(super().getattr(obj, attribute))
-
-        def getitem(self, obj: Any, argument: Any) -> Any:
-            self.budget.check()
-            return _sized(super().getitem(obj, argument))
-
-        def call(
-            __self,  # noqa: N805 - Jinja's own signature
-            __context: jinja2.runtime.Context,
-            __obj: Any,
-            *args: Any,
-            **kwargs: Any,
-        ) -> Any:
-            __self.budget.check()
-            return _sized(super().call(__context, __obj, *args, **kwargs))
-
-        def join_path(self, template: str, parent: str) -> str:
-            if "/" in template:
-                return template
-            directory = parent.rpartition("/")[0]
-            return f"{directory}/{template}" if directory else template
-
-    class TemplateCache(jinja2.FileSystemBytecodeCache):
-        """Compiled templates in a directory that several processes share.
-
-        Jinja2 names an entry by the template's name and file and keeps a checksum of its source in
-        it: an edited template misses and is compiled and stored again. An entry is written to a
-        temporary file and renamed into place, so two processes writing at once leave one whole
-        entry. An entry that cannot be read or written costs only the compile time, never a mail.
-        """
-
-        def __init__(self, directory: Path, environment: jinja2.Environment) -> None:
-            super().__init__(str(directory), f"{_compiled_code_fingerprint(environment)}-%s.cache")
-
-        def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
-            try:
-                super().load_bytecode(bucket)
-            except Exception:  # noqa: BLE001 - a damaged entry is a miss: compile again
-                bucket.reset()
-
-        def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
-            try:
-                super().dump_bytecode(bucket)
-            except OSError as exc:
-                log.debug("template cache %s not written: %s", self.directory, exc)
-
-    return _Engine(_LanguageEnvironment, TemplateCache)
-
-
 def _compiled_code_fingerprint(environment: jinja2.Environment) -> str:
     """What shapes the code Jinja2 compiles a template to, beside its source.
 
@@ -362,7 +255,8 @@ class Renderer:
             if self._made is None:
                 import jinja2
 
-                engine = _engine()
+                from recruitmail.daemon.sandbox import LanguageEnvironment, TemplateCache
+
                 search = [str(self.override_dir)] if self.override_dir is not None else []
                 search.append(str(self.default_dir))
                 options: dict[str, Any] = {
@@ -373,11 +267,11 @@ class Renderer:
                     "lstrip_blocks": True,
                     "auto_reload": False,
                 }
-                text = engine.environment(self._budget, autoescape=False, **options)
-                html = engine.environment(self._budget, autoescape=True, **options)
+                text = LanguageEnvironment(self._budget, autoescape=False, **options)
+                html = LanguageEnvironment(self._budget, autoescape=True, **options)
                 if self.cache_dir is not None:
                     for env in (text, html):
-                        env.bytecode_cache = engine.cache(self.cache_dir, env)
+                        env.bytecode_cache = TemplateCache(self.cache_dir, env)
                 self._made = (text, html)
             return self._made
 
