@@ -24,12 +24,13 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace, TracebackType
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from recruitmail.contracts.errors import ConfigError, RenderError
 from recruitmail.contracts.mime import clean_header
 from recruitmail.contracts.models import MailKind
+from recruitmail.daemon.bounds import Budget, OverBudget, Record
 from recruitmail.daemon.samples import SAMPLE_LANGUAGES, SAMPLES, hostile_context, sample_context
 
 if TYPE_CHECKING:
@@ -40,14 +41,6 @@ log = logging.getLogger("recruitmail")
 
 MAX_PART_BYTES = 256 * 1024
 """No rendered part may be larger (UTF-8): calendar text must not be able to inflate a mail."""
-MAX_RENDER_SECONDS = 2.0
-"""One mail (subject, text and HTML) must render within this much CPU time of its thread; real
-mails take milliseconds. CPU time, not wall time: on a machine busy with other work a rendering
-waits without spending, and the shipped templates must not be refused for that."""
-MAX_VALUE_CHARS = 1_000_000
-"""A string a template builds or reads larger than this stops the rendering (``"x" * 10**9``)."""
-MAX_RANGE = 10_000
-"""``range()`` in a template yields at most this many numbers."""
 RACY_SECONDS = 2.0
 """A file modified this recently may change again without its metadata showing it (the coarsest
 common file system clock, FAT's, ticks every 2 s): its start-up check is not remembered yet."""
@@ -81,102 +74,12 @@ class RenderedMail:
     html: str
 
 
-class Record(SimpleNamespace):
-    """A mapping shown to templates as an object.
-
-    Templates say ``company.values``; on a plain ``dict`` Jinja would find the ``dict.values``
-    method before the key, so every mapping in a context becomes one of these.
-    """
-
-
 def _as_template_value(value: Any) -> Any:
     if isinstance(value, Mapping):
         return Record(**{str(k): _as_template_value(v) for k, v in value.items()})
     if isinstance(value, list | tuple):
         return tuple(_as_template_value(v) for v in value)
     return value
-
-
-class _Budget:
-    """The CPU-time deadline of the mail being rendered (per thread: runners render in parallel)."""
-
-    def __init__(self) -> None:
-        self._local = threading.local()
-
-    def start(self) -> None:
-        self._local.deadline = time.thread_time() + MAX_RENDER_SECONDS
-        # The thread's CPU clock is a system call (~0.6 µs, hundreds of checks per mail); the
-        # wall clock is cheap, and a thread cannot spend more CPU than wall time passes. So the
-        # CPU clock is only read once the wall clock says the budget could be spent.
-        self._local.look_at = time.monotonic() + MAX_RENDER_SECONDS
-
-    def check(self) -> None:
-        look_at = getattr(self._local, "look_at", None)
-        if look_at is None or time.monotonic() <= look_at:
-            return
-        left = self._local.deadline - time.thread_time()
-        if left <= 0:
-            raise _OverBudget(f"rendering took more than {MAX_RENDER_SECONDS:g} s of CPU time")
-        self._local.look_at = time.monotonic() + left
-
-
-class _OverBudget(Exception):
-    """A rendering went over its time or size budget."""
-
-
-def _sized(value: Any) -> Any:
-    if isinstance(value, str | list | tuple) and len(value) > MAX_VALUE_CHARS:
-        raise _OverBudget(f"a value grew past {MAX_VALUE_CHARS} characters")
-    return value
-
-
-def _small_range(*args: int) -> range:
-    from jinja2.exceptions import SecurityError
-
-    numbers = range(*args)
-    if len(numbers) > MAX_RANGE:
-        raise SecurityError(f"range() in a template is limited to {MAX_RANGE} numbers")
-    return numbers
-
-
-_MISSING = object()
-_PLAIN_DATA = frozenset({str, int, float, bool, type(None), tuple, Record})
-"""Values a ``Record`` attribute is returned as directly (no method, no ``str.format``)."""
-
-
-def _compiled_code_fingerprint(environment: jinja2.Environment) -> str:
-    """What shapes the code Jinja2 compiles a template to, beside its source.
-
-    The text and the HTML environment load the same files (layouts, macros) but compile them
-    differently (autoescaping; the sandbox routes calls and operators through its checks), so
-    each keeps its own entries; so does another Jinja2 version or option.
-    """
-    import jinja2
-
-    shape = (
-        jinja2.__version__,
-        type(environment).__qualname__,
-        environment.sandboxed,
-        environment.autoescape,
-        environment.optimized,
-        environment.is_async,
-        sorted(environment.extensions),
-        sorted(getattr(environment, "intercepted_binops", ())),
-        sorted(getattr(environment, "intercepted_unops", ())),
-        environment.block_start_string,
-        environment.block_end_string,
-        environment.variable_start_string,
-        environment.variable_end_string,
-        environment.comment_start_string,
-        environment.comment_end_string,
-        environment.line_statement_prefix,
-        environment.line_comment_prefix,
-        environment.trim_blocks,
-        environment.lstrip_blocks,
-        environment.newline_sequence,
-        environment.keep_trailing_newline,
-    )
-    return hashlib.sha256(repr(shape).encode()).hexdigest()[:16]
 
 
 def usable_cache_dir(directory: Path) -> Path | None:
@@ -234,7 +137,7 @@ class Renderer:
             )
         self.override_dir = override_dir
         self.default_dir = default_template_dir()
-        self._budget = _Budget()
+        self._budget = Budget()
         self.cache_dir = usable_cache_dir(cache_dir) if cache_dir is not None else None
         # The text and the HTML environment, made at first use (``_environments``).
         self._made: tuple[SandboxedEnvironment, SandboxedEnvironment] | None = None
@@ -392,7 +295,7 @@ class Renderer:
             raise RenderError(
                 f"{template.filename}: includes {exc.name}, which does not exist"
             ) from None
-        except _OverBudget as exc:
+        except OverBudget as exc:
             raise RenderError(f"{template.filename}: {exc}") from None
         except Exception as exc:  # noqa: BLE001 - whatever a template raises stays with this mail
             # Undefined names in a branch only this data reaches, sandbox refusals, runaway

@@ -5,6 +5,8 @@ of its start-up)."""
 
 from __future__ import annotations
 
+import hashlib
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -12,18 +14,59 @@ import jinja2
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 
-from recruitmail.daemon.render import (
-    _MISSING,
-    _PLAIN_DATA,
+from recruitmail.daemon.bounds import (
+    MAX_RANGE,
     MAX_VALUE_CHARS,
+    PLAIN_DATA,
+    Budget,
+    OverBudget,
     Record,
-    _Budget,
-    _compiled_code_fingerprint,
-    _OverBudget,
-    _sized,
-    _small_range,
-    log,
+    sized,
 )
+
+log = logging.getLogger("recruitmail")
+
+_MISSING = object()
+
+
+def _small_range(*args: int) -> range:
+    numbers = range(*args)
+    if len(numbers) > MAX_RANGE:
+        raise SecurityError(f"range() in a template is limited to {MAX_RANGE} numbers")
+    return numbers
+
+
+def _compiled_code_fingerprint(environment: jinja2.Environment) -> str:
+    """What shapes the code Jinja2 compiles a template to, beside its source.
+
+    The text and the HTML environment load the same files (layouts, macros) but compile them
+    differently (autoescaping; the sandbox routes calls and operators through its checks), so
+    each keeps its own entries; so does another Jinja2 version or option.
+    """
+    shape = (
+        jinja2.__version__,
+        type(environment).__qualname__,
+        environment.sandboxed,
+        environment.autoescape,
+        environment.optimized,
+        environment.is_async,
+        sorted(environment.extensions),
+        sorted(getattr(environment, "intercepted_binops", ())),
+        sorted(getattr(environment, "intercepted_unops", ())),
+        environment.block_start_string,
+        environment.block_end_string,
+        environment.variable_start_string,
+        environment.variable_end_string,
+        environment.comment_start_string,
+        environment.comment_end_string,
+        environment.line_statement_prefix,
+        environment.line_comment_prefix,
+        environment.trim_blocks,
+        environment.lstrip_blocks,
+        environment.newline_sequence,
+        environment.keep_trailing_newline,
+    )
+    return hashlib.sha256(repr(shape).encode()).hexdigest()[:16]
 
 
 class LanguageEnvironment(SandboxedEnvironment):
@@ -36,7 +79,7 @@ class LanguageEnvironment(SandboxedEnvironment):
 
     intercepted_binops = frozenset({"*", "**", "+"})
 
-    def __init__(self, budget: _Budget, **options: Any) -> None:
+    def __init__(self, budget: Budget, **options: Any) -> None:
         super().__init__(**options)
         self.budget = budget
         self.globals["range"] = _small_range
@@ -54,8 +97,8 @@ class LanguageEnvironment(SandboxedEnvironment):
                     and isinstance(times, int)
                     and len(seq) * times > MAX_VALUE_CHARS
                 ):
-                    raise _OverBudget(f"a value grew past {MAX_VALUE_CHARS} characters")
-        return _sized(super().call_binop(context, operator, left, right))
+                    raise OverBudget(f"a value grew past {MAX_VALUE_CHARS} characters")
+        return sized(super().call_binop(context, operator, left, right))
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         self.budget.check()
@@ -63,13 +106,13 @@ class LanguageEnvironment(SandboxedEnvironment):
             # The context's own records hold plain data in their instance dictionary: what the
             # sandbox would allow anyway, found without its checks (most of a mail's look-ups).
             value = obj.__dict__.get(attribute, _MISSING)
-            if type(value) in _PLAIN_DATA:
-                return _sized(value)
-        return _sized(super().getattr(obj, attribute))
+            if type(value) in PLAIN_DATA:
+                return sized(value)
+        return sized(super().getattr(obj, attribute))
 
     def getitem(self, obj: Any, argument: Any) -> Any:
         self.budget.check()
-        return _sized(super().getitem(obj, argument))
+        return sized(super().getitem(obj, argument))
 
     def call(
         __self,  # noqa: N805 - Jinja's own signature
@@ -79,7 +122,7 @@ class LanguageEnvironment(SandboxedEnvironment):
         **kwargs: Any,
     ) -> Any:
         __self.budget.check()
-        return _sized(super().call(__context, __obj, *args, **kwargs))
+        return sized(super().call(__context, __obj, *args, **kwargs))
 
     def join_path(self, template: str, parent: str) -> str:
         if "/" in template:

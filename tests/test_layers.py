@@ -43,8 +43,8 @@ CORE_LAYERS: tuple[tuple[str, ...], ...] = (
     ("runtime",),  # composition root: settings + state + connectors → one runner per mailbox
     ("executor", "fleet"),  # one pass for one mailbox; leases shared by several instances
     ("compose", "state", "render"),  # template variables, the SQLite state, Jinja2
-    ("planner",),  # pure: what is due
-    ("interviews", "workdays", "language", "service", "samples", "faults"),  # leaves
+    ("planner", "sandbox"),  # pure: what is due; the Jinja2 sandbox, loaded at the first template
+    ("interviews", "workdays", "language", "service", "samples", "faults", "bounds"),  # leaves
     ("settings",),
 )
 COMPOSITION_ROOT = frozenset({f"{CORE}.runtime", f"{CORE}.cli"})
