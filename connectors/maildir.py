@@ -32,6 +32,8 @@ from recruitmail.contracts.models import DraftKey, DraftMessage, DraftRef, Draft
 
 log = logging.getLogger(__name__)
 
+STALE_TMP_SECONDS = 36 * 3600
+"""A file this long in a folder's tmp/ was abandoned by whoever wrote it (maildir(5)'s rule)."""
 OBSOLETE_KEYWORD = "recruitmail-obsolete"
 # Prepended to a draft that is no longer wanted: mutt/neomutt show X-Keywords and Keywords as
 # labels, Dovecot and Thunderbird's Maildir import read them; the F flag is shown everywhere.
@@ -506,11 +508,22 @@ class MaildirSink:
 
     def _drop_leftovers(self, key_id: str) -> None:
         """Remove from tmp/ the files a killed process left while drafting ``key_id`` (held,
-        never renamed: no one saw them). Listed once per hold; tmp/ is empty but for those."""
+        never renamed: no one saw them). Listed once per hold; tmp/ is empty but for those,
+        and for files of drafts never asked for again: those go after ``STALE_TMP_SECONDS``,
+        whoever wrote them (Maildir's rule for tmp/)."""
         if self._leftovers is None:
             self._leftovers = {}
+            stale_before = time.time() - STALE_TMP_SECONDS
             with contextlib.suppress(OSError):
                 for item in os.scandir(self._drafts.path / "tmp"):
+                    with contextlib.suppress(OSError):
+                        if (
+                            item.is_file(follow_symlinks=False)
+                            and item.stat(follow_symlinks=False).st_mtime < stale_before
+                        ):
+                            os.unlink(item.path)
+                            log.debug("maildir: removed %s, left in tmp/ for 36 h", item.name)
+                            continue
                     found = _key_in_name(item.name)
                     if found and item.name.startswith(tuple("0123456789")):
                         self._leftovers.setdefault(found, []).append(item.name)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import email
 import email.policy
+import os
+import time
 from pathlib import Path
 
 from recruitmail.connectors.maildir import MaildirSink
@@ -85,3 +87,29 @@ def test_close_puts_held_drafts_in_place(tmp_path: Path) -> None:
     sink.close()
     assert len(backend.draft_files()) == 1
     assert tmp_files(backend) == []
+
+
+def test_files_abandoned_in_tmp_for_36_hours_go_and_fresher_ones_of_others_stay(
+    tmp_path: Path,
+) -> None:
+    backend = MaildirBackend(tmp_path)
+    killed = backend.sink()
+    killed.hold()
+    killed.create_draft(draft_message("interview-never-again@example.se"))
+    del killed  # a draft the next passes never ask for again (its interview was cancelled)
+    tmp = backend.root / ".Drafts" / "tmp"
+    [abandoned] = tmp_files(backend)
+    client_old = tmp / "1700000000.M1P1.client"  # another program's file, as old
+    client_fresh = tmp / "1700000001.M1P1.client"  # one being written right now
+    client_old.write_bytes(b"Subject: half\r\n")
+    client_fresh.write_bytes(b"Subject: half\r\n")
+    two_days_ago = time.time() - 48 * 3600
+    for path in (abandoned, client_old):
+        os.utime(path, (two_days_ago, two_days_ago))
+
+    nxt = backend.sink()
+    nxt.hold()
+    nxt.create_draft(draft_message("interview-new@example.se"))
+    nxt.flush()
+    assert tmp_files(backend) == [client_fresh]
+    assert len(backend.draft_files()) == 1
