@@ -13,6 +13,8 @@ same requests (every mailbox's own next delta link) sent by a bare HTTP client a
 fake, ``workers`` at a time, and in batches of 20, ``PROBE_THREADS`` at a time. Each goal is
 printed with its figure (the median of the rounds), the goal, the floor and the ratio; CPU per
 idle mailbox is this process's CPU time over the round; RSS is the process's own.
+The daemon runs with ``MALLOC_ARENA_MAX=2`` as the systemd unit sets it (the benchmark starts itself
+again with it); ``MALLOC_ARENA_MAX=0`` measures glibc's default (an arena per thread, up to 8 per CPU).
 ``--tracemalloc`` traces allocations from the daemon's first pass on and prints what the idle daemon holds, by
 module (it slows everything down: its timings are not the figures). ``--profile`` samples every
 thread during the idle rounds.
@@ -56,6 +58,7 @@ from scale import (  # noqa: E402
     FakeProcess,
     PassWatch,
     Round,
+    as_the_unit_runs,
     floor,
     idle_rounds,
     measure_round,
@@ -104,6 +107,7 @@ def main() -> int:
     parser.add_argument("--tracemalloc", action="store_true", help="what the idle daemon holds")
     parser.add_argument("--profile", action="store_true", help="sample the idle rounds")
     args = parser.parse_args()
+    as_the_unit_runs()
     if args.one_mailbox:
         return one_mailbox(args.one_mailbox)
     failed = 0
@@ -129,7 +133,8 @@ def daemon_idle(args: argparse.Namespace) -> int:
             print(
                 f"the daemon's idle pass: {args.mailboxes} mailboxes × {args.events} events, "
                 f"{args.latency_ms:.0f} ms per request, service.workers = {workers}; "
-                f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start"
+                f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start, "
+                f"{as_the_unit_runs()}"
             )
             fake.call("latency", args.latency_ms / 1000)
             log_file = (root / "daemon.log").open("w", encoding="utf-8")
