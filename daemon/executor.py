@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import threading
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
@@ -79,6 +80,8 @@ Found = TypeVar("Found")
 DRAFT_BATCH = 64
 """Mails drafted per batch: one transaction records their intents, one their outcomes, and the
 sink makes the batch's writes durable once."""
+STALE_LINES = 10
+"""A pass that skips more stale mails than this logs one INFO line for them, each at DEBUG."""
 KNOWLEDGE_TTL = timedelta(hours=1)
 REFUSED_RETRY = timedelta(hours=1)
 """A look-up the provider refused for good is asked again after this (a permission may be granted)."""
@@ -598,16 +601,28 @@ class MailboxRunner:
             self.state.record_skips(
                 [SkipRecord(skip.key, skip.due, skip.reason) for skip in stale], now
             )
+        # A pass that finds many (the first over a calendar with months of history) says so in
+        # one INFO line; each mail's line is then at DEBUG, and ``status`` shows every reason.
+        each_at = logging.INFO if len(stale) <= STALE_LINES else logging.DEBUG
         for skip in stale:
             self.clear_problem(held_topic(skip.key))
             report.skipped.append((skip.key.kind.value, skip.reason))
             self.observer.draft_skipped(skip.key.kind.value, "stale")
-            log.info(
+            log.log(
+                each_at,
                 "%s %s for %s skipped: %s",
                 self.box.address,
                 skip.key.kind.value,
                 pseudonym(skip.key.candidate),
                 skip.reason,
+            )
+        if each_at != logging.INFO:
+            kinds = Counter(skip.key.kind.value for skip in stale)
+            log.info(
+                "%s %d mails past their time skipped (%s); each is in `recruitmail status`",
+                self.box.address,
+                len(stale),
+                ", ".join(f"{kind} {count}" for kind, count in sorted(kinds.items())),
             )
         for gone in decided.obsolete:
             self.mark_obsolete(gone.entry, gone.reason, now)

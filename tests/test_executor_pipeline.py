@@ -7,6 +7,8 @@ real Maildir; nothing of ours is patched.
 
 from __future__ import annotations
 
+import logging
+from collections import Counter
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -253,3 +255,49 @@ def test_a_runner_kept_open_drafts_what_a_runner_per_pass_drafts(
     finally:
         kept.state.close()
         fresh.state.close()
+
+
+# -- what a pass says ------------------------------------------------------------------------
+
+
+def stale_lines(
+    tmp_path: Path, renderer: Renderer, candidates: int, caplog: pytest.LogCaptureFixture
+) -> tuple[PassReport, list[logging.LogRecord]]:
+    """A first pass over a calendar whose ``candidates`` interviews were a month ago (each welcome
+    and thank-you past its time), its report and what it logged about skipping."""
+    box = Mailbox(tmp_path / "history", renderer)
+    month_ago = WEDNESDAY - timedelta(days=30)
+    for n in range(candidates):
+        who = Who(f"candidate{n}@example.net", f"Kandidat {n}")
+        box.backend.put(booking(f"old-{n}@nordljus.se", who, month_ago, f"{9 + n % 8:02d}:00"))
+    try:
+        with caplog.at_level(logging.DEBUG, logger="recruitmail"):
+            for runner in box.runner():
+                report = runner.run_pass(MONDAY)
+    finally:
+        box.state.close()
+    return report, [r for r in caplog.records if "skipped" in r.getMessage()]
+
+
+def test_a_pass_with_a_few_stale_mails_names_each_at_info(
+    tmp_path: Path, renderer: Renderer, caplog: pytest.LogCaptureFixture
+) -> None:
+    report, lines = stale_lines(tmp_path, renderer, 2, caplog)
+    assert 1 < len(report.skipped) <= 10
+    assert [r.levelno for r in lines] == [logging.INFO] * len(report.skipped)
+
+
+def test_a_first_pass_over_months_of_history_sums_its_stale_mails_up_in_one_info_line(
+    tmp_path: Path, renderer: Renderer, caplog: pytest.LogCaptureFixture
+) -> None:
+    report, lines = stale_lines(tmp_path, renderer, 12, caplog)
+    assert len(report.skipped) > 10
+    info = [r.getMessage() for r in lines if r.levelno == logging.INFO]
+    each = [r for r in lines if r.levelno == logging.DEBUG]
+    assert len(each) == len(report.skipped)  # every mail still has its line, at DEBUG
+    kinds = Counter(kind for kind, _ in report.skipped)
+    assert info == [
+        f"{report.mailbox} {len(report.skipped)} mails past their time skipped ("
+        + ", ".join(f"{kind} {count}" for kind, count in sorted(kinds.items()))
+        + "); each is in `recruitmail status`"
+    ]
