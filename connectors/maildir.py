@@ -522,7 +522,11 @@ class MaildirSink:
                             and item.stat(follow_symlinks=False).st_mtime < stale_before
                         ):
                             os.unlink(item.path)
-                            log.debug("maildir: removed %s, left in tmp/ for 36 h", item.name)
+                            log.debug(
+                                "maildir: removed %s, left in tmp/ for %d h",
+                                item.name,
+                                STALE_TMP_SECONDS // 3600,
+                            )
                             continue
                     found = _key_in_name(item.name)
                     if found and item.name.startswith(tuple("0123456789")):

@@ -603,7 +603,8 @@ class MailboxRunner:
             )
         # A pass that finds many (the first over a calendar with months of history) says so in
         # one INFO line; each mail's line is then at DEBUG, and ``status`` shows every reason.
-        each_at = logging.INFO if len(stale) <= STALE_LINES else logging.DEBUG
+        summed_up = len(stale) > STALE_LINES
+        each_at = logging.DEBUG if summed_up else logging.INFO
         for skip in stale:
             self.clear_problem(held_topic(skip.key))
             report.skipped.append((skip.key.kind.value, skip.reason))
@@ -616,7 +617,7 @@ class MailboxRunner:
                 pseudonym(skip.key.candidate),
                 skip.reason,
             )
-        if each_at != logging.INFO:
+        if summed_up:
             kinds = Counter(skip.key.kind.value for skip in stale)
             log.info(
                 "%s %d mails past their time skipped (%s); each is in `recruitmail status`",
