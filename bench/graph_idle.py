@@ -15,6 +15,11 @@ printed with its figure (the median of the rounds), the goal, the floor and the 
 idle mailbox is this process's CPU time over the round; RSS is the process's own.
 The daemon runs with ``MALLOC_ARENA_MAX=2`` as the systemd unit sets it (the benchmark starts itself
 again with it); ``MALLOC_ARENA_MAX=0`` measures glibc's default (an arena per thread, up to 8 per CPU).
+As ``recruitmail run`` does, the daemon starts afresh after its first round when that round grew it
+by more than ``service.fresh_start_mb`` (it does at 1,000 mailboxes): the first round runs in a
+child process until the daemon decides so, and the rounds after it in this one, on the same state
+and fake, with the environment the new process would have (``--no-fresh-start``: one process
+throughout, the daemon told it started afresh already).
 ``--tracemalloc`` traces allocations from the daemon's first pass on and prints what the idle daemon holds, by
 module (it slows everything down: its timings are not the figures). ``--profile`` samples every
 thread during the idle rounds.
@@ -33,7 +38,9 @@ once, then each idle cycle follows its delta link and finds nothing new: one req
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -56,6 +63,7 @@ from scale import (  # noqa: E402
     PASSES_INTERVAL,
     Daemon,
     FakeProcess,
+    Pass,
     PassWatch,
     Round,
     as_the_unit_runs,
@@ -64,6 +72,7 @@ from scale import (  # noqa: E402
     measure_round,
     median,
     print_rounds,
+    round_requests,
     rss_mb,
     write_config,
 )
@@ -72,7 +81,7 @@ from recruitmail.connectors.microsoft import GraphCalendarSource, SourceOptions,
 from recruitmail.contracts.connector import ConnectorContext  # noqa: E402
 from recruitmail.contracts.models import Period  # noqa: E402
 from recruitmail.daemon.scheduler import BATCH_SIZE, PROBE_THREADS  # noqa: E402
-from recruitmail.daemon.service import setup_logging  # noqa: E402
+from recruitmail.daemon.service import FRESH_START_ENV, setup_logging  # noqa: E402
 from tests.fakes.graph import FakeGraph  # noqa: E402
 from tests.scenario.spec import EventSpec, Who  # noqa: E402
 
@@ -105,9 +114,19 @@ def main() -> int:
         help="only: one runner in-process, a pass that skips against one that plans",
     )
     parser.add_argument("--tracemalloc", action="store_true", help="what the idle daemon holds")
+    parser.add_argument(
+        "--no-fresh-start",
+        action="store_true",
+        help="one daemon process throughout: no fresh start after the first round",
+    )
+    parser.add_argument("--first-round-child", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--profile", action="store_true", help="sample the idle rounds")
     args = parser.parse_args()
     as_the_unit_runs()
+    if args.first_round_child:
+        return first_round_child(*args.first_round_child)
+    if args.no_fresh_start:
+        os.environ[FRESH_START_ENV] = "1"
     if args.one_mailbox:
         return one_mailbox(args.one_mailbox)
     failed = 0
@@ -141,12 +160,19 @@ def daemon_idle(args: argparse.Namespace) -> int:
             setup_logging("INFO", stream=log_file)
             watch = PassWatch()
             timeout = 1800.0
+            rounds = []
+            if not os.environ.get(FRESH_START_ENV):
+                first_round = in_a_child(root, config, fake, began, args, timeout)
+                rounds.append(first_round)
+                began = time.monotonic()
+                os.environ[FRESH_START_ENV] = "1"  # what the process exec'd afterwards finds
             daemon = Daemon(config, watch)
             if args.tracemalloc:  # after the start-up's template check (it has a time budget)
                 tracemalloc.start(1)
             try:
-                first, _ = measure_round("first (full)", watch, fake, began, args, timeout)
-                rounds = [first]
+                name = "after fresh start" if rounds else "first (full)"
+                first, _ = measure_round(name, watch, fake, began, args, timeout)
+                rounds.append(first)
                 for n in range(SETTLING_ROUNDS):
                     moment = time.monotonic()
                     daemon.all_due_now()
@@ -173,6 +199,64 @@ def daemon_idle(args: argparse.Namespace) -> int:
         for module, size in held:
             print(f"  {size / 2**20:8.1f} MB  {module}")
     return goals(rounds, floors, args, workers)
+
+
+FIRST_ROUND = """The first round in a child process: the daemon as ``recruitmail run`` builds it, until it
+decides to start afresh (``Service.fresh_start``), or until the round is over and it did not."""
+
+
+def in_a_child(
+    root: Path, config: Path, fake: FakeProcess, began: float, args: argparse.Namespace,
+    timeout: float,
+) -> Round:  # fmt: skip
+    """``FIRST_ROUND``: its passes, CPU and RSS as a ``Round`` (the child's own figures)."""
+    report = root / "first-round.json"
+    subprocess.run(
+        [sys.executable, __file__, "--first-round-child", str(config), str(report), str(timeout)],
+        check=True,
+        env={**os.environ, "MALLOC_ARENA_MAX": os.environ.get("MALLOC_ARENA_MAX", "2")},
+    )
+    found = json.loads(report.read_text())
+    passes = [Pass(*p) for p in found["passes"]]
+    records = round_requests(passes, fake.new_requests(), began)
+    if not found["fresh_start"]:
+        print(
+            f"  (the first round grew the daemon by {found['grown']:.0f} MB, not more than "
+            "service.fresh_start_mb: it did not start afresh; the rounds below are a restart's)"
+        )
+    return Round(
+        "first (full)", passes, records, found["cpu"], found["rss"], found["drafted"]
+    )  # fmt: skip
+
+
+def first_round_child(config: str, report: str, timeout: str) -> int:
+    """The child's side of ``in_a_child``."""
+    from recruitmail.daemon.service import resident_mb
+
+    setup_logging("INFO", stream=Path(report).with_suffix(".log").open("w", encoding="utf-8"))
+    watch = PassWatch()
+    started = resident_mb() or 0.0
+    daemon = Daemon(Path(config), watch)
+    service = daemon.service
+    service.first_round_over.wait(float(timeout))
+    if service.fresh_start:
+        daemon.thread.join(float(timeout))  # serve_forever returns, for the process to exec
+    grown = (resident_mb() or 0.0) - started
+    rss = rss_mb()
+    daemon.stop()
+    Path(report).write_text(
+        json.dumps(
+            {
+                "passes": [[p.mailbox, p.started, p.finished, p.ok] for p in watch.passes],
+                "cpu": time.process_time(),
+                "rss": rss,
+                "drafted": watch.drafted,
+                "fresh_start": service.fresh_start,
+                "grown": grown,
+            }
+        )
+    )
+    return 0
 
 
 def one_mailbox(events: int, passes: int = 200, rounds: int = 5) -> int:

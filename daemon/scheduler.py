@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
 import threading
 import time
@@ -41,13 +42,16 @@ from recruitmail.daemon.fleet import FencedSink, Fleet, NewerSchema
 from recruitmail.daemon.render import Renderer
 from recruitmail.daemon.runtime import describe, open_runner, refresh_fleet, validate
 from recruitmail.daemon.service import (
+    FRESH_START_ENV,
     Heartbeat,
     Metrics,
     Notifier,
     describe_status,
     give_back_memory,
     open_metrics,
+    resident_mb,
     setup_logging,
+    start_afresh,
     watchdog_interval,
 )
 from recruitmail.daemon.settings import Settings, load_settings
@@ -127,6 +131,13 @@ class Service:
         # time memory was handed back; when that was.
         self.trim_wanted = False
         self.trimmed = 0.0
+        # The mailboxes of the first round still without a pass since the start, while a fresh
+        # start may follow that round (``consider_fresh_start``); the RSS when it began.
+        self.first_round: set[str] | None = None
+        self.started_mb = 0.0
+        self.fresh_start = False  # decided: serve_forever returns for the process to exec
+        self.first_round_over = threading.Event()  # and whether to start afresh was decided
+        self.terminating = False  # SIGTERM or SIGINT came: no fresh start, whatever was decided
         # Passes submitted to a worker but not started (a count: the submission event and the
         # pass itself may come in either order), calendars being asked ahead, and passes that
         # were still waiting when their next interval came.
@@ -392,6 +403,8 @@ class Service:
                 with self.count_lock:
                     self.tally["passes"] += 1
                     self.tally["failed"] += not ok
+                    if self.first_round is not None:
+                        self.first_round.discard(address)
                 self.heartbeat.pass_finished(token)
                 self.publish_status(force=drafted)
 
@@ -454,6 +467,72 @@ class Service:
                 return
             self.trim_wanted, self.trimmed = False, now
         give_back_memory()
+
+    def watch_first_round(self) -> None:
+        """At the start: the mailboxes this instance holds make the first round, after which
+        ``consider_fresh_start`` looks at what it cost. Not in a process that already started
+        afresh, nor where the resident memory cannot be read."""
+        started = resident_mb()
+        if os.environ.get(FRESH_START_ENV) or started is None:
+            self.first_round_over.set()
+            return
+        self.started_mb = started
+        with self.count_lock:
+            self.first_round = set(self.fleet.held())
+
+    def consider_fresh_start(self) -> None:
+        """Once every mailbox of the first round has had its pass (done or failed; a mailbox
+        another instance took meanwhile no longer counts): if the round grew the process by more
+        than ``service.fresh_start_mb``, stop as SIGTERM would and let ``run`` start the process
+        afresh, once.
+
+        Why: first passes read whole calendars and draft, ``service.workers`` at once, and what
+        the round keeps (a runner's links, settings and caches, a few hundred bytes here and there)
+        ends up spread over nearly every block of memory Python's allocator took for it, which
+        can then give none of them back: 240 MB at 1,000 mailboxes, where a daemon started on
+        the state that round wrote holds 125-140 (docs/BENCHMARKS.md, "Idle fleet round 5"). The new process
+        finds every calendar's sync token and ledger in the state, so its first round is an
+        idle one: nothing is drafted twice or lost (the same as any restart). A configuration
+        changed on disk since must load, or the daemon goes on as it is."""
+        with self.count_lock:
+            if self.first_round is None:
+                return
+            self.first_round &= set(self.fleet.held())
+            if self.first_round:
+                return
+            self.first_round = None
+        try:
+            self.fresh_start = self._fresh_start_wanted()
+        finally:
+            self.first_round_over.set()
+        if self.fresh_start:
+            self.stop.set()
+
+    def _fresh_start_wanted(self) -> bool:
+        limit = self.settings.service.fresh_start_mb
+        now = resident_mb()
+        if not limit or now is None or now - self.started_mb <= limit:
+            return False
+        grown = now - self.started_mb
+        try:
+            validate(load_settings(self.config))
+        except Exception as exc:  # noqa: BLE001 - whatever it is, the running daemon goes on
+            log.warning(
+                "the first round grew the daemon by %.0f MB, but it does not start afresh to give "
+                "that back: the configuration on disk no longer loads (%s)",
+                grown,
+                exc,
+            )
+            return False
+        log.info(
+            "first round done: it grew the daemon by %.0f MB (to %.0f MB), more than "
+            "service.fresh_start_mb (%d); starting afresh, once, in the same process, to give "
+            "back what reading every calendar left behind",
+            grown,
+            now,
+            limit,
+        )
+        return True
 
     def status_line(self) -> str:
         line = describe_status(len(self.settings.mailboxes), self.last_pass, self.drafts_created)
@@ -565,8 +644,11 @@ class Service:
         self.notifier.ready(self.status_line())
 
     def serve_forever(self) -> int:
+        """Run until SIGTERM (or a fresh start: ``self.fresh_start`` is then set and the caller
+        execs); the exit code."""
         self.fleet_round()
         self.schedule()
+        self.watch_first_round()
         self.scheduler.start()
         prober = threading.Thread(target=self.prober, name="prober", daemon=True)
         prober.start()
@@ -591,13 +673,20 @@ class Service:
             if self.status_due:
                 self.publish_status()
             self.give_back_memory()
+            self.consider_fresh_start()
             if time.monotonic() - said >= self.settings.service.interval_seconds:
                 said = time.monotonic()
                 self.say_behind()
                 self.summarise()
             self.stop.wait(min(tick, 1.0, max(0.05, next_round - time.monotonic())))
-        self.notifier.stopping()
-        log.info("stopping: finishing the current step")
+        if self.fresh_start and not self.terminating:
+            # The same process goes on (exec): to the service manager this is a reload, which
+            # the new process's READY=1 ends.
+            self.notifier.reloading()
+            log.info("starting afresh: finishing the current step")
+        else:
+            self.notifier.stopping()
+            log.info("stopping: finishing the current step")
         with self.probing:
             self.probing.notify_all()
         prober.join()
@@ -623,6 +712,7 @@ def run(config: Path | None) -> int:
     )
 
     def on_term(signum: int, frame: FrameType | None) -> None:
+        service.terminating = True
         service.stop.set()
 
     def on_hup(signum: int, frame: FrameType | None) -> None:
@@ -631,4 +721,7 @@ def run(config: Path | None) -> int:
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
     signal.signal(signal.SIGHUP, on_hup)
-    return service.serve_forever()
+    code = service.serve_forever()
+    if service.fresh_start and not service.terminating and code == 0:
+        start_afresh()
+    return code

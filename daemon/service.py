@@ -6,13 +6,14 @@ import json
 import logging
 import os
 import re
+import signal
 import socket
 import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import IO, Any
+from typing import IO, Any, NoReturn
 
 from recruitmail.contracts.errors import ConfigError
 from recruitmail.contracts.models import pseudonym
@@ -201,6 +202,37 @@ def give_back_memory() -> bool:
         return False
     _TRIM(0)
     return True
+
+
+FRESH_START_ENV = "RECRUITMAIL_FRESH_START"
+"""Set in the environment of a daemon that started itself afresh: it does so at most once."""
+
+
+def resident_mb() -> float | None:
+    """The process's resident memory in MB (``/proc/self/statm``), ``None`` where there is none."""
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            pages = int(statm.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def start_afresh() -> NoReturn:
+    """Replace this process by a new one running the same command line (``exec``: the same PID,
+    so the service manager sees a reload, not a stop). The caller has stopped the scheduler,
+    closed every connector, left the fleet and closed the state, as SIGTERM does.
+
+    ``FRESH_START_ENV`` tells the new process not to do it again; SIGHUP stays ignored until it
+    installs its own handler (an ignored signal stays ignored across ``exec``), so that a reload
+    asked meanwhile cannot end it."""
+    os.environ[FRESH_START_ENV] = "1"
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
 
 
 # --------------------------------------------------------------------------------------------

@@ -653,6 +653,16 @@ class Service(Section):
         description="Microsoft 365: ask the calendars of mailboxes whose passes are waiting "
         "ahead, 20 to a JSON batch, instead of one request each.",
     )
+    fresh_start_mb: int = Field(
+        64,
+        ge=0,
+        le=1_000_000,
+        description="recruitmail run: when the first round (every mailbox's first pass since the "
+        "start) grew the daemon by more than this many MB, it starts itself afresh once, in the "
+        "same process: the first round reads every calendar whole, and what that leaves behind "
+        "is spread too thinly for Python's allocator to give back (docs/OPERATIONS.md, "
+        '"Memory"). 0 switches it off.',
+    )
     pass_timeout_seconds: int = Field(
         600,
         ge=5,

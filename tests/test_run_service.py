@@ -275,7 +275,12 @@ class Daemon:
         self.process: subprocess.Popen[bytes] | None = None
 
     def write_config(
-        self, *, name: str = "Lisa Ek", templates: Path | None = None, metrics_port: int = 0
+        self,
+        *,
+        name: str = "Lisa Ek",
+        templates: Path | None = None,
+        metrics_port: int = 0,
+        fresh_start_mb: int | None = None,
     ) -> None:
         service = (
             "[service]\n"
@@ -284,6 +289,8 @@ class Daemon:
             f'templates_dir = "{templates or self.templates}"\n'
             f"metrics_port = {metrics_port}\n"
         )
+        if fresh_start_mb is not None:
+            service += f"fresh_start_mb = {fresh_start_mb}\n"
         text = two_weeks.CONFIG.replace("{state_dir}", str(self.state_dir))
         text = text.replace("[service]\n", service).replace('name = "Lisa Ek"', f'name = "{name}"')
         text += (
@@ -554,4 +561,87 @@ def test_metrics_count_the_drafts_created_by_kind(daemon: Daemon, manager: Servi
     # Labels carry hashed ids, never a person's address.
     assert "lisa.ek@nordljus.se" not in text and ANNA.address not in text
 
+    assert daemon.terminate() == 0, daemon.output()
+
+
+def test_a_first_round_that_grew_the_daemon_starts_it_afresh_once_in_the_same_process(
+    daemon: Daemon, calendar: CalendarServer, manager: ServiceManager
+) -> None:
+    # Any first round grows the process by more than 1 MB (it reads, renders and drafts).
+    daemon.write_config(fresh_start_mb=1)
+    daemon.start()
+    assert daemon.process is not None
+    ready = manager.wait_for_key("READY=1")
+    manager.wait_for_status(drafts_created(1), after=ready)
+
+    # To systemd a fresh start is a reload of the same main process: RELOADING=1 (with the
+    # monotonic time systemd >= 253 wants), then READY=1 from the new program; never STOPPING=1.
+    reloading = manager.wait_for_key("RELOADING=1", after=ready)
+    assert int(manager.received[reloading].get("MONOTONIC_USEC") or 0) > 0
+    again = manager.wait_for_key("READY=1", after=reloading)
+    assert daemon.running(), daemon.output()
+
+    # The new process drafts what comes next, and nothing the first one drafted.
+    calendar.publish(interview_in_two_days(ANNA), interview_in_two_days(BO))
+    counted = manager.wait_for_status(drafts_created(1), after=again)
+    manager.wait_for(
+        lambda n: len(manager.pings(counted)) >= 2, after=counted, why="two pings after it"
+    )
+    assert len(daemon.drafts()) == 2
+    assert daemon.draft_to(ANNA)["Subject"] and daemon.draft_to(BO)["Subject"]
+    assert daemon.ledger() == [
+        (ANNA.address, "welcome", "drafted"),
+        (BO.address, "welcome", "drafted"),
+    ]
+
+    # Once: the new process's own first round (an idle one here) does not start it again.
+    assert sum("RELOADING=1" in lines for lines in manager.since(0)) == 1
+    assert not any("STOPPING=1" in lines for lines in manager.since(0))
+    log = daemon.output()
+    assert log.count("starting afresh, once, in the same process") == 1, log
+    assert log.count("recruitmail running") == 2, log
+
+    before_stop = manager.count()
+    assert daemon.terminate() == 0, daemon.output()
+    manager.wait_for_key("STOPPING=1", after=before_stop)
+    assert daemon.integrity() == "ok"
+
+
+def test_a_daemon_does_not_start_afresh_when_its_first_round_stayed_small(
+    daemon: Daemon, manager: ServiceManager
+) -> None:
+    daemon.write_config()  # the shipped default, 64 MB: far more than one small calendar needs
+    daemon.start()
+    ready = manager.wait_for_key("READY=1")
+    first_pass = manager.wait_for_status(drafts_created(1), after=ready)
+    manager.wait_for(
+        lambda n: len(manager.pings(first_pass)) >= 3, after=first_pass, why="three pings"
+    )
+    assert not any("RELOADING=1" in lines for lines in manager.since(0))
+    assert "starting afresh" not in daemon.output()
+    assert daemon.terminate() == 0, daemon.output()
+
+
+def test_a_configuration_broken_on_disk_keeps_the_daemon_from_starting_afresh(
+    daemon: Daemon, calendar: CalendarServer, manager: ServiceManager
+) -> None:
+    daemon.write_config(fresh_start_mb=1)
+    calendar.stall()  # the first pass waits on the calendar while the file is broken
+    daemon.start()
+    manager.wait_for_key("READY=1")
+    assert calendar.stalled.wait(WAIT), daemon.output()
+    daemon.config.write_text("[service\n", encoding="utf-8")
+    calendar.release.set()
+
+    deadline = time.monotonic() + WAIT
+    while "does not start afresh" not in daemon.output() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    log = daemon.output()
+    assert "the configuration on disk no longer loads" in log, log
+    assert "TOML" in log or "syntax" in log, log  # the reason, as `recruitmail check` gives it
+    # It goes on as it was: the first pass's draft, no reload, no stop.
+    manager.wait_for_status(drafts_created(1))
+    assert daemon.running()
+    assert not any("RELOADING=1" in lines for lines in manager.since(0))
+    assert daemon.ledger() == [(ANNA.address, "welcome", "drafted")]
     assert daemon.terminate() == 0, daemon.output()
