@@ -161,16 +161,17 @@ def daemon_idle(args: argparse.Namespace) -> int:
             watch = PassWatch()
             timeout = 1800.0
             rounds = []
+            name = "first (full)"
             if not os.environ.get(FRESH_START_ENV):
-                first_round = in_a_child(root, config, fake, began, args, timeout)
+                first_round, started_afresh = in_a_child(root, config, fake, began, args, timeout)
                 rounds.append(first_round)
+                name = "after fresh start" if started_afresh else "after a restart"
                 began = time.monotonic()
                 os.environ[FRESH_START_ENV] = "1"  # what the process exec'd afterwards finds
             daemon = Daemon(config, watch)
             if args.tracemalloc:  # after the start-up's template check (it has a time budget)
                 tracemalloc.start(1)
             try:
-                name = "after fresh start" if rounds else "first (full)"
                 first, _ = measure_round(name, watch, fake, began, args, timeout)
                 rounds.append(first)
                 for n in range(SETTLING_ROUNDS):
@@ -208,8 +209,9 @@ decides to start afresh (``Service.fresh_start``), or until the round is over an
 def in_a_child(
     root: Path, config: Path, fake: FakeProcess, began: float, args: argparse.Namespace,
     timeout: float,
-) -> Round:  # fmt: skip
-    """``FIRST_ROUND``: its passes, CPU and RSS as a ``Round`` (the child's own figures)."""
+) -> tuple[Round, bool]:  # fmt: skip
+    """``FIRST_ROUND``: its passes, CPU and RSS as a ``Round`` (the child's own figures), and
+    whether the daemon decided to start afresh."""
     report = root / "first-round.json"
     subprocess.run(
         [sys.executable, __file__, "--first-round-child", str(config), str(report), str(timeout)],
@@ -224,9 +226,8 @@ def in_a_child(
             f"  (the first round grew the daemon by {found['grown']:.0f} MB, not more than "
             "service.fresh_start_mb: it did not start afresh; the rounds below are a restart's)"
         )
-    return Round(
-        "first (full)", passes, records, found["cpu"], found["rss"], found["drafted"]
-    )  # fmt: skip
+    first = Round("first (full)", passes, records, found["cpu"], found["rss"], found["drafted"])
+    return first, bool(found["fresh_start"])
 
 
 def first_round_child(config: str, report: str, timeout: str) -> int:
