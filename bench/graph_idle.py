@@ -18,8 +18,8 @@ again with it); ``MALLOC_ARENA_MAX=0`` measures glibc's default (an arena per th
 As ``recruitmail run`` does, the daemon starts afresh after its first round when that round grew it
 by more than ``service.fresh_start_mb`` (it does at 1,000 mailboxes): the first round runs in a
 child process until the daemon decides so, and the rounds after it in this one, on the same state
-and fake, with the environment the new process would have (``--no-fresh-start``: one process
-throughout, the daemon told it started afresh already).
+and fake (``--no-fresh-start``: one process throughout, a daemon that keeps its first round's
+leftovers).
 ``--tracemalloc`` traces allocations from the daemon's first pass on and prints what the idle daemon holds, by
 module (it slows everything down: its timings are not the figures). ``--profile`` samples every
 thread during the idle rounds.
@@ -81,7 +81,7 @@ from recruitmail.connectors.microsoft import GraphCalendarSource, SourceOptions,
 from recruitmail.contracts.connector import ConnectorContext  # noqa: E402
 from recruitmail.contracts.models import Period  # noqa: E402
 from recruitmail.daemon.scheduler import BATCH_SIZE, PROBE_THREADS  # noqa: E402
-from recruitmail.daemon.service import FRESH_START_ENV, setup_logging  # noqa: E402
+from recruitmail.daemon.service import setup_logging  # noqa: E402
 from tests.fakes.graph import FakeGraph  # noqa: E402
 from tests.scenario.spec import EventSpec, Who  # noqa: E402
 
@@ -125,8 +125,6 @@ def main() -> int:
     as_the_unit_runs()
     if args.first_round_child:
         return first_round_child(*args.first_round_child)
-    if args.no_fresh_start:
-        os.environ[FRESH_START_ENV] = "1"
     if args.one_mailbox:
         return one_mailbox(args.one_mailbox)
     failed = 0
@@ -162,12 +160,11 @@ def daemon_idle(args: argparse.Namespace) -> int:
             timeout = 1800.0
             rounds = []
             name = "first (full)"
-            if not os.environ.get(FRESH_START_ENV):
+            if not args.no_fresh_start:
                 first_round, started_afresh = in_a_child(root, config, fake, began, args, timeout)
                 rounds.append(first_round)
                 name = "after fresh start" if started_afresh else "after a restart"
                 began = time.monotonic()
-                os.environ[FRESH_START_ENV] = "1"  # what the process exec'd afterwards finds
             daemon = Daemon(config, watch)
             if args.tracemalloc:  # after the start-up's template check (it has a time budget)
                 tracemalloc.start(1)
@@ -237,7 +234,7 @@ def first_round_child(config: str, report: str, timeout: str) -> int:
     setup_logging("INFO", stream=Path(report).with_suffix(".log").open("w", encoding="utf-8"))
     watch = PassWatch()
     started = resident_mb() or 0.0
-    daemon = Daemon(Path(config), watch)
+    daemon = Daemon(Path(config), watch, fresh_start=True)
     service = daemon.service
     service.first_round_over.wait(float(timeout))
     if service.fresh_start:

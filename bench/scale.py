@@ -77,7 +77,7 @@ import httpx  # noqa: E402
 
 from recruitmail.daemon.runtime import validate  # noqa: E402
 from recruitmail.daemon.scheduler import PROBE_THREADS, Service  # noqa: E402
-from recruitmail.daemon.service import FRESH_START_ENV, Metrics, Notifier, setup_logging  # noqa: E402
+from recruitmail.daemon.service import Metrics, Notifier, setup_logging  # noqa: E402
 from recruitmail.daemon.settings import Service as ServiceSettings  # noqa: E402
 from recruitmail.daemon.settings import load_settings  # noqa: E402
 from tests.scenario import two_weeks  # noqa: E402
@@ -626,12 +626,17 @@ def floor(daemon: Daemon, options: dict[str, Any], workers: int) -> tuple[float,
 
 
 class Daemon:
-    """``recruitmail run`` in-process: ``Service.serve_forever`` in a thread, no signal handlers."""
+    """``recruitmail run`` in-process: ``Service.serve_forever`` in a thread, no signal handlers.
+    Without ``fresh_start`` it never starts afresh after its first round, which this process
+    could not do (its RSS keeps the first round's leftovers; ``graph_idle.py`` measures the
+    fresh start, with the first round in a child process)."""
 
-    def __init__(self, config: Path, watch: PassWatch) -> None:
+    def __init__(self, config: Path, watch: PassWatch, *, fresh_start: bool = False) -> None:
         settings = load_settings(config)
         self.service = Service(config, settings, validate(settings), Notifier(None), watch)
-        self.thread = threading.Thread(target=self.service.serve_forever, name="daemon")
+        self.thread = threading.Thread(
+            target=self.service.serve_forever, kwargs={"fresh_start": fresh_start}, name="daemon"
+        )
         self.thread.start()
 
     def all_due_now(self) -> None:
@@ -771,10 +776,6 @@ def main() -> int:
     )
     args = parser.parse_args()
     allocator = as_the_unit_runs()
-    # The daemon runs in this process, which cannot start afresh after the first round as
-    # `recruitmail run` does: it is told it did already (its RSS keeps the first round's
-    # leftovers; bench/graph_idle.py measures the fresh start).
-    os.environ.setdefault(FRESH_START_ENV, "1")
     workers = args.workers or DEFAULT_WORKERS
     if args.memory_only:
         began = time.monotonic()

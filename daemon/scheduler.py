@@ -131,9 +131,11 @@ class Service:
         # time memory was handed back; when that was.
         self.trim_wanted = False
         self.trimmed = 0.0
-        # The mailboxes of the first round still without a pass since the start, while a fresh
-        # start may follow that round (``consider_fresh_start``); the RSS when it began.
-        self.first_round: set[str] | None = None
+        # While a fresh start may follow the first round (``consider_fresh_start``): the
+        # mailboxes that have had a pass since the start, how many of those passes read a whole
+        # calendar, and the RSS when the round began.
+        self.passed: set[str] | None = None
+        self.full_syncs = 0
         self.started_mb = 0.0
         self.fresh_start = False  # decided: serve_forever returns for the process to exec
         self.first_round_over = threading.Event()  # and whether to start afresh was decided
@@ -369,6 +371,8 @@ class Service:
                     self.drafts_created += len(report.drafted)
                     self.tally["drafted"] += len(report.drafted)
                     self.tally["planned"] += report.planned
+                    if self.passed is not None and report.full_sync:
+                        self.full_syncs += 1
                     if opened or report.full_sync or report.drafted:
                         self.trim_wanted = True
                 ok = True
@@ -403,8 +407,8 @@ class Service:
                 with self.count_lock:
                     self.tally["passes"] += 1
                     self.tally["failed"] += not ok
-                    if self.first_round is not None:
-                        self.first_round.discard(address)
+                    if self.passed is not None:
+                        self.passed.add(address)
                 self.heartbeat.pass_finished(token)
                 self.publish_status(force=drafted)
 
@@ -469,40 +473,46 @@ class Service:
         give_back_memory()
 
     def watch_first_round(self) -> None:
-        """At the start: the mailboxes this instance holds make the first round, after which
-        ``consider_fresh_start`` looks at what it cost. Not in a process that already started
-        afresh, nor where the resident memory cannot be read."""
+        """At the start of ``recruitmail run``: the passes from now on make the first round,
+        after which ``consider_fresh_start`` looks at what it cost. Not in a process that already
+        started afresh, nor where the resident memory cannot be read."""
         started = resident_mb()
         if os.environ.get(FRESH_START_ENV) or started is None:
             self.first_round_over.set()
             return
         self.started_mb = started
         with self.count_lock:
-            self.first_round = set(self.fleet.held())
+            self.passed = set()
 
     def consider_fresh_start(self) -> None:
-        """Once every mailbox of the first round has had its pass (done or failed; a mailbox
-        another instance took meanwhile no longer counts): if the round grew the process by more
-        than ``service.fresh_start_mb``, stop as SIGTERM would and let ``run`` start the process
-        afresh, once.
+        """Once every mailbox this instance holds has had a pass since the start (done or
+        failed; mailboxes taken or given up meanwhile, or brought by a directory group, count as
+        they are held now): if that first round read at least one whole calendar and grew the
+        process by more than ``service.fresh_start_mb``, stop as SIGTERM would and let ``run``
+        start the process afresh, once.
 
         Why: first passes read whole calendars and draft, ``service.workers`` at once, and what
-        the round keeps (a runner's links, settings and caches, a few hundred bytes here and there)
-        ends up spread over nearly every block of memory Python's allocator took for it, which
-        can then give none of them back: 240 MB at 1,000 mailboxes, where a daemon started on
-        the state that round wrote holds 125-140 (docs/BENCHMARKS.md, "Idle fleet round 5"). The new process
-        finds every calendar's sync token and ledger in the state, so its first round is an
-        idle one: nothing is drafted twice or lost (the same as any restart). A configuration
-        changed on disk since must load, or the daemon goes on as it is."""
+        the round keeps (a runner's links, settings and caches, a few hundred bytes here and
+        there) ends up spread over nearly every block of memory Python's allocator took for it,
+        which can then give none of them back: 240 MB at 1,000 mailboxes, where a daemon started
+        on the state that round wrote holds 125-140 (docs/BENCHMARKS.md, "Idle fleet round 5").
+        The new process finds every calendar's sync token and ledger in the state, so its first
+        round is an idle one: nothing is drafted twice or lost (the same as any restart). A
+        restart on such a state (no whole calendar read) does not start afresh again, nor does
+        an instance that shares the state with others (it would hand them its mailboxes), nor
+        one whose configuration on disk no longer loads."""
+        if self.stop.is_set():
+            return
         with self.count_lock:
-            if self.first_round is None:
+            if self.passed is None:
                 return
-            self.first_round &= set(self.fleet.held())
-            if self.first_round:
+            held = set(self.fleet.held())
+            if not held or not held <= self.passed:
                 return
-            self.first_round = None
+            self.passed = None
+            full_syncs = self.full_syncs
         try:
-            self.fresh_start = self._fresh_start_wanted()
+            self.fresh_start = bool(full_syncs) and self._fresh_start_wanted()
         finally:
             self.first_round_over.set()
         if self.fresh_start:
@@ -514,6 +524,14 @@ class Service:
         if not limit or now is None or now - self.started_mb <= limit:
             return False
         grown = now - self.started_mb
+        if self.fleet.fencing and self.fleet.live > 1:
+            log.info(
+                "the first round grew the daemon by %.0f MB; it does not start afresh while %d "
+                "instances share the state: it would hand its mailboxes to them",
+                grown,
+                self.fleet.live,
+            )
+            return False
         try:
             validate(load_settings(self.config))
         except Exception as exc:  # noqa: BLE001 - whatever it is, the running daemon goes on
@@ -643,12 +661,16 @@ class Service:
         log.info("configuration reloaded: %d mailbox(es)", len(settings.mailboxes))
         self.notifier.ready(self.status_line())
 
-    def serve_forever(self) -> int:
-        """Run until SIGTERM (or a fresh start: ``self.fresh_start`` is then set and the caller
-        execs); the exit code."""
+    def serve_forever(self, *, fresh_start: bool = False) -> int:
+        """Run until SIGTERM; the exit code. With ``fresh_start`` (``recruitmail run``) it may
+        also return after the first round with ``self.fresh_start`` set, for the caller to exec
+        (``consider_fresh_start``)."""
         self.fleet_round()
         self.schedule()
-        self.watch_first_round()
+        if fresh_start:
+            self.watch_first_round()
+        else:
+            self.first_round_over.set()
         self.scheduler.start()
         prober = threading.Thread(target=self.prober, name="prober", daemon=True)
         prober.start()
@@ -721,7 +743,13 @@ def run(config: Path | None) -> int:
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
     signal.signal(signal.SIGHUP, on_hup)
-    code = service.serve_forever()
-    if service.fresh_start and not service.terminating and code == 0:
-        start_afresh()
+    code = service.serve_forever(fresh_start=True)
+    if service.fresh_start and code == 0:
+        # From here a SIGTERM ends the process at once (its default; everything is closed
+        # already): a stop asked now is not lost in the exec. Setting it runs a handler still
+        # pending first, so ``terminating`` is up to date below.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        if not service.terminating:
+            start_afresh()
     return code
