@@ -25,11 +25,13 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import HealthCheck, Phase, given, seed, settings
+from hypothesis import HealthCheck, Phase, example, given, seed, settings
 from hypothesis import strategies as st
 
 from recruitmail.contracts.connector import KEY_HEADER
+from recruitmail.contracts.limits import MAX_EVENT_BYTES, REASON_TOO_BIG
 from recruitmail.daemon.cli import main
+from recruitmail.daemon.interviews import REASON_BAD_TIMES
 from tests.reliability import budget
 from tests.scenario import two_weeks
 from tests.scenario.default_backend import IcsMaildirBackend
@@ -166,6 +168,19 @@ def write_ics(path: Path, found: list[Case], windows_names: bool) -> None:
     path.write_text(text, encoding="utf-8")
 
 
+def bad_times_reasons(case: Case) -> list[str]:
+    """What the log may give as the reason an event that ends before it starts was left out
+    (patterns): that, or another problem of the same event found first. One whose text alone
+    is about the size limit may be left out for its size; one whose lines carry control
+    characters may lose its attendee line and with it its candidate."""
+    reasons = [re.escape(REASON_BAD_TIMES)]
+    if len(to_ics([case.spec])) > MAX_EVENT_BYTES - 8 * 1024:
+        reasons.append(re.escape(REASON_TOO_BIG))
+    if has_controls(case.spec):
+        reasons.append(".+")
+    return reasons
+
+
 def has_controls(spec: EventSpec) -> bool:
     texts = (spec.subject, spec.body, spec.location, *(w.name for w in spec.attendees))
     return any(unicodedata.category(ch) == "Cc" and ch not in "\r\n\t" for t in texts for ch in t)
@@ -204,6 +219,35 @@ def assert_well_formed(message: EmailMessage, candidates: set[str]) -> str:
     return str(address.addr_spec)
 
 
+def oversized_and_ending_before_it_starts() -> Case:
+    """Found by a run of the property: an event with two problems, left out for the one found
+    first (its size), and the reason the oracle expected was the other."""
+    start = datetime(2026, 12, 29, 1, 0, tzinfo=ZoneInfo("Pacific/Chatham"))
+    code = "{% for x in range(3) %}{{ 'pwn' ~ 'ed' }}{% endfor %}"
+    return Case(
+        EventSpec(
+            uid="hv-0@nordljus.se",
+            subject="Intervju " + code * 2540,
+            start=start,
+            end=start - timedelta(minutes=45),
+            organizer=two_weeks.RECRUITER,
+            attendees=(
+                two_weeks.RECRUITER,
+                two_weeks.PANEL,
+                Who(
+                    "cand0-43@example.com",
+                    "\u0645\u0631\u064a\u0645 \u0627\u0644\u0639\u0644\u064a",
+                ),
+            ),
+            body=code * 3796,
+            location="E/pV",
+        ),
+        "cand0-43@example.com",
+        sound=False,
+        broken="ends-before-start",
+    )
+
+
 @pytest.mark.timeout(budget.timeout(10.0, budget.EXAMPLES))
 @seed(budget.SEED)
 @settings(
@@ -220,6 +264,7 @@ def assert_well_formed(message: EmailMessage, candidates: set[str]) -> str:
     ],
 )
 @given(calendars())
+@example(([oversized_and_ending_before_it_starts()], False))
 def test_generated_calendars_are_drafted_or_skipped_never_crash(
     drawn: tuple[list[Case], bool],
 ) -> None:
@@ -261,9 +306,9 @@ def test_generated_calendars_are_drafted_or_skipped_never_crash(
     for case in found:
         if case.broken == "ends-before-start" and case.candidate not in sound:
             assert case.candidate not in to
-            assert re.search(r"event\(s\) (?:not used|left out): it ends before it starts", log), (
-                log[-2000:]
-            )
+            assert re.search(
+                rf"event\(s\) (?:not used|left out): (?:{'|'.join(bad_times_reasons(case))})", log
+            ), log[-2000:]
         if case.broken == "missing-SUMMARY" and case.candidate not in sound:
             assert case.candidate not in to  # no subject: not recognisably an interview
     for case in found:
