@@ -229,18 +229,16 @@ def in_a_child(
 
 def first_round_child(config: str, report: str, timeout: str) -> int:
     """The child's side of ``in_a_child``."""
-    from recruitmail.daemon.service import resident_mb
-
     setup_logging("INFO", stream=Path(report).with_suffix(".log").open("w", encoding="utf-8"))
     watch = PassWatch()
-    started = resident_mb() or 0.0
-    daemon = Daemon(Path(config), watch, fresh_start=True)
+    started = rss_mb()
+    daemon = Daemon(Path(config), watch, may_start_afresh=True)
     service = daemon.service
     service.first_round_over.wait(float(timeout))
     if service.fresh_start:
         daemon.thread.join(float(timeout))  # serve_forever returns, for the process to exec
-    grown = (resident_mb() or 0.0) - started
     rss = rss_mb()
+    grown = rss - started
     daemon.stop()
     Path(report).write_text(
         json.dumps(

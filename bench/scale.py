@@ -77,7 +77,7 @@ import httpx  # noqa: E402
 
 from recruitmail.daemon.runtime import validate  # noqa: E402
 from recruitmail.daemon.scheduler import PROBE_THREADS, Service  # noqa: E402
-from recruitmail.daemon.service import Metrics, Notifier, setup_logging  # noqa: E402
+from recruitmail.daemon.service import Metrics, Notifier, resident_mb, setup_logging  # noqa: E402
 from recruitmail.daemon.settings import Service as ServiceSettings  # noqa: E402
 from recruitmail.daemon.settings import load_settings  # noqa: E402
 from tests.scenario import two_weeks  # noqa: E402
@@ -460,11 +460,9 @@ def peak_mb() -> float:
 
 
 def rss_mb() -> float:
-    """The process's resident memory now (VmRSS)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    """The process's resident memory now, as the daemon reads its own (``resident_mb``)."""
+    found = resident_mb()
+    return float("nan") if found is None else found
 
 
 # --- a sampling profiler over every thread ------------------------------------------------------
@@ -627,15 +625,17 @@ def floor(daemon: Daemon, options: dict[str, Any], workers: int) -> tuple[float,
 
 class Daemon:
     """``recruitmail run`` in-process: ``Service.serve_forever`` in a thread, no signal handlers.
-    Without ``fresh_start`` it never starts afresh after its first round, which this process
+    Unless ``may_start_afresh`` it never starts afresh after its first round, which this process
     could not do (its RSS keeps the first round's leftovers; ``graph_idle.py`` measures the
     fresh start, with the first round in a child process)."""
 
-    def __init__(self, config: Path, watch: PassWatch, *, fresh_start: bool = False) -> None:
+    def __init__(self, config: Path, watch: PassWatch, *, may_start_afresh: bool = False) -> None:
         settings = load_settings(config)
         self.service = Service(config, settings, validate(settings), Notifier(None), watch)
         self.thread = threading.Thread(
-            target=self.service.serve_forever, kwargs={"fresh_start": fresh_start}, name="daemon"
+            target=self.service.serve_forever,
+            kwargs={"may_start_afresh": may_start_afresh},
+            name="daemon",
         )
         self.thread.start()
 

@@ -132,8 +132,8 @@ class Service:
         self.trim_wanted = False
         self.trimmed = 0.0
         # While a fresh start may follow the first round (``consider_fresh_start``): the
-        # mailboxes that have had a pass since the start, how many of those passes read a whole
-        # calendar, and the RSS when the round began.
+        # mailboxes that have had a pass since the start, and the RSS when the round began;
+        # how many passes since the start read a whole calendar.
         self.passed: set[str] | None = None
         self.full_syncs = 0
         self.started_mb = 0.0
@@ -371,8 +371,7 @@ class Service:
                     self.drafts_created += len(report.drafted)
                     self.tally["drafted"] += len(report.drafted)
                     self.tally["planned"] += report.planned
-                    if self.passed is not None and report.full_sync:
-                        self.full_syncs += 1
+                    self.full_syncs += report.full_sync
                     if opened or report.full_sync or report.drafted:
                         self.trim_wanted = True
                 ok = True
@@ -521,9 +520,9 @@ class Service:
     def _fresh_start_wanted(self) -> bool:
         limit = self.settings.service.fresh_start_mb
         now = resident_mb()
-        if not limit or now is None or now - self.started_mb <= limit:
+        grown = 0.0 if now is None else now - self.started_mb
+        if not limit or now is None or grown <= limit:
             return False
-        grown = now - self.started_mb
         if self.fleet.fencing and self.fleet.live > 1:
             log.info(
                 "the first round grew the daemon by %.0f MB; it does not start afresh while %d "
@@ -661,13 +660,13 @@ class Service:
         log.info("configuration reloaded: %d mailbox(es)", len(settings.mailboxes))
         self.notifier.ready(self.status_line())
 
-    def serve_forever(self, *, fresh_start: bool = False) -> int:
-        """Run until SIGTERM; the exit code. With ``fresh_start`` (``recruitmail run``) it may
+    def serve_forever(self, *, may_start_afresh: bool = False) -> int:
+        """Run until SIGTERM; the exit code. With ``may_start_afresh`` (``recruitmail run``) it may
         also return after the first round with ``self.fresh_start`` set, for the caller to exec
         (``consider_fresh_start``)."""
         self.fleet_round()
         self.schedule()
-        if fresh_start:
+        if may_start_afresh:
             self.watch_first_round()
         else:
             self.first_round_over.set()
@@ -743,7 +742,7 @@ def run(config: Path | None) -> int:
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
     signal.signal(signal.SIGHUP, on_hup)
-    code = service.serve_forever(fresh_start=True)
+    code = service.serve_forever(may_start_afresh=True)
     if service.fresh_start and code == 0:
         # From here a SIGTERM ends the process at once (its default; everything is closed
         # already): a stop asked now is not lost in the exec. Setting it runs a handler still
